@@ -1,0 +1,72 @@
+/*
+ * config.h - mailprocd.conf: every setting of SPEC.md, parsed strictly.
+ *
+ * One setting per line, `key value...`, `#` comments.  Unknown keys, bad
+ * values and duplicates are errors reported as `file:line: message`.
+ */
+#ifndef MP_CONFIG_H
+#define MP_CONFIG_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+enum listen_proto { LISTEN_SMTP, LISTEN_LMTP, LISTEN_POLICY };
+
+struct listen_spec {
+	enum listen_proto proto;
+	int is_unix;
+	char *host;             /* TCP: address (numeric or name) */
+	char *port;             /* TCP: port */
+	char *path;             /* unix: socket path */
+	mode_t mode;            /* unix: default 0666 */
+	char *group;            /* unix: group name or NULL */
+};
+
+#define CONFIG_MAX_LISTEN 32
+#define CONFIG_MAX_RETRIES 32
+
+struct config {
+	char *path;                     /* the file this came from */
+	char *hostname;
+	struct listen_spec listen[CONFIG_MAX_LISTEN];
+	int nlisten;
+	char *user;                     /* unprivileged account (root mode) */
+	char *queue_dir;
+	char *db_dir;
+	char *db_source_dir;
+	char *run_dir;
+	char *home_base;                /* single-user mode: ~ of account X is home_base/X */
+	uint64_t max_message_size;
+	uint64_t max_sessions;
+	uint64_t max_recipients;        /* per transaction */
+	uint64_t session_timeout;       /* seconds */
+	char *default_delivery;         /* one rules instruction, e.g. "maildir ~/Maildir/" */
+	uint64_t workers_per_user;
+	uint64_t worker_idle_timeout;   /* seconds */
+	char *relay_host;
+	uint64_t retry_schedule[CONFIG_MAX_RETRIES]; /* seconds */
+	int nretry;
+	uint64_t max_queue_lifetime;    /* seconds */
+	char recipient_delimiter;       /* '\0' when none */
+	uint64_t max_workers;
+	uint64_t pipe_timeout;
+	uint64_t delay_warning_time;    /* 0 = none */
+	int spam_engine;                /* 0 none, 1 spamassassin */
+	int spam_network_tests;
+	uint64_t spam_max_size;
+	uint64_t spam_timeout;
+	uint64_t spam_max_checks;
+	uint64_t spam_learn_sync;
+};
+
+#define CONFIG_DEFAULT_PATH "/etc/mailprocd/mailprocd.conf"
+
+/* Fill c with the defaults. */
+void config_defaults(struct config *c);
+/* Parse a file over the defaults.  Returns the number of errors; each one is
+ * printed through `report` (default: stderr) as "file:line: message". */
+int config_load(struct config *c, const char *path,
+    void (*report)(const char *msg));
+void config_free(struct config *c);
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * db.h - read side of the databases (rules, uid, gid, lists).
+ *
+ * The databases are one LMDB environment (a single file) in db_dir, reached
+ * through the symlink db_dir/current.mdb.  `mailprocctl db compile` writes
+ * a new file and swaps the symlink atomically; an environment is never
+ * written after the swap, so readers open it MDB_RDONLY|MDB_NOLOCK and need
+ * no write access.  Every lookup first checks whether the symlink changed
+ * and reopens if so: running processes see new data at their next lookup.
+ */
+#ifndef MP_DB_H
+#define MP_DB_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct db;
+
+#define DB_CURRENT_LINK "current.mdb"
+
+/* Open the databases in db_dir.  0, or -1 with a reason in err. */
+int db_open(const char *db_dir, struct db **out, char *err, size_t errlen);
+void db_close(struct db *db);
+
+struct db_resolution {
+	char *address;          /* the address looked up, lower-cased */
+	char *extension;        /* the +detail, or NULL */
+	/* rules */
+	char *rules_key;        /* matched key in rules, or NULL */
+	void *rules_blob;       /* compiled entry (rules_entry_decode), or NULL */
+	size_t rules_len;
+	/* uid / gid */
+	char *uid_key;          /* matched key in uid, or NULL */
+	char *account;          /* account name as written in the source */
+	int account_resolved;   /* uid/gid/home below are valid */
+	uid_t uid;
+	gid_t gid;              /* from gid db, else the account's primary group */
+	char *home;
+	/* lists (later issue) */
+	char *list_key;
+};
+
+/* Resolve an address with the lookup order of SPEC.md: exact, user@domain
+ * (without +detail), user@, @domain; case-insensitive.
+ * Returns 1 when known (found in rules, uid or lists), 0 unknown,
+ * -1 temporary failure (database unreadable; err says why). */
+int db_resolve(struct db *db, const char *address, char delimiter,
+    struct db_resolution *out, char *err, size_t errlen);
+void db_resolution_free(struct db_resolution *r);
+
+#endif

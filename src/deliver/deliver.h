@@ -1,0 +1,55 @@
+/*
+ * deliver.h - the delivery actions a worker performs for one recipient.
+ *
+ * Each action writes one copy of the message, prefixed with Return-Path and
+ * Delivered-To, and reports a result with an enhanced status code.  Every
+ * action runs in a worker that already has the recipient's uid/gid.
+ */
+#ifndef MP_DELIVER_H
+#define MP_DELIVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum delivery_status { DELIVERY_OK = 0, DELIVERY_TEMPFAIL = 1, DELIVERY_PERMFAIL = 2 };
+
+struct delivery_result {
+	enum delivery_status status;
+	char dsn[16];           /* enhanced status code, e.g. "4.3.0" */
+	char text[512];         /* human-readable reason */
+};
+
+/* What is being delivered: the message is msg_size bytes at msg_offset in
+ * the queue file qfd (LF line ends, dot-unstuffed). */
+struct delivery_msg {
+	int qfd;
+	off_t msg_offset;
+	uint64_t msg_size;
+	const char *sender;     /* envelope sender, "" for <> */
+	const char *recipient;  /* for Delivered-To */
+};
+
+/* Expand a destination path: a leading "~/" becomes home; the result must
+ * stay inside home when it came from "~" (no ".." escape, no symlink owned
+ * by another user on the way).  Absolute paths are used as they are; relative
+ * paths are refused.  0, or -1 with a reason in err. */
+int deliver_expand_path(const char *tmpl, const char *home, char *out, size_t outlen,
+    char *err, size_t errlen);
+
+/* Deliver into a maildir (created with tmp/new/cur if missing, maildir++
+ * folders like ~/Maildir/.Junk/ included): write in tmp/, fsync, link into
+ * new/, fsync new/. */
+void deliver_maildir(const struct delivery_msg *m, const char *path,
+    struct delivery_result *r);
+/* Append to an mbox with fcntl and dotlock locking, "From " line, >From
+ * quoting, fsync; truncated back to its old size on any failure. */
+void deliver_mbox(const struct delivery_msg *m, const char *path,
+    struct delivery_result *r);
+
+/* Map an errno to a result: ENOSPC/EDQUOT/EIO and the like are temporary
+ * (4.3.0 / 4.2.2), EACCES/ELOOP etc. permanent.  Fills r. */
+void deliver_errno_result(struct delivery_result *r, int err, const char *what,
+    const char *path);
+
+#endif

@@ -1,0 +1,27 @@
+/*
+ * msgtypes.h - the IPC message types between mailprocd processes, and the
+ * fields of each (in order).  See lib/ipc.h for the encoding.
+ */
+#ifndef MP_MSGTYPES_H
+#define MP_MSGTYPES_H
+
+enum msg_type {
+	/* receiver -> qmgr */
+	MSG_QUEUE_NEW = 1,      /* str qid: a message was committed to active/ */
+
+	/* qmgr -> spawner */
+	MSG_SPAWN_REQ = 10,     /* u32 reqid, u32 uid, u32 gid, str account, str home */
+	/* spawner -> qmgr */
+	MSG_SPAWN_OK,           /* u32 reqid, u32 pid; fd = qmgr's end of the worker socket */
+	MSG_SPAWN_FAIL,         /* u32 reqid, str reason */
+
+	/* qmgr -> worker; fd = the queue file, read-only */
+	MSG_JOB = 20,           /* str qid, u32 n, then n x (u32 index, str address,
+	                         * str extension, str account, str home, blob rules) */
+	/* worker -> qmgr */
+	MSG_RESULT,             /* str qid, u32 index, u32 status (enum delivery_status),
+	                         * str dsn ("2.0.0"), str text, str where */
+	MSG_JOB_DONE,           /* str qid */
+};
+
+#endif

@@ -1,0 +1,109 @@
+/*
+ * qfile.h - the queue file: one file per message.
+ *
+ * A file is a sequence of typed records, each `type (1 byte) | length (u32,
+ * big-endian) | payload`:
+ *
+ *   'V' "MPQ1"            format version, always first
+ *   'I' queue id
+ *   'T' arrival time, "seconds.microseconds"
+ *   'C' client: "helo\0address\0protocol"
+ *   'S' envelope sender ("" for <>)
+ *   'R' recipient address (one record each; index = order)
+ *   'B' body type: "7BIT" or "8BITMIME"
+ *   'M' the message, dot-unstuffed, with LF line ends (CRLF converted by
+ *       the receiver), Received: header first; its length is
+ *       written when DATA ends
+ *   'E' end of the committed part (empty)
+ *   then, appended by the qmgr and fsynced, per-recipient state records:
+ *   'D' "index status detail"  done: status is sent, bounced or expired
+ *   'F' "index unixtime detail" a temporary failure (one per attempt)
+ *
+ * A file without its 'E' record is uncommitted and is removed at start-up.
+ * A torn record at the end (crash while appending) is ignored.
+ *
+ * Layout of queue_dir: incoming/ (being written), active/ (accepted),
+ * deferred/ (waiting for a retry), corrupt/ (unparseable, kept).
+ */
+#ifndef MP_QFILE_H
+#define MP_QFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define QID_MAX 32
+
+/* Create queue_dir and its subdirectories (mode 0700). */
+int queue_dirs_create(const char *queue_dir, uid_t owner, gid_t group);
+
+/* ---- writing (receiver) ---- */
+
+struct qwriter;
+
+/* Create incoming/<qid> (O_EXCL) and write the envelope records.
+ * Returns NULL with errno set on failure. */
+struct qwriter *qwriter_open(const char *queue_dir, const char *helo,
+    const char *client_addr, const char *protocol, const char *sender,
+    const char *const *rcpts, size_t nrcpts, int eightbit);
+const char *qwriter_qid(const struct qwriter *w);
+/* Append message bytes (already dot-unstuffed, line ends converted to
+ * LF; the caller converted CRLF).  -1 with errno on failure; usable only for
+ * qwriter_abort(). */
+int qwriter_write(struct qwriter *w, const void *p, size_t len);
+/* Bytes of message written so far. */
+uint64_t qwriter_size(const struct qwriter *w);
+/* Write the length and 'E', fsync the file, rename into active/, fsync the
+ * directory.  Only after this returns 0 may the message be acknowledged.
+ * The writer is freed either way; on failure the file is removed. */
+int qwriter_commit(struct qwriter *w);
+/* Remove the file and free the writer. */
+void qwriter_abort(struct qwriter *w);
+
+/* ---- reading (qmgr, worker) ---- */
+
+enum rcpt_state { RCPT_PENDING = 0, RCPT_SENT, RCPT_BOUNCED, RCPT_EXPIRED };
+
+struct qrcpt {
+	char *address;
+	enum rcpt_state state;
+	int attempts;           /* number of 'F' records */
+	int64_t last_attempt;   /* unix time of the last 'F', 0 if none */
+	char *last_error;       /* text of the last 'F' or 'D', or NULL */
+};
+
+struct qfile {
+	char qid[QID_MAX];
+	int64_t arrival_sec;
+	int64_t arrival_usec;
+	char *helo;
+	char *client_addr;
+	char *protocol;
+	char *sender;
+	int eightbit;
+	size_t nrcpt;
+	struct qrcpt *rcpt;
+	off_t msg_offset;       /* where the message starts in the file */
+	uint64_t msg_size;
+	off_t end_offset;       /* end of the last complete record */
+};
+
+/* Parse a queue file from an open descriptor (pread only; the offset is
+ * not used).  0 on success; -1 with errno EBADMSG when malformed or
+ * uncommitted, other errno on I/O failure. */
+int qfile_read(int fd, struct qfile *q);
+void qfile_free(struct qfile *q);
+
+/* Append a state record and fdatasync.  fd must be open for writing
+ * (O_APPEND).  -1 with errno on failure. */
+int qfile_append_done(int fd, size_t index, enum rcpt_state state, const char *detail);
+int qfile_append_deferred(int fd, size_t index, int64_t when, const char *detail);
+
+/* Generate a new queue id (time-based, unique within this host). */
+void qid_generate(char out[QID_MAX]);
+/* A queue id is [0-9A-Z]+; anything else is refused (used in paths). */
+int qid_valid(const char *qid);
+
+const char *rcpt_state_name(enum rcpt_state s);
+
+#endif

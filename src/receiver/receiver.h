@@ -1,0 +1,19 @@
+/*
+ * receiver.h - the receiver process: one libevent loop for every SMTP and
+ * LMTP session (policy later).  Runs unprivileged; parses all network input;
+ * writes messages into the queue and answers 250 only once they are durable.
+ */
+#ifndef MP_RECEIVER_H
+#define MP_RECEIVER_H
+
+#include "conf/config.h"
+
+/* Entered in the forked child, already running as cfg->user (root mode) or
+ * the invoking user.  listen_fds[i] is the open, listening, non-blocking
+ * socket for cfg->listen[i] (-1 for kinds the receiver does not serve).
+ * qmgr_fd is a SOCK_SEQPACKET socket on which MSG_QUEUE_NEW is sent after
+ * each commit.  Returns the exit status: SIGTERM stops accepting, lets
+ * sessions finish their transaction (bounded), then returns 0. */
+int receiver_main(const struct config *cfg, const int *listen_fds, int qmgr_fd);
+
+#endif
