@@ -31,7 +31,7 @@ struct db_resolution {
 	size_t rules_len;
 	/* uid / gid */
 	char *uid_key;          /* matched key in uid, or NULL */
-	char *account;          /* account name as written in the source */
+	char *account;          /* account name (passwd name; as written with home_base) */
 	int account_resolved;   /* uid/gid/home below are valid */
 	uid_t uid;
 	gid_t gid;              /* from gid db, else the account's primary group */

@@ -50,6 +50,27 @@ struct rules_entry {
 int rules_parse_instruction(const char *line, struct rule_instruction *out,
     char *err, size_t errlen);
 
+/* Parsing flags. */
+#define RULES_VIRTUAL 0x1       /* virtual accounts (home_base): uid= refused,
+                                 * every delivery runs as the one real user */
+
+/* rules_parse_instruction with flags.  Instructions are words separated by
+ * spaces or tabs; a word may be "double quoted" with \" and \\ escapes.
+ * Action options uid=NAME and gid=NAME are resolved now (passwd, group);
+ * uid 0 and gid 0 are refused. */
+int rules_parse_instruction_flags(const char *line, int flags,
+    struct rule_instruction *out, char *err, size_t errlen);
+/* Parse an instruction line of a rules entry: one or more instructions
+ * separated by `;` (outside quotes), e.g. "maildir ~/Maildir/.Junk/ ; stop".
+ * Appends them to e with .line = lineno.  0, or -1 with a message in err
+ * and e unchanged. */
+int rules_parse_line(const char *line, int flags, int lineno,
+    struct rules_entry *e, char *err, size_t errlen);
+/* Whether an action writes as a user (maildir, mbox, pipe): such an entry
+ * needs an account. */
+int rule_action_writes_as_user(enum rule_action a);
+void rule_instruction_free(struct rule_instruction *in);
+
 void rules_entry_encode(const struct rules_entry *e, struct buf *out);
 /* 0 on success, -1 when the blob is malformed. */
 int rules_entry_decode(const void *blob, size_t len, struct rules_entry *out);

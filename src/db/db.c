@@ -1,0 +1,316 @@
+/*
+ * db.c - the read side of the databases.
+ *
+ * db_dir/current.mdb is a symlink to an immutable LMDB file, opened
+ * MDB_RDONLY|MDB_NOLOCK.  Before each lookup we stat() the link and compare
+ * the file it reaches with the one we have open (device and inode: the open
+ * descriptor keeps our inode alive, so it cannot be reused); when the
+ * compiler swapped in a new file we open that one and drop the old one.
+ */
+#include "db/db.h"
+#include "db/address.h"
+#include "db/db_record.h"
+#include "db/rules_entry.h"
+#include "lib/xalloc.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+enum { DBI_RULES, DBI_UID, DBI_GID, DBI_LISTS, DBI_COUNT };
+
+static const char *const dbi_names[DBI_COUNT] = {
+	DB_NAME_RULES, DB_NAME_UID, DB_NAME_GID, DB_NAME_LISTS,
+};
+
+struct db_env {
+	MDB_env *env;
+	MDB_dbi dbi[DBI_COUNT];
+	dev_t dev;
+	ino_t ino;
+};
+
+struct db {
+	char *dir;
+	char *link;             /* dir/current.mdb */
+	struct db_env cur;
+};
+
+static void env_close(struct db_env *e)
+{
+	if (e->env != NULL)
+		mdb_env_close(e->env);
+	memset(e, 0, sizeof(*e));
+}
+
+/* The file must hold every page the meta page claims, or reading the map
+ * would fault. */
+static int check_size(MDB_env *env, off_t size, char *err, size_t errlen)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	if (mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &st) != 0) {
+		snprintf(err, errlen, "cannot read database header");
+		return -1;
+	}
+	if (((uint64_t)info.me_last_pgno + 1) * st.ms_psize > (uint64_t)size) {
+		snprintf(err, errlen, "database file is truncated");
+		return -1;
+	}
+	return 0;
+}
+
+static int open_dbis(struct db_env *e, char *err, size_t errlen)
+{
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn);
+	if (rc != 0) {
+		snprintf(err, errlen, "mdb_txn_begin: %s", mdb_strerror(rc));
+		return -1;
+	}
+	for (int i = 0; i < DBI_COUNT; i++) {
+		rc = mdb_dbi_open(txn, dbi_names[i], 0, &e->dbi[i]);
+		if (rc != 0) {
+			snprintf(err, errlen, "database \"%s\": %s", dbi_names[i], mdb_strerror(rc));
+			mdb_txn_abort(txn);
+			return -1;
+		}
+	}
+	rc = mdb_txn_commit(txn);
+	if (rc != 0) {
+		snprintf(err, errlen, "mdb_txn_commit: %s", mdb_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+/* Open what the link points to now into e. */
+static int env_open(const char *link, struct db_env *e, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd, rc;
+
+	memset(e, 0, sizeof(*e));
+	if ((rc = mdb_env_create(&e->env)) != 0) {
+		snprintf(err, errlen, "mdb_env_create: %s", mdb_strerror(rc));
+		return -1;
+	}
+	if (stat(link, &st) == 0 && st.st_size > 0)
+		mdb_env_set_mapsize(e->env, (size_t)st.st_size);
+	mdb_env_set_maxdbs(e->env, DB_MAX_DBS);
+	rc = mdb_env_open(e->env, link, MDB_RDONLY | MDB_NOLOCK | MDB_NOSUBDIR, 0);
+	if (rc != 0) {
+		snprintf(err, errlen, "%s: %s%s", link, mdb_strerror(rc),
+		    rc == ENOENT ? " (run mailprocctl db compile)" : "");
+		goto fail;
+	}
+	if (mdb_env_get_fd(e->env, &fd) != 0 || fstat(fd, &st) < 0) {
+		snprintf(err, errlen, "%s: fstat: %s", link, strerror(errno));
+		goto fail;
+	}
+	e->dev = st.st_dev;
+	e->ino = st.st_ino;
+	if (check_size(e->env, st.st_size, err, errlen) < 0 ||
+	    open_dbis(e, err, errlen) < 0)
+		goto fail;
+	return 0;
+fail:
+	env_close(e);
+	return -1;
+}
+
+int db_open(const char *db_dir, struct db **out, char *err, size_t errlen)
+{
+	struct db *db = xcalloc(1, sizeof(*db));
+	db->dir = xstrdup(db_dir);
+	db->link = xasprintf("%s/%s", db_dir, DB_CURRENT_LINK);
+	if (env_open(db->link, &db->cur, err, errlen) < 0) {
+		db_close(db);
+		return -1;
+	}
+	*out = db;
+	return 0;
+}
+
+void db_close(struct db *db)
+{
+	if (db == NULL)
+		return;
+	env_close(&db->cur);
+	free(db->dir);
+	free(db->link);
+	free(db);
+}
+
+/* Reopen when the link reaches another file than the open one. */
+static int refresh(struct db *db, char *err, size_t errlen)
+{
+	struct stat st;
+	if (stat(db->link, &st) < 0) {
+		snprintf(err, errlen, "%s: %s", db->link, strerror(errno));
+		return -1;
+	}
+	if (db->cur.env != NULL && st.st_dev == db->cur.dev && st.st_ino == db->cur.ino)
+		return 0;
+	struct db_env fresh;
+	if (env_open(db->link, &fresh, err, errlen) < 0)
+		return -1;
+	env_close(&db->cur);
+	db->cur = fresh;
+	return 0;
+}
+
+/* The first of keys present in dbi.  1 found (which, val set), 0 not, -1 error. */
+static int lookup_first(MDB_txn *txn, MDB_dbi dbi, char *const *keys, size_t nkeys,
+    size_t *which, MDB_val *val, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < nkeys; i++) {
+		MDB_val k = { strlen(keys[i]), keys[i] };
+		int rc = mdb_get(txn, dbi, &k, val);
+		if (rc == 0) {
+			*which = i;
+			return 1;
+		}
+		if (rc != MDB_NOTFOUND) {
+			snprintf(err, errlen, "lookup of %s: %s", keys[i], mdb_strerror(rc));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int resolve_rules(MDB_txn *txn, MDB_dbi dbi, char *const *keys, size_t n,
+    struct db_resolution *out, char *err, size_t errlen)
+{
+	size_t which;
+	MDB_val v;
+	struct rules_entry e;
+	int r = lookup_first(txn, dbi, keys, n, &which, &v, err, errlen);
+	if (r <= 0)
+		return r;
+	if (rules_entry_decode(v.mv_data, v.mv_size, &e) < 0) {
+		snprintf(err, errlen, "corrupt rules entry for %s", keys[which]);
+		return -1;
+	}
+	rules_entry_free(&e);
+	out->rules_key = xstrdup(keys[which]);
+	out->rules_len = v.mv_size;
+	out->rules_blob = xmalloc(v.mv_size);
+	memcpy(out->rules_blob, v.mv_data, v.mv_size);
+	return 1;
+}
+
+static int resolve_account(MDB_txn *txn, MDB_dbi dbi, char *const *keys, size_t n,
+    struct db_resolution *out, char *err, size_t errlen)
+{
+	size_t which;
+	MDB_val v;
+	struct db_account a;
+	int r = lookup_first(txn, dbi, keys, n, &which, &v, err, errlen);
+	if (r <= 0)
+		return r;
+	if (db_account_decode(v.mv_data, v.mv_size, &a) < 0) {
+		snprintf(err, errlen, "corrupt uid entry for %s", keys[which]);
+		return -1;
+	}
+	out->uid_key = xstrdup(keys[which]);
+	out->account = a.name;
+	out->home = a.home;
+	out->uid = a.uid;
+	out->gid = a.gid;
+	out->account_resolved = 1;
+	return 1;
+}
+
+static int resolve_gid(MDB_txn *txn, MDB_dbi dbi, char *const *keys, size_t n,
+    struct db_resolution *out, char *err, size_t errlen)
+{
+	size_t which;
+	MDB_val v;
+	int r = lookup_first(txn, dbi, keys, n, &which, &v, err, errlen);
+	if (r <= 0)
+		return r;
+	if (db_gid_decode(v.mv_data, v.mv_size, &out->gid) < 0) {
+		snprintf(err, errlen, "corrupt gid entry for %s", keys[which]);
+		return -1;
+	}
+	return 1;
+}
+
+static int resolve_list(MDB_txn *txn, MDB_dbi dbi, char *const *keys, size_t n,
+    struct db_resolution *out, char *err, size_t errlen)
+{
+	size_t which;
+	MDB_val v;
+	int r = lookup_first(txn, dbi, keys, n, &which, &v, err, errlen);
+	if (r > 0)
+		out->list_key = xstrdup(keys[which]);
+	return r;
+}
+
+static int resolve_all(struct db *db, char *const *keys, size_t n,
+    struct db_resolution *out, char *err, size_t errlen)
+{
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(db->cur.env, NULL, MDB_RDONLY, &txn);
+	if (rc != 0) {
+		snprintf(err, errlen, "mdb_txn_begin: %s", mdb_strerror(rc));
+		return -1;
+	}
+	const MDB_dbi *dbi = db->cur.dbi;
+	int r = 0;
+	if (resolve_rules(txn, dbi[DBI_RULES], keys, n, out, err, errlen) < 0 ||
+	    resolve_account(txn, dbi[DBI_UID], keys, n, out, err, errlen) < 0 ||
+	    resolve_gid(txn, dbi[DBI_GID], keys, n, out, err, errlen) < 0 ||
+	    resolve_list(txn, dbi[DBI_LISTS], keys, n, out, err, errlen) < 0)
+		r = -1;
+	mdb_txn_abort(txn);
+	return r;
+}
+
+int db_resolve(struct db *db, const char *address, char delimiter,
+    struct db_resolution *out, char *err, size_t errlen)
+{
+	struct address a;
+	char *keys[ADDRESS_KEYS_MAX];
+
+	memset(out, 0, sizeof(*out));
+	if (address_parse(address, delimiter, &a) < 0) {
+		out->address = address_lower(address);
+		return 0;
+	}
+	out->address = xstrdup(a.full);
+	out->extension = a.extension ? xstrdup(a.extension) : NULL;
+	size_t n = address_lookup_keys(&a, keys);
+	address_free(&a);
+
+	int r = refresh(db, err, errlen);
+	if (r == 0)
+		r = resolve_all(db, keys, n, out, err, errlen);
+	for (size_t i = 0; i < n; i++)
+		free(keys[i]);
+	if (r < 0) {
+		char *addr = out->address;
+		out->address = NULL;
+		db_resolution_free(out);
+		out->address = addr;
+		return -1;
+	}
+	return out->rules_key || out->uid_key || out->list_key ? 1 : 0;
+}
+
+void db_resolution_free(struct db_resolution *r)
+{
+	free(r->address);
+	free(r->extension);
+	free(r->rules_key);
+	free(r->rules_blob);
+	free(r->uid_key);
+	free(r->account);
+	free(r->home);
+	free(r->list_key);
+	memset(r, 0, sizeof(*r));
+}
