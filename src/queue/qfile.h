@@ -34,8 +34,22 @@
 
 #define QID_MAX 32
 
-/* Create queue_dir and its subdirectories (mode 0700). */
+/* Limits enforced by the writer and the reader. */
+#define QFILE_MAX_RCPTS 100000          /* 'R' records per file */
+#define QFILE_MAX_FIELD 65536           /* payload of an envelope record */
+#define QFILE_MAX_DETAIL 1024           /* detail text of a state record */
+
+/* Create queue_dir and its subdirectories (mode 0700), chown them to
+ * owner:group when running as root (owner (uid_t)-1: leave).  Refuses a
+ * queue_dir that is a symlink or not a directory. */
 int queue_dirs_create(const char *queue_dir, uid_t owner, gid_t group);
+/* Remove the uncommitted files left in incoming/ (start-up, before the
+ * receiver accepts mail).  Returns the number removed or -1 with errno. */
+int queue_purge_incoming(const char *queue_dir);
+/* Rename queue_dir/from/qid to queue_dir/to/qid (from, to: "active",
+ * "deferred" or "corrupt"; an existing target is not replaced) and fsync
+ * the destination directory.  -1 with errno on failure. */
+int queue_move(const char *queue_dir, const char *qid, const char *from, const char *to);
 
 /* ---- writing (receiver) ---- */
 
@@ -98,6 +112,12 @@ void qfile_free(struct qfile *q);
  * (O_APPEND).  -1 with errno on failure. */
 int qfile_append_done(int fd, size_t index, enum rcpt_state state, const char *detail);
 int qfile_append_deferred(int fd, size_t index, int64_t when, const char *detail);
+/* Cut a torn record off the end (file longer than q->end_offset) so that
+ * new state records can be appended (a record appended after a torn one
+ * would be unreadable); call it after qfile_read() and before the first
+ * append, with fd open for writing.  0 when nothing was to do or the file
+ * was repaired and fdatasynced; -1 with errno. */
+int qfile_repair_tail(int fd, const struct qfile *q);
 
 /* Generate a new queue id (time-based, unique within this host). */
 void qid_generate(char out[QID_MAX]);

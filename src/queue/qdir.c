@@ -1,0 +1,175 @@
+/*
+ * qdir.c - the queue directory: creation with safe ownership and modes,
+ * start-up purge of uncommitted files, moves between subdirectories.
+ *
+ * queue_dir is opened with O_NOFOLLOW and everything below it is reached
+ * through that descriptor, so a symlink swapped in cannot redirect us.
+ */
+#include "queue/qfile.h"
+#include "lib/fsutil.h"
+#include "lib/log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *const queue_subdirs[] = { "incoming", "active", "deferred", "corrupt" };
+
+/* Open an existing directory (not through a symlink), fix owner and mode. */
+static int open_fix_dir(int at, const char *name, uid_t owner, gid_t group)
+{
+	struct stat st;
+	int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0) {
+		if (errno == ELOOP)
+			errno = ENOTDIR;        /* a symlink: refused */
+		return -1;
+	}
+	if (fstat(fd, &st) < 0)
+		goto fail;
+	if (geteuid() == 0 && owner != (uid_t)-1 &&
+	    (st.st_uid != owner || (group != (gid_t)-1 && st.st_gid != group)) &&
+	    fchown(fd, owner, group) < 0)
+		goto fail;
+	if ((st.st_mode & 07777) != 0700 && fchmod(fd, 0700) < 0)
+		goto fail;
+	return fd;
+fail:;
+	int saved = errno;
+	close(fd);
+	errno = saved;
+	return -1;
+}
+
+static int mkdir_open_fix(int at, const char *name, uid_t owner, gid_t group)
+{
+	if (mkdirat(at, name, 0700) < 0 && errno != EEXIST)
+		return -1;
+	return open_fix_dir(at, name, owner, group);
+}
+
+/* Make the parent of path (mode 0755 for what is created). */
+static int make_parent(const char *path)
+{
+	char parent[PATH_MAX];
+
+	if (snprintf(parent, sizeof(parent), "%s", path) >= (int)sizeof(parent)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	char *slash = strrchr(parent, '/');
+	if (slash == NULL || slash == parent)
+		return 0;
+	*slash = '\0';
+	return mkdir_p(parent, 0755);
+}
+
+int queue_dirs_create(const char *queue_dir, uid_t owner, gid_t group)
+{
+	if (make_parent(queue_dir) < 0)
+		return -1;
+	int dfd = mkdir_open_fix(AT_FDCWD, queue_dir, owner, group);
+	if (dfd < 0)
+		return -1;
+	for (size_t i = 0; i < sizeof(queue_subdirs) / sizeof(queue_subdirs[0]); i++) {
+		int fd = mkdir_open_fix(dfd, queue_subdirs[i], owner, group);
+		if (fd < 0) {
+			int saved = errno;
+			close(dfd);
+			errno = saved;
+			return -1;
+		}
+		close(fd);
+	}
+	int r = fsync(dfd);
+	int saved = errno;
+	close(dfd);
+	errno = saved;
+	return r;
+}
+
+/* Remove one entry of incoming/ unless it is a directory. */
+static int purge_entry(int dfd, const struct dirent *de)
+{
+	struct stat st;
+
+	if (de->d_type == DT_DIR)
+		return 0;
+	if (de->d_type == DT_UNKNOWN &&
+	    fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISDIR(st.st_mode))
+		return 0;
+	if (unlinkat(dfd, de->d_name, 0) < 0)
+		return errno == ENOENT ? 0 : -1;
+	log_info("qid=%s removed uncommitted queue file", de->d_name);
+	return 1;
+}
+
+int queue_purge_incoming(const char *queue_dir)
+{
+	char path[PATH_MAX];
+	int removed = 0;
+
+	if (snprintf(path, sizeof(path), "%s/incoming", queue_dir) >= (int)sizeof(path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return -1;
+	DIR *d = fdopendir(dfd);
+	if (d == NULL) {
+		int saved = errno;
+		close(dfd);
+		errno = saved;
+		return -1;
+	}
+	struct dirent *de;
+	errno = 0;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		int r = purge_entry(dfd, de);
+		if (r < 0)
+			break;
+		removed += r;
+		errno = 0;
+	}
+	int saved = errno;
+	closedir(d);
+	errno = saved;
+	return saved != 0 ? -1 : removed;
+}
+
+static int is_move_dir(const char *name)
+{
+	return strcmp(name, "active") == 0 || strcmp(name, "deferred") == 0 ||
+	    strcmp(name, "corrupt") == 0;
+}
+
+int queue_move(const char *queue_dir, const char *qid, const char *from, const char *to)
+{
+	char src[PATH_MAX], dst[PATH_MAX], dir[PATH_MAX];
+
+	if (!qid_valid(qid) || !is_move_dir(from) || !is_move_dir(to)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (snprintf(src, sizeof(src), "%s/%s/%s", queue_dir, from, qid) >= (int)sizeof(src) ||
+	    snprintf(dst, sizeof(dst), "%s/%s/%s", queue_dir, to, qid) >= (int)sizeof(dst) ||
+	    snprintf(dir, sizeof(dir), "%s/%s", queue_dir, to) >= (int)sizeof(dir)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if (renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE) < 0) {
+		if (errno != EINVAL || rename(src, dst) < 0)
+			return -1;
+	}
+	return fsync_dir(dir);
+}

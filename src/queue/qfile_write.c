@@ -1,0 +1,390 @@
+/*
+ * qfile_write.c - the queue writer: how the receiver puts a message into
+ * the queue.
+ *
+ * incoming/<qid> is created with O_EXCL; the envelope and the message go
+ * through a 64 KiB user-space buffer, so a message that arrives a line at a
+ * time costs few system calls (a 4 KB message is one write(2)).  The 'M'
+ * record is written with a placeholder length, fixed at commit (in the
+ * buffer when it is still there, else with pwrite(2)).  Commit: flush, 'E',
+ * fsync, close, rename into active/ (never replacing a file), fsync
+ * active/; only then is the message accepted.  Any failure removes the file
+ * and hands the errno to the caller (ENOSPC -> 452 4.3.1).
+ *
+ * The receiver must ignore SIGXFSZ so that a file size limit shows up as
+ * EFBIG instead of killing the process.
+ */
+#include "queue/qfile.h"
+#include "lib/fsutil.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define QW_BUFSIZE (64 * 1024)
+#define QW_OPEN_TRIES 16
+#define QW_HDR 5                /* type byte + u32 length */
+
+struct qwriter {
+	int fd;
+	int error;              /* errno of the first failure; 0 if none */
+	char qid[QID_MAX];
+	char queue_dir[PATH_MAX];
+	char incoming_path[PATH_MAX];
+	off_t mlen_off;         /* offset of the 'M' length field */
+	off_t flushed;          /* bytes already written to the file */
+	uint64_t msg_size;
+	size_t buflen;
+	unsigned char buf[QW_BUFSIZE];
+};
+
+/* active/ stays open for the directory fsync after each rename; one
+ * process writes into one queue, so one cached descriptor is enough. */
+static struct {
+	char path[PATH_MAX];
+	int fd;
+} active_dir = { "", -1 };
+
+static int active_dir_fd(const char *queue_dir)
+{
+	char path[PATH_MAX];
+
+	if (snprintf(path, sizeof(path), "%s/active", queue_dir) >= (int)sizeof(path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if (active_dir.fd >= 0 && strcmp(active_dir.path, path) == 0)
+		return active_dir.fd;
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (active_dir.fd >= 0)
+		close(active_dir.fd);
+	active_dir.fd = fd;
+	memcpy(active_dir.path, path, sizeof(path));
+	return fd;
+}
+
+static int queue_path(char out[PATH_MAX], const char *queue_dir,
+    const char *sub, const char *qid)
+{
+	if (snprintf(out, PATH_MAX, "%s/%s/%s", queue_dir, sub, qid) >= PATH_MAX) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
+static void put_be32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+/* writev(2) both pieces completely, retrying on EINTR and short writes. */
+static int writev_all(int fd, struct iovec *iov, int n)
+{
+	while (n > 0) {
+		ssize_t r = writev(fd, iov, n);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		size_t done = (size_t)r;
+		while (n > 0 && done >= iov->iov_len) {
+			done -= iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (char *)iov->iov_base + done;
+			iov->iov_len -= done;
+		}
+	}
+	return 0;
+}
+
+/* Buffer len bytes; when they do not fit, write buffer and bytes at once. */
+static int qw_put(struct qwriter *w, const void *p, size_t len)
+{
+	if (len <= QW_BUFSIZE - w->buflen) {
+		if (len > 0)
+			memcpy(w->buf + w->buflen, p, len);
+		w->buflen += len;
+		return 0;
+	}
+	struct iovec iov[2] = {
+		{ .iov_base = w->buf, .iov_len = w->buflen },
+		{ .iov_base = (void *)p, .iov_len = len },
+	};
+	if (writev_all(w->fd, iov, 2) < 0)
+		return -1;
+	w->flushed += (off_t)(w->buflen + len);
+	w->buflen = 0;
+	return 0;
+}
+
+static int qw_flush(struct qwriter *w)
+{
+	struct iovec iov = { .iov_base = w->buf, .iov_len = w->buflen };
+	if (w->buflen > 0 && writev_all(w->fd, &iov, 1) < 0)
+		return -1;
+	w->flushed += (off_t)w->buflen;
+	w->buflen = 0;
+	return 0;
+}
+
+static int qw_header(struct qwriter *w, char type, uint32_t len)
+{
+	unsigned char h[QW_HDR];
+	h[0] = (unsigned char)type;
+	put_be32(h + 1, len);
+	return qw_put(w, h, sizeof(h));
+}
+
+static int qw_record(struct qwriter *w, char type, const char *s)
+{
+	size_t len = strlen(s);
+	if (qw_header(w, type, (uint32_t)len) < 0)
+		return -1;
+	return qw_put(w, s, len);
+}
+
+static int qw_client(struct qwriter *w, const char *helo, const char *addr,
+    const char *proto)
+{
+	size_t len = strlen(helo) + 1 + strlen(addr) + 1 + strlen(proto);
+	if (qw_header(w, 'C', (uint32_t)len) < 0 ||
+	    qw_put(w, helo, strlen(helo) + 1) < 0 ||
+	    qw_put(w, addr, strlen(addr) + 1) < 0)
+		return -1;
+	return qw_put(w, proto, strlen(proto));
+}
+
+static int qw_envelope(struct qwriter *w, const char *helo, const char *addr,
+    const char *proto, const char *sender, const char *const *rcpts,
+    size_t nrcpts, int eightbit)
+{
+	struct timeval tv;
+	char arrival[48];
+
+	gettimeofday(&tv, NULL);
+	snprintf(arrival, sizeof(arrival), "%lld.%06ld", (long long)tv.tv_sec,
+	    (long)tv.tv_usec);
+	if (qw_record(w, 'V', "MPQ1") < 0 || qw_record(w, 'I', w->qid) < 0 ||
+	    qw_record(w, 'T', arrival) < 0 || qw_client(w, helo, addr, proto) < 0 ||
+	    qw_record(w, 'S', sender) < 0)
+		return -1;
+	for (size_t i = 0; i < nrcpts; i++)
+		if (qw_record(w, 'R', rcpts[i]) < 0)
+			return -1;
+	if (qw_record(w, 'B', eightbit ? "8BITMIME" : "7BIT") < 0)
+		return -1;
+	w->mlen_off = w->flushed + (off_t)w->buflen + 1;
+	return qw_header(w, 'M', 0);
+}
+
+/* The envelope must be something qfile_read() accepts back. */
+static int envelope_ok(const char *helo, const char *addr, const char *proto,
+    const char *sender, const char *const *rcpts, size_t nrcpts)
+{
+	if (sender == NULL || strlen(sender) > QFILE_MAX_FIELD)
+		return 0;
+	if (strlen(helo) + strlen(addr) + strlen(proto) + 2 > QFILE_MAX_FIELD)
+		return 0;
+	if (nrcpts == 0 || nrcpts > QFILE_MAX_RCPTS)
+		return 0;
+	for (size_t i = 0; i < nrcpts; i++)
+		if (rcpts[i] == NULL || rcpts[i][0] == '\0' ||
+		    strlen(rcpts[i]) > QFILE_MAX_FIELD)
+			return 0;
+	return 1;
+}
+
+/* Create incoming/<qid> with a fresh qid, retrying on a collision. */
+static int qw_create(struct qwriter *w)
+{
+	for (int tries = 0; tries < QW_OPEN_TRIES; tries++) {
+		qid_generate(w->qid);
+		if (queue_path(w->incoming_path, w->queue_dir, "incoming", w->qid) < 0)
+			return -1;
+		w->fd = open(w->incoming_path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+		if (w->fd >= 0)
+			return 0;
+		if (errno != EEXIST)
+			return -1;
+	}
+	return -1;
+}
+
+struct qwriter *qwriter_open(const char *queue_dir, const char *helo,
+    const char *client_addr, const char *protocol, const char *sender,
+    const char *const *rcpts, size_t nrcpts, int eightbit)
+{
+	helo = helo ? helo : "";
+	client_addr = client_addr ? client_addr : "";
+	protocol = protocol ? protocol : "";
+	if (!envelope_ok(helo, client_addr, protocol, sender, rcpts, nrcpts)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (strlen(queue_dir) >= PATH_MAX) {
+		errno = ENAMETOOLONG;
+		return NULL;
+	}
+	struct qwriter *w = xmalloc(sizeof(*w));
+	w->fd = -1;
+	w->error = 0;
+	w->flushed = 0;
+	w->msg_size = 0;
+	w->buflen = 0;
+	strcpy(w->queue_dir, queue_dir);
+	if (qw_create(w) < 0) {
+		int saved = errno;
+		free(w);
+		errno = saved;
+		return NULL;
+	}
+	if (qw_envelope(w, helo, client_addr, protocol, sender, rcpts, nrcpts,
+	    eightbit) < 0) {
+		int saved = errno;
+		qwriter_abort(w);
+		errno = saved;
+		return NULL;
+	}
+	return w;
+}
+
+const char *qwriter_qid(const struct qwriter *w)
+{
+	return w->qid;
+}
+
+uint64_t qwriter_size(const struct qwriter *w)
+{
+	return w->msg_size;
+}
+
+int qwriter_write(struct qwriter *w, const void *p, size_t len)
+{
+	if (w->error != 0) {
+		errno = w->error;
+		return -1;
+	}
+	if (len > UINT32_MAX - w->msg_size) {
+		w->error = EFBIG;
+		errno = EFBIG;
+		return -1;
+	}
+	if (qw_put(w, p, len) < 0) {
+		w->error = errno;
+		return -1;
+	}
+	w->msg_size += len;
+	return 0;
+}
+
+/* Fill in the 'M' length, append 'E' and write everything out. */
+static int qw_finish(struct qwriter *w)
+{
+	unsigned char len[4];
+
+	put_be32(len, (uint32_t)w->msg_size);
+	if (w->mlen_off >= w->flushed)
+		memcpy(w->buf + (w->mlen_off - w->flushed), len, sizeof(len));
+	else if (pwrite_all(w->fd, len, sizeof(len), w->mlen_off) < 0)
+		return -1;
+	if (qw_header(w, 'E', 0) < 0)
+		return -1;
+	return qw_flush(w);
+}
+
+/* Rename without replacing an existing file (a qid collision would
+ * otherwise overwrite an accepted message). */
+static int rename_noreplace(const char *from, const char *to)
+{
+	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL)
+		return -1;
+	return rename(from, to);        /* file system without the flag */
+}
+
+/* fsync, close (checked), rename; on failure the file stays in incoming/. */
+static int qw_publish(struct qwriter *w, const char *active_path)
+{
+	if (fsync(w->fd) < 0)
+		return -1;
+	int fd = w->fd;
+	w->fd = -1;
+	/* after a successful fsync, EINTR from close loses nothing */
+	if (close(fd) < 0 && errno != EINTR)
+		return -1;
+	return rename_noreplace(w->incoming_path, active_path);
+}
+
+static void qw_free(struct qwriter *w)
+{
+	if (w->fd >= 0)
+		close(w->fd);
+	free(w);
+}
+
+int qwriter_commit(struct qwriter *w)
+{
+	char active_path[PATH_MAX];
+	int saved;
+
+	if (w->error != 0) {
+		saved = w->error;
+		goto fail;
+	}
+	if (queue_path(active_path, w->queue_dir, "active", w->qid) < 0 ||
+	    qw_finish(w) < 0 || qw_publish(w, active_path) < 0) {
+		saved = errno;
+		goto fail;
+	}
+	int dfd = active_dir_fd(w->queue_dir);
+	if (dfd < 0 || fsync(dfd) < 0) {
+		/* not known to be durable: withdraw it, the client retries */
+		saved = errno;
+		if (unlink(active_path) < 0)
+			log_warn("qid=%s cannot remove %s after failed directory fsync: %s",
+			    w->qid, active_path, strerror(errno));
+		qw_free(w);
+		errno = saved;
+		return -1;
+	}
+	qw_free(w);
+	return 0;
+fail:
+	qwriter_abort(w);
+	errno = saved;
+	return -1;
+}
+
+void qwriter_abort(struct qwriter *w)
+{
+	if (w == NULL)
+		return;
+	int saved = errno;
+	if (w->fd >= 0)
+		close(w->fd);
+	w->fd = -1;
+	if (unlink(w->incoming_path) < 0 && errno != ENOENT)
+		log_warn("qid=%s cannot remove %s: %s", w->qid, w->incoming_path,
+		    strerror(errno));
+	qw_free(w);
+	errno = saved;
+}
