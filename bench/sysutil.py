@@ -1,0 +1,92 @@
+"""sysutil.py - process and system helpers for the benchmark: which account
+runs the peers, free loopback ports, waiting for a listener, stopping a
+server by its pid, and the file system type of a directory."""
+import grp
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import time
+
+
+class Account:
+    """The account that runs the servers and owns the maildirs: `nobody`
+    when the benchmark runs as root (no peer may deliver as root), else the
+    invoking user."""
+
+    def __init__(self):
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("nobody")
+            self.uid, self.gid = pw.pw_uid, pw.pw_gid
+            self.switch = True
+        else:
+            self.uid, self.gid = os.geteuid(), os.getegid()
+            self.switch = False
+        self.name = pwd.getpwuid(self.uid).pw_name
+        self.group = grp.getgrgid(self.gid).gr_name
+
+    def owner(self):
+        return (self.uid, self.gid)
+
+    def popen_kwargs(self):
+        """Arguments for subprocess that start a child as this account,
+        changing identity between fork and exec (no extra process)."""
+        if not self.switch:
+            return {}
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+    def chown_tree(self, top):
+        for dirpath, dirnames, filenames in os.walk(top):
+            os.chown(dirpath, self.uid, self.gid)
+            for f in filenames:
+                os.chown(os.path.join(dirpath, f), self.uid, self.gid)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port, proc, timeout=20.0):
+    """Wait until 127.0.0.1:port accepts a connection.  Raises when proc
+    exits first or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited with status %d before listening"
+                               % proc.returncode)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("nothing listens on 127.0.0.1:%d after %.0f s" % (port, timeout))
+
+
+def stop_process(proc, timeout=70.0):
+    """SIGTERM by pid, wait, SIGKILL if it does not go.  Returns the exit
+    status."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
+def fs_type(path):
+    """The file system type of the mount holding path ("ext4", "tmpfs")."""
+    path = os.path.realpath(path)
+    best, kind = "", "?"
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            fields = line.split()
+            mnt = fields[1].replace("\\040", " ")
+            if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
+                best, kind = mnt, fields[2]
+    return kind
