@@ -28,6 +28,9 @@ struct delivery_msg {
 	uint64_t msg_size;
 	const char *sender;     /* envelope sender, "" for <> */
 	const char *recipient;  /* for Delivered-To */
+	const char *home;       /* the user's home, or NULL: the euid's passwd
+	                         * entry is used.  Maildir (and mbox) parents
+	                         * are created on demand only below it. */
 };
 
 /* Expand a destination path: a leading "~/" becomes home; the result must
@@ -51,5 +54,13 @@ void deliver_mbox(const struct delivery_msg *m, const char *path,
  * (4.3.0 / 4.2.2), EACCES/ELOOP etc. permanent.  Fills r. */
 void deliver_errno_result(struct delivery_result *r, int err, const char *what,
     const char *path);
+
+/* Fill r with a status, a code and a formatted reason. */
+void deliver_result_set(struct delivery_result *r, enum delivery_status status,
+    const char *dsn, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* How long deliver_mbox waits for the dotlock and the fcntl lock together
+ * before giving up with 4.2.1 "mailbox locked" (default 30000 ms). */
+void deliver_set_lock_timeout_ms(unsigned ms);
 
 #endif

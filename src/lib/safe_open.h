@@ -15,4 +15,8 @@
 int safe_open_append(const char *path, int flags, mode_t mode, struct stat *st,
     char *err, size_t errlen);
 
+/* The same for name relative to the directory dirfd (or AT_FDCWD). */
+int safe_open_append_at(int dirfd, const char *name, int flags, mode_t mode, struct stat *st,
+    char *err, size_t errlen);
+
 #endif
