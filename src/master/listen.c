@@ -1,0 +1,123 @@
+/*
+ * listen.c - TCP and unix listening sockets for the receiver.
+ */
+#include "master/listen.h"
+#include "lib/log.h"
+#include "lib/privsep.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define LISTEN_BACKLOG 511
+
+static int open_tcp(const struct listen_spec *l)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+		.ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *res, *ai;
+	int fd = -1, one = 1;
+	int r = getaddrinfo(l->host, l->port, &hints, &res);
+
+	if (r != 0) {
+		log_warn("listen %s:%s: %s", l->host, l->port, gai_strerror(r));
+		return -1;
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (ai->ai_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, LISTEN_BACKLOG) == 0)
+			break;
+		log_warn("listen %s:%s: %s", l->host, l->port, strerror(errno));
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+static int open_unix(const struct listen_spec *l)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd;
+
+	if (strlen(l->path) >= sizeof(sun.sun_path)) {
+		log_warn("listen unix:%s: path too long", l->path);
+		return -1;
+	}
+	strcpy(sun.sun_path, l->path);
+	/* Remove a stale socket left by an unclean stop, but nothing else. */
+	if (lstat(l->path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			log_warn("listen unix:%s: exists and is not a socket", l->path);
+			return -1;
+		}
+		unlink(l->path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		log_warn("listen unix:%s: socket: %s", l->path, strerror(errno));
+		return -1;
+	}
+	mode_t old = umask(0777);       /* no window with a too-open socket */
+	int r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (r < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
+		log_warn("listen unix:%s: %s", l->path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (l->group != NULL) {
+		gid_t gid;
+		if (privsep_lookup_group(l->group, &gid) < 0 || chown(l->path, (uid_t)-1, gid) < 0) {
+			log_warn("listen unix:%s: cannot set group %s", l->path, l->group);
+			close(fd);
+			unlink(l->path);
+			return -1;
+		}
+	}
+	if (chmod(l->path, l->mode) < 0) {
+		log_warn("listen unix:%s: chmod: %s", l->path, strerror(errno));
+		close(fd);
+		unlink(l->path);
+		return -1;
+	}
+	return fd;
+}
+
+int listen_open_all(const struct config *cfg, int *fds)
+{
+	for (int i = 0; i < cfg->nlisten; i++)
+		fds[i] = -1;
+	for (int i = 0; i < cfg->nlisten; i++) {
+		const struct listen_spec *l = &cfg->listen[i];
+		fds[i] = l->is_unix ? open_unix(l) : open_tcp(l);
+		if (fds[i] < 0) {
+			listen_close_all(cfg, fds, 1);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void listen_close_all(const struct config *cfg, int *fds, int unlink_unix)
+{
+	for (int i = 0; i < cfg->nlisten; i++) {
+		if (fds[i] >= 0) {
+			close(fds[i]);
+			if (unlink_unix && cfg->listen[i].is_unix)
+				unlink(cfg->listen[i].path);
+		}
+		fds[i] = -1;
+	}
+}

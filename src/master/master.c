@@ -1,0 +1,345 @@
+/*
+ * master.c - supervisor of the receiver, qmgr and spawner.
+ *
+ * The master keeps the listening sockets and the socketpairs between its
+ * children, so a child that dies is simply forked again with the same
+ * descriptors (after a back-off that grows while it keeps dying).  Signals
+ * are blocked and taken synchronously with sigtimedwait(): no handler runs
+ * at an arbitrary point.
+ */
+#include "master/master.h"
+#include "master/listen.h"
+#include "lib/fsutil.h"
+#include "lib/log.h"
+#include "lib/privsep.h"
+#include "qmgr/qmgr.h"
+#include "queue/qfile.h"
+#include "receiver/receiver.h"
+#include "spawner/spawner.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/ipc.h"
+
+enum child_kind { CHILD_RECEIVER, CHILD_QMGR, CHILD_SPAWNER, CHILD_COUNT };
+
+static const char *const child_names[CHILD_COUNT] = { "receiver", "qmgr", "spawner" };
+
+struct child {
+	pid_t pid;
+	time_t started;
+	time_t restart_at;      /* when a dead child may be forked again */
+	unsigned backoff;       /* seconds */
+};
+
+struct master {
+	struct daemon_ctx *d;
+	int listen_fds[CONFIG_MAX_LISTEN];
+	int recv_qmgr[2];       /* [0] receiver end, [1] qmgr end */
+	int qmgr_spawner[2];    /* [0] qmgr end, [1] spawner end */
+	struct child child[CHILD_COUNT];
+	int stopping;
+	char pidfile[4096];
+};
+
+static sigset_t master_sigs;
+
+/* Everything a child must do before it runs: its name, default signal
+ * dispositions, no descriptors of the others, its identity, and death with
+ * the master. */
+static void child_setup(struct master *m, enum child_kind kind)
+{
+	struct daemon_ctx *d = m->d;
+	char ident[64];
+
+	snprintf(ident, sizeof(ident), "mailprocd/%s", child_names[kind]);
+	log_set_ident(ident);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGXFSZ, SIG_IGN);       /* a file size limit is EFBIG, not death */
+	signal(SIGCHLD, SIG_DFL);
+	sigprocmask(SIG_UNBLOCK, &master_sigs, NULL);
+
+	if (kind != CHILD_RECEIVER) {
+		for (int i = 0; i < d->cfg.nlisten; i++)
+			if (m->listen_fds[i] >= 0)
+				close(m->listen_fds[i]);
+	}
+	if (kind != CHILD_RECEIVER)
+		close(m->recv_qmgr[0]);
+	if (kind != CHILD_QMGR) {
+		close(m->recv_qmgr[1]);
+		close(m->qmgr_spawner[0]);
+	}
+	if (kind != CHILD_SPAWNER)
+		close(m->qmgr_spawner[1]);
+
+	if (d->root_mode && kind != CHILD_SPAWNER)
+		privsep_become_or_die(d->user_uid, d->user_gid, d->cfg.user);
+	/* after the credential change, which clears it */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() == 1)
+		_exit(1);
+}
+
+static int run_child(struct master *m, enum child_kind kind)
+{
+	const struct config *cfg = &m->d->cfg;
+	switch (kind) {
+	case CHILD_RECEIVER:
+		return receiver_main(cfg, m->listen_fds, m->recv_qmgr[0]);
+	case CHILD_QMGR:
+		return qmgr_main(cfg, m->recv_qmgr[1], m->qmgr_spawner[0], m->d->root_mode);
+	case CHILD_SPAWNER:
+		return spawner_main(cfg, m->qmgr_spawner[1], m->d->root_mode);
+	default:
+		panic("run_child: kind %d", (int)kind);
+	}
+}
+
+static void start_child(struct master *m, enum child_kind kind)
+{
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_warn("fork %s: %s", child_names[kind], strerror(errno));
+		m->child[kind].restart_at = time(NULL) + 1;
+		return;
+	}
+	if (pid == 0) {
+		child_setup(m, kind);
+		int status = run_child(m, kind);
+		exit(status);
+	}
+	m->child[kind].pid = pid;
+	m->child[kind].started = time(NULL);
+	log_debug("started %s pid %ld", child_names[kind], (long)pid);
+}
+
+static void child_exited(struct master *m, pid_t pid, int status)
+{
+	for (int k = 0; k < CHILD_COUNT; k++) {
+		struct child *c = &m->child[k];
+		if (c->pid != pid)
+			continue;
+		c->pid = 0;
+		if (m->stopping)
+			return;
+		if (WIFSIGNALED(status))
+			log_warn("%s (pid %ld) killed by signal %d; restarting",
+			    child_names[k], (long)pid, WTERMSIG(status));
+		else
+			log_warn("%s (pid %ld) exited with status %d; restarting",
+			    child_names[k], (long)pid, WEXITSTATUS(status));
+		time_t now = time(NULL);
+		/* A child that ran for a while gets restarted at once; one that
+		 * keeps dying waits longer each time, up to a minute. */
+		if (now - c->started > 60)
+			c->backoff = 0;
+		else
+			c->backoff = c->backoff ? (c->backoff * 2 > 60 ? 60 : c->backoff * 2) : 1;
+		c->restart_at = now + c->backoff;
+		return;
+	}
+}
+
+static void reap_children(struct master *m)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		child_exited(m, pid, status);
+}
+
+static int children_alive(const struct master *m)
+{
+	int n = 0;
+	for (int k = 0; k < CHILD_COUNT; k++)
+		n += m->child[k].pid > 0;
+	return n;
+}
+
+static void signal_children(struct master *m, int sig)
+{
+	for (int k = 0; k < CHILD_COUNT; k++)
+		if (m->child[k].pid > 0)
+			kill(m->child[k].pid, sig);
+}
+
+/* SIGTERM: the receiver finishes its transactions, the qmgr its jobs.
+ * Whatever is still running after the grace period is killed. */
+static void stop_all(struct master *m)
+{
+	const int grace = 60;
+	struct timespec ts = { .tv_sec = 1 };
+
+	m->stopping = 1;
+	signal_children(m, SIGTERM);
+	for (int waited = 0; children_alive(m) > 0 && waited < grace; waited++) {
+		siginfo_t si;
+		sigtimedwait(&master_sigs, &si, &ts);
+		reap_children(m);
+	}
+	if (children_alive(m) > 0) {
+		log_warn("children still running after %d s; killing them", grace);
+		signal_children(m, SIGKILL);
+		while (children_alive(m) > 0 && waitpid(-1, NULL, 0) > 0)
+			reap_children(m);
+	}
+}
+
+static void reload(struct master *m)
+{
+	struct config fresh;
+	config_defaults(&fresh);
+	if (config_load(&fresh, m->d->cfg.path, NULL) != 0) {
+		log_warn("reload: %s has errors; keeping the running configuration", m->d->cfg.path);
+		config_free(&fresh);
+		return;
+	}
+	/* Listeners and identities stay as they are until a restart; the
+	 * children pick up everything else when they are forked again. */
+	int nlisten = m->d->cfg.nlisten;
+	struct listen_spec keep[CONFIG_MAX_LISTEN];
+	memcpy(keep, m->d->cfg.listen, sizeof(keep));
+	for (int i = 0; i < fresh.nlisten; i++) {
+		free(fresh.listen[i].host);
+		free(fresh.listen[i].port);
+		free(fresh.listen[i].path);
+		free(fresh.listen[i].group);
+	}
+	memcpy(fresh.listen, keep, sizeof(keep));
+	fresh.nlisten = nlisten;
+	free(fresh.user);
+	fresh.user = m->d->cfg.user;
+	m->d->cfg.user = NULL;
+	m->d->cfg.nlisten = 0;
+	config_free(&m->d->cfg);
+	m->d->cfg = fresh;
+	log_info("reloaded %s; restarting children", m->d->cfg.path);
+	for (int k = 0; k < CHILD_COUNT; k++)
+		m->child[k].backoff = 0;
+	signal_children(m, SIGTERM);
+}
+
+static int write_pidfile(struct master *m)
+{
+	snprintf(m->pidfile, sizeof(m->pidfile), "%s/mailprocd.pid", m->d->cfg.run_dir);
+	char *old = read_file(m->pidfile, 64, NULL);
+	if (old != NULL) {
+		long pid = strtol(old, NULL, 10);
+		free(old);
+		if (pid > 1 && pid != getpid() && kill((pid_t)pid, 0) == 0) {
+			log_warn("another mailprocd is running (pid %ld, %s)", pid, m->pidfile);
+			return -1;
+		}
+	}
+	char tmp[4200], line[32];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", m->pidfile);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	int n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
+	if (fd < 0 || write_all(fd, line, (size_t)n) < 0 || close(fd) < 0 ||
+	    rename(tmp, m->pidfile) < 0) {
+		log_warn("cannot write %s: %s", m->pidfile, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int prepare_dirs(struct master *m)
+{
+	struct daemon_ctx *d = m->d;
+	uid_t owner = d->root_mode ? d->user_uid : (uid_t)-1;
+	gid_t group = d->root_mode ? d->user_gid : (gid_t)-1;
+
+	if (queue_dirs_create(d->cfg.queue_dir, owner, group) < 0) {
+		log_warn("cannot prepare queue_dir %s: %s", d->cfg.queue_dir, strerror(errno));
+		return -1;
+	}
+	/* Files in incoming/ were never acknowledged: their clients were told
+	 * nothing and will send again. */
+	int purged = queue_purge_incoming(d->cfg.queue_dir);
+	if (purged > 0)
+		log_info("removed %d unfinished message%s from incoming/", purged, purged == 1 ? "" : "s");
+	return 0;
+}
+
+int master_run(struct daemon_ctx *d)
+{
+	struct master m = { .d = d };
+	struct timespec tick = { .tv_sec = 1 };
+
+	sigemptyset(&master_sigs);
+	sigaddset(&master_sigs, SIGCHLD);
+	sigaddset(&master_sigs, SIGTERM);
+	sigaddset(&master_sigs, SIGINT);
+	sigaddset(&master_sigs, SIGHUP);
+	sigaddset(&master_sigs, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &master_sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (mkdir_p(d->cfg.run_dir, 0755) < 0) {
+		log_warn("cannot create run_dir %s: %s", d->cfg.run_dir, strerror(errno));
+		return 1;
+	}
+	/* the pid file first: a second instance must not touch the queue */
+	if (write_pidfile(&m) < 0)
+		return 1;
+	if (prepare_dirs(&m) < 0) {
+		unlink(m.pidfile);
+		return 1;
+	}
+	if (listen_open_all(&d->cfg, m.listen_fds) < 0) {
+		unlink(m.pidfile);
+		return 1;
+	}
+	if (ipc_socketpair(m.recv_qmgr) < 0 || ipc_socketpair(m.qmgr_spawner) < 0)
+		fatal("socketpair: %s", strerror(errno));
+
+	log_info("starting (%s mode, pid %ld)", d->root_mode ? "root" : "single-user", (long)getpid());
+	/* spawner first, so the qmgr's first request finds it */
+	start_child(&m, CHILD_SPAWNER);
+	start_child(&m, CHILD_QMGR);
+	start_child(&m, CHILD_RECEIVER);
+
+	while (!m.stopping) {
+		siginfo_t si;
+		int sig = sigtimedwait(&master_sigs, &si, &tick);
+		switch (sig) {
+		case SIGCHLD:
+			reap_children(&m);
+			break;
+		case SIGTERM:
+		case SIGINT:
+			log_info("stopping on signal %d", sig);
+			stop_all(&m);
+			break;
+		case SIGHUP:
+			reload(&m);
+			break;
+		case SIGUSR1:
+			if (m.child[CHILD_QMGR].pid > 0)
+				kill(m.child[CHILD_QMGR].pid, SIGUSR1);
+			break;
+		default:
+			break;
+		}
+		reap_children(&m);
+		time_t now = time(NULL);
+		for (int k = 0; k < CHILD_COUNT && !m.stopping; k++)
+			if (m.child[k].pid == 0 && now >= m.child[k].restart_at)
+				start_child(&m, (enum child_kind)k);
+	}
+	listen_close_all(&d->cfg, m.listen_fds, 1);
+	unlink(m.pidfile);
+	log_info("stopped");
+	return 0;
+}

@@ -1,0 +1,214 @@
+/*
+ * qmgr.c - the queue manager process: start-up, event loop, signals.
+ *
+ * At start it loads every message in active/ and deferred/.  New messages
+ * are announced by the receiver (MSG_QUEUE_NEW); a rescan of active/ every
+ * minute catches any announcement that was lost.  SIGUSR1 (from
+ * `mailprocctl queue flush` through the master) retries deferred mail now.
+ * SIGTERM stops handing out jobs, waits for the jobs in flight, and exits.
+ */
+#include "qmgr/qmgr.h"
+#include "qmgr/qmgr_private.h"
+#include "db/db.h"
+#include "lib/ipc.h"
+#include "lib/log.h"
+#include "lib/msgtypes.h"
+#include "lib/strmap.h"
+#include "lib/xalloc.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define TICK_SECONDS 5
+#define RESCAN_SECONDS 60
+#define STOP_GRACE_SECONDS 50
+
+struct qmgr Q;
+
+static struct ipc_msg rmsg;
+static time_t last_rescan;
+static time_t stop_deadline;
+
+static void scan_dir(enum qdir dir)
+{
+	int fd = dup(Q.queue_dirfd[dir]);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+
+	if (d == NULL) {
+		log_warn("cannot scan the queue: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	rewinddir(d);
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			sched_load(de->d_name, dir);
+	closedir(d);
+}
+
+static void open_db(void)
+{
+	char err[256];
+	if (Q.db != NULL)
+		return;
+	if (db_open(Q.cfg->db_dir, &Q.db, err, sizeof(err)) < 0) {
+		log_warn("databases: %s (retrying)", err);
+		Q.db = NULL;
+	}
+}
+
+static void maybe_finish_stop(void)
+{
+	if (Q.stopping && (workers_busy() == 0 || time(NULL) >= stop_deadline))
+		event_base_loopbreak(Q.base);
+}
+
+static void on_receiver(evutil_socket_t fd, short what, void *arg)
+{
+	for (;;) {
+		int r = ipc_recv(fd, &rmsg);
+		const char *qid;
+		if (r <= 0)
+			return;
+		if (rmsg.fd >= 0) {
+			close(rmsg.fd);
+			rmsg.fd = -1;
+		}
+		if (rmsg.type != MSG_QUEUE_NEW || ipc_get_str(&rmsg, &qid) < 0 || ipc_end(&rmsg) < 0) {
+			log_warn("malformed message from the receiver");
+			continue;
+		}
+		open_db();
+		sched_load(qid, QDIR_ACTIVE);
+	}
+}
+
+static void on_spawner(evutil_socket_t fd, short what, void *arg)
+{
+	for (;;) {
+		int r = ipc_recv(fd, &rmsg);
+		uint32_t id, pid;
+		const char *reason;
+		if (r <= 0)
+			return;
+		int wfd = rmsg.fd;
+		rmsg.fd = -1;
+		if (rmsg.type == MSG_SPAWN_OK && ipc_get_u32(&rmsg, &id) == 0 &&
+		    ipc_get_u32(&rmsg, &pid) == 0 && ipc_end(&rmsg) == 0 && wfd >= 0) {
+			workers_spawn_reply(1, id, (pid_t)pid, wfd, NULL);
+		} else if (rmsg.type == MSG_SPAWN_FAIL && ipc_get_u32(&rmsg, &id) == 0 &&
+		    ipc_get_str(&rmsg, &reason) == 0 && ipc_end(&rmsg) == 0) {
+			if (wfd >= 0)
+				close(wfd);
+			workers_spawn_reply(0, id, -1, -1, reason);
+		} else {
+			if (wfd >= 0)
+				close(wfd);
+			log_warn("malformed message from the spawner");
+		}
+		maybe_finish_stop();
+	}
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	time_t now = time(NULL);
+	open_db();
+	workers_check_spawn_timeouts();
+	if (!Q.stopping && now - last_rescan >= RESCAN_SECONDS) {
+		last_rescan = now;
+		scan_dir(QDIR_ACTIVE);
+	}
+	maybe_finish_stop();
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	if (sig == SIGUSR1) {
+		sched_retry_all_now();
+		return;
+	}
+	if (!Q.stopping) {
+		log_debug("stopping: %d job%s in flight", workers_busy(), workers_busy() == 1 ? "" : "s");
+		Q.stopping = 1;
+		stop_deadline = time(NULL) + STOP_GRACE_SECONDS;
+	}
+	maybe_finish_stop();
+}
+
+static int open_queue_dir(const char *name)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", Q.cfg->queue_dir, name);
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		fatal("cannot open %s: %s", path, strerror(errno));
+	return fd;
+}
+
+int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int root_mode)
+{
+	struct passwd *pw = getpwuid(getuid());
+
+	Q.cfg = cfg;
+	Q.root_mode = root_mode;
+	Q.spawner_fd = spawner_fd;
+	Q.msgs = strmap_new();
+	Q.users = strmap_new();
+	Q.self_home = xstrdup(pw ? pw->pw_dir : "/");
+	TAILQ_INIT(&Q.ring);
+	TAILQ_INIT(&Q.spawns);
+	Q.queue_dirfd[QDIR_ACTIVE] = open_queue_dir("active");
+	Q.queue_dirfd[QDIR_DEFERRED] = open_queue_dir("deferred");
+	fcntl(receiver_fd, F_SETFL, fcntl(receiver_fd, F_GETFL) | O_NONBLOCK);
+	fcntl(spawner_fd, F_SETFL, fcntl(spawner_fd, F_GETFL) | O_NONBLOCK);
+
+	Q.base = event_base_new();
+	if (Q.base == NULL)
+		fatal("event_base_new failed");
+	struct event *ev_recv = event_new(Q.base, receiver_fd, EV_READ | EV_PERSIST, on_receiver, NULL);
+	struct event *ev_spawn = event_new(Q.base, spawner_fd, EV_READ | EV_PERSIST, on_spawner, NULL);
+	struct event *ev_tick = event_new(Q.base, -1, EV_PERSIST, on_tick, NULL);
+	struct event *ev_term = evsignal_new(Q.base, SIGTERM, on_signal, NULL);
+	struct event *ev_int = evsignal_new(Q.base, SIGINT, on_signal, NULL);
+	struct event *ev_usr1 = evsignal_new(Q.base, SIGUSR1, on_signal, NULL);
+	struct timeval tick = { .tv_sec = TICK_SECONDS };
+	event_add(ev_recv, NULL);
+	event_add(ev_spawn, NULL);
+	event_add(ev_tick, &tick);
+	event_add(ev_term, NULL);
+	event_add(ev_int, NULL);
+	event_add(ev_usr1, NULL);
+
+	open_db();
+	last_rescan = time(NULL);
+	scan_dir(QDIR_DEFERRED);
+	scan_dir(QDIR_ACTIVE);
+	log_debug("started: %zu message%s in the queue", strmap_count(Q.msgs),
+	    strmap_count(Q.msgs) == 1 ? "" : "s");
+
+	event_base_dispatch(Q.base);
+
+	workers_close_all();
+	event_free(ev_recv);
+	event_free(ev_spawn);
+	event_free(ev_tick);
+	event_free(ev_term);
+	event_free(ev_int);
+	event_free(ev_usr1);
+	sched_free_all();
+	if (Q.db)
+		db_close(Q.db);
+	event_base_free(Q.base);
+	return 0;
+}

@@ -1,0 +1,17 @@
+/*
+ * qmgr.h - the queue manager process: owns the queue, schedules deliveries
+ * per user with a cap and round-robin fairness, retries, asks the spawner
+ * for workers and hands them jobs.
+ */
+#ifndef MP_QMGR_H
+#define MP_QMGR_H
+
+#include "conf/config.h"
+
+/* Entered in the forked child, running as cfg->user (root mode) or the
+ * invoking user.  receiver_fd delivers MSG_QUEUE_NEW; spawner_fd is the
+ * request channel to the spawner.  SIGUSR1 retries deferred mail now;
+ * SIGTERM stops after the jobs in flight.  Returns the exit status. */
+int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int root_mode);
+
+#endif

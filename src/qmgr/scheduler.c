@@ -1,0 +1,483 @@
+/*
+ * scheduler.c - messages, recipients and jobs in the qmgr.
+ *
+ * A message is loaded from its queue file; each recipient not yet done is
+ * resolved in the databases and grouped into one job per delivery identity
+ * (user).  When a job's results come back they are applied to the
+ * recipients, written to the queue file as state records (fsynced) and
+ * logged, one line per recipient.  A message whose recipients are all done
+ * is removed; one with temporary failures moves to deferred/ and waits for
+ * its retry time from retry_schedule.
+ */
+#include "qmgr/qmgr_private.h"
+#include "db/db.h"
+#include "lib/log.h"
+#include "lib/strmap.h"
+#include "lib/xalloc.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define JOB_MAX_RCPTS 50
+
+static const char *const qdir_names[] = { "active", "deferred" };
+
+static void msg_free(struct qmsg *m)
+{
+	if (m->retry_ev)
+		event_free(m->retry_ev);
+	qfile_free(&m->qf);
+	free(m->busy);
+	free(m);
+}
+
+static void msg_forget(struct qmsg *m)
+{
+	strmap_del(Q.msgs, m->qid);
+	msg_free(m);
+}
+
+static double delay_since_arrival(const struct qmsg *m)
+{
+	struct timeval now;
+	gettimeofday(&now, NULL);
+	return (double)(now.tv_sec - m->qf.arrival_sec) +
+	    (double)(now.tv_usec - m->qf.arrival_usec) / 1e6;
+}
+
+static const char *status_word(enum delivery_status s)
+{
+	switch (s) {
+	case DELIVERY_OK: return "sent";
+	case DELIVERY_TEMPFAIL: return "deferred";
+	default: return "bounced";
+	}
+}
+
+/* Apply one recipient's result to the message in memory and log it. */
+static void apply_result(struct qmsg *m, size_t idx, const struct delivery_result *r,
+    const char *where)
+{
+	struct qrcpt *rc = &m->qf.rcpt[idx];
+
+	log_info("qid=%s from=<%s> to=<%s> where=%s delay=%.3f dsn=%s status=%s (%s)",
+	    m->qid, m->qf.sender, rc->address, where && *where ? where : "none",
+	    delay_since_arrival(m), r->dsn[0] ? r->dsn : "4.3.0", status_word(r->status), r->text);
+	free(rc->last_error);
+	rc->last_error = xstrdup(r->text);
+	switch (r->status) {
+	case DELIVERY_OK:
+		rc->state = RCPT_SENT;
+		break;
+	case DELIVERY_PERMFAIL:
+		/* the DSN to the sender comes with the relay (next issue) */
+		rc->state = RCPT_BOUNCED;
+		break;
+	default:
+		rc->attempts++;
+		rc->last_attempt = time(NULL);
+		break;
+	}
+}
+
+static int pending_count(const struct qmsg *m)
+{
+	int n = 0;
+	for (size_t i = 0; i < m->qf.nrcpt; i++)
+		n += m->qf.rcpt[i].state == RCPT_PENDING;
+	return n;
+}
+
+/* Write the state of the given recipients to the queue file (fsynced). */
+static void persist_states(struct qmsg *m, const size_t *idx, size_t n)
+{
+	int fd = openat(Q.queue_dirfd[m->dir], m->qid, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		log_warn("qid=%s: cannot record delivery state: %s", m->qid, strerror(errno));
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct qrcpt *rc = &m->qf.rcpt[idx[i]];
+		int r = rc->state == RCPT_PENDING ?
+		    qfile_append_deferred(fd, idx[i], rc->last_attempt, rc->last_error) :
+		    qfile_append_done(fd, idx[i], rc->state, rc->last_error);
+		if (r < 0) {
+			log_warn("qid=%s: cannot record delivery state: %s (a restart may deliver again)",
+			    m->qid, strerror(errno));
+			break;
+		}
+	}
+	close(fd);
+}
+
+static uint64_t retry_delay(int attempts)
+{
+	int i = attempts < 1 ? 0 : attempts - 1;
+	if (i >= Q.cfg->nretry)
+		i = Q.cfg->nretry - 1;
+	return Q.cfg->retry_schedule[i];
+}
+
+static void retry_fire(evutil_socket_t fd, short what, void *arg);
+static void schedule_pending(struct qmsg *m);
+
+/* Move a queue file between active/ and deferred/.  -1 when the file is
+ * gone (deleted by an administrator). */
+static int msg_move(struct qmsg *m, enum qdir to)
+{
+	if (m->dir == to)
+		return 0;
+	if (renameat(Q.queue_dirfd[m->dir], m->qid, Q.queue_dirfd[to], m->qid) < 0) {
+		if (errno == ENOENT) {
+			log_info("qid=%s: removed from the queue by an administrator", m->qid);
+			return -1;
+		}
+		log_warn("qid=%s: cannot move to %s/: %s", m->qid, qdir_names[to], strerror(errno));
+		return 0;       /* stays where it is; the state is in the file */
+	}
+	m->dir = to;
+	return 0;
+}
+
+static void arm_retry(struct qmsg *m)
+{
+	time_t now = time(NULL), next = 0;
+
+	for (size_t i = 0; i < m->qf.nrcpt; i++) {
+		const struct qrcpt *rc = &m->qf.rcpt[i];
+		if (rc->state != RCPT_PENDING)
+			continue;
+		time_t t = rc->attempts ? rc->last_attempt + (time_t)retry_delay(rc->attempts) : now;
+		if (next == 0 || t < next)
+			next = t;
+	}
+	m->next_retry = next;
+	if (m->retry_ev == NULL)
+		m->retry_ev = evtimer_new(Q.base, retry_fire, m);
+	struct timeval tv = { .tv_sec = next > now ? next - now : 0 };
+	evtimer_add(m->retry_ev, &tv);
+}
+
+/* Called when a message has no job left: remove it when every recipient
+ * is done, else defer it until its next retry. */
+static void msg_settle(struct qmsg *m)
+{
+	if (pending_count(m) == 0) {
+		if (unlinkat(Q.queue_dirfd[m->dir], m->qid, 0) < 0 && errno != ENOENT)
+			log_warn("qid=%s: cannot remove: %s", m->qid, strerror(errno));
+		else
+			log_debug("qid=%s: removed", m->qid);
+		msg_forget(m);
+		return;
+	}
+	if (msg_move(m, QDIR_DEFERRED) < 0) {
+		msg_forget(m);
+		return;
+	}
+	arm_retry(m);
+}
+
+static void retry_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct qmsg *m = arg;
+	time_t now = time(NULL);
+
+	if (m->njobs > 0)
+		return;
+	if (msg_move(m, QDIR_ACTIVE) < 0) {
+		msg_forget(m);
+		return;
+	}
+	if ((uint64_t)(now - m->qf.arrival_sec) >= Q.cfg->max_queue_lifetime) {
+		for (size_t i = 0; i < m->qf.nrcpt; i++)
+			if (m->qf.rcpt[i].state == RCPT_PENDING)
+				log_warn("qid=%s from=<%s> to=<%s> status=expired (past max_queue_lifetime; "
+				    "kept and retried until bounces are implemented)",
+				    m->qid, m->qf.sender, m->qf.rcpt[i].address);
+	}
+	schedule_pending(m);
+}
+
+struct msg_list {
+	struct qmsg **items;
+	size_t n;
+};
+
+static int collect_deferred(const char *key, void *value, void *ctx)
+{
+	struct msg_list *l = ctx;
+	struct qmsg *m = value;
+	if (m->dir == QDIR_DEFERRED && m->njobs == 0) {
+		l->items = xreallocarray(l->items, l->n + 1, sizeof(*l->items));
+		l->items[l->n++] = m;
+	}
+	return 0;
+}
+
+void sched_retry_all_now(void)
+{
+	/* collect first: retry_fire may remove entries from the map */
+	struct msg_list l = { NULL, 0 };
+	strmap_each(Q.msgs, collect_deferred, &l);
+	for (size_t i = 0; i < l.n; i++)
+		retry_fire(-1, 0, l.items[i]);
+	free(l.items);
+	log_info("flush: %zu deferred message%s retried", l.n, l.n == 1 ? "" : "s");
+}
+
+/* ---- resolving recipients into jobs ---- */
+
+static struct user *user_for(const struct db_resolution *r, char *err, size_t errlen)
+{
+	uid_t uid;
+	gid_t gid;
+	const char *account = r->account ? r->account : "";
+	const char *home;
+	char key[512];
+
+	if (Q.root_mode) {
+		if (!r->account_resolved) {
+			snprintf(err, errlen, "no account for this recipient (add it to uid)");
+			return NULL;
+		}
+		uid = r->uid;
+		gid = r->gid;
+		home = r->home;
+	} else {
+		uid = getuid();
+		gid = getgid();
+		home = r->home ? r->home : Q.self_home;
+	}
+	snprintf(key, sizeof(key), "%lu:%lu:%s", (unsigned long)uid, (unsigned long)gid, account);
+	struct user *u = strmap_get(Q.users, key);
+	if (u != NULL)
+		return u;
+	u = xcalloc(1, sizeof(*u));
+	u->key = xstrdup(key);
+	u->uid = uid;
+	u->gid = gid;
+	u->account = xstrdup(account);
+	u->home = xstrdup(home ? home : "/");
+	TAILQ_INIT(&u->waiting);
+	TAILQ_INIT(&u->workers);
+	strmap_put(Q.users, key, u);
+	return u;
+}
+
+static struct job *job_new(struct qmsg *m, struct user *u)
+{
+	struct job *j = xcalloc(1, sizeof(*j));
+	j->msg = m;
+	j->user = u;
+	j->rcpt = xcalloc(JOB_MAX_RCPTS, sizeof(*j->rcpt));
+	return j;
+}
+
+void job_free(struct job *job)
+{
+	for (size_t i = 0; i < job->n; i++) {
+		free(job->rcpt[i].extension);
+		free(job->rcpt[i].rules);
+		free(job->rcpt[i].where);
+	}
+	free(job->rcpt);
+	free(job);
+}
+
+static void fail_now(struct qmsg *m, size_t idx, enum delivery_status st, const char *dsn,
+    const char *text)
+{
+	struct delivery_result r = { .status = st };
+	snprintf(r.dsn, sizeof(r.dsn), "%s", dsn);
+	snprintf(r.text, sizeof(r.text), "%s", text);
+	apply_result(m, idx, &r, NULL);
+}
+
+/* Resolve every pending recipient that is not in a job yet and hand the
+ * jobs to the users' queues.  Recipients that fail here (unknown since
+ * they were accepted, database unreadable) get their result at once. */
+static void schedule_pending(struct qmsg *m)
+{
+	struct job *jobs[64];
+	int njobs = 0;
+	size_t failed[256];
+	size_t nfailed = 0;
+	char err[256];
+
+	for (size_t i = 0; i < m->qf.nrcpt; i++) {
+		struct qrcpt *rc = &m->qf.rcpt[i];
+		struct db_resolution res = { 0 };
+		if (rc->state != RCPT_PENDING || m->busy[i])
+			continue;
+		int found = Q.db ? db_resolve(Q.db, rc->address, Q.cfg->recipient_delimiter,
+		    &res, err, sizeof(err)) : -1;
+		if (Q.db == NULL)
+			snprintf(err, sizeof(err), "databases not available");
+		if (found <= 0) {
+			if (found == 0)
+				fail_now(m, i, DELIVERY_PERMFAIL, "5.1.1", "user unknown");
+			else
+				fail_now(m, i, DELIVERY_TEMPFAIL, "4.3.0", err);
+			db_resolution_free(&res);
+			if (nfailed < sizeof(failed) / sizeof(failed[0]))
+				failed[nfailed++] = i;
+			continue;
+		}
+		struct user *u = user_for(&res, err, sizeof(err));
+		if (u == NULL) {
+			fail_now(m, i, DELIVERY_TEMPFAIL, "4.3.0", err);
+			if (nfailed < sizeof(failed) / sizeof(failed[0]))
+				failed[nfailed++] = i;
+			db_resolution_free(&res);
+			continue;
+		}
+		struct job *j = NULL;
+		for (int k = 0; k < njobs; k++)
+			if (jobs[k]->user == u && jobs[k]->n < JOB_MAX_RCPTS)
+				j = jobs[k];
+		if (j == NULL) {
+			if (njobs == (int)(sizeof(jobs) / sizeof(jobs[0]))) {
+				/* the rest waits for the next round */
+				db_resolution_free(&res);
+				break;
+			}
+			j = jobs[njobs++] = job_new(m, u);
+		}
+		struct job_rcpt *jr = &j->rcpt[j->n++];
+		jr->index = i;
+		jr->extension = res.extension ? xstrdup(res.extension) : NULL;
+		jr->rules = res.rules_blob;
+		jr->rules_len = res.rules_len;
+		res.rules_blob = NULL;
+		res.rules_len = 0;
+		m->busy[i] = 1;
+		db_resolution_free(&res);
+	}
+	if (nfailed > 0 && pending_count(m) + njobs > 0)
+		persist_states(m, failed, nfailed);
+	for (int k = 0; k < njobs; k++) {
+		m->njobs++;
+		user_enqueue(jobs[k]->user, jobs[k]);
+	}
+	if (m->njobs == 0)
+		msg_settle(m);
+	workers_dispatch();
+}
+
+/* A crash while a state record was being appended leaves it torn; it must
+ * be cut off before anything else is appended after it. */
+static void repair_torn_tail(struct qmsg *m, int rfd)
+{
+	struct stat st;
+	if (fstat(rfd, &st) < 0 || st.st_size <= m->qf.end_offset)
+		return;
+	int fd = openat(Q.queue_dirfd[m->dir], m->qid, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 || qfile_repair_tail(fd, &m->qf) < 0)
+		log_warn("qid=%s: cannot repair a torn state record: %s", m->qid, strerror(errno));
+	else
+		log_info("qid=%s: removed a torn state record", m->qid);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* ---- entry points ---- */
+
+void sched_load(const char *qid, enum qdir dir)
+{
+	if (!qid_valid(qid) || strmap_get(Q.msgs, qid) != NULL)
+		return;
+	int fd = openat(Q.queue_dirfd[dir], qid, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			log_warn("qid=%s: cannot open: %s", qid, strerror(errno));
+		return;
+	}
+	struct qmsg *m = xcalloc(1, sizeof(*m));
+	snprintf(m->qid, sizeof(m->qid), "%s", qid);
+	m->dir = dir;
+	if (qfile_read(fd, &m->qf) < 0) {
+		int e = errno;
+		close(fd);
+		free(m);
+		if (e == EBADMSG) {
+			log_warn("qid=%s: malformed queue file; moved to corrupt/", qid);
+			queue_move(Q.cfg->queue_dir, qid, qdir_names[dir], "corrupt");
+		} else {
+			log_warn("qid=%s: cannot read: %s", qid, strerror(e));
+		}
+		return;
+	}
+	repair_torn_tail(m, fd);
+	close(fd);
+	m->busy = xcalloc(m->qf.nrcpt, 1);
+	strmap_put(Q.msgs, m->qid, m);
+	if (dir == QDIR_DEFERRED && pending_count(m) > 0) {
+		arm_retry(m);   /* at once when its time has already come */
+		return;
+	}
+	if (dir == QDIR_ACTIVE)
+		log_debug("qid=%s: from=<%s> nrcpt=%zu size=%llu", qid, m->qf.sender, m->qf.nrcpt,
+		    (unsigned long long)m->qf.msg_size);
+	schedule_pending(m);
+}
+
+void sched_job_finished(struct job *job)
+{
+	struct qmsg *m = job->msg;
+	size_t idx[JOB_MAX_RCPTS];
+
+	for (size_t i = 0; i < job->n; i++) {
+		struct job_rcpt *jr = &job->rcpt[i];
+		if (!jr->have_result) {
+			memset(&jr->result, 0, sizeof(jr->result));
+			jr->result.status = DELIVERY_TEMPFAIL;
+			snprintf(jr->result.dsn, sizeof(jr->result.dsn), "4.3.0");
+			snprintf(jr->result.text, sizeof(jr->result.text), "worker exited before reporting");
+		}
+		apply_result(m, jr->index, &jr->result, jr->where);
+		m->busy[jr->index] = 0;
+		idx[i] = jr->index;
+	}
+	m->njobs--;
+	/* When the message is finished, removing it is the record; otherwise
+	 * the results must survive a crash. */
+	if (m->njobs > 0 || pending_count(m) > 0)
+		persist_states(m, idx, job->n);
+	job_free(job);
+	if (m->njobs == 0)
+		msg_settle(m);
+}
+
+static int count_messages_with_jobs(const char *key, void *value, void *ctx)
+{
+	struct qmsg *m = value;
+	*(int *)ctx += m->njobs > 0;
+	return 0;
+}
+
+int sched_jobs_in_flight(void)
+{
+	int n = 0;
+	strmap_each(Q.msgs, count_messages_with_jobs, &n);
+	return n;
+}
+
+static int free_one(const char *key, void *value, void *ctx)
+{
+	msg_free(value);
+	return 0;
+}
+
+void sched_free_all(void)
+{
+	strmap_each(Q.msgs, free_one, NULL);
+	strmap_free(Q.msgs);
+	Q.msgs = NULL;
+}

@@ -1,0 +1,402 @@
+/*
+ * workers.c - the qmgr's pool of per-user workers.
+ *
+ * Each user (delivery identity) has a queue of waiting jobs and up to
+ * workers_per_user workers; all users together up to max_workers.  Users
+ * with waiting jobs sit in a ring served round-robin, one job per user per
+ * pass, so a user with a flood of mail cannot take another user's turn.
+ * Workers are started by the spawner on request; an idle worker is retired
+ * after worker_idle_timeout by closing its socket, and at the max_workers
+ * cap the least recently used idle worker makes room.
+ */
+#include "qmgr/qmgr_private.h"
+#include "lib/ipc.h"
+#include "lib/log.h"
+#include "lib/msgtypes.h"
+#include "lib/strmap.h"
+#include "lib/xalloc.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SPAWN_TIMEOUT 30
+
+static struct ipc_msg wmsg;
+
+void user_enqueue(struct user *u, struct job *job)
+{
+	TAILQ_INSERT_TAIL(&u->waiting, job, entry);
+	if (!u->in_ring) {
+		TAILQ_INSERT_TAIL(&Q.ring, u, ring);
+		u->in_ring = 1;
+	}
+}
+
+/* Give up on a job that could not be handed over: every recipient gets a
+ * temporary failure with the reason. */
+static void job_fail(struct job *job, const char *reason)
+{
+	for (size_t i = 0; i < job->n; i++) {
+		struct job_rcpt *jr = &job->rcpt[i];
+		jr->have_result = 1;
+		memset(&jr->result, 0, sizeof(jr->result));
+		jr->result.status = DELIVERY_TEMPFAIL;
+		snprintf(jr->result.dsn, sizeof(jr->result.dsn), "4.3.0");
+		snprintf(jr->result.text, sizeof(jr->result.text), "%s", reason);
+	}
+	sched_job_finished(job);
+}
+
+static void idle_expired(evutil_socket_t fd, short what, void *arg);
+static void worker_readable(evutil_socket_t fd, short what, void *arg);
+
+static void worker_set_idle(struct worker *w)
+{
+	struct timeval tv = { .tv_sec = (time_t)Q.cfg->worker_idle_timeout };
+	w->job = NULL;
+	w->idle_since = time(NULL);
+	evtimer_add(w->idle_ev, &tv);
+}
+
+static void worker_remove(struct worker *w)
+{
+	struct user *u = w->user;
+	TAILQ_REMOVE(&u->workers, w, entry);
+	u->nworkers--;
+	Q.nworkers--;
+	event_free(w->read_ev);
+	event_free(w->idle_ev);
+	close(w->fd);           /* the worker sees end of file and exits */
+	free(w);
+}
+
+static int worker_send_job(struct worker *w, struct job *job)
+{
+	struct qmsg *m = job->msg;
+	struct user *u = w->user;
+	int fd = openat(Q.queue_dirfd[m->dir], m->qid, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		char reason[300];
+		snprintf(reason, sizeof(reason), "cannot open queue file: %s", strerror(errno));
+		job_fail(job, reason);
+		return 0;
+	}
+	ipc_init(&wmsg, MSG_JOB);
+	ipc_add_str(&wmsg, m->qid);
+	ipc_add_u32(&wmsg, (uint32_t)job->n);
+	for (size_t i = 0; i < job->n; i++) {
+		const struct job_rcpt *jr = &job->rcpt[i];
+		ipc_add_u32(&wmsg, (uint32_t)jr->index);
+		ipc_add_str(&wmsg, m->qf.rcpt[jr->index].address);
+		ipc_add_str(&wmsg, jr->extension);
+		ipc_add_str(&wmsg, u->account);
+		ipc_add_str(&wmsg, u->home);
+		ipc_add_blob(&wmsg, jr->rules, jr->rules_len);
+	}
+	ipc_set_fd(&wmsg, fd);
+	int r = ipc_send(w->fd, &wmsg);
+	int e = errno;
+	close(fd);
+	if (r < 0) {
+		char reason[300];
+		snprintf(reason, sizeof(reason), "cannot hand job to worker: %s", strerror(e));
+		job_fail(job, reason);
+		/* a dead worker is removed when its end of file is read */
+		if (e != EMSGSIZE)
+			w->dead = 1;
+		return 0;
+	}
+	w->job = job;
+	evtimer_del(w->idle_ev);
+	return 1;
+}
+
+static struct worker *idle_worker_of(struct user *u)
+{
+	struct worker *w;
+	TAILQ_FOREACH(w, &u->workers, entry)
+		if (w->job == NULL && !w->dead)
+			return w;
+	return NULL;
+}
+
+struct lru_search {
+	struct worker *best;
+	struct user *not;
+};
+
+static int find_lru_idle(const char *key, void *value, void *ctx)
+{
+	struct lru_search *s = ctx;
+	struct user *u = value;
+	struct worker *w;
+	if (u == s->not)
+		return 0;
+	TAILQ_FOREACH(w, &u->workers, entry)
+		if (w->job == NULL && (s->best == NULL || w->idle_since < s->best->idle_since))
+			s->best = w;
+	return 0;
+}
+
+/* At the max_workers cap: retire the least recently used idle worker of
+ * another user.  Returns 1 when room was made. */
+static int make_room(struct user *for_user)
+{
+	struct lru_search s = { NULL, for_user };
+	strmap_each(Q.users, find_lru_idle, &s);
+	if (s.best == NULL)
+		return 0;
+	log_debug("max_workers reached: retiring idle worker %ld of %s",
+	    (long)s.best->pid, s.best->user->account);
+	worker_remove(s.best);
+	return 1;
+}
+
+static void spawn_request(struct user *u)
+{
+	struct spawn_req *req = xcalloc(1, sizeof(*req));
+	struct ipc_msg *m = &wmsg;
+
+	req->id = ++Q.next_spawn_id;
+	req->user = u;
+	req->sent = time(NULL);
+	ipc_init(m, MSG_SPAWN_REQ);
+	ipc_add_u32(m, req->id);
+	ipc_add_u32(m, (uint32_t)u->uid);
+	ipc_add_u32(m, (uint32_t)u->gid);
+	ipc_add_str(m, u->account);
+	ipc_add_str(m, u->home);
+	if (ipc_send(Q.spawner_fd, m) < 0) {
+		/* retried by the periodic timer's dispatch */
+		log_warn("cannot ask the spawner for a worker: %s", strerror(errno));
+		free(req);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&Q.spawns, req, entry);
+	u->spawning++;
+	Q.nspawning++;
+}
+
+void workers_dispatch(void)
+{
+	int progress = 1;
+	int cap_user = (int)Q.cfg->workers_per_user;
+	int cap_all = (int)Q.cfg->max_workers;
+
+	if (Q.stopping)
+		return;
+	while (progress) {
+		progress = 0;
+		struct user *u, *next;
+		for (u = TAILQ_FIRST(&Q.ring); u != NULL; u = next) {
+			next = TAILQ_NEXT(u, ring);
+			if (TAILQ_EMPTY(&u->waiting)) {
+				TAILQ_REMOVE(&Q.ring, u, ring);
+				u->in_ring = 0;
+				continue;
+			}
+			struct worker *w = idle_worker_of(u);
+			if (w != NULL) {
+				struct job *job = TAILQ_FIRST(&u->waiting);
+				TAILQ_REMOVE(&u->waiting, job, entry);
+				worker_send_job(w, job);
+				progress = 1;
+				continue;
+			}
+			if (u->nworkers + u->spawning >= cap_user)
+				continue;
+			if (Q.nworkers + Q.nspawning >= cap_all && !make_room(u))
+				continue;
+			spawn_request(u);
+		}
+		/* the next round starts one user further on */
+		u = TAILQ_FIRST(&Q.ring);
+		if (u != NULL && TAILQ_NEXT(u, ring) != NULL) {
+			TAILQ_REMOVE(&Q.ring, u, ring);
+			TAILQ_INSERT_TAIL(&Q.ring, u, ring);
+		}
+	}
+}
+
+/* A user that cannot get a worker: its waiting jobs are deferred. */
+static void fail_waiting(struct user *u, const char *reason)
+{
+	struct job *job;
+	while ((job = TAILQ_FIRST(&u->waiting)) != NULL) {
+		TAILQ_REMOVE(&u->waiting, job, entry);
+		job_fail(job, reason);
+	}
+}
+
+void workers_spawn_reply(int ok, uint32_t id, pid_t pid, int fd, const char *reason)
+{
+	struct spawn_req *req;
+	TAILQ_FOREACH(req, &Q.spawns, entry)
+		if (req->id == id)
+			break;
+	if (req == NULL) {
+		/* an answer to a request we gave up on, or from before a restart */
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	TAILQ_REMOVE(&Q.spawns, req, entry);
+	struct user *u = req->user;
+	free(req);
+	u->spawning--;
+	Q.nspawning--;
+	if (!ok) {
+		log_warn("no worker for %s (uid %lu): %s", u->account, (unsigned long)u->uid, reason);
+		if (u->nworkers == 0 && u->spawning == 0)
+			fail_waiting(u, reason);
+		workers_dispatch();
+		return;
+	}
+	struct worker *w = xcalloc(1, sizeof(*w));
+	w->pid = pid;
+	w->fd = fd;
+	w->user = u;
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	w->read_ev = event_new(Q.base, fd, EV_READ | EV_PERSIST, worker_readable, w);
+	w->idle_ev = evtimer_new(Q.base, idle_expired, w);
+	event_add(w->read_ev, NULL);
+	TAILQ_INSERT_TAIL(&u->workers, w, entry);
+	u->nworkers++;
+	Q.nworkers++;
+	worker_set_idle(w);
+	workers_dispatch();
+}
+
+void workers_check_spawn_timeouts(void)
+{
+	time_t now = time(NULL);
+	struct spawn_req *req, *next;
+	for (req = TAILQ_FIRST(&Q.spawns); req != NULL; req = next) {
+		next = TAILQ_NEXT(req, entry);
+		if (now - req->sent >= SPAWN_TIMEOUT)
+			workers_spawn_reply(0, req->id, -1, -1, "the spawner did not answer");
+	}
+	workers_dispatch();
+}
+
+static void worker_gone(struct worker *w, const char *why)
+{
+	struct job *job = w->job;
+	if (job != NULL)
+		log_warn("worker %ld of %s %s during a job", (long)w->pid, w->user->account, why);
+	w->job = NULL;
+	worker_remove(w);
+	if (job != NULL)
+		sched_job_finished(job);
+}
+
+static void on_result(struct worker *w)
+{
+	const char *qid, *dsn, *text, *where;
+	uint32_t index, status;
+	struct job *job = w->job;
+
+	if (ipc_get_str(&wmsg, &qid) < 0 || ipc_get_u32(&wmsg, &index) < 0 ||
+	    ipc_get_u32(&wmsg, &status) < 0 || ipc_get_str(&wmsg, &dsn) < 0 ||
+	    ipc_get_str(&wmsg, &text) < 0 || ipc_get_str(&wmsg, &where) < 0 ||
+	    ipc_end(&wmsg) < 0 || status > DELIVERY_PERMFAIL || job == NULL ||
+	    strcmp(qid, job->msg->qid) != 0) {
+		log_warn("worker %ld sent a malformed result", (long)w->pid);
+		return;
+	}
+	for (size_t i = 0; i < job->n; i++) {
+		struct job_rcpt *jr = &job->rcpt[i];
+		if (jr->index != index || jr->have_result)
+			continue;
+		jr->have_result = 1;
+		jr->result.status = (enum delivery_status)status;
+		snprintf(jr->result.dsn, sizeof(jr->result.dsn), "%s", dsn);
+		snprintf(jr->result.text, sizeof(jr->result.text), "%s", text);
+		free(jr->where);
+		jr->where = xstrdup(where);
+		return;
+	}
+	log_warn("worker %ld reported recipient %u not in its job", (long)w->pid, index);
+}
+
+static void worker_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	for (;;) {
+		int r = ipc_recv(w->fd, &wmsg);
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (r <= 0) {
+			worker_gone(w, r == 0 ? "exited" : "failed");
+			workers_dispatch();
+			return;
+		}
+		if (wmsg.fd >= 0) {
+			close(wmsg.fd);
+			wmsg.fd = -1;
+		}
+		if (wmsg.type == MSG_RESULT) {
+			on_result(w);
+		} else if (wmsg.type == MSG_JOB_DONE && w->job != NULL) {
+			struct job *job = w->job;
+			worker_set_idle(w);
+			sched_job_finished(job);
+			/* dispatching may retire this very worker: do not touch
+			 * w afterwards; the persistent event brings us back for
+			 * anything still unread */
+			workers_dispatch();
+			return;
+		} else {
+			log_warn("worker %ld sent unexpected message type %u", (long)w->pid, wmsg.type);
+		}
+	}
+}
+
+static void idle_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	if (w->job == NULL) {
+		log_debug("retiring idle worker %ld of %s", (long)w->pid, w->user->account);
+		worker_remove(w);
+	}
+}
+
+static int count_busy(const char *key, void *value, void *ctx)
+{
+	struct user *u = value;
+	struct worker *w;
+	TAILQ_FOREACH(w, &u->workers, entry)
+		*(int *)ctx += w->job != NULL;
+	return 0;
+}
+
+int workers_busy(void)
+{
+	int n = 0;
+	strmap_each(Q.users, count_busy, &n);
+	return n;
+}
+
+static int close_user_workers(const char *key, void *value, void *ctx)
+{
+	struct user *u = value;
+	struct worker *w;
+	while ((w = TAILQ_FIRST(&u->workers)) != NULL) {
+		struct job *job = w->job;
+		w->job = NULL;
+		worker_remove(w);
+		if (job != NULL)
+			sched_job_finished(job);
+	}
+	return 0;
+}
+
+void workers_close_all(void)
+{
+	strmap_each(Q.users, close_user_workers, NULL);
+}

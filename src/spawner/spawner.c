@@ -1,0 +1,180 @@
+/*
+ * spawner.c - forks per-user workers for the qmgr.
+ *
+ * The only process besides the master that keeps root in root mode, so it
+ * does as little as possible: read a request, check it, fork, drop the
+ * child to the requested uid/gid, pass the qmgr its end of the child's
+ * socket.  It never touches message data.
+ */
+#include "spawner/spawner.h"
+#include "spawner/worker.h"
+#include "lib/ipc.h"
+#include "lib/log.h"
+#include "lib/msgtypes.h"
+#include "lib/privsep.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static struct ipc_msg in, out;
+
+static void reply_fail(int qmgr_fd, uint32_t reqid, const char *reason)
+{
+	log_warn("cannot start worker: %s", reason);
+	ipc_init(&out, MSG_SPAWN_FAIL);
+	ipc_add_u32(&out, reqid);
+	ipc_add_str(&out, reason);
+	if (ipc_send(qmgr_fd, &out) < 0)
+		log_warn("reply to qmgr: %s", strerror(errno));
+}
+
+/* In the child: become the user for good, then work. */
+static _Noreturn void become_worker(const struct config *cfg, int root_mode,
+    uid_t uid, gid_t gid, int sock)
+{
+	sigset_t all;
+	sigfillset(&all);
+	sigprocmask(SIG_UNBLOCK, &all, NULL);
+	signal(SIGCHLD, SIG_DFL);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGXFSZ, SIG_IGN);
+	log_set_ident("mailprocd/worker");
+
+	if (root_mode) {
+		/* supplementary groups from passwd, when the account has an entry
+		 * whose primary group is the one asked for */
+		struct passwd *pw = getpwuid(uid);
+		const char *name = (pw && pw->pw_gid == gid) ? pw->pw_name : NULL;
+		char err[256];
+		if (privsep_become(uid, gid, name, err, sizeof(err)) < 0) {
+			log_warn("worker for uid %lu: %s", (unsigned long)uid, err);
+			_exit(1);
+		}
+	}
+	if (chdir("/") < 0)
+		_exit(1);
+	worker_main(cfg, sock);
+}
+
+static void spawn(const struct config *cfg, int root_mode, int qmgr_fd, int sfd)
+{
+	uint32_t reqid, uid, gid;
+	const char *account, *home;
+	int sv[2];
+
+	if (ipc_get_u32(&in, &reqid) < 0 || ipc_get_u32(&in, &uid) < 0 ||
+	    ipc_get_u32(&in, &gid) < 0 || ipc_get_str(&in, &account) < 0 ||
+	    ipc_get_str(&in, &home) < 0 || ipc_end(&in) < 0) {
+		log_warn("malformed spawn request from qmgr");
+		return;
+	}
+	if (root_mode && (uid == 0 || gid == 0)) {
+		reply_fail(qmgr_fd, reqid, "refusing to run a worker as root");
+		return;
+	}
+	if (!root_mode && (uid != getuid() || gid != getgid())) {
+		reply_fail(qmgr_fd, reqid, "single-user mode: workers run as the daemon's user");
+		return;
+	}
+	if (ipc_socketpair(sv) < 0) {
+		reply_fail(qmgr_fd, reqid, strerror(errno));
+		return;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		int e = errno;
+		close(sv[0]);
+		close(sv[1]);
+		reply_fail(qmgr_fd, reqid, strerror(e));
+		return;
+	}
+	if (pid == 0) {
+		close(qmgr_fd);
+		close(sfd);
+		close(sv[0]);
+		become_worker(cfg, root_mode, uid, gid, sv[1]);
+	}
+	close(sv[1]);
+	log_debug("worker pid %ld for %s (uid %lu)", (long)pid, account, (unsigned long)uid);
+	ipc_init(&out, MSG_SPAWN_OK);
+	ipc_add_u32(&out, reqid);
+	ipc_add_u32(&out, (uint32_t)pid);
+	ipc_set_fd(&out, sv[0]);
+	if (ipc_send(qmgr_fd, &out) < 0) {
+		log_warn("handing worker %ld to qmgr: %s", (long)pid, strerror(errno));
+		kill(pid, SIGTERM);
+	}
+	close(sv[0]);
+}
+
+static void reap(void)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (WIFSIGNALED(status))
+			log_warn("worker %ld killed by signal %d", (long)pid, WTERMSIG(status));
+		else if (WEXITSTATUS(status) != 0)
+			log_warn("worker %ld exited with status %d", (long)pid, WEXITSTATUS(status));
+	}
+}
+
+int spawner_main(const struct config *cfg, int qmgr_fd, int root_mode)
+{
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGCHLD);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigprocmask(SIG_BLOCK, &sigs, NULL);
+	int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	if (sfd < 0)
+		fatal("signalfd: %s", strerror(errno));
+
+	for (;;) {
+		struct pollfd p[2] = { { .fd = qmgr_fd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			fatal("poll: %s", strerror(errno));
+		}
+		if (p[1].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+				if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+					/* workers finish their jobs and leave when the
+					 * qmgr closes their sockets */
+					reap();
+					return 0;
+				}
+				reap();
+			}
+		}
+		if (p[0].revents & (POLLIN | POLLHUP)) {
+			int r = ipc_recv(qmgr_fd, &in);
+			if (r == 0)
+				return 0;
+			if (r < 0) {
+				if (errno != EAGAIN)
+					log_warn("reading from qmgr: %s", strerror(errno));
+				continue;
+			}
+			if (in.fd >= 0) {
+				close(in.fd);
+				in.fd = -1;
+			}
+			if (in.type == MSG_SPAWN_REQ)
+				spawn(cfg, root_mode, qmgr_fd, sfd);
+			else
+				log_warn("unexpected message type %u from qmgr", in.type);
+		}
+	}
+}
