@@ -1,0 +1,336 @@
+/*
+ * commands.c - the SMTP/LMTP command table.
+ *
+ * Each verb has a check step, which refuses the command (bad sequence, bad
+ * syntax, limits) with a reply and changes nothing, and an act step, which
+ * does the work and replies.  Which protocol a verb belongs to and whether
+ * it takes an argument are table entries checked in one place.  Every reply
+ * after the greeting and HELO/EHLO/LHLO carries an enhanced status code.
+ */
+#include "receiver/receiver_private.h"
+#include "db/db.h"
+#include "lib/xalloc.h"
+
+#include <stdio.h>
+#include <string.h>
+
+enum arg_rule { ARG_NONE, ARG_OPTIONAL, ARG_REQUIRED };
+
+#define IN_SMTP 1u
+#define IN_LMTP 2u
+
+struct command;
+
+struct command_ctx {
+	const struct command *cmd;
+	const char *arg;
+	struct smtp_path path;          /* MAIL, RCPT: filled by the check */
+};
+
+struct command {
+	enum smtp_verb verb;
+	unsigned protocols;
+	enum arg_rule args;
+	const char *usage;              /* for "501 5.5.4 Syntax: ..." */
+	int (*check)(struct session *s, struct command_ctx *c);  /* 0 = go on */
+	void (*act)(struct session *s, struct command_ctx *c);
+};
+
+/* ---- HELO, EHLO, LHLO ---- */
+
+static int check_hello(struct session *s, struct command_ctx *c)
+{
+	if (!smtp_helo_valid(c->arg)) {
+		session_reply(s, 501, "5.5.4", "Syntax: %s", c->cmd->usage);
+		return -1;
+	}
+	return 0;
+}
+
+static void greet(struct session *s, struct command_ctx *c, const char *protocol)
+{
+	session_reset_transaction(s);
+	snprintf(s->helo, sizeof(s->helo), "%s", c->arg);
+	s->protocol = protocol;
+}
+
+static void act_helo(struct session *s, struct command_ctx *c)
+{
+	greet(s, c, "SMTP");
+	session_reply(s, 250, NULL, "%s", s->r->hostname);
+}
+
+static void act_ehlo(struct session *s, struct command_ctx *c)
+{
+	greet(s, c, s->lmtp ? "LMTP" : "ESMTP");
+	session_reply_more(s, 250, "%s", s->r->hostname);
+	session_reply_more(s, 250, "PIPELINING");
+	session_reply_more(s, 250, "SIZE %llu",
+	    (unsigned long long)s->r->cfg->max_message_size);
+	session_reply_more(s, 250, "ENHANCEDSTATUSCODES");
+	session_reply(s, 250, NULL, "8BITMIME");
+}
+
+/* ---- MAIL ---- */
+
+static int need_hello(struct session *s)
+{
+	if (s->protocol != NULL)
+		return 0;
+	session_reply(s, 503, "5.5.1", "Error: send %s first",
+	    s->lmtp ? "LHLO" : "HELO/EHLO");
+	return -1;
+}
+
+/* The parse errors of MAIL and RCPT that are about parameters. */
+static int param_error(struct session *s, enum smtp_path_status st, const char *param)
+{
+	switch (st) {
+	case SMTP_PATH_PARAM_SYNTAX:
+		session_reply(s, 501, "5.5.4", "Syntax error in parameters");
+		return -1;
+	case SMTP_PATH_PARAM_UNKNOWN:
+		session_reply(s, 555, "5.5.4", "Unsupported parameter %s", param);
+		return -1;
+	case SMTP_PATH_PARAM_VALUE:
+		session_reply(s, 501, "5.5.4", "Bad or repeated parameter %s", param);
+		return -1;
+	default:
+		return 0;
+	}
+}
+
+static int check_mail(struct session *s, struct command_ctx *c)
+{
+	if (need_hello(s) < 0)
+		return -1;
+	if (s->tx.active) {
+		session_reply(s, 503, "5.5.1", "Error: nested MAIL command");
+		return -1;
+	}
+	enum smtp_path_status st = smtp_parse_mail(c->arg, &c->path);
+	switch (st) {
+	case SMTP_PATH_OK:
+		break;
+	case SMTP_PATH_SYNTAX:
+		session_reply(s, 501, "5.5.4", "Syntax: MAIL FROM:<address>");
+		return -1;
+	case SMTP_PATH_TOO_LONG:
+		session_reply(s, 501, "5.1.7", "Sender address too long");
+		return -1;
+	case SMTP_PATH_BAD_ADDRESS:
+	case SMTP_PATH_NO_DOMAIN:
+		session_reply(s, 501, "5.1.7", "Bad sender address syntax");
+		return -1;
+	default:
+		return param_error(s, st, c->path.param);
+	}
+	if (c->path.params.has_size &&
+	    c->path.params.size > s->r->cfg->max_message_size) {
+		session_reply(s, 552, "5.3.4", "Message size exceeds fixed limit");
+		return -1;
+	}
+	return 0;
+}
+
+static void act_mail(struct session *s, struct command_ctx *c)
+{
+	session_reset_transaction(s);
+	s->tx.active = 1;
+	memcpy(s->tx.sender, c->path.addr, sizeof(s->tx.sender));
+	s->tx.eightbit = c->path.params.body == SMTP_BODY_8BITMIME;
+	session_reply(s, 250, "2.1.0", "Ok");
+}
+
+/* ---- RCPT ---- */
+
+static int check_rcpt(struct session *s, struct command_ctx *c)
+{
+	if (!s->tx.active) {
+		session_reply(s, 503, "5.5.1", "Error: need MAIL command");
+		return -1;
+	}
+	enum smtp_path_status st = smtp_parse_rcpt(c->arg, &c->path);
+	switch (st) {
+	case SMTP_PATH_OK:
+		break;
+	case SMTP_PATH_SYNTAX:
+		session_reply(s, 501, "5.5.4", "Syntax: RCPT TO:<address>");
+		return -1;
+	case SMTP_PATH_TOO_LONG:
+		session_reply(s, 501, "5.1.3", "Recipient address too long");
+		return -1;
+	case SMTP_PATH_NO_DOMAIN:
+		session_reply(s, 501, "5.1.3", "Recipient address must include a domain");
+		return -1;
+	case SMTP_PATH_BAD_ADDRESS:
+		session_reply(s, 501, "5.1.3", "Bad recipient address syntax");
+		return -1;
+	default:
+		return param_error(s, st, c->path.param);
+	}
+	if (s->tx.nrcpts >= s->r->cfg->max_recipients) {
+		session_reply(s, 452, "4.5.3", "Too many recipients");
+		return -1;
+	}
+	return 0;
+}
+
+/* 1 known, 0 unknown, -1 temporary failure. */
+static int lookup_recipient(struct session *s, const char *addr)
+{
+	struct db *db = receiver_db(s->r);
+	struct db_resolution res;
+	char err[256] = "";
+
+	if (db == NULL)
+		return -1;
+	memset(&res, 0, sizeof(res));
+	int r = db_resolve(db, addr, s->r->cfg->recipient_delimiter, &res, err, sizeof(err));
+	if (r < 0)
+		log_warn("lookup of <%s>: %s", addr, err);
+	else
+		db_resolution_free(&res);
+	return r;
+}
+
+static void act_rcpt(struct session *s, struct command_ctx *c)
+{
+	const char *addr = c->path.addr;
+	int known = lookup_recipient(s, addr);
+
+	if (known < 0) {
+		session_reply(s, 451, "4.3.0", "<%s>: Temporary lookup failure", addr);
+		return;
+	}
+	if (known == 0) {
+		session_reply(s, 550, "5.1.1", "<%s>: User unknown", addr);
+		return;
+	}
+	struct transaction *tx = &s->tx;
+	if (tx->nrcpts == tx->cap) {
+		tx->cap = tx->cap ? tx->cap * 2 : 8;
+		tx->rcpts = xreallocarray(tx->rcpts, tx->cap, sizeof(*tx->rcpts));
+	}
+	tx->rcpts[tx->nrcpts++] = xstrdup(addr);
+	session_reply(s, 250, "2.1.5", "Ok");
+}
+
+/* ---- DATA ---- */
+
+static int check_data(struct session *s, struct command_ctx *c)
+{
+	if (!s->tx.active) {
+		session_reply(s, 503, "5.5.1", "Error: need MAIL command");
+		return -1;
+	}
+	if (s->tx.nrcpts == 0) {
+		session_reply(s, s->lmtp ? 503 : 554, "5.5.1", "Error: no valid recipients");
+		return -1;
+	}
+	return 0;
+}
+
+static void act_data(struct session *s, struct command_ctx *c)
+{
+	data_begin(s);
+}
+
+/* ---- the rest ---- */
+
+static void act_rset(struct session *s, struct command_ctx *c)
+{
+	session_reset_transaction(s);
+	session_reply(s, 250, "2.0.0", "Ok");
+}
+
+static void act_noop(struct session *s, struct command_ctx *c)
+{
+	session_reply(s, 250, "2.0.0", "Ok");
+}
+
+static void act_quit(struct session *s, struct command_ctx *c)
+{
+	session_reply(s, 221, "2.0.0", "Bye");
+	session_close(s);
+}
+
+static void act_vrfy(struct session *s, struct command_ctx *c)
+{
+	session_reply(s, 252, "2.5.2",
+	    "Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+static void act_help(struct session *s, struct command_ctx *c)
+{
+	session_reply(s, 214, "2.0.0", "Commands: %s MAIL RCPT DATA RSET NOOP QUIT VRFY HELP",
+	    s->lmtp ? "LHLO" : "HELO EHLO");
+}
+
+static const struct command commands[] = {
+	{ SMTP_VERB_HELO, IN_SMTP, ARG_REQUIRED, "HELO hostname", check_hello, act_helo },
+	{ SMTP_VERB_EHLO, IN_SMTP, ARG_REQUIRED, "EHLO hostname", check_hello, act_ehlo },
+	{ SMTP_VERB_LHLO, IN_LMTP, ARG_REQUIRED, "LHLO hostname", check_hello, act_ehlo },
+	{ SMTP_VERB_MAIL, IN_SMTP | IN_LMTP, ARG_REQUIRED, "MAIL FROM:<address>", check_mail, act_mail },
+	{ SMTP_VERB_RCPT, IN_SMTP | IN_LMTP, ARG_REQUIRED, "RCPT TO:<address>", check_rcpt, act_rcpt },
+	{ SMTP_VERB_DATA, IN_SMTP | IN_LMTP, ARG_NONE, "DATA", check_data, act_data },
+	{ SMTP_VERB_RSET, IN_SMTP | IN_LMTP, ARG_NONE, "RSET", NULL, act_rset },
+	{ SMTP_VERB_NOOP, IN_SMTP | IN_LMTP, ARG_OPTIONAL, "NOOP", NULL, act_noop },
+	{ SMTP_VERB_QUIT, IN_SMTP | IN_LMTP, ARG_NONE, "QUIT", NULL, act_quit },
+	{ SMTP_VERB_VRFY, IN_SMTP | IN_LMTP, ARG_REQUIRED, "VRFY address", NULL, act_vrfy },
+	{ SMTP_VERB_HELP, IN_SMTP | IN_LMTP, ARG_OPTIONAL, "HELP", NULL, act_help },
+};
+
+static const struct command *command_find(enum smtp_verb verb)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (commands[i].verb == verb)
+			return &commands[i];
+	return NULL;
+}
+
+/* The checks every command shares: protocol and argument presence. */
+static int check_common(struct session *s, const struct command *cmd, const char *arg)
+{
+	if (!(cmd->protocols & (s->lmtp ? IN_LMTP : IN_SMTP))) {
+		if (s->lmtp)
+			session_reply(s, 500, "5.5.1", "Error: %s is not valid in LMTP, use LHLO",
+			    smtp_verb_name(cmd->verb));
+		else
+			session_reply(s, 500, "5.5.1", "Error: %s is not valid in SMTP",
+			    smtp_verb_name(cmd->verb));
+		return -1;
+	}
+	if ((cmd->args == ARG_NONE && *arg != '\0') ||
+	    (cmd->args == ARG_REQUIRED && *arg == '\0')) {
+		session_reply(s, 501, "5.5.4", "Syntax: %s", cmd->usage);
+		return -1;
+	}
+	return 0;
+}
+
+void command_execute(struct session *s, char *line, size_t len)
+{
+	struct smtp_cmd parsed;
+
+	switch (smtp_parse_command(line, len, &parsed)) {
+	case SMTP_CMD_NUL:
+		session_reply(s, 500, "5.5.2", "Error: NUL character in command");
+		return;
+	case SMTP_CMD_UNKNOWN:
+		session_reply(s, 500, "5.5.2", "Error: command not recognized");
+		return;
+	case SMTP_CMD_OK:
+		break;
+	}
+	const struct command *cmd = command_find(parsed.verb);
+	if (cmd == NULL)
+		panic("command_execute: verb %d has no table entry", (int)parsed.verb);
+
+	struct command_ctx ctx = { .cmd = cmd, .arg = parsed.arg };
+	if (check_common(s, cmd, parsed.arg) < 0)
+		return;
+	if (cmd->check != NULL && cmd->check(s, &ctx) < 0)
+		return;
+	cmd->act(s, &ctx);
+}

@@ -1,0 +1,198 @@
+/*
+ * data.c - DATA: the message goes into a queue file as it arrives.
+ *
+ * At DATA the queue file is created with the envelope and the Received:
+ * header; the bytes that follow run through the DATA state machine
+ * (end of data, dot-unstuffing, CRLF -> LF) and are appended at once, so a
+ * message is never held in memory.  A message over max_message_size, or one
+ * whose queue file could not be written, is read to its end and discarded,
+ * then refused.  A message is acknowledged only after qwriter_commit()
+ * made it durable.  LMTP answers once per recipient, SMTP once.
+ */
+#include "receiver/receiver_private.h"
+#include "proto/smtp_received.h"
+#include "queue/qfile.h"
+#include "lib/buf.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+/* Input bytes handled per step (the output buffer lives on the stack). */
+#define DATA_CHUNK 16384
+
+/* A reply about the message: SMTP one, LMTP one per accepted recipient. */
+static void reply_to_all(struct session *s, int code, const char *enh, const char *text)
+{
+	if (!s->lmtp) {
+		session_reply(s, code, enh, "%s", text);
+		return;
+	}
+	for (size_t i = 0; i < s->tx.nrcpts; i++)
+		session_reply(s, code, enh, "<%s> %s", s->tx.rcpts[i], text);
+}
+
+/* A queue failure: 452 4.3.1 when the disk or quota is full, else 451. */
+static void reply_queue_error(struct session *s, int err, int to_all)
+{
+	int full = err == ENOSPC || err == EDQUOT;
+	int code = full ? 452 : 451;
+	const char *enh = full ? "4.3.1" : "4.3.0";
+	const char *text = full ? "Insufficient system storage" :
+	    "Error: queue file write error";
+
+	if (to_all)
+		reply_to_all(s, code, enh, text);
+	else
+		session_reply(s, code, enh, "%s", text);
+}
+
+static int write_received(struct session *s, struct qwriter *w)
+{
+	struct buf b = BUF_INIT;
+	struct smtp_received rec = {
+		.helo = s->helo,
+		.client = s->client,
+		.hostname = s->r->hostname,
+		.protocol = s->protocol,
+		.qid = qwriter_qid(w),
+		.rcpt = s->tx.nrcpts == 1 ? s->tx.rcpts[0] : NULL,
+		.when = time(NULL),
+	};
+	smtp_received_format(&b, &rec);
+	int rc = qwriter_write(w, b.data, b.len);
+	buf_free(&b);
+	return rc;
+}
+
+void data_begin(struct session *s)
+{
+	const char *dir = s->r->cfg->queue_dir;
+	struct transaction *tx = &s->tx;
+	struct qwriter *w = qwriter_open(dir, s->helo, s->client, s->protocol,
+	    tx->sender, (const char *const *)tx->rcpts, tx->nrcpts, tx->eightbit);
+
+	if (w == NULL) {
+		int err = errno;
+		log_warn("cannot create a queue file in %s: %s", dir, strerror(err));
+		reply_queue_error(s, err, 0);
+		return;
+	}
+	if (write_received(s, w) < 0) {
+		int err = errno;
+		log_warn("%s: cannot write to the queue file: %s", qwriter_qid(w),
+		    strerror(err));
+		qwriter_abort(w);
+		reply_queue_error(s, err, 0);
+		return;
+	}
+	memset(&s->data, 0, sizeof(s->data));
+	s->data.active = 1;
+	s->data.qw = w;
+	smtp_data_init(&s->data.machine);
+	session_reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+}
+
+static void drop_writer(struct data_stream *d)
+{
+	if (d->qw != NULL)
+		qwriter_abort(d->qw);
+	d->qw = NULL;
+}
+
+/* Message bytes after unstuffing and line end conversion. */
+static void data_store(struct session *s, const char *p, size_t n)
+{
+	struct data_stream *d = &s->data;
+
+	d->size += n;
+	if (!d->too_big && d->size > s->r->cfg->max_message_size) {
+		d->too_big = 1;
+		drop_writer(d);
+	}
+	if (d->qw == NULL || n == 0)
+		return;
+	if (qwriter_write(d->qw, p, n) < 0) {
+		d->error = errno;
+		log_warn("%s: cannot write to the queue file: %s", qwriter_qid(d->qw),
+		    strerror(d->error));
+		drop_writer(d);
+	}
+}
+
+/* The one place where the event loop waits for the disk: fsync of the
+ * file and of the directory, about a millisecond.  Kept alone so that it
+ * can move to a thread. */
+static int queue_commit(struct qwriter *w)
+{
+	return qwriter_commit(w);
+}
+
+static void commit_message(struct session *s)
+{
+	struct qwriter *w = s->data.qw;
+	struct transaction *tx = &s->tx;
+	char qid[QID_MAX];
+
+	s->data.qw = NULL;
+	snprintf(qid, sizeof(qid), "%s", qwriter_qid(w));
+	unsigned long long size = (unsigned long long)qwriter_size(w);
+	if (queue_commit(w) < 0) {
+		int err = errno;
+		log_warn("%s: cannot commit to the queue: %s", qid, strerror(err));
+		reply_queue_error(s, err, 1);
+		return;
+	}
+	s->nmessages++;
+	log_info("%s: from=<%s> size=%llu nrcpt=%zu proto=%s client=%s", qid,
+	    tx->sender, size, tx->nrcpts, s->protocol, s->client);
+	if (s->lmtp) {
+		for (size_t i = 0; i < tx->nrcpts; i++)
+			session_reply(s, 250, "2.1.5", "<%s> Ok: queued as %s", tx->rcpts[i], qid);
+	} else {
+		session_reply(s, 250, "2.0.0", "Ok: queued as %s", qid);
+	}
+	receiver_notify_qmgr(s->r, qid);
+}
+
+static void data_end(struct session *s)
+{
+	struct data_stream *d = &s->data;
+
+	if (d->too_big) {
+		log_info("%s: message from=<%s> refused: over %llu bytes", s->client,
+		    s->tx.sender, (unsigned long long)s->r->cfg->max_message_size);
+		reply_to_all(s, 552, "5.3.4", "Message size exceeds fixed limit");
+	} else if (d->error != 0) {
+		reply_queue_error(s, d->error, 1);
+	} else {
+		commit_message(s);
+	}
+	drop_writer(d);
+	d->active = 0;
+	session_reset_transaction(s);
+}
+
+size_t data_consume(struct session *s, const char *p, size_t n)
+{
+	char out[SMTP_DATA_OUT_MAX(DATA_CHUNK)];
+	size_t outlen;
+	int done;
+	size_t used = smtp_data_feed(&s->data.machine, p, n < DATA_CHUNK ? n : DATA_CHUNK,
+	    out, &outlen, &done);
+
+	data_store(s, out, outlen);
+	if (done)
+		data_end(s);
+	return used;
+}
+
+void data_abort(struct session *s)
+{
+	struct data_stream *d = &s->data;
+	if (d->active && d->qw != NULL)
+		log_debug("%s: %s: unfinished message dropped", s->client, qwriter_qid(d->qw));
+	drop_writer(d);
+	d->active = 0;
+}

@@ -1,0 +1,274 @@
+/*
+ * receiver.c - the receiver process: one libevent loop for all SMTP and
+ * LMTP sessions on the listening sockets the master opened.
+ *
+ * Holds what the sessions share: the databases (opened once, reopened
+ * later if they could not be opened), the socket to the qmgr, the session
+ * count for max_sessions.  SIGTERM stops accepting, closes idle sessions
+ * with 421, lets sessions in a transaction finish for up to
+ * RECEIVER_STOP_GRACE seconds, then returns.
+ */
+#include "receiver/receiver.h"
+#include "receiver/receiver_private.h"
+#include "db/db.h"
+#include "lib/ipc.h"
+#include "lib/msgtypes.h"
+#include "lib/xalloc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+/* Seconds between attempts to open the databases after a failure, and
+ * between warnings about it. */
+#define DB_RETRY_INTERVAL 1
+#define DB_WARN_INTERVAL 60
+
+static void db_try_open(struct receiver *r)
+{
+	char err[512] = "";
+	time_t now = time(NULL);
+
+	r->db_retry_at = now + DB_RETRY_INTERVAL;
+	if (db_open(r->cfg->db_dir, &r->db, err, sizeof(err)) == 0) {
+		if (r->db_warned_at != 0)
+			log_info("databases in %s opened", r->cfg->db_dir);
+		r->db_warned_at = 0;
+		return;
+	}
+	r->db = NULL;
+	if (r->db_warned_at == 0 || now - r->db_warned_at >= DB_WARN_INTERVAL) {
+		log_warn("cannot open the databases in %s: %s (recipients get 451 "
+		    "until they can be opened)", r->cfg->db_dir, err);
+		r->db_warned_at = now;
+	} else {
+		log_debug("cannot open the databases in %s: %s", r->cfg->db_dir, err);
+	}
+}
+
+struct db *receiver_db(struct receiver *r)
+{
+	if (r->db == NULL && time(NULL) >= r->db_retry_at)
+		db_try_open(r);
+	return r->db;
+}
+
+void receiver_notify_qmgr(struct receiver *r, const char *qid)
+{
+	static struct ipc_msg msg;
+
+	if (r->qmgr_fd < 0)
+		return;
+	ipc_init(&msg, MSG_QUEUE_NEW);
+	ipc_add_str(&msg, qid);
+	/* the socket is non-blocking: if the qmgr is busy or gone it finds the
+	 * message on its next periodic scan */
+	if (ipc_send(r->qmgr_fd, &msg) < 0)
+		log_debug("%s: could not notify the qmgr: %s", qid, strerror(errno));
+}
+
+void receiver_session_gone(struct receiver *r)
+{
+	if (r->stopping && r->nsessions == 0)
+		event_base_loopexit(r->base, NULL);
+}
+
+/* ---- accepting ---- */
+
+static void refuse_connection(int fd)
+{
+	static const char msg[] = "421 4.3.2 Too many connections\r\n";
+	/* a fresh socket's send buffer is empty: this does not block */
+	ssize_t n = send(fd, msg, sizeof(msg) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	(void)n;
+	close(fd);
+}
+
+static void on_accept(struct evconnlistener *evl, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct listener *l = arg;
+	struct receiver *r = l->r;
+
+	if (r->stopping) {
+		close(fd);
+		return;
+	}
+	if (r->nsessions >= r->cfg->max_sessions) {
+		log_warn("too many sessions (%llu): connection refused",
+		    (unsigned long long)r->nsessions);
+		refuse_connection(fd);
+		return;
+	}
+	if (evutil_make_socket_nonblocking(fd) < 0) {
+		log_warn("cannot make a connection non-blocking: %s", strerror(errno));
+		close(fd);
+		return;
+	}
+	session_start(r, l->spec, fd, sa, (socklen_t)salen);
+}
+
+static void listeners_enable(struct receiver *r, int on)
+{
+	for (int i = 0; i < r->nlisteners; i++) {
+		if (on)
+			evconnlistener_enable(r->listeners[i].evl);
+		else
+			evconnlistener_disable(r->listeners[i].evl);
+	}
+}
+
+static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct receiver *r = arg;
+	if (!r->stopping)
+		listeners_enable(r, 1);
+}
+
+/* accept() failed (EMFILE, ENFILE, ENOBUFS ...): pause for a second
+ * instead of spinning on the ready listening socket. */
+static void on_accept_error(struct evconnlistener *evl, void *arg)
+{
+	struct listener *l = arg;
+	struct receiver *r = l->r;
+	struct timeval tv = { .tv_sec = 1 };
+
+	log_warn("accept: %s; pausing for a second",
+	    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	listeners_enable(r, 0);
+	event_add(r->ev_accept_retry, &tv);
+}
+
+static int listeners_open(struct receiver *r, const int *listen_fds)
+{
+	for (int i = 0; i < r->cfg->nlisten; i++) {
+		const struct listen_spec *spec = &r->cfg->listen[i];
+		if (spec->proto == LISTEN_POLICY || listen_fds[i] < 0)
+			continue;
+		struct listener *l = &r->listeners[r->nlisteners];
+		l->r = r;
+		l->spec = spec;
+		l->evl = evconnlistener_new(r->base, on_accept, l, LEV_OPT_CLOSE_ON_EXEC,
+		    0, listen_fds[i]);
+		if (l->evl == NULL) {
+			log_warn("cannot listen on socket %d", listen_fds[i]);
+			return -1;
+		}
+		evconnlistener_set_error_cb(l->evl, on_accept_error);
+		r->nlisteners++;
+	}
+	if (r->nlisteners == 0)
+		log_warn("no SMTP or LMTP listener configured");
+	return 0;
+}
+
+/* ---- stopping ---- */
+
+static void on_grace_over(evutil_socket_t fd, short what, void *arg)
+{
+	struct receiver *r = arg;
+	struct session *s;
+
+	log_warn("stop grace period over; dropping %llu session(s)",
+	    (unsigned long long)r->nsessions);
+	while ((s = TAILQ_FIRST(&r->sessions)) != NULL)
+		session_kill(s);
+	event_base_loopexit(r->base, NULL);
+}
+
+static void on_sigterm(evutil_socket_t sig, short what, void *arg)
+{
+	struct receiver *r = arg;
+	struct timeval grace = { .tv_sec = RECEIVER_STOP_GRACE };
+	struct session *s, *next;
+
+	if (r->stopping)
+		return;
+	log_info("stopping: %llu session(s) open", (unsigned long long)r->nsessions);
+	r->stopping = 1;
+	listeners_enable(r, 0);
+	for (s = TAILQ_FIRST(&r->sessions); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, entry);
+		session_stop(s);        /* may free s */
+	}
+	if (r->nsessions == 0) {
+		event_base_loopexit(r->base, NULL);
+		return;
+	}
+	event_add(r->ev_grace, &grace);
+}
+
+/* ---- set-up and tear-down ---- */
+
+static void receiver_free(struct receiver *r)
+{
+	struct session *s;
+
+	while ((s = TAILQ_FIRST(&r->sessions)) != NULL)
+		session_kill(s);
+	for (int i = 0; i < r->nlisteners; i++)
+		evconnlistener_free(r->listeners[i].evl);
+	if (r->ev_sigterm)
+		event_free(r->ev_sigterm);
+	if (r->ev_grace)
+		event_free(r->ev_grace);
+	if (r->ev_accept_retry)
+		event_free(r->ev_accept_retry);
+	if (r->db)
+		db_close(r->db);
+	if (r->base)
+		event_base_free(r->base);
+	free(r);
+}
+
+static void set_nonblocking(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		log_warn("cannot make the qmgr socket non-blocking: %s", strerror(errno));
+}
+
+int receiver_main(const struct config *cfg, const int *listen_fds, int qmgr_fd)
+{
+	struct receiver *r = xcalloc(1, sizeof(*r));
+	int status = 0;
+
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	r->cfg = cfg;
+	r->hostname = cfg->hostname ? cfg->hostname : "localhost";
+	r->qmgr_fd = qmgr_fd;
+	TAILQ_INIT(&r->sessions);
+	if (qmgr_fd >= 0)
+		set_nonblocking(qmgr_fd);
+
+	r->base = event_base_new();
+	if (r->base == NULL)
+		fatal("cannot create the event loop");
+	r->ev_sigterm = evsignal_new(r->base, SIGTERM, on_sigterm, r);
+	r->ev_grace = evtimer_new(r->base, on_grace_over, r);
+	r->ev_accept_retry = evtimer_new(r->base, on_accept_retry, r);
+	if (r->ev_sigterm == NULL || r->ev_grace == NULL || r->ev_accept_retry == NULL ||
+	    event_add(r->ev_sigterm, NULL) < 0)
+		fatal("cannot set up the event loop");
+
+	db_try_open(r);
+	if (listeners_open(r, listen_fds) < 0) {
+		status = 1;
+	} else {
+		log_debug("receiver ready: %d listener(s)", r->nlisteners);
+		if (event_base_dispatch(r->base) < 0) {
+			log_warn("event loop failed");
+			status = 1;
+		}
+	}
+	receiver_free(r);
+	return status;
+}

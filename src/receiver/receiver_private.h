@@ -1,0 +1,147 @@
+/*
+ * receiver_private.h - what the files of the receiver share: the process
+ * state (struct receiver), one SMTP/LMTP session (struct session), and
+ * the functions each file offers the others.
+ *
+ *   receiver.c  process set-up, listeners, accept, signals, db, qmgr
+ *   session.c   a connection: bufferevent callbacks, the input loop that
+ *               feeds commands and message data, replies, flow control,
+ *               closing
+ *   commands.c  the command table: a check step and an act step per verb
+ *   data.c      DATA: the queue file, the streamed message, the replies
+ */
+#ifndef MP_RECEIVER_PRIVATE_H
+#define MP_RECEIVER_PRIVATE_H
+
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "conf/config.h"
+#include "lib/log.h"
+#include "proto/smtp_data.h"
+#include "proto/smtp_line.h"
+#include "proto/smtp_parse.h"
+
+struct bufferevent;
+struct event;
+struct event_base;
+struct evconnlistener;
+struct qwriter;
+struct db;
+struct receiver;
+
+/* Replies waiting to be sent beyond which no further command is read
+ * (a client that pipelines without reading cannot grow our memory). */
+#define SESSION_OUTPUT_HIGH (64 * 1024)
+/* Unprocessed input beyond which libevent stops reading the socket. */
+#define SESSION_INPUT_HIGH (64 * 1024)
+/* How long sessions in a transaction may go on after SIGTERM. */
+#define RECEIVER_STOP_GRACE 30
+
+struct listener {
+	struct receiver *r;
+	const struct listen_spec *spec;
+	struct evconnlistener *evl;
+};
+
+struct session;
+TAILQ_HEAD(session_list, session);
+
+struct receiver {
+	const struct config *cfg;
+	const char *hostname;
+	struct event_base *base;
+	struct listener listeners[CONFIG_MAX_LISTEN];
+	int nlisteners;
+	struct event *ev_sigterm;
+	struct event *ev_grace;         /* end of the stop grace period */
+	struct event *ev_accept_retry;  /* listeners paused after EMFILE */
+	struct session_list sessions;
+	uint64_t nsessions;
+	int stopping;
+	struct db *db;                  /* NULL until it could be opened */
+	time_t db_retry_at;
+	time_t db_warned_at;
+	int qmgr_fd;
+};
+
+/* The envelope of the current mail transaction. */
+struct transaction {
+	int active;                     /* MAIL was accepted */
+	char sender[SMTP_PATH_MAX + 1];
+	int eightbit;
+	char **rcpts;
+	size_t nrcpts, cap;
+};
+
+/* The message being received after DATA. */
+struct data_stream {
+	int active;
+	struct smtp_data machine;
+	struct qwriter *qw;             /* NULL once dropped (too big, error) */
+	uint64_t size;                  /* message bytes seen (after unstuffing) */
+	int too_big;
+	int error;                      /* errno of the first queue failure */
+};
+
+struct session {
+	TAILQ_ENTRY(session) entry;
+	struct receiver *r;
+	struct bufferevent *bev;
+	int lmtp;
+	char client[64];                /* "[192.0.2.1]", "[IPv6:::1]", "unix" */
+	char helo[SMTP_HELO_MAX + 1];   /* "" until HELO/EHLO/LHLO */
+	const char *protocol;           /* "SMTP", "ESMTP", "LMTP"; NULL before */
+	struct smtp_line line;
+	struct transaction tx;
+	struct data_stream data;
+	int closing;                    /* close once the replies are sent */
+	int paused;                     /* reading stopped: too much output */
+	unsigned long nmessages;
+};
+
+/* ---- receiver.c ---- */
+/* The databases, opening them again if an earlier open failed (at most
+ * once a second).  NULL when they cannot be opened. */
+struct db *receiver_db(struct receiver *r);
+/* Tell the qmgr about a committed message; never blocks. */
+void receiver_notify_qmgr(struct receiver *r, const char *qid);
+/* A session was freed. */
+void receiver_session_gone(struct receiver *r);
+
+/* ---- session.c ---- */
+void session_start(struct receiver *r, const struct listen_spec *spec, int fd,
+    const struct sockaddr *sa, socklen_t salen);
+/* Queue one reply line; enh NULL for replies without an enhanced code. */
+void session_reply(struct session *s, int code, const char *enh,
+    const char *fmt, ...) MP_PRINTF(4, 5);
+/* A line of a multi-line reply that is not the last. */
+void session_reply_more(struct session *s, int code, const char *fmt, ...)
+    MP_PRINTF(3, 4);
+/* Stop reading; the connection closes once the queued replies are sent. */
+void session_close(struct session *s);
+/* Forget the envelope (RSET, HELO, after DATA). */
+void session_reset_transaction(struct session *s);
+/* A mail transaction is in progress (MAIL given or DATA running). */
+int session_busy(const struct session *s);
+/* SIGTERM: idle sessions get 421 and close; busy ones finish first. */
+void session_stop(struct session *s);
+/* End of the grace period: drop the session at once. */
+void session_kill(struct session *s);
+
+/* ---- commands.c ---- */
+/* Parse and run one command line (len bytes, buffer writable at len). */
+void command_execute(struct session *s, char *line, size_t len);
+
+/* ---- data.c ---- */
+/* The act step of DATA: open the queue file and answer 354. */
+void data_begin(struct session *s);
+/* Take message bytes; returns how many were used (fewer than n after the
+ * end of data, which has then been handled). */
+size_t data_consume(struct session *s, const char *p, size_t n);
+/* Drop an unfinished message (connection lost, timeout, stop). */
+void data_abort(struct session *s);
+
+#endif
