@@ -1,0 +1,1024 @@
+"""mpharness.py - helpers for the mailprocd integration tests.
+
+Starts the real daemon (config, db sources, compile, start, readiness, stop),
+talks SMTP/LMTP over raw sockets, waits for deliveries in maildirs and
+mboxes, and reads the process tree from /proc.  Nothing here finds a process
+by name: every pid comes from the master's pid and the ppid links in /proc.
+"""
+
+import os
+import pwd
+import re
+import secrets
+import select
+import signal
+import socket
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SANITIZED = os.environ.get("MAILPROCD_SANITIZED") == "1"
+IS_ROOT = os.geteuid() == 0
+# How long to wait for anything asynchronous (delivery, start-up, stop).
+DEADLINE = 60.0 if SANITIZED else 20.0
+# Socket read timeout for one reply.
+REPLY_TIMEOUT = 30.0 if SANITIZED else 10.0
+SANITIZER_PATTERNS = ("ERROR: AddressSanitizer", "runtime error:",
+                      "LeakSanitizer")
+
+DOMAIN = "example.test"
+HOSTNAME = "mx.example.test"
+CLIENT_NAME = "client.example.test"
+SENDER = "sender@remote.test"
+
+# Daemons started and not yet stopped, for the per-test sanitizer check and
+# the emergency clean-up at session end.
+LIVE = []
+
+
+# ---------------------------------------------------------------- binaries
+
+def build_dir():
+    return Path(os.environ.get("MAILPROCD_BUILD", REPO / "build"))
+
+
+def binary(rel):
+    path = build_dir() / rel
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.fail(f"binary not found: {path} (set MAILPROCD_BUILD to the "
+                    f"meson build directory)")
+    return path
+
+
+def mailprocd_bin():
+    return binary("src/master/mailprocd")
+
+
+def mailprocctl_bin():
+    return binary("src/ctl/mailprocctl")
+
+
+# ---------------------------------------------------------------- accounts
+
+class Account:
+    """A local account that processes run as (or that owns files)."""
+
+    def __init__(self, name, uid, gid, home=None):
+        self.name, self.uid, self.gid, self.home = name, uid, gid, home
+
+    @classmethod
+    def lookup(cls, name):
+        pw = pwd.getpwnam(name)
+        return cls(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir)
+
+    def __repr__(self):
+        return f"Account({self.name}, uid={self.uid}, gid={self.gid})"
+
+
+def create_user(prefix, home=None):
+    """Create a throwaway system account (root only).  Deleted by
+    delete_user()."""
+    name = f"{prefix}{secrets.token_hex(3)}"
+    cmd = ["useradd", "--system", "--user-group", "--shell",
+           "/usr/sbin/nologin", "--no-create-home",
+           "--home-dir", str(home) if home else "/nonexistent", name]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.fail(f"useradd failed: {res.stderr}")
+    return Account.lookup(name)
+
+
+def delete_user(acct):
+    res = subprocess.run(["userdel", acct.name], capture_output=True,
+                         text=True)
+    if res.returncode != 0:
+        print(f"warning: userdel {acct.name}: {res.stderr.strip()}")
+
+
+def as_user(acct, argv):
+    """argv run as acct (via setpriv) when we are root; else unchanged."""
+    if acct is None or not IS_ROOT or acct.uid == 0:
+        return [str(a) for a in argv]
+    return ["setpriv", f"--reuid={acct.uid}", f"--regid={acct.gid}",
+            "--clear-groups", "--"] + [str(a) for a in argv]
+
+
+def chown_tree(path, acct):
+    """Give a tree to acct (root only; a no-op otherwise)."""
+    if not IS_ROOT or acct is None:
+        return
+    path = Path(path)
+    os.chown(path, acct.uid, acct.gid)
+    for dirpath, dirnames, filenames in os.walk(path):
+        for n in dirnames + filenames:
+            os.chown(os.path.join(dirpath, n), acct.uid, acct.gid,
+                     follow_symlinks=False)
+
+
+def make_traversable(path):
+    """Let other accounts reach path through its parents (o+rx, like a
+    usual /home), for the directories we own (pytest's basetemp is 0700)."""
+    p = Path(path).resolve()
+    want = stat.S_IROTH | stat.S_IXOTH
+    for d in [p] + list(p.parents):
+        if str(d) == "/":
+            break
+        st = os.stat(d)
+        if st.st_uid == os.geteuid() and (st.st_mode & want) != want:
+            os.chmod(d, stat.S_IMODE(st.st_mode) | want)
+
+
+# ---------------------------------------------------------------- waiting
+
+def wait_for(pred, timeout=None, what="condition", interval=0.05):
+    """Poll pred() until it returns something true; fail after timeout."""
+    deadline = time.monotonic() + (timeout or DEADLINE)
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout or DEADLINE:.0f}s "
+                        f"waiting for {what}")
+        time.sleep(interval)
+
+
+def free_ports(n):
+    """n distinct free loopback TCP ports."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+# ---------------------------------------------------------------- /proc
+
+def proc_stat(pid):
+    """dict(pid, comm, state, ppid, pgrp, start) or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode("latin-1")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    lp, rp = data.index("("), data.rindex(")")
+    rest = data[rp + 2:].split()
+    return {"pid": int(pid), "comm": data[lp + 1:rp], "state": rest[0],
+            "ppid": int(rest[1]), "pgrp": int(rest[2]),
+            "start": int(rest[19])}
+
+
+def all_procs():
+    out = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = proc_stat(d)
+            if st:
+                out[st["pid"]] = st
+    return out
+
+
+def children(pid, procs=None):
+    procs = procs or all_procs()
+    return sorted(p for p, st in procs.items()
+                  if st["ppid"] == pid and st["state"] != "Z")
+
+
+def descendants(pid, procs=None):
+    procs = procs or all_procs()
+    out, todo = [], [pid]
+    while todo:
+        cur = todo.pop()
+        for c in children(cur, procs):
+            out.append(c)
+            todo.append(c)
+    return sorted(out)
+
+
+def alive(pid, start=None):
+    st = proc_stat(pid)
+    return bool(st) and st["state"] != "Z" and (start is None or
+                                                st["start"] == start)
+
+
+def proc_status(pid):
+    """/proc/PID/status as a dict of str -> str."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    return out
+
+
+def proc_ids(pid):
+    """(uids, gids, groups): real/effective/saved/fs uid and gid lists."""
+    st = proc_status(pid)
+    return ([int(x) for x in st["Uid"].split()],
+            [int(x) for x in st["Gid"].split()],
+            [int(x) for x in st.get("Groups", "").split()])
+
+
+def rss_kb(pid):
+    return int(proc_status(pid)["VmRSS"].split()[0])
+
+
+def _tcp_inode(local_port, remote_port):
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                lines = f.readlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            lport = int(fields[1].rsplit(":", 1)[1], 16)
+            rport = int(fields[2].rsplit(":", 1)[1], 16)
+            if lport == local_port and rport == remote_port:
+                inode = int(fields[9])
+                if inode:
+                    return inode
+    return None
+
+
+def pid_holding_socket(inode, pids):
+    target = f"socket:[{inode}]"
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                        return pid
+                except OSError:
+                    pass
+        except OSError:
+            pass
+    return None
+
+
+# ---------------------------------------------------------------- replies
+
+class Reply:
+    """One SMTP/LMTP reply (possibly multi-line)."""
+
+    ENH = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})(?: |$)")
+
+    def __init__(self, code, lines, raw):
+        self.code, self.lines, self.raw = code, lines, raw
+        m = self.ENH.match(lines[-1])
+        self.enh = m.group(1) if m else None
+
+    @property
+    def text(self):
+        return "\n".join(self.lines)
+
+    def __repr__(self):
+        return f"Reply({self.raw!r})"
+
+    def __str__(self):
+        return self.raw.decode("latin-1").rstrip()
+
+
+def expect(reply, code, enh=None):
+    """Assert reply has code (int or tuple) and enhanced code prefix enh."""
+    codes = code if isinstance(code, tuple) else (code,)
+    assert reply.code in codes, f"expected {code}, got {reply}"
+    if enh is not None:
+        assert reply.enh is not None and reply.enh.startswith(enh), \
+            f"expected enhanced code {enh}, got {reply}"
+    return reply
+
+
+class Conn:
+    """A raw SMTP/LMTP client connection: TCP port on 127.0.0.1 or a unix
+    socket path.  Reads replies strictly (CRLF only, matching codes)."""
+
+    def __init__(self, target, timeout=None):
+        self.timeout = timeout or REPLY_TIMEOUT
+        if isinstance(target, int):
+            self.sock = socket.create_connection(("127.0.0.1", target),
+                                                 timeout=self.timeout)
+        else:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(self.timeout)
+            self.sock.connect(str(target))
+        self.buf = b""
+        self.eof = False
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def local_port(self):
+        return self.sock.getsockname()[1]
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def _fill(self, deadline):
+        if self.eof:
+            raise EOFError("connection closed by server")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no reply from server")
+        self.sock.settimeout(left)
+        try:
+            data = self.sock.recv(65536)
+        except socket.timeout:
+            raise TimeoutError("no reply from server") from None
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.eof = True
+            raise EOFError("connection closed by server")
+        self.buf += data
+
+    def readline(self, timeout=None):
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while b"\n" not in self.buf:
+            if len(self.buf) > 100000:
+                raise AssertionError(f"reply line too long: {self.buf[:80]!r}")
+            self._fill(deadline)
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line + b"\n"
+
+    def reply(self, timeout=None):
+        raw, lines, code = b"", [], None
+        while True:
+            line = self.readline(timeout)
+            raw += line
+            m = re.match(rb"^(\d{3})(?:([ -])(.*))?\r\n$", line, re.S)
+            assert m, f"malformed reply line {line!r} (after {raw!r})"
+            c = int(m.group(1))
+            assert code is None or c == code, f"mixed codes in reply {raw!r}"
+            code = c
+            lines.append((m.group(3) or b"").decode("latin-1"))
+            if m.group(2) != b"-":
+                return Reply(code, lines, raw)
+
+    def replies(self, n, timeout=None):
+        return [self.reply(timeout) for _ in range(n)]
+
+    def cmd(self, line, timeout=None):
+        self.send(line + "\r\n" if isinstance(line, str) else line + b"\r\n")
+        return self.reply(timeout)
+
+    def hello(self, lmtp=False, name=CLIENT_NAME):
+        """Read the greeting and say EHLO/LHLO; returns the EHLO reply."""
+        g = self.reply()
+        expect(g, 220)
+        return expect(self.cmd(f"{'LHLO' if lmtp else 'EHLO'} {name}"), 250)
+
+    def wait_closed(self, timeout=None):
+        """Read until EOF; return what came.  Fails if still open."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        try:
+            while True:
+                self._fill(deadline)
+        except EOFError:
+            data, self.buf = self.buf, b""
+            return data
+        except TimeoutError:
+            raise AssertionError(
+                f"server did not close the connection; got {self.buf!r}")
+
+    def closed_by_server(self, timeout=0.5):
+        """True if the server closed (reading nothing else)."""
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                self._fill(deadline)
+        except EOFError:
+            return True
+        except TimeoutError:
+            return False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
+def transaction(conn, rcpts, msg, sender=SENDER, lmtp=False):
+    """MAIL, RCPT..., DATA, message (dot-stuffed here), end.  Returns
+    (rcpt replies, final replies): LMTP one per accepted recipient."""
+    expect(conn.cmd(f"MAIL FROM:<{sender}>"), 250)
+    rr = [conn.cmd(f"RCPT TO:<{r}>") for r in rcpts]
+    ok = sum(1 for r in rr if r.code == 250)
+    if not ok:
+        return rr, []
+    expect(conn.cmd("DATA"), 354)
+    conn.send(dot_stuff(msg) + b".\r\n")
+    return rr, conn.replies(ok if lmtp else 1)
+
+
+# ---------------------------------------------------------------- messages
+
+def new_msgid():
+    return f"<{secrets.token_hex(10)}@itest.example>"
+
+
+def make_message(msgid=None, subject="integration test", body=None,
+                 to="rcpt@example.test", headers=()):
+    """An RFC 5322 message as bytes with CRLF line ends.  body: bytes with
+    CRLF (or str lines joined with CRLF)."""
+    msgid = msgid or new_msgid()
+    if body is None:
+        body = f"Hello from the integration tests.\r\nid {msgid}\r\n".encode()
+    elif isinstance(body, str):
+        body = body.encode()
+    head = [f"From: <{SENDER}>", f"To: <{to}>", f"Subject: {subject}",
+            f"Message-ID: {msgid}", "Date: Mon, 01 Jan 2024 00:00:00 +0000"]
+    head += list(headers)
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def mid(msg):
+    """The Message-ID header value of a message (bytes): a unique marker."""
+    m = re.search(rb"(?mi)^Message-ID: (<[^>\r\n]+>)", msg)
+    assert m, "message has no Message-ID"
+    return m.group(1)
+
+
+def dot_stuff(msg):
+    """Dot-stuff a CRLF message for the wire and make sure it ends in CRLF."""
+    out = re.sub(rb"(?m)^\.", b"..", msg)
+    if not out.endswith(b"\r\n"):
+        out += b"\r\n"
+    return out
+
+
+def lf(msg):
+    return msg.replace(b"\r\n", b"\n")
+
+
+class Delivered:
+    """A delivered copy split into the prefix we add and the message."""
+
+    def __init__(self, content, mbox=False):
+        self.content = content
+        lines = content.split(b"\n")
+        self.from_line = None
+        i = 0
+        if mbox:
+            assert lines[0].startswith(b"From "), \
+                f"mbox message does not start with 'From ': {content[:120]!r}"
+            self.from_line = lines[0].decode("latin-1")
+            i = 1
+            assert content.endswith(b"\n\n"), \
+                f"mbox message does not end with a blank line: {content[-80:]!r}"
+        m = re.match(rb"^Return-Path: (<[^>]*>)$", lines[i])
+        assert m, f"line {i + 1} is not Return-Path: {lines[i]!r}"
+        self.return_path = m.group(1).decode()
+        m = re.match(rb"^Delivered-To: (\S+)$", lines[i + 1])
+        assert m, f"line {i + 2} is not Delivered-To: {lines[i + 1]!r}"
+        self.delivered_to = m.group(1).decode()
+        assert lines[i + 2].startswith(b"Received: "), \
+            f"line {i + 3} is not a Received: header: {lines[i + 2]!r}"
+        j = i + 3
+        while j < len(lines) and lines[j][:1] in (b" ", b"\t"):
+            j += 1
+        self.received = b" ".join(lines[i + 2:j]).decode("latin-1")
+        self.rest = b"\n".join(lines[j:])
+        if mbox:
+            self.rest = self.rest[:-1]   # the trailing blank line
+
+
+def maildir_messages(maildir):
+    """[(path, content)] of the messages in maildir/new and maildir/cur."""
+    out = []
+    for sub in ("new", "cur"):
+        d = Path(maildir) / sub
+        try:
+            names = sorted(os.listdir(d))
+        except FileNotFoundError:
+            continue
+        for n in names:
+            try:
+                out.append((d / n, (d / n).read_bytes()))
+            except FileNotFoundError:
+                pass
+    return out
+
+
+def mbox_messages(path):
+    """The messages of an mbox, each starting with its 'From ' line."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return []
+    parts = re.split(rb"(?m)^(?=From )", data)
+    return [p for p in parts if p]
+
+
+def find_marked(messages, marker):
+    if isinstance(marker, str):
+        marker = marker.encode()
+    return [m for m in messages if marker in m]
+
+
+def wait_maildir(maildir, marker, count=1, timeout=None):
+    """Wait until count messages containing marker are in maildir; returns
+    their contents (after a short extra look for duplicates)."""
+    def found():
+        return find_marked([c for _, c in maildir_messages(maildir)], marker)
+    wait_for(lambda: len(found()) >= count, timeout,
+             f"{count} message(s) with {marker!r} in {maildir}")
+    return found()
+
+
+def wait_mbox(path, marker, count=1, timeout=None):
+    def found():
+        return find_marked(mbox_messages(path), marker)
+    wait_for(lambda: len(found()) >= count, timeout,
+             f"{count} message(s) with {marker!r} in {path}")
+    return found()
+
+
+# ---------------------------------------------------------------- daemon
+
+STANDARD_USERS = ("alice", "bob", "carol", "frank", "multi", "stopper",
+                  "folder", "dave")
+
+
+def standard_rules():
+    return """# rules for the integration tests
+alice@example.test
+    maildir ~/Maildir/
+
+bob@example.test
+    mbox ~/mbox
+
+Frank@Example.TEST
+    maildir ~/Maildir/ ; stop
+
+multi@example.test
+    maildir ~/Maildir/
+    mbox ~/mbox
+
+stopper@example.test
+    maildir ~/Maildir/ ; stop
+    mbox ~/mbox
+
+folder@example.test
+    maildir ~/Maildir/.Lists/
+"""
+
+
+def standard_uids():
+    return """# uid source: KEY ACCOUNT
+alice@example.test      alice
+bob@example.test        bob
+carol@example.test      carol
+FRANK@example.TEST      frank
+multi@example.test      multi
+stopper@example.test    stopper
+folder@example.test     folder
+"""
+
+
+class Daemon:
+    """One mailprocd instance with its own directory tree, ports, config
+    and databases.  run_as: the account the daemon runs as (None: us)."""
+
+    def __init__(self, root, run_as=None, settings=None, rules=None,
+                 uids=None, gids="# gid source\n", homes=STANDARD_USERS,
+                 unix_socket=True, single_user=True, asan_options=None):
+        self.root = Path(root)
+        self.run_as = run_as
+        self.single_user = single_user
+        self.lmtp_port, self.smtp_port, relay = free_ports(3)
+        self.conf = self.root / "mailprocd.conf"
+        self.queue_dir = self.root / "queue"
+        self.db_dir = self.root / "db"
+        self.src_dir = self.root / "src"
+        self.run_dir = self.root / "run"
+        self.home_base = self.root / "homes"
+        self.sock_path = self.run_dir / "lmtp.sock" if unix_socket else None
+        self.settings = {
+            "hostname": HOSTNAME,
+            "queue_dir": self.queue_dir,
+            "db_dir": self.db_dir,
+            "db_source_dir": self.src_dir,
+            "run_dir": self.run_dir,
+            "max_message_size": "10M",
+            "max_sessions": "50",
+            "session_timeout": "60s",
+            "default_delivery": "maildir ~/Maildir/",
+            "workers_per_user": "1",
+            "worker_idle_timeout": "300s",
+            "relay_host": f"127.0.0.1:{relay}",
+            "retry_schedule": "1s 1s 2s 5s",
+            "max_queue_lifetime": "1d",
+            "recipient_delimiter": "+",
+            "spam_engine": "none",
+        }
+        if single_user:
+            self.settings["home_base"] = self.home_base
+        self.settings.update(settings or {})
+        self.queue_dir = Path(self.settings["queue_dir"])
+        self.run_dir = Path(self.settings["run_dir"])
+        self.db_dir = Path(self.settings["db_dir"])
+        self.rules = standard_rules() if rules is None else rules
+        self.uids = standard_uids() if uids is None else uids
+        self.gids = gids
+        self.homes = homes if single_user else ()
+        self.asan_options = asan_options
+        self.proc = None
+        self.starts = 0
+        self.log_path = None
+        self.log_paths = []
+        self._checked = {}
+        self.prepare()
+
+    # -- files
+
+    def config_text(self):
+        lines = ["# written by the mailprocd integration tests"]
+        lines.append(f"listen lmtp 127.0.0.1:{self.lmtp_port}")
+        lines.append(f"listen smtp 127.0.0.1:{self.smtp_port}")
+        if self.sock_path:
+            lines.append(f"listen lmtp unix:{self.sock_path}")
+        for k, v in self.settings.items():
+            if v is not None:
+                lines.append(f"{k} {v}")
+        return "\n".join(lines) + "\n"
+
+    def prepare(self):
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o755)
+        if IS_ROOT:
+            make_traversable(self.root)
+        self.db_dir.mkdir(exist_ok=True)
+        self.conf.write_text(self.config_text())
+        self.write_sources()
+        self.home_base.mkdir(exist_ok=True)
+        for h in self.homes:
+            (self.home_base / h).mkdir(exist_ok=True)
+        chown_tree(self.root, self.run_as)
+
+    def write_sources(self, srcdir=None, rules=None, uids=None, gids=None,
+                      lists="# lists source\n"):
+        d = Path(srcdir or self.src_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        files = {"rules": self.rules if rules is None else rules,
+                 "uid": self.uids if uids is None else uids,
+                 "gid": self.gids if gids is None else gids,
+                 "lists": lists}
+        for name, text in files.items():
+            (d / name).write_text(text)
+        chown_tree(d, self.run_as)
+
+    def home(self, account):
+        return self.home_base / account
+
+    def maildir(self, account):
+        return self.home(account) / "Maildir"
+
+    def mbox(self, account):
+        return self.home(account) / "mbox"
+
+    # -- commands
+
+    def run(self, argv, input=None, timeout=None):
+        """Run a command as the daemon's account; checks sanitizer output."""
+        res = subprocess.run(as_user(self.run_as, argv), input=input,
+                             capture_output=True, timeout=timeout or DEADLINE)
+        res.out = (res.stdout + res.stderr).decode("utf-8", "replace")
+        bad = sanitizer_lines(res.out)
+        assert not bad, f"sanitizer report from {argv}:\n" + "\n".join(bad)
+        return res
+
+    def ctl(self, *args, input=None):
+        return self.run([mailprocctl_bin(), "-f", self.conf, *args],
+                        input=input)
+
+    def compile(self, srcdir=None, expect_ok=True):
+        args = ["db", "compile"] + ([str(srcdir)] if srcdir else [])
+        res = self.ctl(*args)
+        if expect_ok:
+            assert res.returncode == 0, \
+                f"mailprocctl db compile failed ({res.returncode}):\n{res.out}"
+        return res
+
+    def check_config(self):
+        return self.run([mailprocd_bin(), "-n", "-f", self.conf])
+
+    # -- process
+
+    def start(self, wait=True):
+        assert self.proc is None, "already started"
+        self.starts += 1
+        self.log_path = self.root / f"mailprocd-{self.starts}.log"
+        self.log_paths.append(self.log_path)
+        logf = open(self.log_path, "wb")
+        env = dict(os.environ)
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+        if self.asan_options:
+            env["ASAN_OPTIONS"] += ":" + self.asan_options
+        try:
+            self.proc = subprocess.Popen(
+                as_user(self.run_as, [mailprocd_bin(), "-d", "-f", self.conf]),
+                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                start_new_session=True, env=env)
+        finally:
+            logf.close()
+        LIVE.append(self)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def targets(self):
+        t = [self.lmtp_port, self.smtp_port]
+        if self.sock_path:
+            t.append(self.sock_path)
+        return t
+
+    def wait_ready(self):
+        """Wait until every listener greets with 220 (and answers QUIT)."""
+        deadline = time.monotonic() + DEADLINE
+        for t in self.targets():
+            while True:
+                self.assert_running("during start-up")
+                try:
+                    with Conn(t, timeout=5) as c:
+                        g = c.reply()
+                        assert g.code == 220, f"greeting on {t}: {g}"
+                        expect(c.cmd("QUIT"), 221)
+                    break
+                except (OSError, EOFError, TimeoutError):
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"mailprocd not ready on {t} after "
+                                f"{DEADLINE:.0f}s; log:\n{self.log_tail()}")
+                time.sleep(0.05)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def assert_running(self, when=""):
+        if self.proc.poll() is not None:
+            pytest.fail(f"mailprocd exited with {self.proc.returncode} "
+                        f"{when}; log:\n{self.log_tail()}")
+
+    def children(self):
+        return children(self.pid)
+
+    def descendants(self):
+        return descendants(self.pid)
+
+    def workers(self):
+        """Grandchildren of the master: the per-user workers."""
+        procs = all_procs()
+        out = []
+        for c in children(self.pid, procs):
+            out += children(c, procs)
+        return sorted(out)
+
+    def receiver_pid(self, conn):
+        """The process serving conn (found through the socket inode)."""
+        inode = wait_for(lambda: _tcp_inode(conn.sock.getpeername()[1],
+                                            conn.local_port()),
+                         5, "the server side of the connection in /proc/net")
+        pid = pid_holding_socket(inode, self.descendants())
+        assert pid, "no mailprocd process holds the accepted connection"
+        return pid
+
+    def role(self, pid):
+        """The log ident a process used (e.g. mailprocd/receiver), or '?'."""
+        m = re.search(rf"(?m)^(\S+)\[{pid}\]:", self.log())
+        return m.group(1) if m else "?"
+
+    def _group_members(self):
+        pg = self.pid
+        return [p for p, st in all_procs().items()
+                if st["pgrp"] == pg and st["state"] != "Z"]
+
+    def stop(self, expect_status=0, timeout=None, send_signal=True):
+        """SIGTERM the master (unless send_signal is false: it was sent
+        already), wait, check exit status, leftovers and the sanitizer
+        output."""
+        assert self.proc is not None
+        tree = [(p, proc_stat(p)) for p in self.descendants()]
+        tree = [(p, st["start"]) for p, st in tree if st]
+        problems = []
+        if send_signal:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        try:
+            rc = self.proc.wait(timeout or DEADLINE)
+        except subprocess.TimeoutExpired:
+            rc = None
+            problems.append(f"master did not exit within "
+                            f"{timeout or DEADLINE:.0f}s of SIGTERM")
+        left = []
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            left = sorted(set(self._group_members()) |
+                          {p for p, s in tree if alive(p, s)})
+            if not left:
+                break
+            time.sleep(0.1)
+        if left:
+            problems.append(f"processes left after stop: {left}")
+        self._kill_all(tree)
+        self._finish()
+        if rc is not None and rc != expect_status:
+            problems.append(f"exit status {rc}, expected {expect_status}")
+        bad = self.sanitizer_report()
+        if bad:
+            problems.append("sanitizer report:\n" + "\n".join(bad))
+        if problems:
+            pytest.fail("mailprocd stop: " + "; ".join(problems) +
+                        f"\nlog:\n{self.log_tail()}")
+        return rc
+
+    def crash(self):
+        """kill -9 the master and everything it started (a machine crash as
+        far as the daemon can tell)."""
+        tree = [(p, proc_stat(p)) for p in self.descendants()]
+        tree = [(p, st["start"]) for p, st in tree if st]
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self._kill_all(tree)
+        self.proc.wait(DEADLINE)
+        wait_for(lambda: not any(alive(p, s) for p, s in tree) and
+                 not self._group_members(), 10, "killed processes to go")
+        self._finish()
+
+    def _kill_all(self, tree=()):
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for p, s in tree:
+            if alive(p, s):
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if self.proc.poll() is None:
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def _finish(self):
+        if self in LIVE:
+            LIVE.remove(self)
+        self.proc = None
+
+    def emergency_kill(self):
+        if self.proc is not None:
+            self._kill_all([(p, None) for p in self.descendants()])
+            self._finish()
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    # -- log
+
+    def log(self):
+        """The current run's log (stderr)."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except (FileNotFoundError, AttributeError):
+            return ""
+
+    def all_logs(self):
+        return "".join(p.read_text(errors="replace") for p in self.log_paths
+                       if p.exists())
+
+    def log_tail(self, n=60):
+        return "\n".join(self.log().splitlines()[-n:])
+
+    def sanitizer_report(self):
+        return sanitizer_lines(self.all_logs())
+
+    def new_sanitizer_lines(self):
+        """Sanitizer lines that appeared since the last call."""
+        text = self.all_logs()
+        start = self._checked.get("off", 0)
+        self._checked["off"] = len(text)
+        return sanitizer_lines(text[start:])
+
+    def wait_log(self, regex, timeout=None, what=None):
+        rx = re.compile(regex, re.M)
+        return wait_for(lambda: rx.search(self.log()), timeout,
+                        what or f"log line matching {regex!r}")
+
+    # -- queue
+
+    def queue_files(self, sub):
+        try:
+            return sorted(os.listdir(self.queue_dir / sub))
+        except FileNotFoundError:
+            return []
+
+    def queue_empty(self):
+        return not any(self.queue_files(s)
+                       for s in ("incoming", "active", "deferred"))
+
+
+def sanitizer_lines(text, context=25):
+    """Each sanitizer report line in text with up to `context` lines after
+    it (the stack), as a list of lines; [] when there is none."""
+    lines = text.splitlines()
+    out, until = [], -1
+    for i, line in enumerate(lines):
+        if any(p in line for p in SANITIZER_PATTERNS):
+            if i > until and out:
+                out.append("...")
+            until = max(until, i + context)
+        if i <= until:
+            out.append(line)
+    return out
+
+
+# ---------------------------------------------------------------- blasting
+
+def blast(sock, prefix, total, chunk=65536, monitor=None, stall=5.0):
+    """Send prefix + total bytes of 'a' (no CRLF) while reading whatever the
+    server says.  Stops when everything is sent, the server closes or
+    resets, or it stops reading for `stall` seconds.  monitor() is called
+    about every MiB.  Returns dict(sent, received, closed, stalled)."""
+    sock.setblocking(False)
+    data = memoryview(b"a" * chunk)
+    pending = memoryview(prefix)
+    sent, received, closed, stalled = 0, b"", False, False
+    last_progress = time.monotonic()
+    next_mon = 0
+    while sent < total and not closed:
+        r, w, _ = select.select([sock], [sock], [], 0.2)
+        if r:
+            try:
+                d = sock.recv(65536)
+                if not d:
+                    closed = True
+                received += d
+            except (ConnectionResetError, BrokenPipeError):
+                closed = True
+        if w and not closed:
+            buf = pending if len(pending) else data[:min(chunk, total - sent)]
+            try:
+                n = sock.send(buf)
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                n = 0
+            except BlockingIOError:
+                n = 0
+            if n:
+                last_progress = time.monotonic()
+                if len(pending):
+                    pending = pending[n:]
+                else:
+                    sent += n
+        if monitor and sent >= next_mon:
+            monitor()
+            next_mon += 1 << 20
+        if time.monotonic() - last_progress > stall:
+            stalled = True
+            break
+    sock.setblocking(True)
+    return {"sent": sent, "received": received, "closed": closed,
+            "stalled": stalled}
+
+
+def module_daemon(tmp_path_factory, run_as, name, **kw):
+    """A compiled, started daemon for a whole module; the module fixture
+    stops it (stop() checks exit status and sanitizer output)."""
+    d = Daemon(tmp_path_factory.mktemp(name), run_as=run_as, **kw)
+    d.compile()
+    d.start()
+    return d
+
+
+def settle():
+    """A short pause before checking that something did NOT happen."""
+    time.sleep(2.0 if SANITIZED else 0.5)

@@ -1,0 +1,177 @@
+"""test_rootmode.py - the daemon started as root: unprivileged `user` for the
+receiver and qmgr, workers with each recipient's own uid/gid, files owned by
+the recipient with mode 0600, a queue no worker can reach.  Needs root (CI
+runs as root); skipped otherwise."""
+
+import os
+import re
+import smtplib
+import stat
+import subprocess
+
+import pytest
+
+import mpharness as H
+from mpharness import SENDER
+
+pytestmark = pytest.mark.skipif(not H.IS_ROOT,
+                                reason="root-mode tests need root (CI runs "
+                                       "the suite as root)")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    base = tmp_path_factory.mktemp("rootmode")
+    H.make_traversable(base)
+    homes = base / "home"
+    homes.mkdir()
+    os.chmod(homes, 0o755)
+    users = []
+    try:
+        svc = H.create_user("mpt-s-")
+        users.append(svc)
+        ua = H.create_user("mpt-a-", home=homes / "a")
+        users.append(ua)
+        ub = H.create_user("mpt-b-", home=homes / "b")
+        users.append(ub)
+        for u in (ua, ub):
+            h = homes / u.name[4]           # a or b
+            h.mkdir()
+            os.chown(h, u.uid, u.gid)
+            os.chmod(h, 0o700)
+        qdir = base / "d" / "queue"
+        rules = f"""# root-mode rules
+a@example.test
+    maildir ~/Maildir/
+
+b@example.test
+    mbox ~/mbox
+
+evil@example.test
+    mbox {qdir}/active/evil-mbox
+
+evil2@example.test
+    maildir {qdir}/evil-maildir/
+"""
+        uids = f"""a@example.test {ua.name}
+b@example.test {ub.name}
+evil@example.test {ua.name}
+evil2@example.test {ub.name}
+"""
+        d = H.Daemon(base / "d", run_as=None, single_user=False,
+                     settings={"user": svc.name, "queue_dir": qdir},
+                     rules=rules, uids=uids)
+        d.compile()
+        d.start()
+        yield {"d": d, "svc": svc, "a": ua, "b": ub, "homes": homes}
+        d.stop()
+    finally:
+        for d_ in list(H.LIVE):
+            if d_.root == base / "d":
+                d_.emergency_kill()
+        for u in users:
+            H.delete_user(u)
+
+
+def send(d, rcpt):
+    m = H.make_message(to=rcpt)
+    with smtplib.SMTP("127.0.0.1", d.smtp_port, local_hostname=H.CLIENT_NAME,
+                      timeout=H.REPLY_TIMEOUT) as s:
+        assert s.sendmail(SENDER, [rcpt], m) == {}
+    return m
+
+
+def owned(path, acct, mode=None):
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid) == (acct.uid, acct.gid), \
+        f"{path} owned by {st.st_uid}:{st.st_gid}, expected {acct}"
+    if mode is not None:
+        assert stat.S_IMODE(st.st_mode) == mode, \
+            f"{path} mode {oct(stat.S_IMODE(st.st_mode))}, expected {oct(mode)}"
+
+
+def test_maildir_delivery_owned_by_recipient(env):
+    d, ua = env["d"], env["a"]
+    m = send(d, "a@example.test")
+    md = env["homes"] / "a" / "Maildir"
+    H.wait_maildir(md, H.mid(m))
+    [path] = [p for p, c in H.maildir_messages(md) if H.mid(m) in c]
+    owned(path, ua, 0o600)
+    for p in (md, md / "new", md / "cur", md / "tmp"):
+        owned(p, ua)
+    assert H.Delivered(path.read_bytes()).rest == H.lf(m)
+
+
+def test_mbox_delivery_owned_by_recipient(env):
+    d, ub = env["d"], env["b"]
+    m = send(d, "b@example.test")
+    mbox = env["homes"] / "b" / "mbox"
+    H.wait_mbox(mbox, H.mid(m))
+    owned(mbox, ub, 0o600)
+
+
+def test_queue_dir_private_to_user(env):
+    d, svc = env["d"], env["svc"]
+    owned(d.queue_dir, svc, 0o700)
+    for sub in ("incoming", "active", "deferred"):
+        owned(d.queue_dir / sub, svc)
+    # a delivery user cannot even look inside
+    res = subprocess.run(H.as_user(env["a"], ["ls", d.queue_dir]),
+                         capture_output=True)
+    assert res.returncode != 0, "a delivery user can list the queue"
+
+
+def ids(pid):
+    uids, gids, groups = H.proc_ids(pid)
+    cap = H.proc_status(pid).get("CapEff")
+    return uids, gids, groups, cap
+
+
+def assert_runs_as(pid, acct, what):
+    uids, gids, groups, cap = ids(pid)
+    assert uids == [acct.uid] * 4, f"{what} {pid} uids {uids}, want {acct}"
+    assert gids == [acct.gid] * 4, f"{what} {pid} gids {gids}, want {acct}"
+    assert set(groups) <= {acct.gid}, f"{what} {pid} groups {groups}"
+    assert cap is None or int(cap, 16) == 0, f"{what} {pid} CapEff {cap}"
+
+
+def test_process_identities(env):
+    d, svc, ua, ub = env["d"], env["svc"], env["a"], env["b"]
+    send(d, "a@example.test")
+    send(d, "b@example.test")
+    # workers stay (worker_idle_timeout 300s): one for a, one for b
+    want = {ua.uid, ub.uid}
+    H.wait_for(lambda: want <= {H.proc_ids(w)[0][0] for w in d.workers()
+                                if H.alive(w)},
+               H.DEADLINE, "workers running as both recipients")
+    assert H.proc_ids(d.pid)[0][0] == 0, "master should run as root"
+    with H.Conn(d.smtp_port) as c:
+        c.hello()
+        rpid = d.receiver_pid(c)
+    assert_runs_as(rpid, svc, f"receiver ({d.role(rpid)})")
+    kids = d.children()
+    roots = [k for k in kids if H.proc_ids(k)[0][0] == 0]
+    assert len(roots) == 1, \
+        f"expected one root child (the spawner): {[(k, d.role(k)) for k in roots]}"
+    for k in kids:
+        if k not in roots:
+            assert_runs_as(k, svc, f"child ({d.role(k)})")
+    workers = d.workers()
+    for w in workers:
+        assert H.proc_stat(w)["ppid"] == roots[0], \
+            f"worker {w} is not a child of the spawner"
+        uid = H.proc_ids(w)[0][0]
+        assert uid in want, f"worker {w} runs as uid {uid}"
+        assert_runs_as(w, ua if uid == ua.uid else ub, f"worker ({d.role(w)})")
+
+
+@pytest.mark.parametrize("rcpt,path", [("evil@example.test", "active/evil-mbox"),
+                                       ("evil2@example.test", "evil-maildir")])
+def test_worker_cannot_write_into_queue(env, rcpt, path):
+    d = env["d"]
+    send(d, rcpt)
+    rx = re.escape(rcpt)
+    line = d.wait_log(rf"^.*(?:{rx}.*status=|status=.*{rx}).*$",
+                      what=f"a delivery result for {rcpt}").group(0)
+    assert "status=sent" not in line, f"delivery into the queue dir: {line}"
+    assert not (d.queue_dir / path).exists(), f"{path} created in the queue"
