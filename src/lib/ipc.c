@@ -33,6 +33,8 @@ static void add_raw(struct ipc_msg *m, const void *p, size_t len)
 		m->bad = 1;
 		return;
 	}
+	if (len == 0)
+		return;
 	memcpy(m->data + m->len, p, len);
 	m->len += len;
 }

@@ -109,13 +109,12 @@ int main(int argc, char **argv)
 	d.root_mode = geteuid() == 0;
 	if (problems == 0)
 		check_setup(&d, check_only);
-	if (check_only) {
-		if (problems == 0)
+	if (check_only || problems) {
+		if (check_only && problems == 0)
 			printf("%s: ok\n", path);
+		config_free(&d.cfg);
 		return problems ? 1 : 0;
 	}
-	if (problems)
-		return 1;
 	if (!foreground && daemon(0, 0) < 0) {
 		fprintf(stderr, "mailprocd: daemon: %s\n", strerror(errno));
 		return 1;
