@@ -24,4 +24,8 @@ enum msg_type {
 	MSG_JOB_DONE,           /* str qid */
 };
 
+/* Recipients in one MSG_JOB: the qmgr splits larger groups, the worker
+ * refuses more. */
+#define MSG_JOB_MAX_RCPTS 50
+
 #endif

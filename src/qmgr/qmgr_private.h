@@ -114,7 +114,6 @@ extern struct qmgr Q;
 void sched_load(const char *qid, enum qdir dir);
 void sched_job_finished(struct job *job);
 void sched_retry_all_now(void);
-int sched_jobs_in_flight(void);
 void sched_free_all(void);
 void job_free(struct job *job);
 

@@ -12,6 +12,7 @@
 #include "qmgr/qmgr_private.h"
 #include "db/db.h"
 #include "lib/log.h"
+#include "lib/msgtypes.h"
 #include "lib/strmap.h"
 #include "lib/xalloc.h"
 
@@ -24,8 +25,6 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
-
-#define JOB_MAX_RCPTS 50
 
 static const char *const qdir_names[] = { "active", "deferred" };
 
@@ -276,7 +275,7 @@ static struct job *job_new(struct qmsg *m, struct user *u)
 	struct job *j = xcalloc(1, sizeof(*j));
 	j->msg = m;
 	j->user = u;
-	j->rcpt = xcalloc(JOB_MAX_RCPTS, sizeof(*j->rcpt));
+	j->rcpt = xcalloc(MSG_JOB_MAX_RCPTS, sizeof(*j->rcpt));
 	return j;
 }
 
@@ -340,7 +339,7 @@ static void schedule_pending(struct qmsg *m)
 		}
 		struct job *j = NULL;
 		for (int k = 0; k < njobs; k++)
-			if (jobs[k]->user == u && jobs[k]->n < JOB_MAX_RCPTS)
+			if (jobs[k]->user == u && jobs[k]->n < MSG_JOB_MAX_RCPTS)
 				j = jobs[k];
 		if (j == NULL) {
 			if (njobs == (int)(sizeof(jobs) / sizeof(jobs[0]))) {
@@ -431,7 +430,7 @@ void sched_load(const char *qid, enum qdir dir)
 void sched_job_finished(struct job *job)
 {
 	struct qmsg *m = job->msg;
-	size_t idx[JOB_MAX_RCPTS];
+	size_t idx[MSG_JOB_MAX_RCPTS];
 
 	for (size_t i = 0; i < job->n; i++) {
 		struct job_rcpt *jr = &job->rcpt[i];
@@ -453,20 +452,6 @@ void sched_job_finished(struct job *job)
 	job_free(job);
 	if (m->njobs == 0)
 		msg_settle(m);
-}
-
-static int count_messages_with_jobs(const char *key, void *value, void *ctx)
-{
-	struct qmsg *m = value;
-	*(int *)ctx += m->njobs > 0;
-	return 0;
-}
-
-int sched_jobs_in_flight(void)
-{
-	int n = 0;
-	strmap_each(Q.msgs, count_messages_with_jobs, &n);
-	return n;
 }
 
 static int free_one(const char *key, void *value, void *ctx)

@@ -130,18 +130,16 @@ static int send_result(int fd, const char *qid, uint32_t index, const struct del
 	return ipc_send(fd, &out);
 }
 
-#define JOB_MAX_RCPTS 256
-
 static void handle_job(int fd)
 {
 	const char *qid;
 	uint32_t n;
-	struct job_rcpt rc[JOB_MAX_RCPTS];
+	struct job_rcpt rc[MSG_JOB_MAX_RCPTS];
 	struct qfile qf;
 	int qfd = job.fd;
 
 	job.fd = -1;
-	if (ipc_get_str(&job, &qid) < 0 || ipc_get_u32(&job, &n) < 0 || n > JOB_MAX_RCPTS)
+	if (ipc_get_str(&job, &qid) < 0 || ipc_get_u32(&job, &n) < 0 || n > MSG_JOB_MAX_RCPTS)
 		goto malformed;
 	for (uint32_t i = 0; i < n; i++) {
 		if (ipc_get_u32(&job, &rc[i].index) < 0 || ipc_get_str(&job, &rc[i].address) < 0 ||
