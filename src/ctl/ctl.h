@@ -26,7 +26,7 @@ int ctl_queue_delete(const struct config *cfg, char **args, int nargs);
 int ctl_queue_flush(const struct config *cfg, char **args, int nargs);
 
 /* The queue subdirectories a command looks in, in order. */
-#define CTL_QUEUE_NDIRS 3
+#define CTL_QUEUE_NDIRS 4
 extern const char *const ctl_queue_dirs[CTL_QUEUE_NDIRS];
 /* Open queue_dir/dir/qid read-only, refusing symlinks.  -1 with errno. */
 int ctl_queue_open(const char *queue_dir, const char *dir, const char *qid);

@@ -1,7 +1,8 @@
 /*
  * ctl_queue.c - `mailprocctl queue` (list) and `queue show ID`.
  *
- * The listing covers active/, deferred/ and corrupt/, oldest first:
+ * The listing covers incoming/ (committed files only), active/, deferred/
+ * and corrupt/, oldest first:
  *   QID QUEUE age=AGE size=BYTES from=<SENDER>
  *     to=<RCPT> state=STATE attempts=N [error="TEXT"]
  *   ...
@@ -25,7 +26,9 @@
 #include <time.h>
 #include <unistd.h>
 
-const char *const ctl_queue_dirs[CTL_QUEUE_NDIRS] = { "active", "deferred", "corrupt" };
+/* incoming/ holds committed files the qmgr has not taken yet (and files
+ * being written, which the listing skips) */
+const char *const ctl_queue_dirs[CTL_QUEUE_NDIRS] = { "incoming", "active", "deferred", "corrupt" };
 
 struct qitem {
 	char qid[QID_MAX];
@@ -59,6 +62,8 @@ static int read_item(int fd, struct qitem *it)
 	struct stat st;
 	if (fstat(fd, &st) < 0)
 		return -1;
+	if (strcmp(it->dir, "incoming") == 0 && !qfile_mode_committed(st.st_mode))
+		return -1;      /* still being received */
 	it->file_size = st.st_size;
 	it->when = st.st_mtime;
 	if (qfile_read(fd, &it->q) == 0) {

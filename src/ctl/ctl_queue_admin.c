@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define PID_FILE "mailprocd.pid"
@@ -32,6 +33,14 @@ int ctl_queue_delete(const struct config *cfg, char **args, int nargs)
 	}
 	for (int i = 0; i < CTL_QUEUE_NDIRS; i++) {
 		char *path = xasprintf("%s/%s/%s", cfg->queue_dir, ctl_queue_dirs[i], qid);
+		struct stat st;
+		/* a file in incoming/ without the committed mark is still being
+		 * received: it is not in the queue yet */
+		if (strcmp(ctl_queue_dirs[i], "incoming") == 0 &&
+		    lstat(path, &st) == 0 && !qfile_mode_committed(st.st_mode)) {
+			free(path);
+			continue;
+		}
 		int r = unlink(path);
 		int saved = errno;
 		free(path);

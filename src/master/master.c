@@ -254,6 +254,19 @@ static int write_pidfile(struct master *m)
 	return 0;
 }
 
+/* Unmarked files in incoming/ belong to a receiver that is gone (the
+ * master starts a new one only after the old one exited): they were never
+ * acknowledged, their clients were told nothing and will send again.
+ * Marked ones are accepted mail that the qmgr takes. */
+static void purge_incoming(struct master *m)
+{
+	int purged = queue_purge_incoming(m->d->cfg.queue_dir);
+	if (purged < 0)
+		log_warn("cannot clean %s/incoming: %s", m->d->cfg.queue_dir, strerror(errno));
+	else if (purged > 0)
+		log_info("removed %d unfinished message%s from incoming/", purged, purged == 1 ? "" : "s");
+}
+
 static int prepare_dirs(struct master *m)
 {
 	struct daemon_ctx *d = m->d;
@@ -264,11 +277,6 @@ static int prepare_dirs(struct master *m)
 		log_warn("cannot prepare queue_dir %s: %s", d->cfg.queue_dir, strerror(errno));
 		return -1;
 	}
-	/* Files in incoming/ were never acknowledged: their clients were told
-	 * nothing and will send again. */
-	int purged = queue_purge_incoming(d->cfg.queue_dir);
-	if (purged > 0)
-		log_info("removed %d unfinished message%s from incoming/", purged, purged == 1 ? "" : "s");
 	return 0;
 }
 
@@ -308,6 +316,7 @@ int master_run(struct daemon_ctx *d)
 	/* spawner first, so the qmgr's first request finds it */
 	start_child(&m, CHILD_SPAWNER);
 	start_child(&m, CHILD_QMGR);
+	purge_incoming(&m);
 	start_child(&m, CHILD_RECEIVER);
 
 	while (!m.stopping) {
@@ -334,9 +343,13 @@ int master_run(struct daemon_ctx *d)
 		}
 		reap_children(&m);
 		time_t now = time(NULL);
-		for (int k = 0; k < CHILD_COUNT && !m.stopping; k++)
-			if (m.child[k].pid == 0 && now >= m.child[k].restart_at)
-				start_child(&m, (enum child_kind)k);
+		for (int k = 0; k < CHILD_COUNT && !m.stopping; k++) {
+			if (m.child[k].pid != 0 || now < m.child[k].restart_at)
+				continue;
+			if (k == CHILD_RECEIVER)
+				purge_incoming(&m);
+			start_child(&m, (enum child_kind)k);
+		}
 	}
 	listen_close_all(&d->cfg, m.listen_fds, 1);
 	unlink(m.pidfile);

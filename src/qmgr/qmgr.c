@@ -1,9 +1,10 @@
 /*
  * qmgr.c - the queue manager process: start-up, event loop, signals.
  *
- * At start it loads every message in active/ and deferred/.  New messages
- * are announced by the receiver (MSG_QUEUE_NEW); a rescan of active/ every
- * minute catches any announcement that was lost.  SIGUSR1 (from
+ * At start it loads every message in deferred/, active/ and (committed)
+ * incoming/.  New messages are announced by the receiver (MSG_QUEUE_NEW)
+ * and taken from incoming/ into active/; a rescan every minute catches any
+ * announcement that was lost.  SIGUSR1 (from
  * `mailprocctl queue flush` through the master) retries deferred mail now.
  * SIGTERM stops handing out jobs, waits for the jobs in flight, and exits.
  */
@@ -89,7 +90,7 @@ static void on_receiver(evutil_socket_t fd, short what, void *arg)
 			continue;
 		}
 		open_db();
-		sched_load(qid, QDIR_ACTIVE);
+		sched_load(qid, QDIR_INCOMING);
 	}
 }
 
@@ -128,6 +129,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	if (!Q.stopping && now - last_rescan >= RESCAN_SECONDS) {
 		last_rescan = now;
 		scan_dir(QDIR_ACTIVE);
+		scan_dir(QDIR_INCOMING);
 	}
 	maybe_finish_stop();
 }
@@ -170,6 +172,7 @@ int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int roo
 	TAILQ_INIT(&Q.spawns);
 	Q.queue_dirfd[QDIR_ACTIVE] = open_queue_dir("active");
 	Q.queue_dirfd[QDIR_DEFERRED] = open_queue_dir("deferred");
+	Q.queue_dirfd[QDIR_INCOMING] = open_queue_dir("incoming");
 	fcntl(receiver_fd, F_SETFL, fcntl(receiver_fd, F_GETFL) | O_NONBLOCK);
 	fcntl(spawner_fd, F_SETFL, fcntl(spawner_fd, F_GETFL) | O_NONBLOCK);
 
@@ -194,7 +197,8 @@ int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int roo
 	last_rescan = time(NULL);
 	scan_dir(QDIR_DEFERRED);
 	scan_dir(QDIR_ACTIVE);
-	log_debug("started: %zu message%s in the queue", strmap_count(Q.msgs),
+	scan_dir(QDIR_INCOMING);
+	log_info("started: %zu message%s in the queue", strmap_count(Q.msgs),
 	    strmap_count(Q.msgs) == 1 ? "" : "s");
 
 	event_base_dispatch(Q.base);

@@ -21,7 +21,8 @@ struct db;
 struct strmap;
 struct user;
 
-enum qdir { QDIR_ACTIVE, QDIR_DEFERRED };
+/* Where a message's file is; incoming/ only until the qmgr takes it. */
+enum qdir { QDIR_ACTIVE, QDIR_DEFERRED, QDIR_INCOMING, QDIR_COUNT };
 
 struct qmsg {
 	char qid[QID_MAX];
@@ -104,7 +105,7 @@ struct qmgr {
 	int nworkers;                   /* all users */
 	int nspawning;
 	int stopping;
-	int queue_dirfd[2];             /* active/, deferred/ */
+	int queue_dirfd[QDIR_COUNT];    /* active/, deferred/, incoming/ */
 	char *self_home;                /* single-user mode: the daemon user's home */
 };
 

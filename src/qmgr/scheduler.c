@@ -26,7 +26,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-static const char *const qdir_names[] = { "active", "deferred" };
+static const char *const qdir_names[QDIR_COUNT] = { "active", "deferred", "incoming" };
 
 static void msg_free(struct qmsg *m)
 {
@@ -388,6 +388,30 @@ static void repair_torn_tail(struct qmsg *m, int rfd)
 
 /* ---- entry points ---- */
 
+/* A file in incoming/ that is not marked committed is still being written
+ * (or was abandoned): not ours yet. */
+static int committed_file(int fd)
+{
+	struct stat st;
+	return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && qfile_mode_committed(st.st_mode);
+}
+
+static void load_failed(const char *qid, enum qdir dir, int err)
+{
+	if (err != EBADMSG) {
+		log_warn("qid=%s: cannot read: %s", qid, strerror(err));
+	} else if (dir == QDIR_INCOMING) {
+		/* marked but incomplete: the crash came before the fsync that
+		 * precedes the reply, so this was never acknowledged */
+		log_warn("qid=%s: incomplete queue file in incoming/ (never acknowledged); removed", qid);
+		if (unlinkat(Q.queue_dirfd[dir], qid, 0) < 0 && errno != ENOENT)
+			log_warn("qid=%s: cannot remove: %s", qid, strerror(errno));
+	} else {
+		log_warn("qid=%s: malformed queue file; moved to corrupt/", qid);
+		queue_move(Q.cfg->queue_dir, qid, qdir_names[dir], "corrupt");
+	}
+}
+
 void sched_load(const char *qid, enum qdir dir)
 {
 	if (!qid_valid(qid) || strmap_get(Q.msgs, qid) != NULL)
@@ -398,6 +422,10 @@ void sched_load(const char *qid, enum qdir dir)
 			log_warn("qid=%s: cannot open: %s", qid, strerror(errno));
 		return;
 	}
+	if (dir == QDIR_INCOMING && !committed_file(fd)) {
+		close(fd);
+		return;
+	}
 	struct qmsg *m = xcalloc(1, sizeof(*m));
 	snprintf(m->qid, sizeof(m->qid), "%s", qid);
 	m->dir = dir;
@@ -405,25 +433,25 @@ void sched_load(const char *qid, enum qdir dir)
 		int e = errno;
 		close(fd);
 		free(m);
-		if (e == EBADMSG) {
-			log_warn("qid=%s: malformed queue file; moved to corrupt/", qid);
-			queue_move(Q.cfg->queue_dir, qid, qdir_names[dir], "corrupt");
-		} else {
-			log_warn("qid=%s: cannot read: %s", qid, strerror(e));
-		}
+		load_failed(qid, dir, e);
 		return;
 	}
 	repair_torn_tail(m, fd);
 	close(fd);
 	m->busy = xcalloc(m->qf.nrcpt, 1);
 	strmap_put(Q.msgs, m->qid, m);
+	/* Taken from incoming/: the move needs no fsync, a crash that loses it
+	 * leaves a committed file in incoming/, which is loaded again. */
+	if (dir == QDIR_INCOMING && msg_move(m, QDIR_ACTIVE) < 0) {
+		msg_forget(m);
+		return;
+	}
 	if (dir == QDIR_DEFERRED && pending_count(m) > 0) {
 		arm_retry(m);   /* at once when its time has already come */
 		return;
 	}
-	if (dir == QDIR_ACTIVE)
-		log_debug("qid=%s: from=<%s> nrcpt=%zu size=%llu", qid, m->qf.sender, m->qf.nrcpt,
-		    (unsigned long long)m->qf.msg_size);
+	log_debug("qid=%s: from=<%s> nrcpt=%zu size=%llu", qid, m->qf.sender, m->qf.nrcpt,
+	    (unsigned long long)m->qf.msg_size);
 	schedule_pending(m);
 }
 

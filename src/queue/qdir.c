@@ -1,6 +1,6 @@
 /*
  * qdir.c - the queue directory: creation with safe ownership and modes,
- * start-up purge of uncommitted files, moves between subdirectories.
+ * purge of uncommitted files, moves between subdirectories.
  *
  * queue_dir is opened with O_NOFOLLOW and everything below it is reached
  * through that descriptor, so a symlink swapped in cannot redirect us.
@@ -94,16 +94,15 @@ int queue_dirs_create(const char *queue_dir, uid_t owner, gid_t group)
 	return r;
 }
 
-/* Remove one entry of incoming/ unless it is a directory. */
+/* Remove one entry of incoming/ if it is a regular file without the
+ * committed mark. */
 static int purge_entry(int dfd, const struct dirent *de)
 {
 	struct stat st;
 
-	if (de->d_type == DT_DIR)
-		return 0;
-	if (de->d_type == DT_UNKNOWN &&
-	    fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    S_ISDIR(st.st_mode))
+	if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -1;
+	if (!S_ISREG(st.st_mode) || qfile_mode_committed(st.st_mode))
 		return 0;
 	if (unlinkat(dfd, de->d_name, 0) < 0)
 		return errno == ENOENT ? 0 : -1;
@@ -157,7 +156,8 @@ int queue_move(const char *queue_dir, const char *qid, const char *from, const c
 {
 	char src[PATH_MAX], dst[PATH_MAX], dir[PATH_MAX];
 
-	if (!qid_valid(qid) || !is_move_dir(from) || !is_move_dir(to)) {
+	if (!qid_valid(qid) || !(is_move_dir(from) || strcmp(from, "incoming") == 0) ||
+	    !is_move_dir(to)) {
 		errno = EINVAL;
 		return -1;
 	}

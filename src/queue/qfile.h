@@ -19,17 +19,22 @@
  *   'D' "index status detail"  done: status is sent, bounced or expired
  *   'F' "index unixtime detail" a temporary failure (one per attempt)
  *
- * A file without its 'E' record is uncommitted and is removed at start-up.
- * A torn record at the end (crash while appending) is ignored.
+ * A committed file has the owner-execute bit set (QFILE_MODE_COMMITTED), set
+ * before the fsync that makes it durable.  A file without the mark is still
+ * being written, or was abandoned by a crash: it was never acknowledged and
+ * is removed whenever the master (re)starts the receiver.  A torn record at
+ * the end (crash while appending) is ignored.
  *
- * Layout of queue_dir: incoming/ (being written), active/ (accepted),
- * deferred/ (waiting for a retry), corrupt/ (unparseable, kept).
+ * Layout of queue_dir: incoming/ (being written, or committed and not yet
+ * taken by the qmgr), active/ (taken by the qmgr), deferred/ (waiting for a
+ * retry), corrupt/ (unparseable, kept for a person).
  */
 #ifndef MP_QFILE_H
 #define MP_QFILE_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #define QID_MAX 32
@@ -39,15 +44,26 @@
 #define QFILE_MAX_FIELD 65536           /* payload of an envelope record */
 #define QFILE_MAX_DETAIL 1024           /* detail text of a state record */
 
+/* Modes of a queue file while it is written and once committed. */
+#define QFILE_MODE_WRITING 0600
+#define QFILE_MODE_COMMITTED 0700
+/* Whether a queue file's mode says it is committed. */
+static inline int qfile_mode_committed(mode_t mode)
+{
+	return (mode & S_IXUSR) != 0;
+}
+
 /* Create queue_dir and its subdirectories (mode 0700), chown them to
  * owner:group when running as root (owner (uid_t)-1: leave).  Refuses a
  * queue_dir that is a symlink or not a directory. */
 int queue_dirs_create(const char *queue_dir, uid_t owner, gid_t group);
-/* Remove the uncommitted files left in incoming/ (start-up, before the
- * receiver accepts mail).  Returns the number removed or -1 with errno. */
+/* Remove the uncommitted files (no committed mark) in incoming/; call it
+ * only while no receiver runs (the master: at start-up and before it
+ * restarts a receiver).  Committed files are left for the qmgr.  Returns
+ * the number removed or -1 with errno. */
 int queue_purge_incoming(const char *queue_dir);
-/* Rename queue_dir/from/qid to queue_dir/to/qid (from, to: "active",
- * "deferred" or "corrupt"; an existing target is not replaced) and fsync
+/* Rename queue_dir/from/qid to queue_dir/to/qid (from: "incoming", "active",
+ * "deferred" or "corrupt"; to: any of these but "incoming"; an existing target is not replaced) and fsync
  * the destination directory.  -1 with errno on failure. */
 int queue_move(const char *queue_dir, const char *qid, const char *from, const char *to);
 
@@ -67,9 +83,10 @@ const char *qwriter_qid(const struct qwriter *w);
 int qwriter_write(struct qwriter *w, const void *p, size_t len);
 /* Bytes of message written so far. */
 uint64_t qwriter_size(const struct qwriter *w);
-/* Write the length and 'E', fsync the file, rename into active/, fsync the
- * directory.  Only after this returns 0 may the message be acknowledged.
- * The writer is freed either way; on failure the file is removed. */
+/* Write the length and 'E', mark the file committed, fsync it and
+ * incoming/.  Only after this returns 0 may the message be acknowledged.
+ * The writer is freed either way; on failure the file is removed.  Safe to
+ * call from another thread than the one that wrote. */
 int qwriter_commit(struct qwriter *w);
 /* Remove the file and free the writer. */
 void qwriter_abort(struct qwriter *w);

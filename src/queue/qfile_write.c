@@ -7,9 +7,17 @@
  * time costs few system calls (a 4 KB message is one write(2)).  The 'M'
  * record is written with a placeholder length, fixed at commit (in the
  * buffer when it is still there, else with pwrite(2)).  Commit: flush, 'E',
- * fsync, close, rename into active/ (never replacing a file), fsync
- * active/; only then is the message accepted.  Any failure removes the file
- * and hands the errno to the caller (ENOSPC -> 452 4.3.1).
+ * set the owner-execute bit (the "committed" mark, as Postfix does), fsync,
+ * close, fsync incoming/; only then is the message accepted.  The file stays
+ * in incoming/ until the qmgr takes it.  Marking in place instead of
+ * renaming means one journal commit per message instead of two: the file
+ * fsync carries its directory entry, and the directory fsync that follows
+ * finds nothing left to write.  Any failure removes the file and hands the
+ * errno to the caller (ENOSPC -> 452 4.3.1).
+ *
+ * qwriter_commit() may run on any thread (the receiver commits on a small
+ * thread pool so that concurrent sessions share journal commits); a writer
+ * is used by one thread at a time.
  *
  * The receiver must ignore SIGXFSZ so that a file size limit shows up as
  * EFBIG instead of killing the process.
@@ -25,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -46,32 +55,6 @@ struct qwriter {
 	unsigned char buf[QW_BUFSIZE];
 };
 
-/* active/ stays open for the directory fsync after each rename; one
- * process writes into one queue, so one cached descriptor is enough. */
-static struct {
-	char path[PATH_MAX];
-	int fd;
-} active_dir = { "", -1 };
-
-static int active_dir_fd(const char *queue_dir)
-{
-	char path[PATH_MAX];
-
-	if (snprintf(path, sizeof(path), "%s/active", queue_dir) >= (int)sizeof(path)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	if (active_dir.fd >= 0 && strcmp(active_dir.path, path) == 0)
-		return active_dir.fd;
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	if (active_dir.fd >= 0)
-		close(active_dir.fd);
-	active_dir.fd = fd;
-	memcpy(active_dir.path, path, sizeof(path));
-	return fd;
-}
 
 static int queue_path(char out[PATH_MAX], const char *queue_dir,
     const char *sub, const char *qid)
@@ -219,7 +202,8 @@ static int qw_create(struct qwriter *w)
 		qid_generate(w->qid);
 		if (queue_path(w->incoming_path, w->queue_dir, "incoming", w->qid) < 0)
 			return -1;
-		w->fd = open(w->incoming_path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+		w->fd = open(w->incoming_path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC,
+		    QFILE_MODE_WRITING);
 		if (w->fd >= 0)
 			return 0;
 		if (errno != EEXIST)
@@ -310,28 +294,31 @@ static int qw_finish(struct qwriter *w)
 	return qw_flush(w);
 }
 
-/* Rename without replacing an existing file (a qid collision would
- * otherwise overwrite an accepted message). */
-static int rename_noreplace(const char *from, const char *to)
+/* Mark, fsync, close (checked).  The file stays in incoming/. */
+static int qw_publish(struct qwriter *w)
 {
-	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
-		return 0;
-	if (errno != EINVAL)
-		return -1;
-	return rename(from, to);        /* file system without the flag */
-}
-
-/* fsync, close (checked), rename; on failure the file stays in incoming/. */
-static int qw_publish(struct qwriter *w, const char *active_path)
-{
-	if (fsync(w->fd) < 0)
+	if (fchmod(w->fd, QFILE_MODE_COMMITTED) < 0 || fsync(w->fd) < 0)
 		return -1;
 	int fd = w->fd;
 	w->fd = -1;
 	/* after a successful fsync, EINTR from close loses nothing */
 	if (close(fd) < 0 && errno != EINTR)
 		return -1;
-	return rename_noreplace(w->incoming_path, active_path);
+	return 0;
+}
+
+/* fsync incoming/ so that the file's name is durable too.  Opened per
+ * commit: commits run on several threads, and an open is cheap next to
+ * the fsync. */
+static int qw_sync_dir(const struct qwriter *w)
+{
+	char path[PATH_MAX];
+
+	if (snprintf(path, sizeof(path), "%s/incoming", w->queue_dir) >= (int)sizeof(path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return fsync_dir(path);
 }
 
 static void qw_free(struct qwriter *w)
@@ -343,32 +330,20 @@ static void qw_free(struct qwriter *w)
 
 int qwriter_commit(struct qwriter *w)
 {
-	char active_path[PATH_MAX];
 	int saved;
 
 	if (w->error != 0) {
 		saved = w->error;
 		goto fail;
 	}
-	if (queue_path(active_path, w->queue_dir, "active", w->qid) < 0 ||
-	    qw_finish(w) < 0 || qw_publish(w, active_path) < 0) {
+	if (qw_finish(w) < 0 || qw_publish(w) < 0 || qw_sync_dir(w) < 0) {
 		saved = errno;
 		goto fail;
-	}
-	int dfd = active_dir_fd(w->queue_dir);
-	if (dfd < 0 || fsync(dfd) < 0) {
-		/* not known to be durable: withdraw it, the client retries */
-		saved = errno;
-		if (unlink(active_path) < 0)
-			log_warn("qid=%s cannot remove %s after failed directory fsync: %s",
-			    w->qid, active_path, strerror(errno));
-		qw_free(w);
-		errno = saved;
-		return -1;
 	}
 	qw_free(w);
 	return 0;
 fail:
+	/* not known to be durable: withdraw it, the client retries */
 	qwriter_abort(w);
 	errno = saved;
 	return -1;

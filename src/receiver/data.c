@@ -7,15 +7,21 @@
  * message is never held in memory.  A message over max_message_size, or one
  * whose queue file could not be written, is read to its end and discarded,
  * then refused.  A message is acknowledged only after qwriter_commit()
- * made it durable.  LMTP answers once per recipient, SMTP once.
+ * made it durable.  The commit runs on the commit pool; meanwhile the
+ * session reads no further commands (the replies must come in order), and
+ * if the client goes away the commit still finishes and the qmgr still
+ * hears of the message.  LMTP answers once per recipient, SMTP once.
  */
 #include "receiver/receiver_private.h"
+#include "receiver/commit_pool.h"
 #include "proto/smtp_received.h"
 #include "queue/qfile.h"
 #include "lib/buf.h"
+#include "lib/xalloc.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -121,53 +127,98 @@ static void data_store(struct session *s, const char *p, size_t n)
 	}
 }
 
-/* The one place where the event loop waits for the disk: fsync of the
- * file and of the directory, about a millisecond.  Kept alone so that it
- * can move to a thread. */
-static int queue_commit(struct qwriter *w)
-{
-	return qwriter_commit(w);
-}
-
-static void commit_message(struct session *s)
-{
-	struct qwriter *w = s->data.qw;
-	struct transaction *tx = &s->tx;
+/* A commit on its way through the pool. */
+struct pending_commit {
+	struct commit_req req;
+	struct receiver *r;
+	struct session *s;              /* NULL once the session is gone */
 	char qid[QID_MAX];
+	unsigned long long size;
+};
 
-	s->data.qw = NULL;
-	snprintf(qid, sizeof(qid), "%s", qwriter_qid(w));
-	unsigned long long size = (unsigned long long)qwriter_size(w);
-	if (queue_commit(w) < 0) {
-		int err = errno;
-		log_warn("%s: cannot commit to the queue: %s", qid, strerror(err));
-		reply_queue_error(s, err, 1);
+/* The message is durable (or not): answer, if anyone is still there. */
+static void commit_finished(struct pending_commit *pc)
+{
+	struct session *s = pc->s;
+	int err = pc->req.error;
+
+	if (err == 0)
+		receiver_notify_qmgr(pc->r, pc->qid);
+	if (s == NULL) {
+		if (err == 0)
+			log_info("%s: queued; the client left before the reply", pc->qid);
 		return;
 	}
-	s->nmessages++;
-	log_info("%s: from=<%s> size=%llu nrcpt=%zu proto=%s client=%s", qid,
-	    tx->sender, size, tx->nrcpts, s->protocol, s->client);
-	if (s->lmtp) {
-		for (size_t i = 0; i < tx->nrcpts; i++)
-			session_reply(s, 250, "2.1.5", "<%s> Ok: queued as %s", tx->rcpts[i], qid);
+	struct transaction *tx = &s->tx;
+	s->data.commit = NULL;
+	if (err != 0) {
+		log_warn("%s: cannot commit to the queue: %s", pc->qid, strerror(err));
+		reply_queue_error(s, err, 1);
 	} else {
-		session_reply(s, 250, "2.0.0", "Ok: queued as %s", qid);
+		s->nmessages++;
+		log_info("%s: from=<%s> size=%llu nrcpt=%zu proto=%s client=%s", pc->qid,
+		    tx->sender, pc->size, tx->nrcpts, s->protocol, s->client);
+		if (s->lmtp) {
+			for (size_t i = 0; i < tx->nrcpts; i++)
+				session_reply(s, 250, "2.1.5", "<%s> Ok: queued as %s",
+				    tx->rcpts[i], pc->qid);
+		} else {
+			session_reply(s, 250, "2.0.0", "Ok: queued as %s", pc->qid);
+		}
 	}
-	receiver_notify_qmgr(s->r, qid);
+	s->data.active = 0;
+	session_reset_transaction(s);
+}
+
+/* Pool callback, on the loop thread. */
+static void commit_done(struct commit_req *req)
+{
+	struct pending_commit *pc = req->arg;
+	struct session *s = pc->s;
+
+	commit_finished(pc);
+	free(pc);
+	if (s != NULL)
+		session_resume(s);      /* commands that came after the dot */
+}
+
+/* Hand the message to the commit pool (inline when there is none). */
+static void commit_message(struct session *s)
+{
+	struct pending_commit *pc = xcalloc(1, sizeof(*pc));
+
+	pc->r = s->r;
+	pc->s = s;
+	snprintf(pc->qid, sizeof(pc->qid), "%s", qwriter_qid(s->data.qw));
+	pc->size = (unsigned long long)qwriter_size(s->data.qw);
+	pc->req.w = s->data.qw;
+	pc->req.done = commit_done;
+	pc->req.arg = pc;
+	s->data.qw = NULL;
+	s->data.commit = pc;
+	if (s->r->commits != NULL) {
+		commit_pool_submit(s->r->commits, &pc->req);
+		return;
+	}
+	pc->req.error = qwriter_commit(pc->req.w) == 0 ? 0 : errno;
+	commit_finished(pc);
+	free(pc);
 }
 
 static void data_end(struct session *s)
 {
 	struct data_stream *d = &s->data;
 
+	if (!d->too_big && d->error == 0 && d->qw != NULL) {
+		commit_message(s);      /* the transaction ends when it is done */
+		return;
+	}
 	if (d->too_big) {
 		log_info("%s: message from=<%s> refused: over %llu bytes", s->client,
 		    s->tx.sender, (unsigned long long)s->r->cfg->max_message_size);
 		reply_to_all(s, 552, "5.3.4", "Message size exceeds fixed limit");
-	} else if (d->error != 0) {
-		reply_queue_error(s, d->error, 1);
 	} else {
-		commit_message(s);
+		reply_queue_error(s, d->error ? d->error : EIO, 1);
 	}
 	drop_writer(d);
 	d->active = 0;
@@ -188,9 +239,20 @@ size_t data_consume(struct session *s, const char *p, size_t n)
 	return used;
 }
 
+int data_committing(const struct session *s)
+{
+	return s->data.commit != NULL;
+}
+
 void data_abort(struct session *s)
 {
 	struct data_stream *d = &s->data;
+
+	if (d->commit != NULL) {
+		/* the commit goes on without us; it tells the qmgr */
+		d->commit->s = NULL;
+		d->commit = NULL;
+	}
 	if (d->active && d->qw != NULL)
 		log_debug("%s: %s: unfinished message dropped", s->client, qwriter_qid(d->qw));
 	drop_writer(d);

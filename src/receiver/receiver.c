@@ -10,6 +10,7 @@
  */
 #include "receiver/receiver.h"
 #include "receiver/receiver_private.h"
+#include "receiver/commit_pool.h"
 #include "db/db.h"
 #include "lib/ipc.h"
 #include "lib/msgtypes.h"
@@ -213,6 +214,8 @@ static void receiver_free(struct receiver *r)
 
 	while ((s = TAILQ_FIRST(&r->sessions)) != NULL)
 		session_kill(s);
+	/* commits under way finish, and the qmgr hears of them */
+	commit_pool_stop(r->commits);
 	for (int i = 0; i < r->nlisteners; i++)
 		evconnlistener_free(r->listeners[i].evl);
 	if (r->ev_sigterm)
@@ -259,6 +262,9 @@ int receiver_main(const struct config *cfg, const int *listen_fds, int qmgr_fd)
 	    event_add(r->ev_sigterm, NULL) < 0)
 		fatal("cannot set up the event loop");
 
+	r->commits = commit_pool_start(r->base, RECEIVER_COMMIT_THREADS);
+	if (r->commits == NULL)
+		log_warn("committing messages on the event loop (slower)");
 	db_try_open(r);
 	if (listeners_open(r, listen_fds) < 0) {
 		status = 1;

@@ -9,6 +9,7 @@
  *               closing
  *   commands.c  the command table: a check step and an act step per verb
  *   data.c      DATA: the queue file, the streamed message, the replies
+ *   commit_pool.c  the threads that make queue files durable
  */
 #ifndef MP_RECEIVER_PRIVATE_H
 #define MP_RECEIVER_PRIVATE_H
@@ -29,6 +30,8 @@ struct event;
 struct event_base;
 struct evconnlistener;
 struct qwriter;
+struct commit_pool;
+struct pending_commit;
 struct db;
 struct receiver;
 
@@ -39,6 +42,8 @@ struct receiver;
 #define SESSION_INPUT_HIGH (64 * 1024)
 /* How long sessions in a transaction may go on after SIGTERM. */
 #define RECEIVER_STOP_GRACE 30
+/* Threads that commit queue files (fsync) while the loop goes on. */
+#define RECEIVER_COMMIT_THREADS 8
 
 struct listener {
 	struct receiver *r;
@@ -65,6 +70,7 @@ struct receiver {
 	time_t db_retry_at;
 	time_t db_warned_at;
 	int qmgr_fd;
+	struct commit_pool *commits;    /* NULL: commits run inline */
 };
 
 /* The envelope of the current mail transaction. */
@@ -84,6 +90,7 @@ struct data_stream {
 	uint64_t size;                  /* message bytes seen (after unstuffing) */
 	int too_big;
 	int error;                      /* errno of the first queue failure */
+	struct pending_commit *commit;  /* committing: no input is read */
 };
 
 struct session {
@@ -99,6 +106,7 @@ struct session {
 	struct data_stream data;
 	int closing;                    /* close once the replies are sent */
 	int paused;                     /* reading stopped: too much output */
+	int input_ended;                /* EOF seen while committing */
 	unsigned long nmessages;
 };
 
@@ -130,6 +138,9 @@ int session_busy(const struct session *s);
 void session_stop(struct session *s);
 /* End of the grace period: drop the session at once. */
 void session_kill(struct session *s);
+/* The commit is done: go on with the input that waited, and with a
+ * close or end of input that came meanwhile. */
+void session_resume(struct session *s);
 
 /* ---- commands.c ---- */
 /* Parse and run one command line (len bytes, buffer writable at len). */
@@ -141,7 +152,10 @@ void data_begin(struct session *s);
 /* Take message bytes; returns how many were used (fewer than n after the
  * end of data, which has then been handled). */
 size_t data_consume(struct session *s, const char *p, size_t n);
-/* Drop an unfinished message (connection lost, timeout, stop). */
+/* Whether the message is being committed (the session waits). */
+int data_committing(const struct session *s);
+/* Drop an unfinished message (connection lost, timeout, stop); a commit
+ * under way finishes without the session. */
 void data_abort(struct session *s);
 
 #endif

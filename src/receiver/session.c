@@ -10,6 +10,8 @@
  * are assembled in a fixed buffer, message data is streamed to the queue,
  * and a client that sends commands without reading the replies is no
  * longer read from once SESSION_OUTPUT_HIGH bytes of replies wait.
+ * While a message is being committed, input waits: session_resume() picks
+ * it up, together with an end of input that arrived meanwhile.
  */
 #include "receiver/receiver_private.h"
 #include "proto/smtp_reply.h"
@@ -137,7 +139,7 @@ static void session_process(struct session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 
-	while (!s->closing) {
+	while (!s->closing && !data_committing(s)) {
 		if (output_pending(s) > SESSION_OUTPUT_HIGH) {
 			pause_reading(s);
 			return;
@@ -175,24 +177,40 @@ static void on_write(struct bufferevent *bev, void *arg)
 	session_check_done(s);
 }
 
+/* The client closed its side: whatever is still buffered gets processed,
+ * an unfinished transaction is dropped, replies are still sent. */
+static void session_input_ended(struct session *s)
+{
+	session_process(s);
+	if (session_busy(s))
+		log_debug("%s: connection closed in a transaction", s->client);
+	data_abort(s);
+	session_reset_transaction(s);
+	session_close(s);
+}
+
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
 
-	if (what & BEV_EVENT_EOF) {
-		/* Half-closed: whatever is still buffered gets processed, an
-		 * unfinished transaction is dropped, replies are still sent. */
-		session_process(s);
-		if (session_busy(s))
-			log_debug("%s: connection closed in a transaction", s->client);
-		data_abort(s);
-		session_reset_transaction(s);
-		session_close(s);
-	} else if (what & BEV_EVENT_ERROR) {
+	if (what & BEV_EVENT_ERROR) {
 		log_debug("%s: connection error: %s", s->client,
 		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 		session_free(s);
 		return;
+	}
+	if (data_committing(s)) {
+		/* the reply to the message comes first */
+		if (what & BEV_EVENT_EOF)
+			s->input_ended = 1;
+		else if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING))
+			bufferevent_enable(s->bev, EV_READ);
+		else if (what & BEV_EVENT_TIMEOUT)
+			session_free(s);        /* replies are not being read */
+		return;
+	}
+	if (what & BEV_EVENT_EOF) {
+		session_input_ended(s);
 	} else if (what & BEV_EVENT_TIMEOUT) {
 		if ((what & BEV_EVENT_WRITING) || s->closing) {
 			log_debug("%s: timeout sending replies", s->client);
@@ -206,6 +224,14 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		session_reply(s, 421, "4.4.2", "Timeout");
 		session_close(s);
 	}
+	session_check_done(s);
+}
+
+void session_resume(struct session *s)
+{
+	session_process(s);
+	if (s->input_ended && !data_committing(s) && !s->closing)
+		session_input_ended(s);
 	session_check_done(s);
 }
 

@@ -294,7 +294,8 @@ def test_restart_delivers_messages_still_queued(daemons, tmpfs, run_as):
     assert listing.returncode == 0, listing.out
     assert "alice@example.test" in listing.out, listing.out
     d.stop()
-    queued = [(d.queue_dir / sub / f).read_bytes() for sub in ("active", "deferred")
+    queued = [(d.queue_dir / sub / f).read_bytes()
+              for sub in ("incoming", "active", "deferred")
               for f in d.queue_files(sub)]
     for m in msgs:
         assert len(H.find_marked(queued, H.mid(m))) == 1, \
@@ -372,3 +373,40 @@ def test_queue_disk_full(daemons, tmpfs, run_as, tmp_path):
         H.wait_maildir(d.maildir("alice"), H.mid(m))
     assert not H.find_marked([x for _, x in H.maildir_messages(
         d.maildir("alice"))], H.mid(big))
+
+
+def test_committed_message_not_yet_taken_survives_crash(daemons):
+    """A message is committed in place in incoming/ (owner-execute bit set
+    before the fsync) and acknowledged; the qmgr takes it from there.  With
+    the qmgr frozen, the acknowledged message waits in incoming/; after a
+    crash and restart it is delivered exactly once.  An unmarked file in
+    incoming/ (a receive cut short) is removed at restart, not delivered."""
+    d = daemons("untaken").start()
+    d.wait_log(r"qmgr\[\d+\]: started: ")
+    [qmgr] = [p for p in d.children() if d.role(p).endswith("qmgr")]
+    os.kill(qmgr, signal.SIGSTOP)
+    m = H.make_message(to="alice@example.test")
+    with smtplib.SMTP("127.0.0.1", d.smtp_port, local_hostname=H.CLIENT_NAME,
+                      timeout=H.REPLY_TIMEOUT) as s:
+        assert s.sendmail(SENDER, ["alice@example.test"], m) == {}
+    [qid] = d.queue_files("incoming")
+    path = d.queue_dir / "incoming" / qid
+    st = path.stat()
+    assert st.st_mode & 0o7777 == 0o700, oct(st.st_mode)
+    # a second copy without the mark stands for a message cut short
+    cut = d.queue_dir / "incoming" / "0CUTSHORT00000000000"
+    cut.write_bytes(path.read_bytes())
+    os.chmod(cut, 0o600)
+    os.chown(cut, st.st_uid, st.st_gid)
+    listing = d.ctl("queue")
+    assert qid in listing.out and "0CUTSHORT" not in listing.out, listing.out
+    d.crash()
+
+    d.start()
+    [got] = H.wait_maildir(d.maildir("alice"), H.mid(m))
+    assert H.Delivered(got).rest == H.lf(m)
+    H.wait_for(d.queue_empty, H.DEADLINE, "the queue to drain")
+    assert "0CUTSHORT00000000000 removed uncommitted queue file" in d.log()
+    H.settle()
+    assert len(H.find_marked([x for _, x in H.maildir_messages(
+        d.maildir("alice"))], H.mid(m))) == 1
