@@ -8,7 +8,10 @@
  * openat, so that a symlink owned by another user (who could point our
  * delivery anywhere the user can write) is seen and refused before it is
  * followed, and so that directories are only ever created by mkdirat below
- * a directory we hold open.
+ * a directory we hold open.  Directories on the way are opened with O_PATH,
+ * so they need search permission only (a home under a 0711 /home works);
+ * deliver_open_subdir() ends with a descriptor open for reading, so that
+ * the maildir's new/ can be fsynced.
  */
 #include "deliver/path.h"
 #include "lib/log.h"
@@ -185,7 +188,7 @@ static int walk_target(int fd, const char *target, const char *shown, int *hops,
 		else if (strcmp(name, ".") == 0)
 			continue;
 		else if (strcmp(name, "..") == 0) {
-			nfd = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			nfd = openat(fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
 			if (nfd < 0)
 				walk_fail(r, errno, "resolve", shown);
 		} else {
@@ -215,7 +218,7 @@ static int walk_symlink(int dirfd, const char *name, const struct stat *st, cons
 	} else {
 		target[n] = '\0';
 		if (target[0] == '/')
-			fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
 		else
 			fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
 		if (fd < 0)
@@ -244,7 +247,7 @@ static int walk_step(int dirfd, const char *name, const char *shown, int create,
 			return walk_symlink(dirfd, name, &st, shown, hops, r);
 		if (!S_ISDIR(st.st_mode))
 			return walk_fail(r, ENOTDIR, "open", shown);
-		int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int fd = openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd >= 0)
 			return fd;
 		if (errno != ELOOP && errno != ENOENT)
@@ -254,11 +257,24 @@ static int walk_step(int dirfd, const char *name, const char *shown, int create,
 	return walk_fail(r, EAGAIN, "open", shown);
 }
 
+/* The walk's O_PATH descriptor (consumed) as one open for reading. */
+static int walk_end(int fd, const char *shown, struct delivery_result *r)
+{
+	if (fd < 0)
+		return -1;
+	int rfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int saved = errno;
+	close(fd);
+	if (rfd < 0)
+		return walk_fail(r, saved, "open", shown);
+	return rfd;
+}
+
 int deliver_open_subdir(int dirfd, const char *name, const char *shown, int create,
     struct delivery_result *r)
 {
 	int hops = 0;
-	return walk_step(dirfd, name, shown, create, &hops, r);
+	return walk_end(walk_step(dirfd, name, shown, create, &hops, r), shown, r);
 }
 
 int deliver_open_dir(const char *dir, const char *home, int create,
@@ -280,7 +296,7 @@ int deliver_open_dir(const char *dir, const char *home, int create,
 	const char *limit;
 	if (creation_home(home, homebuf, sizeof(homebuf), &limit) < 0)
 		create = 0;
-	int fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return walk_fail(r, errno, "open", "/");
 	while (fd >= 0 && (got = next_component(&dir, name)) != 0) {

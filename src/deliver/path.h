@@ -12,12 +12,15 @@
  * (permanent 5.2.0 "unsafe path"); symlinks that pass are resolved the same
  * way, component by component.  With create, missing components strictly
  * below home (NULL: the euid's passwd home) are made with mode 0700, never
- * through a symlink.  Returns an O_DIRECTORY fd, or -1 with r filled. */
+ * through a symlink.  Returns an O_PATH directory descriptor (for the *at()
+ * calls; directories on the way need only search permission), or -1 with r
+ * filled. */
 int deliver_open_dir(const char *dir, const char *home, int create,
     struct delivery_result *r);
 
 /* One step of the same walk: open (or with create, make) the directory
- * name inside dirfd; shown is the path used in messages. */
+ * name inside dirfd; shown is the path used in messages.  Returns a
+ * descriptor open for reading (it can be fsynced), or -1 with r filled. */
 int deliver_open_subdir(int dirfd, const char *name, const char *shown, int create,
     struct delivery_result *r);
 

@@ -25,7 +25,9 @@ def env(tmp_path_factory):
     H.make_traversable(base)
     homes = base / "home"
     homes.mkdir()
-    os.chmod(homes, 0o755)
+    # search but no read permission for others, as on hardened hosts: the
+    # delivery path walk must not need to list the homes' parent
+    os.chmod(homes, 0o711)
     users = []
     try:
         svc = H.create_user("mpt-s-")
