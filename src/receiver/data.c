@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 /* Input bytes handled per step (the output buffer lives on the stack). */
@@ -72,12 +73,35 @@ static int write_received(struct session *s, struct qwriter *w)
 	return rc;
 }
 
+/* The recipients for the queue file: each address once (compared without
+ * regard to case, as lookups are), so a client that names a recipient
+ * twice does not get two copies delivered.  LMTP still answers every RCPT.
+ * Quadratic, but nrcpts is bounded by max_recipients. */
+static const char **unique_rcpts(const struct transaction *tx, size_t *n)
+{
+	const char **out = xcalloc(tx->nrcpts ? tx->nrcpts : 1, sizeof(*out));
+
+	*n = 0;
+	for (size_t i = 0; i < tx->nrcpts; i++) {
+		size_t k = 0;
+		while (k < *n && strcasecmp(out[k], tx->rcpts[i]) != 0)
+			k++;
+		if (k == *n)
+			out[(*n)++] = tx->rcpts[i];
+	}
+	return out;
+}
+
 void data_begin(struct session *s)
 {
 	const char *dir = s->r->cfg->queue_dir;
 	struct transaction *tx = &s->tx;
+	size_t nunique;
+	const char **rcpts = unique_rcpts(tx, &nunique);
 	struct qwriter *w = qwriter_open(dir, s->helo, s->client, s->protocol,
-	    tx->sender, (const char *const *)tx->rcpts, tx->nrcpts, tx->eightbit);
+	    tx->sender, rcpts, nunique, tx->eightbit);
+
+	free(rcpts);
 
 	if (w == NULL) {
 		int err = errno;

@@ -132,6 +132,25 @@ def test_pipelining_lmtp_per_recipient(d):
     H.wait_mbox(d.mbox("bob"), H.mid(m))
 
 
+@pytest.mark.parametrize("proto", ["smtp", "lmtp"])
+def test_duplicate_recipient_delivered_once(d, proto):
+    """A recipient named twice (in any case) gets one copy; LMTP still
+    answers each RCPT after DATA."""
+    m = H.make_message(to="alice@example.test")
+    lmtp = proto == "lmtp"
+    with Conn(d.lmtp_port if lmtp else d.smtp_port) as c:
+        c.hello(lmtp=lmtp)
+        rr, final = H.transaction(c, ["alice@example.test", "ALICE@example.test"],
+                                  m, lmtp=lmtp)
+        assert [r.code for r in rr] == [250, 250]
+        assert [r.code for r in final] == ([250, 250] if lmtp else [250])
+    H.wait_maildir(d.maildir("alice"), H.mid(m))
+    H.settle()
+    got = H.find_marked([x for _, x in H.maildir_messages(d.maildir("alice"))],
+                        H.mid(m))
+    assert len(got) == 1, f"{len(got)} copies delivered"
+
+
 def test_size_param_too_big_refused_at_mail(d):
     with Conn(d.smtp_port) as c:
         c.hello()
