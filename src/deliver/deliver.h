@@ -31,6 +31,9 @@ struct delivery_msg {
 	const char *home;       /* the user's home, or NULL: the euid's passwd
 	                         * entry is used.  Maildir (and mbox) parents
 	                         * are created on demand only below it. */
+	const char *user;       /* the user's login name for pipe commands, or
+	                         * NULL: the euid's passwd entry */
+	const char *extension;  /* address extension ("bob+EXT"), or NULL */
 };
 
 /* Expand a destination path: a leading "~/" becomes home; the result must
@@ -49,6 +52,18 @@ void deliver_maildir(const struct delivery_msg *m, const char *path,
  * quoting, fsync; truncated back to its old size on any failure. */
 void deliver_mbox(const struct delivery_msg *m, const char *path,
     struct delivery_result *r);
+
+/* Run `/bin/sh -c command` as the euid (never as root: 4.3.0) with the
+ * prefix and the message on its stdin; SENDER, RECIPIENT, EXTENSION, USER,
+ * LOGNAME, HOME, SHELL and PATH its only environment, HOME its directory,
+ * its own process group, umask 077.  Exit 0 delivered, 75 temporary 4.3.0,
+ * anything else (or a signal) permanent 5.3.0 with the start of its output
+ * in the text; past the timeout the whole process group is killed and the
+ * result is temporary 4.3.0.  Only this command's child is waited for. */
+void deliver_pipe(const struct delivery_msg *m, const char *command,
+    struct delivery_result *r);
+/* The pipe command timeout in seconds (default 600; 0 restores it). */
+void deliver_set_pipe_timeout(unsigned seconds);
 
 /* Map an errno to a result: ENOSPC/EDQUOT/EIO and the like are temporary
  * (4.3.0 / 4.2.2), EACCES/ELOOP etc. permanent.  Fills r. */
