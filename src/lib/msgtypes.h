@@ -7,7 +7,7 @@
 
 enum msg_type {
 	/* receiver -> qmgr */
-	MSG_QUEUE_NEW = 1,      /* str qid: a message was committed to active/ */
+	MSG_QUEUE_NEW = 1,      /* str qid: a message was committed to incoming/ */
 
 	/* qmgr -> spawner */
 	MSG_SPAWN_REQ = 10,     /* u32 reqid, u32 uid, u32 gid, str account, str home */
@@ -22,10 +22,22 @@ enum msg_type {
 	MSG_RESULT,             /* str qid, u32 index, u32 status (enum delivery_status),
 	                         * str dsn ("2.0.0"), str text, str where */
 	MSG_JOB_DONE,           /* str qid */
+
+	/* qmgr -> relay; fd = the queue file, read-only (pread only) */
+	MSG_RELAY_JOB = 30,     /* u64 job_id, str sender ("" = <>), u64 msg_offset,
+	                         * u64 msg_size, u32 eightbit, u32 n, then n x str rcpt */
+	/* relay -> qmgr, one per recipient, then MSG_RELAY_DONE */
+	MSG_RELAY_RESULT,       /* u64 job_id, u32 rcpt_index, u32 status (0 sent,
+	                         * 1 temporary, 2 permanent), str dsn, str text */
+	MSG_RELAY_DONE,         /* u64 job_id */
 };
 
 /* Recipients in one MSG_JOB: the qmgr splits larger groups, the worker
  * refuses more. */
 #define MSG_JOB_MAX_RCPTS 50
+/* Recipients in one MSG_RELAY_JOB (one SMTP transaction; RFC 5321 4.5.3.1.8
+ * servers take at least 100): the qmgr splits larger groups, the relay
+ * refuses more. */
+#define MSG_RELAY_MAX_RCPTS 100
 
 #endif

@@ -111,7 +111,7 @@ static int bad(void)
 /* ---- the committed part ---- */
 
 enum { SEEN_V = 1, SEEN_I = 2, SEEN_T = 4, SEEN_C = 8, SEEN_S = 16,
-       SEEN_B = 32, SEEN_M = 64 };
+       SEEN_B = 32, SEEN_M = 64, SEEN_X = 128 };
 
 struct qparse {
 	struct qfile *q;
@@ -222,6 +222,11 @@ static int apply_envelope(struct qparse *p, char type, const char *s, size_t len
 			q->eightbit = 1;
 		else if (!(len == 4 && memcmp(s, "7BIT", 4) == 0))
 			return -1;
+		return 0;
+	case 'X':
+		if (once(p, SEEN_X) < 0 || len != 8 || memcmp(s, "outbound", 8) != 0)
+			return -1;
+		q->outbound = 1;
 		return 0;
 	default:
 		return -1;

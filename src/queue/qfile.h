@@ -11,6 +11,8 @@
  *   'S' envelope sender ("" for <>)
  *   'R' recipient address (one record each; index = order)
  *   'B' body type: "7BIT" or "8BITMIME"
+ *   'X' "outbound" (optional): the recipients are remote, the message goes
+ *       to the relay (forwards and bounces the qmgr made)
  *   'M' the message, dot-unstuffed, with LF line ends (CRLF converted by
  *       the receiver), Received: header first; its length is
  *       written when DATA ends
@@ -71,11 +73,15 @@ int queue_move(const char *queue_dir, const char *qid, const char *from, const c
 
 struct qwriter;
 
+/* qwriter_open flags */
+#define QW_8BITMIME 0x1         /* the body is 8BITMIME (else 7BIT) */
+#define QW_OUTBOUND 0x2         /* for the relay (see 'X') */
+
 /* Create incoming/<qid> (O_EXCL) and write the envelope records.
  * Returns NULL with errno set on failure. */
 struct qwriter *qwriter_open(const char *queue_dir, const char *helo,
     const char *client_addr, const char *protocol, const char *sender,
-    const char *const *rcpts, size_t nrcpts, int eightbit);
+    const char *const *rcpts, size_t nrcpts, int flags);
 const char *qwriter_qid(const struct qwriter *w);
 /* Append message bytes (already dot-unstuffed, line ends converted to
  * LF; the caller converted CRLF).  -1 with errno on failure; usable only for
@@ -112,6 +118,7 @@ struct qfile {
 	char *protocol;
 	char *sender;
 	int eightbit;
+	int outbound;           /* 'X': recipients go to the relay */
 	size_t nrcpt;
 	struct qrcpt *rcpt;
 	off_t msg_offset;       /* where the message starts in the file */

@@ -157,7 +157,7 @@ static int qw_client(struct qwriter *w, const char *helo, const char *addr,
 
 static int qw_envelope(struct qwriter *w, const char *helo, const char *addr,
     const char *proto, const char *sender, const char *const *rcpts,
-    size_t nrcpts, int eightbit)
+    size_t nrcpts, int flags)
 {
 	struct timeval tv;
 	char arrival[48];
@@ -172,7 +172,9 @@ static int qw_envelope(struct qwriter *w, const char *helo, const char *addr,
 	for (size_t i = 0; i < nrcpts; i++)
 		if (qw_record(w, 'R', rcpts[i]) < 0)
 			return -1;
-	if (qw_record(w, 'B', eightbit ? "8BITMIME" : "7BIT") < 0)
+	if (qw_record(w, 'B', (flags & QW_8BITMIME) ? "8BITMIME" : "7BIT") < 0)
+		return -1;
+	if ((flags & QW_OUTBOUND) && qw_record(w, 'X', "outbound") < 0)
 		return -1;
 	w->mlen_off = w->flushed + (off_t)w->buflen + 1;
 	return qw_header(w, 'M', 0);
@@ -214,7 +216,7 @@ static int qw_create(struct qwriter *w)
 
 struct qwriter *qwriter_open(const char *queue_dir, const char *helo,
     const char *client_addr, const char *protocol, const char *sender,
-    const char *const *rcpts, size_t nrcpts, int eightbit)
+    const char *const *rcpts, size_t nrcpts, int flags)
 {
 	helo = helo ? helo : "";
 	client_addr = client_addr ? client_addr : "";
@@ -241,7 +243,7 @@ struct qwriter *qwriter_open(const char *queue_dir, const char *helo,
 		return NULL;
 	}
 	if (qw_envelope(w, helo, client_addr, protocol, sender, rcpts, nrcpts,
-	    eightbit) < 0) {
+	    flags) < 0) {
 		int saved = errno;
 		qwriter_abort(w);
 		errno = saved;

@@ -99,7 +99,7 @@ void data_begin(struct session *s)
 	size_t nunique;
 	const char **rcpts = unique_rcpts(tx, &nunique);
 	struct qwriter *w = qwriter_open(dir, s->helo, s->client, s->protocol,
-	    tx->sender, rcpts, nunique, tx->eightbit);
+	    tx->sender, rcpts, nunique, tx->eightbit ? QW_8BITMIME : 0);
 
 	free(rcpts);
 

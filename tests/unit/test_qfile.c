@@ -229,8 +229,18 @@ static void test_roundtrip_7bit(void **state)
 	    (const unsigned char *)"Subject: hi\n\nbody\n", 18, 4, qid);
 	assert_int_equal(read_path(path_of(f->dir, "active", qid), &q), 0);
 	assert_int_equal(q.eightbit, 0);
+	assert_int_equal(q.outbound, 0);
 	assert_string_equal(q.sender, "sender@example.test");
 	assert_int_equal(q.nrcpt, 1);
+	qfile_free(&q);
+
+	/* an outbound message (a forward or a bounce for the relay) */
+	commit_msg(f->dir, "", rcpt, 1, QW_OUTBOUND | QW_8BITMIME,
+	    (const unsigned char *)"Subject: fwd\n\nbody\n", 19, 4, qid);
+	assert_int_equal(read_path(path_of(f->dir, "active", qid), &q), 0);
+	assert_int_equal(q.outbound, 1);
+	assert_int_equal(q.eightbit, 1);
+	assert_int_equal(q.msg_size, 19);
 	qfile_free(&q);
 }
 
