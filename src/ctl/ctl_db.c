@@ -14,6 +14,8 @@
 #include "db/compile.h"
 #include "db/db.h"
 #include "db/rules_entry.h"
+#include "lib/buf.h"
+#include "rules/eval.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,7 +49,14 @@ static const char *or_dash(const char *s)
 
 static void print_instruction(const struct rule_instruction *in)
 {
-	printf("instruction: %s", rule_action_name(in->action));
+	printf("instruction: ");
+	if (in->ncond > 0) {
+		struct buf cond = BUF_INIT;
+		rule_condition_format(in, &cond);
+		printf("if %s ", cond.data ? cond.data : "");
+		buf_free(&cond);
+	}
+	printf("%s", rule_action_name(in->action));
 	if (in->arg != NULL)
 		printf(" %s", in->arg);
 	if (in->has_uid)

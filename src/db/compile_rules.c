@@ -1,11 +1,14 @@
 /*
  * compile_rules.c - the `rules` source: key lines with entry options
- * (maxsize=SIZE, spam=on|off) at column 0, then indented instruction lines;
- * and the check that every entry writing as a user has an account.
+ * (maxsize=SIZE, spam=on|off) at column 0, then indented instruction lines
+ * (conditions and actions: db/rules_parse.c, rules/cond_parse.c), each
+ * entry bounded in instructions and in encoded size; and the check that
+ * every entry writing as a user has an account.
  */
 #include "conf/config.h"
 #include "db/address.h"
 #include "db/compile_private.h"
+#include "lib/buf.h"
 #include "lib/parse_util.h"
 #include "lib/xalloc.h"
 
@@ -91,7 +94,16 @@ static void instruction_line(struct compile *c, const char *file, int line, char
 	if (rules_parse_line(text, c->parse_flags, line, &r->entry, err, sizeof(err)) < 0) {
 		compile_error(c, file, line, "%s", err);
 		r->valid = 0;
+		return;
 	}
+	struct buf b = BUF_INIT;
+	rules_entry_encode(&r->entry, &b);
+	if (b.len > RULES_ENTRY_MAX && r->valid) {
+		compile_error(c, file, line, "entry too large: more than %d bytes compiled "
+		    "(fewer or shorter instructions and conditions)", RULES_ENTRY_MAX);
+		r->valid = 0;
+	}
+	buf_free(&b);
 }
 
 void compile_rules_line(struct compile *c, const char *file, int line, char *text,

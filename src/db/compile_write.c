@@ -10,6 +10,7 @@
 #include "conf/config.h"
 #include "db/compile_private.h"
 #include "db/db.h"
+#include "lib/buf.h"
 #include "lib/fsutil.h"
 #include "lib/xalloc.h"
 
@@ -75,9 +76,11 @@ static size_t estimate_mapsize(struct compile *c)
 {
 	size_t sum = table_bytes(&c->rules) + table_bytes(&c->uid) + table_bytes(&c->gid);
 	for (size_t i = 0; i < c->rules.n; i++) {
-		const struct rules_entry *e = &c->rules.items[i]->entry;
-		for (int j = 0; j < e->ninstr; j++)
-			sum += 64 + (e->instr[j].arg ? strlen(e->instr[j].arg) : 0);
+		/* what is stored is the encoded entry, conditions included */
+		struct buf enc = BUF_INIT;
+		rules_entry_encode(&c->rules.items[i]->entry, &enc);
+		sum += 64 + enc.len;
+		buf_free(&enc);
 	}
 	for (size_t i = 0; i < c->uid.n; i++) {
 		const struct db_account *a = &c->uid.items[i]->account;

@@ -2,14 +2,18 @@
  * rules_entry.c - the serialized form of a compiled rules entry.
  *
  * Layout (integers big-endian):
- *   'R' version(1) maxsize(u64) spam(u8: 0 default, 1 off, 2 on) n(u32)
+ *   'R' version(2) maxsize(u64) spam(u8: 0 default, 1 off, 2 on) n(u32)
  *   n x [ action(u8) flags(u8: 1 uid, 2 gid) line(u32) uid(u32) gid(u32)
  *         arglen(u32, 0xffffffff = none) arg  condlen(u32) cond ]
+ * cond is the condition in the form of rules/cond_codec.c (condlen 0: no
+ * condition).  Version 1 had no conditions: such a blob is still read when
+ * every condlen is 0.
  * A blob crosses process boundaries (the database, the worker's job
  * message), so decoding checks every length and value and refuses trailing
  * bytes.
  */
 #include "db/rules_entry.h"
+#include "rules/cond.h"
 #include "lib/xalloc.h"
 
 #include <limits.h>
@@ -17,7 +21,8 @@
 #include <string.h>
 
 #define ENTRY_MAGIC 'R'
-#define ENTRY_VERSION 1
+#define ENTRY_VERSION 2
+#define ENTRY_VERSION_NO_COND 1
 #define NO_ARG 0xffffffffu
 #define FLAG_UID 1
 #define FLAG_GID 2
@@ -51,7 +56,7 @@ static int action_has_arg(enum rule_action a)
 void rule_instruction_free(struct rule_instruction *in)
 {
 	free(in->arg);
-	free(in->cond);
+	rule_cond_free(in->cond, in->ncond);
 	memset(in, 0, sizeof(*in));
 }
 
@@ -98,9 +103,15 @@ static void encode_instruction(const struct rule_instruction *in, struct buf *ou
 		put_u32(out, (uint32_t)len);
 		buf_append(out, in->arg, len);
 	}
-	put_u32(out, in->cond ? (uint32_t)in->cond_len : 0);
-	if (in->cond)
-		buf_append(out, in->cond, in->cond_len);
+	if (in->ncond > 0) {
+		struct buf c = BUF_INIT;
+		rule_cond_encode(in->cond, in->ncond, &c);
+		put_u32(out, (uint32_t)c.len);
+		buf_append(out, c.data, c.len);
+		buf_free(&c);
+	} else {
+		put_u32(out, 0);
+	}
 }
 
 void rules_entry_encode(const struct rules_entry *e, struct buf *out)
@@ -119,6 +130,7 @@ void rules_entry_encode(const struct rules_entry *e, struct buf *out)
 struct reader {
 	const unsigned char *p;
 	size_t left;
+	unsigned version;
 };
 
 static int get_bytes(struct reader *r, void *out, size_t n)
@@ -187,9 +199,12 @@ static int decode_cond(struct reader *r, struct rule_instruction *in)
 		return -1;
 	if (len == 0)
 		return 0;
-	in->cond = xmalloc(len);
-	in->cond_len = len;
-	return get_bytes(r, in->cond, len);
+	if (r->version == ENTRY_VERSION_NO_COND ||
+	    rule_cond_decode(r->p, len, &in->cond, &in->ncond) < 0)
+		return -1;
+	r->p += len;
+	r->left -= len;
+	return 0;
 }
 
 static int decode_instruction(struct reader *r, struct rule_instruction *in)
@@ -211,6 +226,8 @@ static int decode_instruction(struct reader *r, struct rule_instruction *in)
 	/* never run anything as root, whatever the blob says */
 	if ((in->has_uid && uid == 0) || (in->has_gid && gid == 0))
 		return -1;
+	if ((in->has_uid || in->has_gid) && !rule_action_writes_as_user(in->action))
+		return -1;
 	in->uid = (uid_t)uid;
 	in->gid = (gid_t)gid;
 	if (decode_arg(r, in) < 0)
@@ -221,9 +238,10 @@ static int decode_instruction(struct reader *r, struct rule_instruction *in)
 static int decode_header(struct reader *r, struct rules_entry *out, uint32_t *n)
 {
 	unsigned magic, version, spam;
-	if (get_u8(r, &magic) < 0 || get_u8(r, &version) < 0 ||
-	    magic != ENTRY_MAGIC || version != ENTRY_VERSION)
+	if (get_u8(r, &magic) < 0 || get_u8(r, &version) < 0 || magic != ENTRY_MAGIC ||
+	    (version != ENTRY_VERSION && version != ENTRY_VERSION_NO_COND))
 		return -1;
+	r->version = version;
 	if (get_u64(r, &out->maxsize) < 0 || get_u8(r, &spam) < 0 || spam > 2 ||
 	    get_u32(r, n) < 0)
 		return -1;
@@ -235,7 +253,7 @@ static int decode_header(struct reader *r, struct rules_entry *out, uint32_t *n)
 
 int rules_entry_decode(const void *blob, size_t len, struct rules_entry *out)
 {
-	struct reader r = { blob, len };
+	struct reader r = { blob, len, 0 };
 	uint32_t n;
 
 	memset(out, 0, sizeof(*out));

@@ -1,11 +1,16 @@
 /*
- * rules_parse.c - parsing rules instructions: `maildir PATH`, `mbox PATH`,
- * `stop`, with action options uid= and gid=, several per line with `;`.
- *
- * Conditions (`if ...`) and the other actions come in a later issue; they
- * are recognised here only to say so clearly.
+ * rules_parse.c - parsing a rules instruction line: an optional condition
+ * `if ...` at its start (parsed by rules/cond_parse.c, since a regex may
+ * hold spaces, quotes and `;`), then instructions separated by `;`:
+ * `maildir PATH`, `mbox PATH`, `pipe "COMMAND"` (each with the action
+ * options uid= and gid=), `forward ADDR[, ADDR...]`, `discard`,
+ * `reject "TEXT"` and `stop`.  The condition applies to every instruction
+ * of the line.
  */
 #include "db/rules_entry.h"
+#include "rules/action_args.h"
+#include "rules/cond.h"
+#include "lib/buf.h"
 #include "lib/privsep.h"
 #include "lib/xalloc.h"
 
@@ -13,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_TOKENS 64
-#define MAX_ARG 4096
+#define MAX_TOKENS 128
+#define MAX_ARG RULES_ARG_MAX
 
 struct token {
 	char *text;
@@ -80,7 +85,8 @@ static int lex(const char *s, struct tokens *tk, char *err, size_t errlen)
 	for (const char *p = s;;) {
 		while (*p == ' ' || *p == '\t')
 			p++;
-		if (*p == '\0')
+		/* a comment the source reader left (after an odd '"' in a regex) */
+		if (*p == '\0' || *p == '#')
 			return 0;
 		int r;
 		if (*p == ';') {
@@ -203,14 +209,76 @@ static int parse_path_action(enum rule_action action, const struct token *t, int
 	return 0;
 }
 
-static int is_later_action(const char *w)
+/* The words after the last argument of action name: none allowed. */
+static int no_arguments(const char *name, const struct token *t, int n,
+    char *err, size_t errlen)
 {
-	static const char *const later[] = { "pipe", "forward", "discard", "reject" };
-	for (size_t i = 0; i < sizeof(later) / sizeof(later[0]); i++) {
-		if (strcmp(w, later[i]) == 0)
-			return 1;
+	if (n == 0)
+		return 0;
+	if (!t[0].quoted && (strncmp(t[0].text, "uid=", 4) == 0 ||
+	    strncmp(t[0].text, "gid=", 4) == 0))
+		snprintf(err, errlen, "%s: uid= and gid= apply only to maildir, mbox and "
+		    "pipe", name);
+	else
+		snprintf(err, errlen, "%s takes no arguments", name);
+	return -1;
+}
+
+/* pipe "COMMAND" [options] and reject "TEXT": a quoted argument. */
+static int parse_quoted_action(enum rule_action action, const struct token *t, int n,
+    int flags, struct rule_instruction *out, char *err, size_t errlen)
+{
+	const char *name = rule_action_name(action);
+	if (n < 2 || !t[1].quoted) {
+		snprintf(err, errlen, "%s needs a \"%s\" in double quotes", name,
+		    action == ACT_PIPE ? "command" : "text");
+		return -1;
 	}
+	if (action == ACT_PIPE) {
+		if (rule_command_check(t[1].text, err, errlen) < 0 ||
+		    parse_options(t + 2, n - 2, flags, out, err, errlen) < 0)
+			return -1;
+	} else if (rule_reject_text_check(t[1].text, err, errlen) < 0 ||
+	    no_arguments(name, t + 2, n - 2, err, errlen) < 0) {
+		return -1;
+	}
+	out->action = action;
+	out->arg = xstrdup(t[1].text);
 	return 0;
+}
+
+/* forward ADDR[, ADDR...]: the words after forward, joined again. */
+static int parse_forward(const struct token *t, int n, struct rule_instruction *out,
+    char *err, size_t errlen)
+{
+	struct buf text = BUF_INIT;
+	if (n < 2) {
+		snprintf(err, errlen, "forward needs an address");
+		return -1;
+	}
+	for (int i = 1; i < n; i++) {
+		if (t[i].quoted) {
+			snprintf(err, errlen, "forward: write addresses without quotes");
+			goto bad;
+		}
+		if (strncmp(t[i].text, "uid=", 4) == 0 || strncmp(t[i].text, "gid=", 4) == 0) {
+			snprintf(err, errlen, "forward: uid= and gid= apply only to maildir, "
+			    "mbox and pipe");
+			goto bad;
+		}
+		if (i > 1)
+			buf_putc(&text, ' ');
+		buf_puts(&text, t[i].text);
+	}
+	out->arg = rule_forward_parse(text.data, err, errlen);
+	if (out->arg == NULL)
+		goto bad;
+	out->action = ACT_FORWARD;
+	buf_free(&text);
+	return 0;
+bad:
+	buf_free(&text);
+	return -1;
 }
 
 /* One instruction from tokens t[0..n). */
@@ -231,21 +299,37 @@ static int parse_tokens(const struct token *t, int n, int flags,
 		return parse_path_action(ACT_MAILDIR, t, n, flags, out, err, errlen);
 	if (strcmp(w, "mbox") == 0)
 		return parse_path_action(ACT_MBOX, t, n, flags, out, err, errlen);
-	if (strcmp(w, "stop") == 0) {
-		if (n > 1) {
-			snprintf(err, errlen, "stop takes no arguments");
+	if (strcmp(w, "pipe") == 0)
+		return parse_quoted_action(ACT_PIPE, t, n, flags, out, err, errlen);
+	if (strcmp(w, "reject") == 0)
+		return parse_quoted_action(ACT_REJECT, t, n, flags, out, err, errlen);
+	if (strcmp(w, "forward") == 0)
+		return parse_forward(t, n, out, err, errlen);
+	if (strcmp(w, "stop") == 0 || strcmp(w, "discard") == 0) {
+		if (no_arguments(w, t + 1, n - 1, err, errlen) < 0)
 			return -1;
-		}
-		out->action = ACT_STOP;
+		out->action = w[0] == 's' ? ACT_STOP : ACT_DISCARD;
 		return 0;
 	}
 	if (strcmp(w, "if") == 0)
-		snprintf(err, errlen, "conditions are not supported yet");
-	else if (is_later_action(w))
-		snprintf(err, errlen, "\"%s\" is not supported yet", w);
+		snprintf(err, errlen, "a condition must start the line (it applies to "
+		    "every instruction on the line)");
 	else
-		snprintf(err, errlen, "unknown instruction \"%s\"", w);
+		snprintf(err, errlen, "unknown instruction \"%.60s\"", w);
 	return -1;
+}
+
+static const char *skip_blanks(const char *p)
+{
+	while (*p == ' ' || *p == '\t')
+		p++;
+	return p;
+}
+
+/* Whether p starts with the word `if`. */
+static int starts_with_if(const char *p)
+{
+	return p[0] == 'i' && p[1] == 'f' && (p[2] == '\0' || p[2] == ' ' || p[2] == '\t');
 }
 
 int rules_parse_instruction_flags(const char *line, int flags,
@@ -253,6 +337,14 @@ int rules_parse_instruction_flags(const char *line, int flags,
 {
 	struct tokens tk;
 	memset(out, 0, sizeof(*out));
+	if (starts_with_if(skip_blanks(line))) {
+		snprintf(err, errlen, "a condition is not allowed here");
+		return -1;
+	}
+	if (strlen(line) > RULES_LINE_MAX) {
+		snprintf(err, errlen, "line longer than %d bytes", RULES_LINE_MAX);
+		return -1;
+	}
 	if (lex(line, &tk, err, errlen) < 0)
 		return -1;
 	int r = -1;
@@ -274,23 +366,27 @@ int rules_parse_instruction(const char *line, struct rule_instruction *out,
 	return rules_parse_instruction_flags(line, 0, out, err, errlen);
 }
 
-int rules_parse_line(const char *line, int flags, int lineno,
-    struct rules_entry *e, char *err, size_t errlen)
+/* The instructions of a line (after its condition) into parsed[]; each
+ * gets a copy of the condition.  Returns how many, or -1. */
+static int parse_instructions(const char *p, int flags, int lineno,
+    const struct rule_cond *cond, int ncond, struct rule_instruction *parsed,
+    char *err, size_t errlen)
 {
 	struct tokens tk;
-	struct rule_instruction parsed[MAX_TOKENS];
-	int nparsed = 0;
-	int r = 0;
+	int nparsed = 0, r = 0;
 
-	if (lex(line, &tk, err, errlen) < 0)
+	if (lex(p, &tk, err, errlen) < 0)
 		return -1;
 	for (int start = 0; start <= tk.n && r == 0;) {
 		int end = start;
 		while (end < tk.n && !tk.t[end].separator)
 			end++;
 		r = parse_tokens(tk.t + start, end - start, flags, &parsed[nparsed], err, errlen);
-		if (r == 0)
-			parsed[nparsed++].line = lineno;
+		if (r == 0) {
+			parsed[nparsed].line = lineno;
+			parsed[nparsed].cond = rule_cond_dup(cond, ncond);
+			parsed[nparsed++].ncond = ncond;
+		}
 		start = end + 1;
 	}
 	tokens_free(&tk);
@@ -299,6 +395,30 @@ int rules_parse_line(const char *line, int flags, int lineno,
 			rule_instruction_free(&parsed[i]);
 		return -1;
 	}
+	return nparsed;
+}
+
+int rules_parse_line(const char *line, int flags, int lineno,
+    struct rules_entry *e, char *err, size_t errlen)
+{
+	struct rule_instruction parsed[MAX_TOKENS];
+	struct rule_cond *cond = NULL;
+	int ncond = 0;
+	const char *p = skip_blanks(line);
+
+	if (strlen(line) > RULES_LINE_MAX) {
+		snprintf(err, errlen, "line longer than %d bytes", RULES_LINE_MAX);
+		return -1;
+	}
+	if (starts_with_if(p)) {
+		p += 2;
+		if (rule_cond_parse(&p, &cond, &ncond, err, errlen) < 0)
+			return -1;
+	}
+	int nparsed = parse_instructions(p, flags, lineno, cond, ncond, parsed, err, errlen);
+	rule_cond_free(cond, ncond);
+	if (nparsed < 0)
+		return -1;
 	e->instr = xreallocarray(e->instr, (size_t)e->ninstr + (size_t)nparsed,
 	    sizeof(*e->instr));
 	memcpy(e->instr + e->ninstr, parsed, (size_t)nparsed * sizeof(parsed[0]));

@@ -71,8 +71,9 @@ static void check_setup(struct daemon_ctx *d, int check_db)
 		snprintf(msg, sizeof(msg), "default_delivery: %s", err);
 		report_file(c->path, msg);
 	} else {
-		free(ins.arg);
-		free(ins.cond);
+		if (!rule_action_writes_as_user(ins.action))
+			report_file(c->path, "default_delivery: must be maildir, mbox or pipe");
+		rule_instruction_free(&ins);
 	}
 
 	if (check_db) {

@@ -304,8 +304,8 @@ static void test_compile_errors(void **state)
 	    "rules:1", "no account for alice@elsewhere.test (add it to uid)");
 	expect_error(f, "rules", "    maildir ~/x\n", "rules:1",
 	    "instruction before any key line (a key starts at the beginning of a line)");
-	expect_error(f, "rules", "a@example.test\n    if spam maildir ~/x\n", "rules:2",
-	    "conditions are not supported yet");
+	expect_error(f, "rules", "a@example.test\n    if subject ~ /a(b/ maildir ~/x\n", "rules:2",
+	    "subject: bad regex /a(b/: missing closing parenthesis at offset 3");
 	expect_error(f, "rules", "a@example.test\n    maildir ~/x uid=bob\n", "rules:2",
 	    "uid=bob: uid= is not available with home_base (virtual accounts)");
 	expect_error(f, "uid", "x@example.test ../etc\n", "uid:1",
