@@ -5,7 +5,7 @@
  */
 #include "rules/eval.h"
 #include "rules/cond.h"
-#include "rules/mime_compat.h"
+#include "mime/mime.h"
 #include "rules/regex.h"
 #include "lib/xalloc.h"
 

@@ -26,7 +26,7 @@
 #include "db/rules_entry.h"
 #include "rules/cond.h"
 #include "rules/eval.h"
-#include "rules/mime_compat.h"
+#include "mime/mime.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -17,7 +17,7 @@
 
 #include "db/rules_entry.h"
 #include "rules/eval.h"
-#include "rules/mime_compat.h"
+#include "mime/mime.h"
 #include "rules/regex.h"
 
 static struct mime_header hdrs[] = {
