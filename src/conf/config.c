@@ -78,6 +78,7 @@ void config_defaults(struct config *c)
 	c->spam_engine = 0;
 	c->spam_network_tests = 0;
 	c->spam_max_size = 512 * 1024;
+	c->body_match_limit = 1024 * 1024;
 	c->spam_timeout = 60;
 	c->spam_max_checks = 1000;
 	c->spam_learn_sync = 60;
@@ -385,6 +386,7 @@ static const struct key {
 	{ "spam_engine", h_spam_engine, 0, 0 },
 	{ "spam_network_tests", h_bool, F(spam_network_tests), 0 },
 	{ "spam_max_size", h_size, F(spam_max_size), 0 },
+	{ "body_match_limit", h_size, F(body_match_limit), 0 },
 	{ "spam_timeout", h_duration, F(spam_timeout), 0 },
 	{ "spam_max_checks", h_count, F(spam_max_checks), 0 },
 	{ "spam_learn_sync", h_duration, F(spam_learn_sync), 0 },

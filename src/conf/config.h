@@ -50,6 +50,7 @@ struct config {
 	char recipient_delimiter;       /* '\0' when none */
 	uint64_t max_workers;
 	uint64_t pipe_timeout;
+	uint64_t body_match_limit;      /* decoded body text `body` conditions see */
 	uint64_t delay_warning_time;    /* 0 = none */
 	int spam_engine;                /* 0 none, 1 spamassassin */
 	int spam_network_tests;

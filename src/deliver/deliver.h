@@ -65,6 +65,11 @@ void deliver_pipe(const struct delivery_msg *m, const char *command,
 /* The pipe command timeout in seconds (default 600; 0 restores it). */
 void deliver_set_pipe_timeout(unsigned seconds);
 
+/* Why delivering msg (len bytes, LF line ends) to rcpt would be a mail
+ * loop: it has a Delivered-To: rcpt header (case-insensitive), or more
+ * Received: headers than a mail should collect; NULL when neither. */
+const char *deliver_loop_reason(const char *msg, size_t len, const char *rcpt);
+
 /* Map an errno to a result: ENOSPC/EDQUOT/EIO and the like are temporary
  * (4.3.0 / 4.2.2), EACCES/ELOOP etc. permanent.  Fills r. */
 void deliver_errno_result(struct delivery_result *r, int err, const char *what,

@@ -17,10 +17,14 @@ enum msg_type {
 
 	/* qmgr -> worker; fd = the queue file, read-only */
 	MSG_JOB = 20,           /* str qid, u32 n, then n x (u32 index, str address,
-	                         * str extension, str account, str home, blob rules) */
+	                         * str extension, str account, str home, blob rules,
+	                         * str run: "all" instructions, "primary" (all but
+	                         * uid=/gid= ones, plus the default delivery), or
+	                         * "only:N,M" (those instruction numbers)) */
 	/* worker -> qmgr */
 	MSG_RESULT,             /* str qid, u32 index, u32 status (enum delivery_status),
-	                         * str dsn ("2.0.0"), str text, str where */
+	                         * str dsn ("2.0.0"), str text, str where,
+	                         * str forward (addresses, comma-separated, or "") */
 	MSG_JOB_DONE,           /* str qid */
 
 	/* qmgr -> relay; fd = the queue file, read-only (pread only) */
@@ -30,11 +34,15 @@ enum msg_type {
 	MSG_RELAY_RESULT,       /* u64 job_id, u32 rcpt_index, u32 status (0 sent,
 	                         * 1 temporary, 2 permanent), str dsn, str text */
 	MSG_RELAY_DONE,         /* u64 job_id */
+	MSG_RELAY_HELLO,        /* (empty) sent by a relay when it starts: jobs an
+	                         * earlier relay held are lost */
 };
 
 /* Recipients in one MSG_JOB: the qmgr splits larger groups, the worker
  * refuses more. */
 #define MSG_JOB_MAX_RCPTS 50
+/* Forward addresses one recipient's rules may name (all instructions). */
+#define MSG_FORWARD_MAX 100
 /* Recipients in one MSG_RELAY_JOB (one SMTP transaction; RFC 5321 4.5.3.1.8
  * servers take at least 100): the qmgr splits larger groups, the relay
  * refuses more. */

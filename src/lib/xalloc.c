@@ -60,3 +60,10 @@ char *xasprintf(const char *fmt, ...)
 		fatal("out of memory");
 	return s;
 }
+
+void *xmemdup(const void *p, size_t n)
+{
+	void *q = xmalloc(n);
+	memcpy(q, p, n);
+	return q;
+}

@@ -1,5 +1,5 @@
 /*
- * master.c - supervisor of the receiver, qmgr and spawner.
+ * master.c - supervisor of the receiver, qmgr, spawner and relay.
  *
  * The master keeps the listening sockets and the socketpairs between its
  * children, so a child that dies is simply forked again with the same
@@ -15,6 +15,7 @@
 #include "qmgr/qmgr.h"
 #include "queue/qfile.h"
 #include "receiver/receiver.h"
+#include "relay/relay.h"
 #include "spawner/spawner.h"
 
 #include <errno.h>
@@ -31,9 +32,9 @@
 
 #include "lib/ipc.h"
 
-enum child_kind { CHILD_RECEIVER, CHILD_QMGR, CHILD_SPAWNER, CHILD_COUNT };
+enum child_kind { CHILD_RECEIVER, CHILD_QMGR, CHILD_SPAWNER, CHILD_RELAY, CHILD_COUNT };
 
-static const char *const child_names[CHILD_COUNT] = { "receiver", "qmgr", "spawner" };
+static const char *const child_names[CHILD_COUNT] = { "receiver", "qmgr", "spawner", "relay" };
 
 struct child {
 	pid_t pid;
@@ -47,6 +48,7 @@ struct master {
 	int listen_fds[CONFIG_MAX_LISTEN];
 	int recv_qmgr[2];       /* [0] receiver end, [1] qmgr end */
 	int qmgr_spawner[2];    /* [0] qmgr end, [1] spawner end */
+	int qmgr_relay[2];      /* [0] qmgr end, [1] relay end */
 	struct child child[CHILD_COUNT];
 	int stopping;
 	char pidfile[4096];
@@ -79,9 +81,12 @@ static void child_setup(struct master *m, enum child_kind kind)
 	if (kind != CHILD_QMGR) {
 		close(m->recv_qmgr[1]);
 		close(m->qmgr_spawner[0]);
+		close(m->qmgr_relay[0]);
 	}
 	if (kind != CHILD_SPAWNER)
 		close(m->qmgr_spawner[1]);
+	if (kind != CHILD_RELAY)
+		close(m->qmgr_relay[1]);
 
 	if (d->root_mode && kind != CHILD_SPAWNER)
 		privsep_become_or_die(d->user_uid, d->user_gid, d->cfg.user);
@@ -98,9 +103,12 @@ static int run_child(struct master *m, enum child_kind kind)
 	case CHILD_RECEIVER:
 		return receiver_main(cfg, m->listen_fds, m->recv_qmgr[0]);
 	case CHILD_QMGR:
-		return qmgr_main(cfg, m->recv_qmgr[1], m->qmgr_spawner[0], m->d->root_mode);
+		return qmgr_main(cfg, m->recv_qmgr[1], m->qmgr_spawner[0], m->qmgr_relay[0],
+		    m->d->root_mode);
 	case CHILD_SPAWNER:
 		return spawner_main(cfg, m->qmgr_spawner[1], m->d->root_mode);
+	case CHILD_RELAY:
+		return relay_main(m->qmgr_relay[1], cfg);
 	default:
 		panic("run_child: kind %d", (int)kind);
 	}
@@ -309,12 +317,14 @@ int master_run(struct daemon_ctx *d)
 		unlink(m.pidfile);
 		return 1;
 	}
-	if (ipc_socketpair(m.recv_qmgr) < 0 || ipc_socketpair(m.qmgr_spawner) < 0)
+	if (ipc_socketpair(m.recv_qmgr) < 0 || ipc_socketpair(m.qmgr_spawner) < 0 ||
+	    ipc_socketpair(m.qmgr_relay) < 0)
 		fatal("socketpair: %s", strerror(errno));
 
 	log_info("starting (%s mode, pid %ld)", d->root_mode ? "root" : "single-user", (long)getpid());
 	/* spawner first, so the qmgr's first request finds it */
 	start_child(&m, CHILD_SPAWNER);
+	start_child(&m, CHILD_RELAY);
 	start_child(&m, CHILD_QMGR);
 	purge_incoming(&m);
 	start_child(&m, CHILD_RECEIVER);

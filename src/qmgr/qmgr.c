@@ -70,7 +70,8 @@ static void open_db(void)
 
 static void maybe_finish_stop(void)
 {
-	if (Q.stopping && (workers_busy() == 0 || time(NULL) >= stop_deadline))
+	if (Q.stopping && ((workers_busy() == 0 && relay_busy() == 0) ||
+	    time(NULL) >= stop_deadline))
 		event_base_loopbreak(Q.base);
 }
 
@@ -126,6 +127,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	time_t now = time(NULL);
 	open_db();
 	workers_check_spawn_timeouts();
+	relay_check_timeouts();
 	if (!Q.stopping && now - last_rescan >= RESCAN_SECONDS) {
 		last_rescan = now;
 		scan_dir(QDIR_ACTIVE);
@@ -158,7 +160,8 @@ static int open_queue_dir(const char *name)
 	return fd;
 }
 
-int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int root_mode)
+int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
+    int root_mode)
 {
 	struct passwd *pw = getpwuid(getuid());
 
@@ -192,6 +195,7 @@ int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int roo
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
 	event_add(ev_usr1, NULL);
+	relay_init(relay_fd);
 
 	open_db();
 	last_rescan = time(NULL);
@@ -204,6 +208,7 @@ int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int roo
 	event_base_dispatch(Q.base);
 
 	workers_close_all();
+	relay_close();
 	event_free(ev_recv);
 	event_free(ev_spawn);
 	event_free(ev_tick);

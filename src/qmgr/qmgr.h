@@ -1,7 +1,7 @@
 /*
  * qmgr.h - the queue manager process: owns the queue, schedules deliveries
  * per user with a cap and round-robin fairness, retries, asks the spawner
- * for workers and hands them jobs.
+ * for workers and hands them jobs, hands forwards and bounces to the relay.
  */
 #ifndef MP_QMGR_H
 #define MP_QMGR_H
@@ -10,8 +10,10 @@
 
 /* Entered in the forked child, running as cfg->user (root mode) or the
  * invoking user.  receiver_fd delivers MSG_QUEUE_NEW; spawner_fd is the
- * request channel to the spawner.  SIGUSR1 retries deferred mail now;
- * SIGTERM stops after the jobs in flight.  Returns the exit status. */
-int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int root_mode);
+ * request channel to the spawner; relay_fd carries forwards and bounces to
+ * the relay.  SIGUSR1 retries deferred mail now; SIGTERM stops after the
+ * jobs in flight.  Returns the exit status. */
+int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
+    int root_mode);
 
 #endif

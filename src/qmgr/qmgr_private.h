@@ -3,6 +3,8 @@
  *   qmgr.c       process entry, event loop, signals, queue scans
  *   scheduler.c  messages, recipients, jobs, results, retries
  *   workers.c    the worker pool: spawn requests, job hand-off, idle retirement
+ *   relay_link.c jobs for the relay (forwards and bounces) and its results
+ *   outbound.c   new queue files the qmgr writes: forwards and bounces (DSNs)
  */
 #ifndef MP_QMGR_PRIVATE_H
 #define MP_QMGR_PRIVATE_H
@@ -13,6 +15,7 @@
 
 #include "conf/config.h"
 #include "deliver/deliver.h"
+#include "lib/buf.h"
 #include "queue/qfile.h"
 
 struct event;
@@ -24,13 +27,22 @@ struct user;
 /* Where a message's file is; incoming/ only until the qmgr takes it. */
 enum qdir { QDIR_ACTIVE, QDIR_DEFERRED, QDIR_INCOMING, QDIR_COUNT };
 
+/* The results of a recipient's parts so far, while others still run. */
+struct rcpt_partial {
+	struct delivery_result result;  /* the worst so far */
+	struct buf where;
+	char *forward;
+};
+
 struct qmsg {
 	char qid[QID_MAX];
 	enum qdir dir;
 	struct qfile qf;
-	unsigned char *busy;    /* per recipient: part of a job not finished */
+	unsigned char *busy;    /* per recipient: parts in jobs not finished */
+	struct rcpt_partial **partial;  /* per recipient, while busy > 1; lazily */
 	int njobs;              /* jobs waiting or running */
-	struct event *retry_ev; /* while deferred */
+	struct event *retry_ev; /* while deferred, or waiting to retry its bounce */
+	int bounced;            /* its bounce is queued (or none was needed) */
 	time_t next_retry;
 };
 
@@ -43,12 +55,16 @@ struct job_rcpt {
 	int have_result;
 	struct delivery_result result;
 	char *where;
+	char *forward;          /* addresses the rules forward to, comma-separated */
+	char *run;              /* which instructions: "all", "primary", "only:N,..." */
 };
 
 struct job {
 	TAILQ_ENTRY(job) entry;
 	struct qmsg *msg;
-	struct user *user;
+	struct user *user;      /* NULL for a relay job */
+	uint64_t relay_id;      /* relay jobs: the id the relay answers with */
+	time_t relay_sent;
 	size_t n;
 	struct job_rcpt *rcpt;
 };
@@ -116,7 +132,7 @@ void sched_load(const char *qid, enum qdir dir);
 void sched_job_finished(struct job *job);
 void sched_retry_all_now(void);
 void sched_free_all(void);
-void job_free(struct job *job);
+void sched_job_free(struct job *job);
 
 /* workers.c */
 void workers_dispatch(void);
@@ -125,5 +141,25 @@ void workers_check_spawn_timeouts(void);
 void workers_close_all(void);
 int workers_busy(void);
 void user_enqueue(struct user *u, struct job *job);
+
+/* relay_link.c */
+void relay_init(int fd);
+void relay_enqueue(struct job *job);
+void relay_dispatch(void);
+void relay_check_timeouts(void);
+int relay_busy(void);
+void relay_close(void);
+
+/* outbound.c */
+/* Queue a copy of m for the relay to addrs (n of them) with the original
+ * envelope sender and "Delivered-To: <rcpt>" on top, where rcpt is the
+ * recipient of m that forwards.  0, or -1 (logged) when it could not be
+ * made durable. */
+int outbound_forward(const struct qmsg *m, const char *rcpt, const char *const *addrs,
+    size_t n);
+/* Queue one delivery status notification to m's sender listing every
+ * recipient that bounced or expired.  0 when done or not needed (null
+ * sender, nothing failed), -1 (logged) when it could not be made durable. */
+int outbound_bounce(const struct qmsg *m);
 
 #endif

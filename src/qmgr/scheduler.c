@@ -11,6 +11,8 @@
  */
 #include "qmgr/qmgr_private.h"
 #include "db/db.h"
+#include "db/rules_entry.h"
+#include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/msgtypes.h"
 #include "lib/strmap.h"
@@ -19,6 +21,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,12 +29,28 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+/* Seconds before another try at queueing a bounce that failed (disk full). */
+#define BOUNCE_RETRY_SECONDS 60
+
 static const char *const qdir_names[QDIR_COUNT] = { "active", "deferred", "incoming" };
+
+static void partial_free(struct rcpt_partial *p)
+{
+	if (p == NULL)
+		return;
+	buf_free(&p->where);
+	free(p->forward);
+	free(p);
+}
 
 static void msg_free(struct qmsg *m)
 {
 	if (m->retry_ev)
 		event_free(m->retry_ev);
+	if (m->partial != NULL)
+		for (size_t i = 0; i < m->qf.nrcpt; i++)
+			partial_free(m->partial[i]);
+	free(m->partial);
 	qfile_free(&m->qf);
 	free(m->busy);
 	free(m);
@@ -70,14 +89,14 @@ static void apply_result(struct qmsg *m, size_t idx, const struct delivery_resul
 	    m->qid, m->qf.sender, rc->address, where && *where ? where : "none",
 	    delay_since_arrival(m), r->dsn[0] ? r->dsn : "4.3.0", status_word(r->status), r->text);
 	free(rc->last_error);
-	rc->last_error = xstrdup(r->text);
+	/* the status code goes with the text: a bounce quotes both */
+	rc->last_error = xasprintf("%s %s", r->dsn[0] ? r->dsn : "4.3.0", r->text);
 	switch (r->status) {
 	case DELIVERY_OK:
 		rc->state = RCPT_SENT;
 		break;
 	case DELIVERY_PERMFAIL:
-		/* the DSN to the sender comes with the relay (next issue) */
-		rc->state = RCPT_BOUNCED;
+		rc->state = RCPT_BOUNCED;       /* the DSN goes when the message is done */
 		break;
 	default:
 		rc->attempts++;
@@ -126,6 +145,7 @@ static uint64_t retry_delay(int attempts)
 
 static void retry_fire(evutil_socket_t fd, short what, void *arg);
 static void schedule_pending(struct qmsg *m);
+static void msg_settle(struct qmsg *m);
 
 /* Move a queue file between active/ and deferred/.  -1 when the file is
  * gone (deleted by an administrator). */
@@ -166,9 +186,24 @@ static void arm_retry(struct qmsg *m)
 
 /* Called when a message has no job left: remove it when every recipient
  * is done, else defer it until its next retry. */
+static void bounce_retry_fire(evutil_socket_t fd, short what, void *arg)
+{
+	msg_settle(arg);
+}
+
 static void msg_settle(struct qmsg *m)
 {
 	if (pending_count(m) == 0) {
+		if (!m->bounced && outbound_bounce(m) < 0) {
+			/* the original stays until its bounce is durable */
+			struct timeval tv = { .tv_sec = BOUNCE_RETRY_SECONDS };
+			if (m->retry_ev != NULL)
+				event_free(m->retry_ev);
+			m->retry_ev = evtimer_new(Q.base, bounce_retry_fire, m);
+			evtimer_add(m->retry_ev, &tv);
+			return;
+		}
+		m->bounced = 1;
 		if (unlinkat(Q.queue_dirfd[m->dir], m->qid, 0) < 0 && errno != ENOENT)
 			log_warn("qid=%s: cannot remove: %s", m->qid, strerror(errno));
 		else
@@ -183,6 +218,30 @@ static void msg_settle(struct qmsg *m)
 	arm_retry(m);
 }
 
+/* Past max_queue_lifetime: every recipient still pending has failed for
+ * good (its last temporary error goes into the bounce). */
+static void expire_pending(struct qmsg *m)
+{
+	size_t *idx = xcalloc(m->qf.nrcpt, sizeof(*idx));
+	size_t n = 0;
+
+	for (size_t i = 0; i < m->qf.nrcpt; i++) {
+		struct qrcpt *rc = &m->qf.rcpt[i];
+		if (rc->state != RCPT_PENDING)
+			continue;
+		log_info("qid=%s from=<%s> to=<%s> delay=%.3f status=expired (%s)", m->qid,
+		    m->qf.sender, rc->address, delay_since_arrival(m),
+		    rc->last_error ? rc->last_error : "past max_queue_lifetime");
+		if (rc->last_error == NULL)
+			rc->last_error = xstrdup("4.4.7 message expired in the queue");
+		rc->state = RCPT_EXPIRED;
+		idx[n++] = i;
+	}
+	persist_states(m, idx, n);
+	free(idx);
+	msg_settle(m);
+}
+
 static void retry_fire(evutil_socket_t fd, short what, void *arg)
 {
 	struct qmsg *m = arg;
@@ -195,11 +254,8 @@ static void retry_fire(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if ((uint64_t)(now - m->qf.arrival_sec) >= Q.cfg->max_queue_lifetime) {
-		for (size_t i = 0; i < m->qf.nrcpt; i++)
-			if (m->qf.rcpt[i].state == RCPT_PENDING)
-				log_warn("qid=%s from=<%s> to=<%s> status=expired (past max_queue_lifetime; "
-				    "kept and retried until bounces are implemented)",
-				    m->qid, m->qf.sender, m->qf.rcpt[i].address);
+		expire_pending(m);
+		return;
 	}
 	schedule_pending(m);
 }
@@ -233,27 +289,10 @@ void sched_retry_all_now(void)
 
 /* ---- resolving recipients into jobs ---- */
 
-static struct user *user_for(const struct db_resolution *r, char *err, size_t errlen)
+static struct user *user_get(uid_t uid, gid_t gid, const char *account, const char *home)
 {
-	uid_t uid;
-	gid_t gid;
-	const char *account = r->account ? r->account : "";
-	const char *home;
 	char key[512];
 
-	if (Q.root_mode) {
-		if (!r->account_resolved) {
-			snprintf(err, errlen, "no account for this recipient (add it to uid)");
-			return NULL;
-		}
-		uid = r->uid;
-		gid = r->gid;
-		home = r->home;
-	} else {
-		uid = getuid();
-		gid = getgid();
-		home = r->home ? r->home : Q.self_home;
-	}
 	snprintf(key, sizeof(key), "%lu:%lu:%s", (unsigned long)uid, (unsigned long)gid, account);
 	struct user *u = strmap_get(Q.users, key);
 	if (u != NULL)
@@ -270,21 +309,101 @@ static struct user *user_for(const struct db_resolution *r, char *err, size_t er
 	return u;
 }
 
-static struct job *job_new(struct qmsg *m, struct user *u)
+static struct user *user_for(const struct db_resolution *r, char *err, size_t errlen)
+{
+	const char *account = r->account ? r->account : "";
+
+	if (!Q.root_mode)
+		return user_get(getuid(), getgid(), account, r->home ? r->home : Q.self_home);
+	if (!r->account_resolved) {
+		snprintf(err, errlen, "no account for this recipient (add it to uid)");
+		return NULL;
+	}
+	return user_get(r->uid, r->gid, account, r->home);
+}
+
+/* The identity an instruction with uid=/gid= runs as: uid= alone takes
+ * that account's primary group, gid= alone keeps the entry's uid.  NULL
+ * (err set) when the account is gone. */
+static struct user *override_user(const struct rule_instruction *in, const struct user *entry,
+    char *err, size_t errlen)
+{
+	uid_t uid = in->has_uid ? in->uid : entry->uid;
+	struct passwd *pw = getpwuid(uid);
+
+	if (pw == NULL) {
+		snprintf(err, errlen, "no account for uid %lu (line %d)", (unsigned long)uid, in->line);
+		return NULL;
+	}
+	gid_t gid = in->has_gid ? in->gid : (in->has_uid ? pw->pw_gid : entry->gid);
+	return user_get(uid, gid, pw->pw_name, pw->pw_dir);
+}
+
+/* In root mode, the identities other than the entry's that its uid=/gid=
+ * instructions need, each with the list of instruction numbers it runs
+ * ("only:2,5").  Returns how many (at most max), -1 (err set) on failure. */
+static int override_parts(const void *blob, size_t len, struct user *entry,
+    struct user **users, struct buf *lists, int max, char *err, size_t errlen)
+{
+	struct rules_entry e = { 0 };
+	int n = 0;
+
+	if (!Q.root_mode || blob == NULL || len == 0)
+		return 0;
+	if (rules_entry_decode(blob, len, &e) < 0) {
+		snprintf(err, errlen, "malformed rules entry");
+		return -1;
+	}
+	for (int i = 0; i < e.ninstr && n >= 0; i++) {
+		const struct rule_instruction *in = &e.instr[i];
+		if (!(in->has_uid || in->has_gid) || !rule_action_writes_as_user(in->action))
+			continue;
+		struct user *u = override_user(in, entry, err, errlen);
+		if (u == NULL) {
+			n = -1;
+			break;
+		}
+		if (u == entry)
+			continue;       /* same identity after all: the primary runs it */
+		int k = 0;
+		while (k < n && users[k] != u)
+			k++;
+		if (k == n) {
+			if (n == max) {
+				snprintf(err, errlen, "more than %d uid=/gid= identities", max);
+				n = -1;
+				break;
+			}
+			users[n] = u;
+			buf_reset(&lists[n]);
+			buf_puts(&lists[n], "only:");
+			n++;
+		} else {
+			buf_putc(&lists[k], ',');
+		}
+		buf_printf(&lists[k], "%d", i);
+	}
+	rules_entry_free(&e);
+	return n;
+}
+
+static struct job *job_new(struct qmsg *m, struct user *u, size_t max)
 {
 	struct job *j = xcalloc(1, sizeof(*j));
 	j->msg = m;
 	j->user = u;
-	j->rcpt = xcalloc(MSG_JOB_MAX_RCPTS, sizeof(*j->rcpt));
+	j->rcpt = xcalloc(max, sizeof(*j->rcpt));
 	return j;
 }
 
-void job_free(struct job *job)
+void sched_job_free(struct job *job)
 {
 	for (size_t i = 0; i < job->n; i++) {
 		free(job->rcpt[i].extension);
 		free(job->rcpt[i].rules);
 		free(job->rcpt[i].where);
+		free(job->rcpt[i].forward);
+		free(job->rcpt[i].run);
 	}
 	free(job->rcpt);
 	free(job);
@@ -299,69 +418,129 @@ static void fail_now(struct qmsg *m, size_t idx, enum delivery_status st, const 
 	apply_result(m, idx, &r, NULL);
 }
 
+/* An outbound message (forward, bounce): its pending recipients go to the
+ * relay, in jobs of up to MSG_RELAY_MAX_RCPTS. */
+static void schedule_outbound(struct qmsg *m)
+{
+	struct job *j = NULL;
+
+	for (size_t i = 0; i < m->qf.nrcpt; i++) {
+		if (m->qf.rcpt[i].state != RCPT_PENDING || m->busy[i])
+			continue;
+		if (j == NULL || j->n == MSG_RELAY_MAX_RCPTS) {
+			j = job_new(m, NULL, MSG_RELAY_MAX_RCPTS);
+			m->njobs++;
+			relay_enqueue(j);
+		}
+		j->rcpt[j->n++].index = i;
+		m->busy[i] = 1;
+	}
+	if (m->njobs == 0)
+		msg_settle(m);
+	relay_dispatch();
+}
+
+/* The job of u in jobs[] with room, or a new one; NULL when the table is
+ * full (the rest waits for the next round). */
+static struct job *job_for(struct job **jobs, int *njobs, int max, struct qmsg *m,
+    struct user *u)
+{
+	for (int k = 0; k < *njobs; k++)
+		if (jobs[k]->user == u && jobs[k]->n < MSG_JOB_MAX_RCPTS)
+			return jobs[k];
+	if (*njobs == max)
+		return NULL;
+	return jobs[(*njobs)++] = job_new(m, u, MSG_JOB_MAX_RCPTS);
+}
+
+static void add_part(struct job *j, size_t i, const struct db_resolution *res,
+    const char *run)
+{
+	struct job_rcpt *jr = &j->rcpt[j->n++];
+	jr->index = i;
+	jr->extension = res->extension ? xstrdup(res->extension) : NULL;
+	jr->rules = res->rules_len ? xmemdup(res->rules_blob, res->rules_len) : NULL;
+	jr->rules_len = res->rules_len;
+	jr->run = xstrdup(run);
+}
+
+#define MAX_IDENTITIES 8        /* per recipient, its entry's included */
+
 /* Resolve every pending recipient that is not in a job yet and hand the
- * jobs to the users' queues.  Recipients that fail here (unknown since
- * they were accepted, database unreadable) get their result at once. */
+ * jobs to the users' queues.  A recipient whose rules run instructions as
+ * other accounts (uid=, gid=) gets one part per identity; its result is
+ * the worst of the parts.  Recipients that fail here (unknown since they
+ * were accepted, database unreadable) get their result at once. */
 static void schedule_pending(struct qmsg *m)
 {
 	struct job *jobs[64];
+	const int maxjobs = (int)(sizeof(jobs) / sizeof(jobs[0]));
 	int njobs = 0;
 	size_t failed[256];
 	size_t nfailed = 0;
 	char err[256];
+	struct user *others[MAX_IDENTITIES - 1];
+	struct buf lists[MAX_IDENTITIES - 1];
 
+	if (m->qf.outbound) {
+		schedule_outbound(m);
+		return;
+	}
+	for (int k = 0; k < MAX_IDENTITIES - 1; k++)
+		lists[k] = (struct buf)BUF_INIT;
 	for (size_t i = 0; i < m->qf.nrcpt; i++) {
 		struct qrcpt *rc = &m->qf.rcpt[i];
 		struct db_resolution res = { 0 };
+		struct user *u = NULL;
+		int nparts = 0;
 		if (rc->state != RCPT_PENDING || m->busy[i])
 			continue;
 		int found = Q.db ? db_resolve(Q.db, rc->address, Q.cfg->recipient_delimiter,
 		    &res, err, sizeof(err)) : -1;
 		if (Q.db == NULL)
 			snprintf(err, sizeof(err), "databases not available");
-		if (found <= 0) {
-			if (found == 0)
-				fail_now(m, i, DELIVERY_PERMFAIL, "5.1.1", "user unknown");
-			else
+		if (found == 0) {
+			fail_now(m, i, DELIVERY_PERMFAIL, "5.1.1", "user unknown");
+		} else if (found > 0 && (u = user_for(&res, err, sizeof(err))) != NULL) {
+			nparts = override_parts(res.rules_blob, res.rules_len, u, others, lists,
+			    MAX_IDENTITIES - 1, err, sizeof(err));
+			if (nparts < 0)
 				fail_now(m, i, DELIVERY_TEMPFAIL, "4.3.0", err);
-			db_resolution_free(&res);
-			if (nfailed < sizeof(failed) / sizeof(failed[0]))
-				failed[nfailed++] = i;
-			continue;
-		}
-		struct user *u = user_for(&res, err, sizeof(err));
-		if (u == NULL) {
+		} else {
 			fail_now(m, i, DELIVERY_TEMPFAIL, "4.3.0", err);
+		}
+		if (found <= 0 || u == NULL || nparts < 0) {
 			if (nfailed < sizeof(failed) / sizeof(failed[0]))
 				failed[nfailed++] = i;
 			db_resolution_free(&res);
 			continue;
 		}
-		struct job *j = NULL;
-		for (int k = 0; k < njobs; k++)
-			if (jobs[k]->user == u && jobs[k]->n < MSG_JOB_MAX_RCPTS)
-				j = jobs[k];
-		if (j == NULL) {
-			if (njobs == (int)(sizeof(jobs) / sizeof(jobs[0]))) {
-				/* the rest waits for the next round */
-				db_resolution_free(&res);
-				break;
-			}
-			j = jobs[njobs++] = job_new(m, u);
+		/* every part must find room, or the recipient waits */
+		struct job *parts[MAX_IDENTITIES];
+		int room = 1;
+		for (int k = 0; k <= nparts && room; k++) {
+			parts[k] = job_for(jobs, &njobs, maxjobs, m, k == 0 ? u : others[k - 1]);
+			room = parts[k] != NULL;
 		}
-		struct job_rcpt *jr = &j->rcpt[j->n++];
-		jr->index = i;
-		jr->extension = res.extension ? xstrdup(res.extension) : NULL;
-		jr->rules = res.rules_blob;
-		jr->rules_len = res.rules_len;
-		res.rules_blob = NULL;
-		res.rules_len = 0;
-		m->busy[i] = 1;
+		if (!room) {
+			db_resolution_free(&res);
+			break;
+		}
+		add_part(parts[0], i, &res, Q.root_mode ? "primary" : "all");
+		for (int k = 1; k <= nparts; k++)
+			add_part(parts[k], i, &res, lists[k - 1].data);
+		m->busy[i] = (unsigned char)(nparts + 1);
 		db_resolution_free(&res);
 	}
+	for (int k = 0; k < MAX_IDENTITIES - 1; k++)
+		buf_free(&lists[k]);
 	if (nfailed > 0 && pending_count(m) + njobs > 0)
 		persist_states(m, failed, nfailed);
 	for (int k = 0; k < njobs; k++) {
+		if (jobs[k]->n == 0) {
+			sched_job_free(jobs[k]);
+			continue;
+		}
 		m->njobs++;
 		user_enqueue(jobs[k]->user, jobs[k]);
 	}
@@ -455,10 +634,71 @@ void sched_load(const char *qid, enum qdir dir)
 	schedule_pending(m);
 }
 
+/* The recipient's rules forwarded it: queue the copy now.  Only a
+ * recipient whose other deliveries all succeeded forwards (a retry would
+ * forward again); a forward that cannot be queued is a temporary failure. */
+static void queue_forward(struct qmsg *m, struct job_rcpt *jr)
+{
+	char *list = xstrdup(jr->forward);
+	const char *addrs[MSG_FORWARD_MAX];
+	size_t n = 0;
+
+	for (char *save = NULL, *a = strtok_r(list, ",", &save); a != NULL && n < MSG_FORWARD_MAX;
+	    a = strtok_r(NULL, ",", &save))
+		addrs[n++] = a;
+	if (n > 0 && outbound_forward(m, m->qf.rcpt[jr->index].address, addrs, n) < 0) {
+		jr->result.status = DELIVERY_TEMPFAIL;
+		snprintf(jr->result.dsn, sizeof(jr->result.dsn), "4.3.0");
+		snprintf(jr->result.text, sizeof(jr->result.text), "cannot queue the forward");
+	}
+	free(list);
+}
+
+/* One part of a recipient split across identities is done: fold it into
+ * the others (the worst status wins; destinations add up; the primary part
+ * brings the forwards).  Returns 1 when it was the last part, with jr
+ * holding the combined result. */
+static int merge_part(struct qmsg *m, struct job_rcpt *jr)
+{
+	size_t i = jr->index;
+
+	if (m->partial == NULL)
+		m->partial = xcalloc(m->qf.nrcpt, sizeof(*m->partial));
+	struct rcpt_partial *p = m->partial[i];
+	if (p == NULL) {
+		p = m->partial[i] = xcalloc(1, sizeof(*p));
+		p->where = (struct buf)BUF_INIT;
+		p->result = jr->result;
+	} else if (jr->result.status > p->result.status) {
+		p->result = jr->result;
+	}
+	if (jr->where && jr->where[0]) {
+		if (p->where.len)
+			buf_putc(&p->where, ',');
+		buf_puts(&p->where, jr->where);
+	}
+	if (jr->forward && jr->forward[0] && p->forward == NULL)
+		p->forward = xstrdup(jr->forward);
+	if (m->busy[i] > 1) {
+		m->busy[i]--;
+		return 0;
+	}
+	jr->result = p->result;
+	free(jr->where);
+	jr->where = xstrdup(p->where.len ? p->where.data : "");
+	free(jr->forward);
+	jr->forward = p->forward;
+	p->forward = NULL;
+	partial_free(p);
+	m->partial[i] = NULL;
+	return 1;
+}
+
 void sched_job_finished(struct job *job)
 {
 	struct qmsg *m = job->msg;
-	size_t idx[MSG_JOB_MAX_RCPTS];
+	size_t *idx = xcalloc(job->n ? job->n : 1, sizeof(*idx));
+	size_t nidx = 0;
 
 	for (size_t i = 0; i < job->n; i++) {
 		struct job_rcpt *jr = &job->rcpt[i];
@@ -466,18 +706,27 @@ void sched_job_finished(struct job *job)
 			memset(&jr->result, 0, sizeof(jr->result));
 			jr->result.status = DELIVERY_TEMPFAIL;
 			snprintf(jr->result.dsn, sizeof(jr->result.dsn), "4.3.0");
-			snprintf(jr->result.text, sizeof(jr->result.text), "worker exited before reporting");
+			snprintf(jr->result.text, sizeof(jr->result.text), "%s",
+			    job->user ? "worker exited before reporting" : "no result from the relay");
 		}
-		apply_result(m, jr->index, &jr->result, jr->where);
+		if (m->busy[jr->index] > 1 || (m->partial && m->partial[jr->index])) {
+			if (!merge_part(m, jr))
+				continue;       /* other parts still run */
+		}
 		m->busy[jr->index] = 0;
-		idx[i] = jr->index;
+		if (jr->forward != NULL && jr->forward[0] != '\0' &&
+		    jr->result.status == DELIVERY_OK)
+			queue_forward(m, jr);
+		apply_result(m, jr->index, &jr->result, jr->where);
+		idx[nidx++] = jr->index;
 	}
 	m->njobs--;
 	/* When the message is finished, removing it is the record; otherwise
 	 * the results must survive a crash. */
-	if (m->njobs > 0 || pending_count(m) > 0)
-		persist_states(m, idx, job->n);
-	job_free(job);
+	if (nidx > 0 && (m->njobs > 0 || pending_count(m) > 0))
+		persist_states(m, idx, nidx);
+	free(idx);
+	sched_job_free(job);
 	if (m->njobs == 0)
 		msg_settle(m);
 }

@@ -97,6 +97,7 @@ static int worker_send_job(struct worker *w, struct job *job)
 		ipc_add_str(&wmsg, u->account);
 		ipc_add_str(&wmsg, u->home);
 		ipc_add_blob(&wmsg, jr->rules, jr->rules_len);
+		ipc_add_str(&wmsg, jr->run ? jr->run : "all");
 	}
 	ipc_set_fd(&wmsg, fd);
 	int r = ipc_send(w->fd, &wmsg);
@@ -297,13 +298,14 @@ static void worker_gone(struct worker *w, const char *why)
 
 static void on_result(struct worker *w)
 {
-	const char *qid, *dsn, *text, *where;
+	const char *qid, *dsn, *text, *where, *forward;
 	uint32_t index, status;
 	struct job *job = w->job;
 
 	if (ipc_get_str(&wmsg, &qid) < 0 || ipc_get_u32(&wmsg, &index) < 0 ||
 	    ipc_get_u32(&wmsg, &status) < 0 || ipc_get_str(&wmsg, &dsn) < 0 ||
 	    ipc_get_str(&wmsg, &text) < 0 || ipc_get_str(&wmsg, &where) < 0 ||
+	    ipc_get_str(&wmsg, &forward) < 0 ||
 	    ipc_end(&wmsg) < 0 || status > DELIVERY_PERMFAIL || job == NULL ||
 	    strcmp(qid, job->msg->qid) != 0) {
 		log_warn("worker %ld sent a malformed result", (long)w->pid);
@@ -319,6 +321,8 @@ static void on_result(struct worker *w)
 		snprintf(jr->result.text, sizeof(jr->result.text), "%s", text);
 		free(jr->where);
 		jr->where = xstrdup(where);
+		free(jr->forward);
+		jr->forward = forward[0] ? xstrdup(forward) : NULL;
 		return;
 	}
 	log_warn("worker %ld reported recipient %u not in its job", (long)w->pid, index);

@@ -4,10 +4,12 @@
  * Runs as the recipient's uid/gid.  Waits for jobs from the qmgr; each job
  * names a queue file (an open read-only descriptor: the worker cannot open
  * the queue directory itself) and the recipients of this user with their
- * compiled rules.  For each recipient it runs the instructions top to
- * bottom, delivers a copy for each one that applies, and reports one result.
+ * compiled rules.  For each recipient worker_deliver() (worker_rules.c)
+ * runs the rules, and one result goes back, with the addresses to forward
+ * to, which the qmgr queues for the relay.
  */
 #include "spawner/worker.h"
+#include "spawner/worker_private.h"
 #include "db/rules_entry.h"
 #include "deliver/deliver.h"
 #include "lib/ipc.h"
@@ -27,98 +29,11 @@
 static struct ipc_msg job, out;
 static struct rule_instruction default_instr;
 
-struct job_rcpt {
-	uint32_t index;
-	const char *address;
-	const char *extension;
-	const char *account;
-	const char *home;
-	const void *rules;
-	size_t rules_len;
-};
-
-/* Fold one copy's result into the recipient's: the worst status wins and
- * its reason is the one reported. */
-static void merge_result(struct delivery_result *total, const struct delivery_result *one)
-{
-	if (one->status > total->status || (one->status == total->status && total->text[0] == '\0')) {
-		*total = *one;
-	}
-}
-
-static void run_instruction(const struct rule_instruction *ins, const struct job_rcpt *rc,
-    const struct delivery_msg *dm, struct delivery_result *r, struct buf *where)
-{
-	char path[PATH_MAX], err[256];
-
-	memset(r, 0, sizeof(*r));
-	if ((ins->has_uid && ins->uid != getuid()) || (ins->has_gid && ins->gid != getgid())) {
-		/* per-instruction accounts arrive with the full rules engine */
-		r->status = DELIVERY_TEMPFAIL;
-		snprintf(r->dsn, sizeof(r->dsn), "4.3.0");
-		snprintf(r->text, sizeof(r->text), "uid=/gid= overrides are not supported yet (line %d)", ins->line);
-		return;
-	}
-	if (deliver_expand_path(ins->arg, rc->home, path, sizeof(path), err, sizeof(err)) < 0) {
-		r->status = DELIVERY_PERMFAIL;
-		snprintf(r->dsn, sizeof(r->dsn), "5.3.5");
-		snprintf(r->text, sizeof(r->text), "bad destination %s: %s", ins->arg, err);
-		return;
-	}
-	if (where->len)
-		buf_putc(where, ',');
-	buf_printf(where, "%s:%s", rule_action_name(ins->action), path);
-	if (ins->action == ACT_MAILDIR)
-		deliver_maildir(dm, path, r);
-	else
-		deliver_mbox(dm, path, r);
-}
-
-static void deliver_recipient(const struct qfile *qf, int qfd, const struct job_rcpt *rc,
-    struct delivery_result *total, struct buf *where)
-{
-	struct rules_entry entry = { 0 };
-	struct delivery_msg dm = {
-		.qfd = qfd, .msg_offset = qf->msg_offset, .msg_size = qf->msg_size,
-		.sender = qf->sender, .recipient = qf->rcpt[rc->index].address,
-		.home = rc->home,
-	};
-	struct delivery_result one;
-	int delivered = 0;
-
-	memset(total, 0, sizeof(*total));
-	if (rc->rules_len > 0 && rules_entry_decode(rc->rules, rc->rules_len, &entry) < 0) {
-		total->status = DELIVERY_TEMPFAIL;
-		snprintf(total->dsn, sizeof(total->dsn), "4.3.0");
-		snprintf(total->text, sizeof(total->text), "malformed rules entry");
-		return;
-	}
-	for (int i = 0; i < entry.ninstr; i++) {
-		const struct rule_instruction *ins = &entry.instr[i];
-		if (ins->action == ACT_STOP)
-			break;
-		if (ins->action != ACT_MAILDIR && ins->action != ACT_MBOX) {
-			one.status = DELIVERY_TEMPFAIL;
-			snprintf(one.dsn, sizeof(one.dsn), "4.3.0");
-			snprintf(one.text, sizeof(one.text), "action %s is not supported yet",
-			    rule_action_name(ins->action));
-		} else {
-			run_instruction(ins, rc, &dm, &one, where);
-		}
-		merge_result(total, &one);
-		delivered++;
-	}
-	if (delivered == 0) {
-		run_instruction(&default_instr, rc, &dm, &one, where);
-		merge_result(total, &one);
-	}
-	if (total->status == DELIVERY_OK && total->dsn[0] == '\0')
-		snprintf(total->dsn, sizeof(total->dsn), "2.0.0");
-	rules_entry_free(&entry);
-}
+const struct config *worker_cfg;
+const struct rule_instruction *worker_default = &default_instr;
 
 static int send_result(int fd, const char *qid, uint32_t index, const struct delivery_result *r,
-    const char *where)
+    const char *where, const char *forward)
 {
 	ipc_init(&out, MSG_RESULT);
 	ipc_add_str(&out, qid);
@@ -127,6 +42,7 @@ static int send_result(int fd, const char *qid, uint32_t index, const struct del
 	ipc_add_str(&out, r->dsn);
 	ipc_add_str(&out, r->status == DELIVERY_OK && r->text[0] == '\0' ? "delivered" : r->text);
 	ipc_add_str(&out, where);
+	ipc_add_str(&out, forward);
 	return ipc_send(fd, &out);
 }
 
@@ -134,7 +50,7 @@ static void handle_job(int fd)
 {
 	const char *qid;
 	uint32_t n;
-	struct job_rcpt rc[MSG_JOB_MAX_RCPTS];
+	struct worker_rcpt rc[MSG_JOB_MAX_RCPTS];
 	struct qfile qf;
 	int qfd = job.fd;
 
@@ -145,7 +61,8 @@ static void handle_job(int fd)
 		if (ipc_get_u32(&job, &rc[i].index) < 0 || ipc_get_str(&job, &rc[i].address) < 0 ||
 		    ipc_get_str(&job, &rc[i].extension) < 0 || ipc_get_str(&job, &rc[i].account) < 0 ||
 		    ipc_get_str(&job, &rc[i].home) < 0 ||
-		    ipc_get_blob(&job, &rc[i].rules, &rc[i].rules_len) < 0)
+		    ipc_get_blob(&job, &rc[i].rules, &rc[i].rules_len) < 0 ||
+		    ipc_get_str(&job, &rc[i].run) < 0)
 			goto malformed;
 	}
 	if (ipc_end(&job) < 0 || qfd < 0)
@@ -155,7 +72,7 @@ static void handle_job(int fd)
 	int read_errno = errno;
 	for (uint32_t i = 0; i < n; i++) {
 		struct delivery_result r = { 0 };
-		struct buf where = BUF_INIT;
+		struct buf where = BUF_INIT, forward = BUF_INIT;
 		if (!read_ok) {
 			r.status = DELIVERY_TEMPFAIL;
 			snprintf(r.dsn, sizeof(r.dsn), "4.3.0");
@@ -165,10 +82,12 @@ static void handle_job(int fd)
 			snprintf(r.dsn, sizeof(r.dsn), "4.3.0");
 			snprintf(r.text, sizeof(r.text), "recipient index out of range");
 		} else {
-			deliver_recipient(&qf, qfd, &rc[i], &r, &where);
+			worker_deliver(&qf, qfd, &rc[i], &r, &where, &forward);
 		}
-		int sent = send_result(fd, qid, rc[i].index, &r, where.data ? where.data : "");
+		int sent = send_result(fd, qid, rc[i].index, &r, where.data ? where.data : "",
+		    forward.data ? forward.data : "");
 		buf_free(&where);
+		buf_free(&forward);
 		if (sent < 0)
 			exit(1);        /* the qmgr is gone; it retries what it missed */
 	}
@@ -193,8 +112,10 @@ void worker_main(const struct config *cfg, int fd)
 	 * safety net should that message never come. */
 	int safety_ms = (int)((cfg->worker_idle_timeout * 2 + 60) * 1000);
 
+	worker_cfg = cfg;
 	if (rules_parse_instruction(cfg->default_delivery, &default_instr, err, sizeof(err)) < 0)
 		fatal("default_delivery: %s", err);
+	deliver_set_pipe_timeout((unsigned)cfg->pipe_timeout);
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		int r = poll(&p, 1, safety_ms);

@@ -1,0 +1,185 @@
+/*
+ * outbound.c - queue files the qmgr writes itself: forwards and bounces.
+ *
+ * A forward is a copy of the message with the original envelope sender and
+ * "Delivered-To: <recipient>" on top (so that a loop through this host is
+ * seen and broken), addressed to the forward targets.  A bounce is one
+ * RFC 3464 DSN from <> to the original sender, listing every recipient that
+ * failed for good.  Both are ordinary queue files marked outbound ('X'):
+ * written and committed in incoming/ like the receiver's, then loaded, and
+ * their recipients go to the relay.  Only once the new file is durable is
+ * the original recipient recorded as done, so a crash may repeat a forward
+ * or a bounce but never loses one.
+ */
+#include "qmgr/qmgr_private.h"
+#include "dsn/dsn.h"
+#include "lib/buf.h"
+#include "lib/fsutil.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define COPY_CHUNK (64 * 1024)
+/* How much of the original's header section a DSN quotes. */
+#define DSN_HEADERS_MAX (64 * 1024)
+
+static int open_original(const struct qmsg *m)
+{
+	int fd = openat(Q.queue_dirfd[m->dir], m->qid, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		log_warn("qid=%s: cannot open: %s", m->qid, strerror(errno));
+	return fd;
+}
+
+/* Commit w and hand the new message to the scheduler. */
+static int commit_and_load(struct qwriter *w, const char *what, const struct qmsg *m)
+{
+	char qid[QID_MAX];
+
+	snprintf(qid, sizeof(qid), "%s", qwriter_qid(w));
+	if (qwriter_commit(w) < 0) {
+		log_warn("qid=%s: cannot queue the %s: %s", m->qid, what, strerror(errno));
+		return -1;
+	}
+	log_info("qid=%s: %s queued as %s", m->qid, what, qid);
+	sched_load(qid, QDIR_INCOMING);
+	return 0;
+}
+
+int outbound_forward(const struct qmsg *m, const char *rcpt, const char *const *addrs,
+    size_t n)
+{
+	const char *host = Q.cfg->hostname ? Q.cfg->hostname : "localhost";
+	int flags = QW_OUTBOUND | (m->qf.eightbit ? QW_8BITMIME : 0);
+	struct buf top = BUF_INIT;
+	char *chunk = NULL;
+	int fd = open_original(m);
+
+	if (fd < 0)
+		return -1;
+	struct qwriter *w = qwriter_open(Q.cfg->queue_dir, host, "local", "forward",
+	    m->qf.sender, addrs, n, flags);
+	if (w == NULL) {
+		log_warn("qid=%s: cannot create the forward: %s", m->qid, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	buf_printf(&top, "Delivered-To: %s\n", rcpt);
+	int rc = qwriter_write(w, top.data, top.len);
+	chunk = xmalloc(COPY_CHUNK);
+	for (uint64_t done = 0; rc == 0 && done < m->qf.msg_size;) {
+		uint64_t left = m->qf.msg_size - done;
+		size_t want = left < COPY_CHUNK ? (size_t)left : COPY_CHUNK;
+		if (pread_all(fd, chunk, want, m->qf.msg_offset + (off_t)done) < 0)
+			rc = -1;
+		else
+			rc = qwriter_write(w, chunk, want);
+		done += want;
+	}
+	free(chunk);
+	buf_free(&top);
+	close(fd);
+	if (rc < 0) {
+		log_warn("qid=%s: cannot write the forward: %s", m->qid, strerror(errno));
+		qwriter_abort(w);
+		return -1;
+	}
+	return commit_and_load(w, "forward", m);
+}
+
+/* "4.2.2 mailbox full" -> status "4.2.2", diagnostic "mailbox full". */
+static void split_status(const char *last_error, int expired, char status[16],
+    const char **diagnostic)
+{
+	const char *e = last_error ? last_error : "";
+	size_t n = strspn(e, "0123456789.");
+
+	if (n >= 5 && n < 16 && (e[0] == '4' || e[0] == '5') && (e[n] == ' ' || e[n] == '\0')) {
+		memcpy(status, e, n);
+		status[n] = '\0';
+		*diagnostic = e[n] == ' ' ? e + n + 1 : e + n;
+	} else {
+		snprintf(status, 16, "%s", expired ? "4.4.7" : "5.0.0");
+		*diagnostic = e;
+	}
+	if (expired && status[0] != '4')
+		snprintf(status, 16, "4.4.7");
+}
+
+int outbound_bounce(const struct qmsg *m)
+{
+	const struct qfile *qf = &m->qf;
+	size_t nfailed = 0;
+
+	for (size_t i = 0; i < qf->nrcpt; i++)
+		nfailed += qf->rcpt[i].state == RCPT_BOUNCED || qf->rcpt[i].state == RCPT_EXPIRED;
+	if (nfailed == 0)
+		return 0;
+	if (qf->sender[0] == '\0') {
+		log_info("qid=%s: not bouncing a message from <> (%zu recipient%s failed)",
+		    m->qid, nfailed, nfailed == 1 ? "" : "s");
+		return 0;
+	}
+
+	struct dsn_rcpt *rcpts = xcalloc(nfailed, sizeof(*rcpts));
+	char (*status)[16] = xcalloc(nfailed, sizeof(*status));
+	size_t k = 0;
+	for (size_t i = 0; i < qf->nrcpt; i++) {
+		const struct qrcpt *rc = &qf->rcpt[i];
+		if (rc->state != RCPT_BOUNCED && rc->state != RCPT_EXPIRED)
+			continue;
+		rcpts[k].address = rc->address;
+		rcpts[k].action = DSN_FAILED;
+		split_status(rc->last_error, rc->state == RCPT_EXPIRED, status[k],
+		    &rcpts[k].diagnostic);
+		rcpts[k].status = status[k];
+		k++;
+	}
+
+	int rc = -1;
+	char *headers = xmalloc(DSN_HEADERS_MAX);
+	size_t want = qf->msg_size < DSN_HEADERS_MAX ? (size_t)qf->msg_size : DSN_HEADERS_MAX;
+	struct buf out = BUF_INIT;
+	int fd = open_original(m);
+	if (fd >= 0 && pread_all(fd, headers, want, qf->msg_offset) == 0) {
+		struct dsn_report r = {
+			.reporting_host = Q.cfg->hostname ? Q.cfg->hostname : "localhost",
+			.qid = m->qid,
+			.arrival = qf->arrival_sec,
+			.orig_sender = qf->sender,
+			.rcpts = rcpts,
+			.nrcpts = nfailed,
+			.orig_headers = headers,
+			.orig_headers_len = dsn_header_section_len(headers, want, want),
+			.now = time(NULL),
+		};
+		const char *to[1] = { qf->sender };
+		struct qwriter *w = NULL;
+		if (dsn_compose(&r, &out) == 0)
+			w = qwriter_open(Q.cfg->queue_dir, r.reporting_host, "local", "bounce", "",
+			    to, 1, QW_OUTBOUND | QW_8BITMIME);
+		if (w != NULL && qwriter_write(w, out.data, out.len) == 0)
+			rc = commit_and_load(w, "bounce", m);
+		else if (w != NULL)
+			qwriter_abort(w);
+		if (rc < 0 && w == NULL)
+			log_warn("qid=%s: cannot create the bounce: %s", m->qid, strerror(errno));
+	} else if (fd >= 0) {
+		log_warn("qid=%s: cannot read the message for its bounce: %s", m->qid,
+		    strerror(errno));
+	}
+	if (fd >= 0)
+		close(fd);
+	buf_free(&out);
+	free(headers);
+	free(status);
+	free(rcpts);
+	return rc;
+}

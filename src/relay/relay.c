@@ -1,0 +1,323 @@
+/*
+ * relay.c - the relay process: one libevent loop serving the qmgr.
+ *
+ * Jobs arrive on the qmgr socket and wait in a FIFO queue.  The dispatcher
+ * gives the oldest job to an idle connection, or opens a new one while
+ * fewer than RELAY_MAX_CONNS exist.  Results go back through an outbox
+ * that is flushed as the socket takes them, so a slow qmgr never blocks
+ * the loop.  When the qmgr closes its end the relay stops: queued jobs
+ * are failed, idle connections say QUIT, jobs in flight finish (or are
+ * dropped unsent if their results could not be read anyway), then
+ * relay_main returns.
+ */
+#include "relay/relay_private.h"
+#include "lib/xalloc.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/util.h>
+
+static struct ipc_msg imsg;
+
+static void relay_stop(struct relay *r);
+
+/* ---- the job queue ---- */
+
+void relay_kick(struct relay *r)
+{
+	event_active(r->kick_ev, EV_TIMEOUT, 0);
+}
+
+struct relay_job *relay_next_job(struct relay *r)
+{
+	struct relay_job *job = TAILQ_FIRST(&r->queue);
+	if (job != NULL) {
+		TAILQ_REMOVE(&r->queue, job, entry);
+		r->nqueued--;
+	}
+	return job;
+}
+
+static int established(const struct relay *r)
+{
+	const struct relay_conn *c;
+	int n = 0;
+	TAILQ_FOREACH(c, &r->conns, entry)
+		if (c->state == CONN_IDLE || c->state == CONN_TX || c->state == CONN_RSET)
+			n++;
+	return n;
+}
+
+static void fail_queue(struct relay *r, const char *dsn, const char *text)
+{
+	struct relay_job *job;
+	while ((job = relay_next_job(r)) != NULL)
+		job_finish(r, job, RELAY_TEMPFAIL, dsn, text);
+}
+
+void relay_setup_failed(struct relay *r, struct relay_job *job, const char *dsn,
+    const char *text)
+{
+	if (!r->stopping && established(r) > 0) {
+		/* others get through: the server may limit connections */
+		TAILQ_INSERT_HEAD(&r->queue, job, entry);
+		r->nqueued++;
+		r->backoff_until = time(NULL) + RELAY_CONNECT_BACKOFF;
+	} else {
+		job_finish(r, job, RELAY_TEMPFAIL, dsn, text);
+		fail_queue(r, dsn, text);
+	}
+	relay_kick(r);
+}
+
+static void dispatch(struct relay *r)
+{
+	struct relay_conn *c, *next;
+	size_t soon = 0;
+
+	TAILQ_FOREACH_SAFE(c, &r->conns, entry, next) {
+		if (c->state == CONN_RSET)
+			soon++;         /* ready again after the reply */
+		if (c->state == CONN_IDLE && !TAILQ_EMPTY(&r->queue))
+			conn_ready(c);
+	}
+	/* new connections for the jobs no existing one will take soon */
+	while (!r->stopping && r->nqueued > soon && r->nconns < RELAY_MAX_CONNS &&
+	    (r->nconns == 0 || time(NULL) >= r->backoff_until))
+		conn_new(r, relay_next_job(r));
+}
+
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay *r = arg;
+	struct relay_conn *c;
+
+	while ((c = TAILQ_FIRST(&r->dead)) != NULL) {
+		TAILQ_REMOVE(&r->dead, c, entry);
+		event_free(c->timer);
+		free(c);
+	}
+	if (r->gone && !r->stopping)
+		relay_stop(r);
+	dispatch(r);
+	if (r->stopping && r->nconns == 0 && (TAILQ_EMPTY(&r->outbox) || r->gone))
+		event_base_loopbreak(r->base);
+}
+
+/* ---- the qmgr socket ---- */
+
+/* The qmgr closed its end.  If it cannot read either (closed rather than
+ * shut down for writing), results would be lost: jobs in flight are then
+ * abandoned before their end of data, so nothing is sent twice. */
+static void qmgr_closed(struct relay *r)
+{
+	struct pollfd p = { .fd = r->ipc_fd, .events = POLLOUT };
+
+	if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR)))
+		r->gone = 1;
+	relay_stop(r);
+}
+
+static void on_ipc_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay *r = arg;
+
+	for (int i = 0; i < 64 && !r->stopping; i++) {
+		int n = ipc_recv(fd, &imsg);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return;
+		if (n < 0 && errno == EBADMSG) {
+			log_warn("relay: malformed message from the qmgr");
+			continue;
+		}
+		if (n <= 0) {
+			if (n < 0)
+				log_warn("relay: reading from the qmgr: %s", strerror(errno));
+			qmgr_closed(r);
+			return;
+		}
+		if (imsg.type != MSG_RELAY_JOB) {
+			log_warn("relay: unexpected message type %u from the qmgr", imsg.type);
+			if (imsg.fd >= 0)
+				close(imsg.fd);
+			continue;
+		}
+		struct relay_job *job = job_decode(r, &imsg);
+		if (job != NULL) {
+			TAILQ_INSERT_TAIL(&r->queue, job, entry);
+			r->nqueued++;
+		}
+		relay_kick(r);
+	}
+}
+
+/* ---- stopping ---- */
+
+static void on_stop_grace(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay *r = arg;
+	struct relay_conn *c, *next;
+
+	log_warn("relay: stop grace period over; dropping %d connection%s", r->nconns,
+	    r->nconns == 1 ? "" : "s");
+	TAILQ_FOREACH_SAFE(c, &r->conns, entry, next) {
+		if (c->state == CONN_TX)
+			tx_abort(c, "4.3.0", "mail system stopping");
+		else
+			conn_close(c);
+	}
+	event_base_loopbreak(r->base);
+}
+
+static void relay_stop(struct relay *r)
+{
+	struct relay_conn *c, *next;
+	struct timeval grace = { .tv_sec = RELAY_STOP_GRACE };
+
+	if (r->stopping)
+		return;
+	r->stopping = 1;
+	event_del(r->ipc_rev);
+	log_debug("relay: stopping (%d connection%s)", r->nconns, r->nconns == 1 ? "" : "s");
+	fail_queue(r, "4.3.0", "mail system stopping");
+	TAILQ_FOREACH_SAFE(c, &r->conns, entry, next)
+		conn_stop(c);
+	event_add(r->stop_ev, &grace);
+	relay_kick(r);
+}
+
+/* ---- set-up ---- */
+
+/* Split relay_host "HOST:PORT" (HOST may be "[v6 address]"). */
+static int parse_relay_host(struct relay *r, const char *hp)
+{
+	const char *colon = strrchr(hp, ':');
+	unsigned char tmp[sizeof(struct in6_addr)];
+
+	if (colon == NULL || colon == hp || colon[1] == '\0')
+		return -1;
+	if (hp[0] == '[' && colon[-1] == ']')
+		r->host = xstrndup(hp + 1, (size_t)(colon - hp) - 2);
+	else
+		r->host = xstrndup(hp, (size_t)(colon - hp));
+	r->port = xstrdup(colon + 1);
+	if (r->host[0] == '\0')
+		return -1;
+	r->numeric = inet_pton(AF_INET, r->host, tmp) == 1 ||
+	    inet_pton(AF_INET6, r->host, tmp) == 1;
+	return 0;
+}
+
+static int resolver_setup(struct relay *r)
+{
+	struct evutil_addrinfo hints = {
+		.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP,
+	};
+
+	if (r->numeric) {
+		hints.ai_flags = EVUTIL_AI_NUMERICHOST | EVUTIL_AI_NUMERICSERV;
+		int e = evutil_getaddrinfo(r->host, r->port, &hints, &r->numeric_ai);
+		if (e != 0) {
+			log_warn("relay_host %s: %s", r->cfg->relay_host, evutil_gai_strerror(e));
+			return -1;
+		}
+		return 0;
+	}
+	r->dns = evdns_base_new(r->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	if (r->dns == NULL) {
+		log_warn("relay: cannot set up the resolver");
+		return -1;
+	}
+	return 0;
+}
+
+int relay_main(int ipc_fd, const struct config *cfg)
+{
+	struct relay R, *r = &R;
+	int fl;
+
+	memset(r, 0, sizeof(*r));
+	r->cfg = cfg;
+	r->ipc_fd = ipc_fd;
+	TAILQ_INIT(&r->queue);
+	TAILQ_INIT(&r->conns);
+	TAILQ_INIT(&r->dead);
+	TAILQ_INIT(&r->outbox);
+	signal(SIGPIPE, SIG_IGN);       /* a server that goes away is an error, not a signal */
+	if (cfg->relay_host == NULL || parse_relay_host(r, cfg->relay_host) < 0) {
+		log_warn("relay: bad relay_host \"%s\"", cfg->relay_host ? cfg->relay_host : "");
+		goto fail;
+	}
+	fl = fcntl(ipc_fd, F_GETFL);
+	if (fl < 0 || fcntl(ipc_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+		log_warn("relay: qmgr socket: %s", strerror(errno));
+		goto fail;
+	}
+	r->base = event_base_new();
+	if (r->base == NULL) {
+		log_warn("relay: event_base_new failed");
+		goto fail;
+	}
+	if (resolver_setup(r) < 0)
+		goto fail;
+	r->ipc_rev = event_new(r->base, ipc_fd, EV_READ | EV_PERSIST, on_ipc_readable, r);
+	r->ipc_wev = event_new(r->base, ipc_fd, EV_WRITE, outbox_writable, r);
+	r->kick_ev = event_new(r->base, -1, 0, on_kick, r);
+	r->stop_ev = evtimer_new(r->base, on_stop_grace, r);
+	if (!r->ipc_rev || !r->ipc_wev || !r->kick_ev || !r->stop_ev || event_add(r->ipc_rev, NULL) < 0) {
+		log_warn("relay: cannot set up events");
+		goto fail;
+	}
+	log_debug("relay: started, relay_host=%s", cfg->relay_host);
+	relay_send_hello(r);
+
+	event_base_dispatch(r->base);
+
+	/* only after the grace period can connections remain */
+	struct relay_conn *c, *next;
+	TAILQ_FOREACH_SAFE(c, &r->conns, entry, next)
+		conn_close(c);
+	fail_queue(r, "4.3.0", "mail system stopping");
+	on_kick(-1, 0, r);      /* frees the closed connections */
+	outbox_drop(r);
+	event_free(r->ipc_rev);
+	event_free(r->ipc_wev);
+	event_free(r->kick_ev);
+	event_free(r->stop_ev);
+	if (r->dns)
+		evdns_base_free(r->dns, 1);
+	if (r->numeric_ai)
+		evutil_freeaddrinfo(r->numeric_ai);
+	event_base_free(r->base);
+	free(r->host);
+	free(r->port);
+	log_debug("relay: stopped");
+	return 0;
+fail:
+	if (r->ipc_rev)
+		event_free(r->ipc_rev);
+	if (r->ipc_wev)
+		event_free(r->ipc_wev);
+	if (r->kick_ev)
+		event_free(r->kick_ev);
+	if (r->stop_ev)
+		event_free(r->stop_ev);
+	if (r->dns)
+		evdns_base_free(r->dns, 0);
+	if (r->base)
+		event_base_free(r->base);
+	free(r->host);
+	free(r->port);
+	return -1;
+}

@@ -1,0 +1,265 @@
+/*
+ * worker_rules.c - one recipient in the worker: loop checks, the rules
+ * entry run top to bottom, each instruction whose condition holds
+ * delivered, the results folded into one.
+ *
+ * The message is mapped read-only from the queue file and parsed (headers,
+ * decoded body) only when the entry's conditions need it.  A recipient
+ * whose rules run instructions as other accounts (uid=, gid=) is split by
+ * the qmgr into parts, one per identity; every part evaluates the whole
+ * entry (so `stop` and conditions mean the same everywhere) and runs only
+ * its own instructions (worker_rcpt.run).  The primary part also runs the
+ * actions that write nothing (forward, discard, reject) and the default
+ * delivery when no instruction held.
+ */
+#include "spawner/worker_private.h"
+#include "db/rules_entry.h"
+#include "deliver/deliver.h"
+#include "lib/log.h"
+#include "mime/mime.h"
+#include "rules/eval.h"
+#include "rules/walk.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* The worst status wins and its reason is the one reported. */
+static void merge_result(struct delivery_result *total, const struct delivery_result *one)
+{
+	if (one->status > total->status ||
+	    (one->status == total->status && total->text[0] == '\0'))
+		*total = *one;
+}
+
+/* The message bytes, mapped read-only (NULL for an empty message). */
+struct msg_map {
+	void *base;
+	size_t maplen;
+	const char *data;
+	size_t len;
+};
+
+static int map_message(const struct qfile *qf, int qfd, struct msg_map *mm)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	off_t start = qf->msg_offset - qf->msg_offset % page;
+
+	memset(mm, 0, sizeof(*mm));
+	if (qf->msg_size == 0)
+		return 0;
+	mm->maplen = (size_t)(qf->msg_offset - start) + (size_t)qf->msg_size;
+	mm->base = mmap(NULL, mm->maplen, PROT_READ, MAP_PRIVATE, qfd, start);
+	if (mm->base == MAP_FAILED) {
+		mm->base = NULL;
+		return -1;
+	}
+	mm->data = (const char *)mm->base + (qf->msg_offset - start);
+	mm->len = (size_t)qf->msg_size;
+	return 0;
+}
+
+static void unmap_message(struct msg_map *mm)
+{
+	if (mm->base != NULL)
+		munmap(mm->base, mm->maplen);
+	mm->base = NULL;
+}
+
+static int in_only_list(const char *run, int i)
+{
+	const char *p = run + 5;        /* after "only:" */
+	while (*p) {
+		char *end;
+		long v = strtol(p, &end, 10);
+		if (end == p)
+			return 0;
+		if (v == i)
+			return 1;
+		p = *end == ',' ? end + 1 : end;
+	}
+	return 0;
+}
+
+/* Whether this part runs instruction i. */
+static int part_runs(const struct worker_rcpt *rc, const struct rule_instruction *in, int i)
+{
+	int writes = rule_action_writes_as_user(in->action);
+	int overridden = writes && (in->has_uid || in->has_gid);
+
+	if (strcmp(rc->run, "all") == 0)
+		return 1;
+	if (strcmp(rc->run, "primary") == 0)
+		return !overridden;
+	if (strncmp(rc->run, "only:", 5) == 0)
+		return overridden && in_only_list(rc->run, i);
+	return 0;
+}
+
+static int is_primary(const struct worker_rcpt *rc)
+{
+	return strcmp(rc->run, "all") == 0 || strcmp(rc->run, "primary") == 0;
+}
+
+/* maildir, mbox or pipe: writes as this worker's user. */
+static void run_writer(const struct rule_instruction *in, const struct worker_rcpt *rc,
+    const struct delivery_msg *dm, struct delivery_result *r, struct buf *where)
+{
+	char path[PATH_MAX], err[256];
+
+	memset(r, 0, sizeof(*r));
+	if ((in->has_uid && in->uid != getuid()) || (in->has_gid && in->gid != getgid())) {
+		/* only a root-mode daemon can switch accounts */
+		snprintf(r->dsn, sizeof(r->dsn), "4.3.0");
+		r->status = DELIVERY_TEMPFAIL;
+		snprintf(r->text, sizeof(r->text),
+		    "uid=/gid= at line %d needs the daemon started as root", in->line);
+		return;
+	}
+	if (where->len)
+		buf_putc(where, ',');
+	if (in->action == ACT_PIPE) {
+		buf_puts(where, "pipe");
+		deliver_pipe(dm, in->arg, r);
+		return;
+	}
+	if (deliver_expand_path(in->arg, rc->home, path, sizeof(path), err, sizeof(err)) < 0) {
+		r->status = DELIVERY_PERMFAIL;
+		snprintf(r->dsn, sizeof(r->dsn), "5.3.5");
+		snprintf(r->text, sizeof(r->text), "bad destination %s: %s", in->arg, err);
+		return;
+	}
+	buf_printf(where, "%s:%s", rule_action_name(in->action), path);
+	if (in->action == ACT_MAILDIR)
+		deliver_maildir(dm, path, r);
+	else
+		deliver_mbox(dm, path, r);
+}
+
+static void run_instruction(const struct rule_instruction *in, const struct worker_rcpt *rc,
+    const struct delivery_msg *dm, struct delivery_result *r, struct buf *where,
+    struct buf *forward)
+{
+	switch (in->action) {
+	case ACT_MAILDIR:
+	case ACT_MBOX:
+	case ACT_PIPE:
+		run_writer(in, rc, dm, r, where);
+		return;
+	case ACT_FORWARD:
+		if (forward->len)
+			buf_putc(forward, ',');
+		buf_puts(forward, in->arg);
+		if (where->len)
+			buf_putc(where, ',');
+		buf_printf(where, "forward:%s", in->arg);
+		deliver_result_set(r, DELIVERY_OK, "2.0.0", "%s", "forwarded");
+		return;
+	case ACT_DISCARD:
+		if (where->len)
+			buf_putc(where, ',');
+		buf_puts(where, "discard");
+		deliver_result_set(r, DELIVERY_OK, "2.0.0", "%s", "discarded by the rules");
+		return;
+	case ACT_REJECT:
+		deliver_result_set(r, DELIVERY_PERMFAIL, "5.7.1", "%s", in->arg ? in->arg : "rejected");
+		return;
+	default:
+		deliver_result_set(r, DELIVERY_TEMPFAIL, "4.3.0", "unknown action %s",
+		    rule_action_name(in->action));
+		return;
+	}
+}
+
+/* Parse what the conditions need; NULL when nothing (or on failure, which
+ * makes header and body tests see an empty message and say so). */
+static struct mime_message *parse_if_needed(const struct rules_entry *e,
+    const struct msg_map *mm, struct mime_message *store)
+{
+	int needs = rules_entry_needs(e);
+	if (needs == 0)
+		return NULL;
+	int flags = (needs & RULES_NEED_BODY) ? 0 : MIME_HEADERS_ONLY;
+	if (mime_parse(mm->data, mm->len, worker_cfg->body_match_limit, flags, store) < 0)
+		return NULL;
+	return store;
+}
+
+/* What a walk of the entry needs to deliver as it goes. */
+struct walk_state {
+	const struct qfile *qf;
+	const struct worker_rcpt *rc;
+	const struct delivery_msg *dm;
+	struct delivery_result *total;
+	struct buf *where, *forward;
+};
+
+static void visit(const struct rule_instruction *in, int i, int holds, const char *warn,
+    void *arg)
+{
+	struct walk_state *w = arg;
+	struct delivery_result one;
+
+	if (warn[0])
+		log_warn("qid=%s to=<%s>: rules: %s", w->qf->qid, w->dm->recipient, warn);
+	if (!holds || in->action == ACT_STOP || !part_runs(w->rc, in, i) ||
+	    (!rule_action_writes_as_user(in->action) && !is_primary(w->rc)))
+		return;
+	run_instruction(in, w->rc, w->dm, &one, w->where, w->forward);
+	merge_result(w->total, &one);
+}
+
+void worker_deliver(const struct qfile *qf, int qfd, const struct worker_rcpt *rc,
+    struct delivery_result *total, struct buf *where, struct buf *forward)
+{
+	struct rules_entry entry = { 0 };
+	struct delivery_msg dm = {
+		.qfd = qfd, .msg_offset = qf->msg_offset, .msg_size = qf->msg_size,
+		.sender = qf->sender, .recipient = qf->rcpt[rc->index].address,
+		.home = rc->home, .user = rc->account[0] ? rc->account : NULL,
+		.extension = rc->extension,
+	};
+	struct msg_map mm;
+	struct mime_message parsed, *msg = NULL;
+	struct delivery_result one;
+
+	memset(total, 0, sizeof(*total));
+	if (map_message(qf, qfd, &mm) < 0) {
+		deliver_result_set(total, DELIVERY_TEMPFAIL, "4.3.0", "cannot map the queue file: %s",
+		    strerror(errno));
+		return;
+	}
+	const char *loop = deliver_loop_reason(mm.data, mm.len, dm.recipient);
+	if (loop != NULL) {
+		deliver_result_set(total, DELIVERY_PERMFAIL, "5.4.6", "%s", loop);
+		unmap_message(&mm);
+		return;
+	}
+	if (rc->rules_len > 0 && rules_entry_decode(rc->rules, rc->rules_len, &entry) < 0) {
+		deliver_result_set(total, DELIVERY_TEMPFAIL, "4.3.0", "%s", "malformed rules entry");
+		unmap_message(&mm);
+		return;
+	}
+	msg = parse_if_needed(&entry, &mm, &parsed);
+	struct rule_context ctx = {
+		.sender = qf->sender, .rcpt = dm.recipient,
+		.extension = rc->extension ? rc->extension : "",
+		.size = qf->msg_size, .spam = 0, .score = 0, .msg = msg,
+	};
+	struct walk_state w = { qf, rc, &dm, total, where, forward };
+	if (rules_walk(&entry, &ctx, visit, &w) == 0 && is_primary(rc)) {
+		run_writer(worker_default, rc, &dm, &one, where);
+		merge_result(total, &one);
+	}
+	if (total->status == DELIVERY_OK && total->dsn[0] == '\0')
+		snprintf(total->dsn, sizeof(total->dsn), "2.0.0");
+	if (msg != NULL)
+		mime_message_free(msg);
+	rules_entry_free(&entry);
+	unmap_message(&mm);
+}
