@@ -281,7 +281,7 @@ static int parse_status(const char *s, size_t len, enum rcpt_state *out)
 {
 	static const struct { const char *name; enum rcpt_state state; } names[] = {
 		{ "sent", RCPT_SENT }, { "bounced", RCPT_BOUNCED },
-		{ "expired", RCPT_EXPIRED },
+		{ "expired", RCPT_EXPIRED }, { "refused", RCPT_REFUSED },
 	};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (strlen(names[i].name) == len && memcmp(names[i].name, s, len) == 0) {
@@ -519,7 +519,7 @@ int qfile_append_done(int fd, size_t index, enum rcpt_state state, const char *d
 {
 	char head[64];
 
-	if (state != RCPT_SENT && state != RCPT_BOUNCED && state != RCPT_EXPIRED) {
+	if (state == RCPT_PENDING) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -561,6 +561,7 @@ const char *rcpt_state_name(enum rcpt_state s)
 	case RCPT_SENT: return "sent";
 	case RCPT_BOUNCED: return "bounced";
 	case RCPT_EXPIRED: return "expired";
+	case RCPT_REFUSED: return "refused";
 	}
 	return "unknown";
 }

@@ -18,7 +18,8 @@
  *       written when DATA ends
  *   'E' end of the committed part (empty)
  *   then, appended by the qmgr and fsynced, per-recipient state records:
- *   'D' "index status detail"  done: status is sent, bounced or expired
+ *   'D' "index status detail"  done: status is sent, bounced, expired or
+ *       refused (the receiver may write these before the commit)
  *   'F' "index unixtime detail" a temporary failure (one per attempt)
  *
  * A committed file has the owner-execute bit set (QFILE_MODE_COMMITTED), set
@@ -45,6 +46,10 @@
 #define QFILE_MAX_RCPTS 100000          /* 'R' records per file */
 #define QFILE_MAX_FIELD 65536           /* payload of an envelope record */
 #define QFILE_MAX_DETAIL 1024           /* detail text of a state record */
+
+/* RCPT_REFUSED: refused at DATA (LMTP, over the entry's maxsize): the
+ * client was told, so nothing is delivered and nothing bounced. */
+enum rcpt_state { RCPT_PENDING = 0, RCPT_SENT, RCPT_BOUNCED, RCPT_EXPIRED, RCPT_REFUSED };
 
 /* Modes of a queue file while it is written and once committed. */
 #define QFILE_MODE_WRITING 0600
@@ -89,6 +94,11 @@ const char *qwriter_qid(const struct qwriter *w);
 int qwriter_write(struct qwriter *w, const void *p, size_t len);
 /* Bytes of message written so far. */
 uint64_t qwriter_size(const struct qwriter *w);
+/* Record recipient index as done already (bounced or refused, e.g. over
+ * its size limit); written after 'E' by the commit.  detail: printable, at
+ * most QFILE_MAX_DETAIL bytes.  -1 (EINVAL) for a bad state or index. */
+int qwriter_mark_done(struct qwriter *w, size_t index, enum rcpt_state state,
+    const char *detail);
 /* Write the length and 'E', mark the file committed, fsync it and
  * incoming/.  Only after this returns 0 may the message be acknowledged.
  * The writer is freed either way; on failure the file is removed.  Safe to
@@ -99,7 +109,6 @@ void qwriter_abort(struct qwriter *w);
 
 /* ---- reading (qmgr, worker) ---- */
 
-enum rcpt_state { RCPT_PENDING = 0, RCPT_SENT, RCPT_BOUNCED, RCPT_EXPIRED };
 
 struct qrcpt {
 	char *address;

@@ -23,6 +23,7 @@
  * EFBIG instead of killing the process.
  */
 #include "queue/qfile.h"
+#include "lib/buf.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
@@ -51,6 +52,8 @@ struct qwriter {
 	off_t mlen_off;         /* offset of the 'M' length field */
 	off_t flushed;          /* bytes already written to the file */
 	uint64_t msg_size;
+	size_t nrcpts;
+	struct buf done;        /* 'D' records to write after 'E' */
 	size_t buflen;
 	unsigned char buf[QW_BUFSIZE];
 };
@@ -234,6 +237,8 @@ struct qwriter *qwriter_open(const char *queue_dir, const char *helo,
 	w->error = 0;
 	w->flushed = 0;
 	w->msg_size = 0;
+	w->nrcpts = nrcpts;
+	w->done = (struct buf)BUF_INIT;
 	w->buflen = 0;
 	strcpy(w->queue_dir, queue_dir);
 	if (qw_create(w) < 0) {
@@ -260,6 +265,31 @@ const char *qwriter_qid(const struct qwriter *w)
 uint64_t qwriter_size(const struct qwriter *w)
 {
 	return w->msg_size;
+}
+
+int qwriter_mark_done(struct qwriter *w, size_t index, enum rcpt_state state,
+    const char *detail)
+{
+	char head[64];
+	size_t dlen = strlen(detail);
+
+	if (state == RCPT_PENDING || index >= w->nrcpts || dlen > QFILE_MAX_DETAIL) {
+		errno = EINVAL;
+		return -1;
+	}
+	for (size_t i = 0; i < dlen; i++)
+		if ((unsigned char)detail[i] < 0x20 || detail[i] == 0x7f) {
+			errno = EINVAL;
+			return -1;
+		}
+	int hlen = snprintf(head, sizeof(head), "%zu %s ", index, rcpt_state_name(state));
+	unsigned char h[QW_HDR];
+	h[0] = 'D';
+	put_be32(h + 1, (uint32_t)((size_t)hlen + dlen));
+	buf_append(&w->done, h, sizeof(h));
+	buf_append(&w->done, head, (size_t)hlen);
+	buf_append(&w->done, detail, dlen);
+	return 0;
 }
 
 int qwriter_write(struct qwriter *w, const void *p, size_t len)
@@ -291,7 +321,7 @@ static int qw_finish(struct qwriter *w)
 		memcpy(w->buf + (w->mlen_off - w->flushed), len, sizeof(len));
 	else if (pwrite_all(w->fd, len, sizeof(len), w->mlen_off) < 0)
 		return -1;
-	if (qw_header(w, 'E', 0) < 0)
+	if (qw_header(w, 'E', 0) < 0 || qw_put(w, w->done.data, w->done.len) < 0)
 		return -1;
 	return qw_flush(w);
 }
@@ -327,6 +357,7 @@ static void qw_free(struct qwriter *w)
 {
 	if (w->fd >= 0)
 		close(w->fd);
+	buf_free(&w->done);
 	free(w);
 }
 

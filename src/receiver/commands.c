@@ -9,6 +9,7 @@
  */
 #include "receiver/receiver_private.h"
 #include "db/db.h"
+#include "db/rules_entry.h"
 #include "lib/xalloc.h"
 
 #include <stdio.h>
@@ -139,6 +140,7 @@ static void act_mail(struct session *s, struct command_ctx *c)
 	s->tx.active = 1;
 	memcpy(s->tx.sender, c->path.addr, sizeof(s->tx.sender));
 	s->tx.eightbit = c->path.params.body == SMTP_BODY_8BITMIME;
+	s->tx.size_param = c->path.params.has_size ? c->path.params.size : 0;
 	session_reply(s, 250, "2.1.0", "Ok");
 }
 
@@ -176,28 +178,42 @@ static int check_rcpt(struct session *s, struct command_ctx *c)
 	return 0;
 }
 
-/* 1 known, 0 unknown, -1 temporary failure. */
-static int lookup_recipient(struct session *s, const char *addr)
+/* 1 known, 0 unknown, -1 temporary failure; *maxsize gets the entry's
+ * maxsize= (0 when none). */
+static int lookup_recipient(struct session *s, const char *addr, uint64_t *maxsize)
 {
 	struct db *db = receiver_db(s->r);
 	struct db_resolution res;
 	char err[256] = "";
 
+	*maxsize = 0;
 	if (db == NULL)
 		return -1;
 	memset(&res, 0, sizeof(res));
 	int r = db_resolve(db, addr, s->r->cfg->recipient_delimiter, &res, err, sizeof(err));
-	if (r < 0)
+	if (r < 0) {
 		log_warn("lookup of <%s>: %s", addr, err);
-	else
-		db_resolution_free(&res);
+		return r;
+	}
+	if (r > 0 && res.rules_len > 0) {
+		struct rules_entry e;
+		if (rules_entry_decode(res.rules_blob, res.rules_len, &e) < 0) {
+			log_warn("lookup of <%s>: malformed rules entry", addr);
+			r = -1;
+		} else {
+			*maxsize = e.maxsize;
+			rules_entry_free(&e);
+		}
+	}
+	db_resolution_free(&res);
 	return r;
 }
 
 static void act_rcpt(struct session *s, struct command_ctx *c)
 {
 	const char *addr = c->path.addr;
-	int known = lookup_recipient(s, addr);
+	uint64_t maxsize;
+	int known = lookup_recipient(s, addr, &maxsize);
 
 	if (known < 0) {
 		session_reply(s, 451, "4.3.0", "<%s>: Temporary lookup failure", addr);
@@ -208,10 +224,16 @@ static void act_rcpt(struct session *s, struct command_ctx *c)
 		return;
 	}
 	struct transaction *tx = &s->tx;
+	if (maxsize > 0 && tx->size_param > maxsize) {
+		session_reply(s, 552, "5.3.4", "<%s>: Message size exceeds the recipient's limit", addr);
+		return;
+	}
 	if (tx->nrcpts == tx->cap) {
 		tx->cap = tx->cap ? tx->cap * 2 : 8;
 		tx->rcpts = xreallocarray(tx->rcpts, tx->cap, sizeof(*tx->rcpts));
+		tx->maxsize = xreallocarray(tx->maxsize, tx->cap, sizeof(*tx->maxsize));
 	}
+	tx->maxsize[tx->nrcpts] = maxsize;
 	tx->rcpts[tx->nrcpts++] = xstrdup(addr);
 	session_reply(s, 250, "2.1.5", "Ok");
 }

@@ -75,9 +75,10 @@ static int write_received(struct session *s, struct qwriter *w)
 
 /* The recipients for the queue file: each address once (compared without
  * regard to case, as lookups are), so a client that names a recipient
- * twice does not get two copies delivered.  LMTP still answers every RCPT.
- * Quadratic, but nrcpts is bounded by max_recipients. */
-static const char **unique_rcpts(const struct transaction *tx, size_t *n)
+ * twice does not get two copies delivered.  LMTP still answers every RCPT;
+ * qindex maps each transaction recipient to its queue index.  Quadratic,
+ * but nrcpts is bounded by max_recipients. */
+static const char **unique_rcpts(const struct transaction *tx, size_t *n, size_t *qindex)
 {
 	const char **out = xcalloc(tx->nrcpts ? tx->nrcpts : 1, sizeof(*out));
 
@@ -88,6 +89,7 @@ static const char **unique_rcpts(const struct transaction *tx, size_t *n)
 			k++;
 		if (k == *n)
 			out[(*n)++] = tx->rcpts[i];
+		qindex[i] = k;
 	}
 	return out;
 }
@@ -97,7 +99,8 @@ void data_begin(struct session *s)
 	const char *dir = s->r->cfg->queue_dir;
 	struct transaction *tx = &s->tx;
 	size_t nunique;
-	const char **rcpts = unique_rcpts(tx, &nunique);
+	size_t *qindex = xcalloc(tx->nrcpts ? tx->nrcpts : 1, sizeof(*qindex));
+	const char **rcpts = unique_rcpts(tx, &nunique, qindex);
 	struct qwriter *w = qwriter_open(dir, s->helo, s->client, s->protocol,
 	    tx->sender, rcpts, nunique, tx->eightbit ? QW_8BITMIME : 0);
 
@@ -107,6 +110,7 @@ void data_begin(struct session *s)
 		int err = errno;
 		log_warn("cannot create a queue file in %s: %s", dir, strerror(err));
 		reply_queue_error(s, err, 0);
+		free(qindex);
 		return;
 	}
 	if (write_received(s, w) < 0) {
@@ -115,11 +119,14 @@ void data_begin(struct session *s)
 		    strerror(err));
 		qwriter_abort(w);
 		reply_queue_error(s, err, 0);
+		free(qindex);
 		return;
 	}
 	memset(&s->data, 0, sizeof(s->data));
 	s->data.active = 1;
 	s->data.qw = w;
+	s->data.qindex = qindex;
+	s->data.over = xcalloc(tx->nrcpts ? tx->nrcpts : 1, 1);
 	smtp_data_init(&s->data.machine);
 	session_reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
 }
@@ -129,6 +136,45 @@ static void drop_writer(struct data_stream *d)
 	if (d->qw != NULL)
 		qwriter_abort(d->qw);
 	d->qw = NULL;
+}
+
+static void data_free_tables(struct data_stream *d)
+{
+	free(d->qindex);
+	free(d->over);
+	d->qindex = NULL;
+	d->over = NULL;
+}
+
+/* Recipients whose entry's maxsize= the message exceeds.  Returns how many
+ * transaction recipients remain; those over the limit are recorded in the
+ * queue file as refused (LMTP: they get 552 now) or bounced (SMTP: one
+ * reply for all, so they get a bounce). */
+static size_t apply_maxsize(struct session *s)
+{
+	struct data_stream *d = &s->data;
+	struct transaction *tx = &s->tx;
+	size_t left = 0;
+	char detail[160];
+
+	for (size_t i = 0; i < tx->nrcpts; i++) {
+		d->over[i] = tx->maxsize[i] > 0 && d->size > tx->maxsize[i];
+		left += !d->over[i];
+	}
+	if (left == 0 || left == tx->nrcpts)
+		return left;
+	for (size_t i = 0; i < tx->nrcpts; i++) {
+		if (!d->over[i])
+			continue;
+		snprintf(detail, sizeof(detail), "5.3.4 message of %llu bytes exceeds the "
+		    "recipient's limit of %llu bytes", (unsigned long long)d->size,
+		    (unsigned long long)tx->maxsize[i]);
+		log_info("%s: to=<%s> %s", qwriter_qid(d->qw), tx->rcpts[i], detail);
+		if (qwriter_mark_done(d->qw, d->qindex[i], s->lmtp ? RCPT_REFUSED : RCPT_BOUNCED,
+		    detail) < 0)
+			panic("qwriter_mark_done: %s", strerror(errno));
+	}
+	return left;
 }
 
 /* Message bytes after unstuffing and line end conversion. */
@@ -183,13 +229,19 @@ static void commit_finished(struct pending_commit *pc)
 		log_info("%s: from=<%s> size=%llu nrcpt=%zu proto=%s client=%s", pc->qid,
 		    tx->sender, pc->size, tx->nrcpts, s->protocol, s->client);
 		if (s->lmtp) {
-			for (size_t i = 0; i < tx->nrcpts; i++)
-				session_reply(s, 250, "2.1.5", "<%s> Ok: queued as %s",
-				    tx->rcpts[i], pc->qid);
+			for (size_t i = 0; i < tx->nrcpts; i++) {
+				if (s->data.over[i])
+					session_reply(s, 552, "5.3.4", "<%s> Message size exceeds "
+					    "the recipient's limit", tx->rcpts[i]);
+				else
+					session_reply(s, 250, "2.1.5", "<%s> Ok: queued as %s",
+					    tx->rcpts[i], pc->qid);
+			}
 		} else {
 			session_reply(s, 250, "2.0.0", "Ok: queued as %s", pc->qid);
 		}
 	}
+	data_free_tables(&s->data);
 	s->data.active = 0;
 	session_reset_transaction(s);
 }
@@ -233,11 +285,15 @@ static void data_end(struct session *s)
 {
 	struct data_stream *d = &s->data;
 
-	if (!d->too_big && d->error == 0 && d->qw != NULL) {
+	if (!d->too_big && d->error == 0 && d->qw != NULL && apply_maxsize(s) > 0) {
 		commit_message(s);      /* the transaction ends when it is done */
 		return;
 	}
-	if (d->too_big) {
+	if (!d->too_big && d->error == 0 && d->qw != NULL) {
+		log_info("%s: message from=<%s> refused: over every recipient's limit",
+		    s->client, s->tx.sender);
+		reply_to_all(s, 552, "5.3.4", "Message size exceeds the recipient's limit");
+	} else if (d->too_big) {
 		log_info("%s: message from=<%s> refused: over %llu bytes", s->client,
 		    s->tx.sender, (unsigned long long)s->r->cfg->max_message_size);
 		reply_to_all(s, 552, "5.3.4", "Message size exceeds fixed limit");
@@ -245,6 +301,7 @@ static void data_end(struct session *s)
 		reply_queue_error(s, d->error ? d->error : EIO, 1);
 	}
 	drop_writer(d);
+	data_free_tables(d);
 	d->active = 0;
 	session_reset_transaction(s);
 }
@@ -280,5 +337,6 @@ void data_abort(struct session *s)
 	if (d->active && d->qw != NULL)
 		log_debug("%s: %s: unfinished message dropped", s->client, qwriter_qid(d->qw));
 	drop_writer(d);
+	data_free_tables(d);
 	d->active = 0;
 }

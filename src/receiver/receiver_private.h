@@ -78,7 +78,9 @@ struct transaction {
 	int active;                     /* MAIL was accepted */
 	char sender[SMTP_PATH_MAX + 1];
 	int eightbit;
+	uint64_t size_param;            /* MAIL SIZE=, 0 when not given */
 	char **rcpts;
+	uint64_t *maxsize;              /* per recipient: its entry's maxsize=, 0 none */
 	size_t nrcpts, cap;
 };
 
@@ -91,6 +93,8 @@ struct data_stream {
 	int too_big;
 	int error;                      /* errno of the first queue failure */
 	struct pending_commit *commit;  /* committing: no input is read */
+	size_t *qindex;                 /* per transaction recipient: its queue index */
+	unsigned char *over;            /* per transaction recipient: over its maxsize */
 };
 
 struct session {

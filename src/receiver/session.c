@@ -68,6 +68,7 @@ void session_reset_transaction(struct session *s)
 	for (size_t i = 0; i < tx->nrcpts; i++)
 		free(tx->rcpts[i]);
 	free(tx->rcpts);
+	free(tx->maxsize);
 	memset(tx, 0, sizeof(*tx));
 }
 
