@@ -1022,3 +1022,80 @@ def module_daemon(tmp_path_factory, run_as, name, **kw):
 def settle():
     """A short pause before checking that something did NOT happen."""
     time.sleep(2.0 if SANITIZED else 0.5)
+
+
+# ---------------------------------------------------------------- SMTP sink
+
+class SmtpSink:
+    """A real SMTP server (Debian's python3-aiosmtpd) on a free loopback
+    port, standing for the relay_host: records every message the relay
+    hands it and counts connections.  reject: {address: reply} for
+    recipients to refuse at RCPT (e.g. "550 5.1.1 no such user")."""
+
+    def __init__(self, reject=None):
+        from aiosmtpd.controller import Controller
+        import threading
+
+        self.reject = dict(reject or {})
+        self.messages = []              # dicts: from, to, data (bytes)
+        self.connections = 0
+        self.lock = threading.Lock()
+        sink = self
+
+        class Handler:
+            async def handle_RCPT(self, server, session, envelope, address, options):
+                if address in sink.reject:
+                    return sink.reject[address]
+                envelope.rcpt_tos.append(address)
+                return "250 2.1.5 Ok"
+
+            async def handle_DATA(self, server, session, envelope):
+                with sink.lock:
+                    sink.messages.append({"from": envelope.mail_from,
+                                          "to": list(envelope.rcpt_tos),
+                                          "data": bytes(envelope.original_content)})
+                return "250 2.0.0 Ok: queued"
+
+        class Counting(Controller):
+            def factory(self):
+                with sink.lock:
+                    sink.connections += 1
+                return super().factory()
+
+        [self.port] = free_ports(1)
+        self.controller = Counting(Handler(), hostname="127.0.0.1", port=self.port,
+                                   data_size_limit=64 * 1024 * 1024)
+        self.controller.start()
+        with self.lock:
+            self.connections = 0        # the controller's own readiness probe
+        self.address = f"127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.controller.stop()
+
+    def received(self, pred=lambda m: True):
+        with self.lock:
+            return [m for m in self.messages if pred(m)]
+
+    def wait(self, pred, n=1, timeout=None, what="messages at the SMTP sink"):
+        return wait_for(lambda: len(self.received(pred)) >= n and self.received(pred),
+                        timeout, f"{n} {what}")
+
+
+def parse_dsn(data):
+    """A DSN (bytes) as (message, [per-recipient dicts]) with Python's
+    email package; asserts its RFC 3464 structure."""
+    import email
+    from email import policy
+
+    m = email.message_from_bytes(data, policy=policy.default)
+    assert m.get_content_type() == "multipart/report", m.get_content_type()
+    assert m.get_param("report-type") == "delivery-status"
+    parts = list(m.iter_parts())
+    assert [p.get_content_type() for p in parts][:2] == \
+        ["text/plain", "message/delivery-status"], [p.get_content_type() for p in parts]
+    status = parts[1]
+    # message/delivery-status: a list of header blocks, first the per-message one
+    blocks = [dict(b.items()) for b in status.get_payload()]
+    assert "Reporting-MTA" in blocks[0], blocks[0]
+    return m, blocks[1:]
