@@ -24,6 +24,7 @@ int ctl_queue_list(const struct config *cfg, char **args, int nargs);
 int ctl_queue_show(const struct config *cfg, char **args, int nargs);
 int ctl_queue_delete(const struct config *cfg, char **args, int nargs);
 int ctl_queue_flush(const struct config *cfg, char **args, int nargs);
+int ctl_test(const struct config *cfg, char **args, int nargs);
 
 /* The queue subdirectories a command looks in, in order. */
 #define CTL_QUEUE_NDIRS 4

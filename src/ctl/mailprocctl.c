@@ -33,7 +33,7 @@ static const struct command {
 	{ "queue", "flush", 0, 0, ctl_queue_flush },
 	{ "queue", NULL, 0, 0, ctl_queue_list },
 	{ "status", NULL, 0, 0, NULL },
-	{ "test", NULL, 0, 99, NULL },
+	{ "test", NULL, 1, 3, ctl_test },
 	{ "learn", NULL, 0, 99, NULL },
 };
 
@@ -43,7 +43,7 @@ static void usage(FILE *out)
 	    "       mailprocctl [-f FILE] db lookup ADDRESS\n"
 	    "       mailprocctl [-f FILE] queue [show ID | delete ID | flush]\n"
 	    "       mailprocctl [-f FILE] status\n"
-	    "       mailprocctl [-f FILE] test ADDRESS < message\n"
+	    "       mailprocctl [-f FILE] test [-s SENDER] ADDRESS < message\n"
 	    "       mailprocctl [-f FILE] learn --spam|--ham ADDRESS < message\n"
 	    "\n"
 	    "  -f FILE   configuration file (default " CONFIG_DEFAULT_PATH ")\n", out);

@@ -308,3 +308,40 @@ def test_maxsize_smtp_alone_refused_else_bounced(d, sink):
     assert rcpts[0]["Status"] == "5.3.4"
     assert rcpts[0]["Final-Recipient"].endswith("maxer@example.test")
     assert not in_maildir(d, "maxer", None, H.mid(m2))
+
+
+# ------------------------------------------------------- mailprocctl test
+
+def test_mailprocctl_test_dry_run(d):
+    urgent = H.make_message(to="cond@example.test", subject="urgent: read me",
+                            headers=["X-List: dev"])
+    before = H.maildir_messages(d.maildir("cond") / ".Urgent")
+    r = d.ctl("test", "cond@example.test", input=urgent)
+    assert r.returncode == 0, r.out
+    home = d.home("cond")
+    lines = r.out.splitlines()
+    assert "address: cond@example.test" in lines
+    assert "entry: cond@example.test" in lines
+    assert any(re.fullmatch(rf"line 3: if subject ~ /urgent/ -> holds: maildir "
+                            rf"{re.escape(str(home))}/Maildir/\.Urgent/", x)
+               for x in lines), r.out
+    assert "line 3: if subject ~ /urgent/ -> holds: stop" in lines, r.out
+    # stop: the later lines are not reached
+    assert not any(x.startswith("line 4:") for x in lines), r.out
+    assert lines[-1] == "result: deliver (1 destination)", r.out
+    # a dry run delivers nothing
+    H.settle()
+    assert H.maildir_messages(d.maildir("cond") / ".Urgent") == before
+
+    plain = H.make_message(to="cond@example.test", subject="hello")
+    r = d.ctl("test", "-s", "someone@spam.test", "cond@example.test", input=plain)
+    assert r.returncode == 0, r.out
+    lines = r.out.splitlines()
+    assert "line 4: if header X-List contains \"dev\" and not sender ~ /@spam\\.test$/ " \
+           "-> does not hold" in lines, r.out
+    assert any(x.startswith("default_delivery: maildir ") for x in lines), r.out
+
+    r = d.ctl("test", "rejecter@example.test", input=plain)
+    assert r.out.splitlines()[-1] == "result: bounced by reject (5.7.1)", r.out
+    r = d.ctl("test", "nobody-here@nowhere.test", input=plain)
+    assert r.returncode != 0 and "unknown address" in r.out, r.out
