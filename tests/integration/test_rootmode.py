@@ -54,11 +54,17 @@ evil@example.test
 
 evil2@example.test
     maildir {qdir}/evil-maildir/
+
+split@example.test
+    maildir ~/Maildir/
+    maildir ~/Maildir/.from-a/ uid={ub.name}
+    pipe "id -u > $HOME/pipe-uid" uid={ub.name}
 """
         uids = f"""a@example.test {ua.name}
 b@example.test {ub.name}
 evil@example.test {ua.name}
 evil2@example.test {ub.name}
+split@example.test {ua.name}
 """
         d = H.Daemon(base / "d", run_as=None, single_user=False,
                      settings={"user": svc.name, "queue_dir": qdir},
@@ -177,3 +183,25 @@ def test_worker_cannot_write_into_queue(env, rcpt, path):
                       what=f"a delivery result for {rcpt}").group(0)
     assert "status=sent" not in line, f"delivery into the queue dir: {line}"
     assert not (d.queue_dir / path).exists(), f"{path} created in the queue"
+
+
+def test_uid_override_runs_as_that_account(env):
+    """An instruction with uid= runs in a worker of that account (its
+    home for ~, its files); the entry's other instructions run as the
+    entry's account; the recipient counts as delivered once both did."""
+    d, ua, ub = env["d"], env["a"], env["b"]
+    m = send(d, "split@example.test")
+    own = env["homes"] / "a" / "Maildir"
+    other = env["homes"] / "b" / "Maildir" / ".from-a"
+    H.wait_maildir(own, H.mid(m))
+    H.wait_maildir(other, H.mid(m))
+    [p1] = [p for p, c in H.maildir_messages(own) if H.mid(m) in c]
+    [p2] = [p for p, c in H.maildir_messages(other) if H.mid(m) in c]
+    owned(p1, ua, 0o600)
+    owned(p2, ub, 0o600)
+    uidfile = env["homes"] / "b" / "pipe-uid"
+    H.wait_for(uidfile.exists, H.DEADLINE, "the pipe's output")
+    assert uidfile.read_text().strip() == str(ub.uid)
+    line = d.wait_log(r"^.*to=<split@example\.test>.*status=\w+.*$").group(0)
+    assert "status=sent" in line, line
+    assert "maildir:" + str(own) in line and "pipe" in line, line

@@ -345,3 +345,31 @@ def test_mailprocctl_test_dry_run(d):
     assert r.out.splitlines()[-1] == "result: bounced by reject (5.7.1)", r.out
     r = d.ctl("test", "nobody-here@nowhere.test", input=plain)
     assert r.returncode != 0 and "unknown address" in r.out, r.out
+
+
+# ----------------------------------------------------------------- expiry
+
+def test_expired_recipient_bounced_with_last_error(tmp_path, run_as, sink):
+    """A recipient that keeps failing temporarily expires after
+    max_queue_lifetime: logged, one DSN with its last error, and the
+    message leaves the queue."""
+    rules = 'slow@example.test\n    pipe "cat > /dev/null; echo try later >&2; exit 75"\n'
+    d = H.Daemon(tmp_path / "expire", run_as=run_as, rules=rules,
+                 uids="slow@example.test slow\n", homes=("slow",),
+                 settings={"relay_host": sink.address, "retry_schedule": "1s",
+                           "max_queue_lifetime": "3s"})
+    d.compile()
+    d.start()
+    try:
+        m = H.make_message(to="slow@example.test")
+        assert send(d, ["slow@example.test"], m, sender="exp-sender@remote.test") == {}
+        [dsn] = sink.wait(lambda x: x["to"] == ["exp-sender@remote.test"],
+                          timeout=H.DEADLINE)
+        _, rcpts = H.parse_dsn(dsn["data"])
+        assert rcpts[0]["Action"] == "failed"
+        assert rcpts[0]["Status"].startswith("4."), rcpts[0]
+        assert "try later" in rcpts[0].get("Diagnostic-Code", ""), rcpts[0]
+        assert re.search(r"to=<slow@example\.test> .*status=expired", d.log())
+        H.wait_for(d.queue_empty, H.DEADLINE, "the queue to drain")
+    finally:
+        d.stop()
