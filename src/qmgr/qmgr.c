@@ -70,8 +70,9 @@ static void open_db(void)
 
 static void maybe_finish_stop(void)
 {
-	if (Q.stopping && ((workers_busy() == 0 && relay_busy() == 0) ||
-	    time(NULL) >= stop_deadline))
+	/* relay jobs are not waited for: the relay gets SIGTERM too, and an
+	 * unrecorded job is simply sent again after the restart */
+	if (Q.stopping && (workers_busy() == 0 || time(NULL) >= stop_deadline))
 		event_base_loopbreak(Q.base);
 }
 

@@ -147,7 +147,6 @@ void relay_init(int fd);
 void relay_enqueue(struct job *job);
 void relay_dispatch(void);
 void relay_check_timeouts(void);
-int relay_busy(void);
 void relay_close(void);
 
 /* outbound.c */

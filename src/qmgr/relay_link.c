@@ -241,20 +241,21 @@ void relay_init(int fd)
 		fatal("cannot watch the relay socket");
 }
 
-int relay_busy(void)
-{
-	return R.ninflight;
-}
-
+/* Stopping: jobs still out or waiting are forgotten, not failed (nothing
+ * recorded, so the next start sends them again). */
 void relay_close(void)
 {
 	struct job *job;
 
-	fail_inflight("stopping");
+	while ((job = TAILQ_FIRST(&R.inflight)) != NULL) {
+		TAILQ_REMOVE(&R.inflight, job, entry);
+		sched_job_free(job);
+	}
 	while ((job = TAILQ_FIRST(&R.waiting)) != NULL) {
 		TAILQ_REMOVE(&R.waiting, job, entry);
-		fail_job(job, "stopping");
+		sched_job_free(job);
 	}
+	R.ninflight = 0;
 	if (R.ev != NULL)
 		event_free(R.ev);
 	R.ev = NULL;

@@ -67,7 +67,7 @@ NEWGUY_UID = "newguy@example.test newguy\n"
 
 def compile_error_cases():
     r, u = H.standard_rules(), H.standard_uids()
-    return {
+    cases = {
         "bad-instruction": (r + NEWGUY_RULES + "    frobnicate ~/x\n",
                             u + NEWGUY_UID, "rules", "frobnicate"),
         "uid-without-account": (r + NEWGUY_RULES, u + "newguy@example.test\n",
@@ -79,6 +79,23 @@ def compile_error_cases():
         "bad-key": (r + "\nnot an address\n    maildir ~/Maildir/\n",
                     u + NEWGUY_UID, "rules", "not an address"),
     }
+    # mistakes in the rules language, each in newguy's entry
+    for name, line, needle in [
+            ("bad-regex", "if subject ~ /a(b/ maildir ~/Maildir/", "a(b"),
+            ("unknown-condition", "if colour ~ /red/ maildir ~/Maildir/", "colour"),
+            ("missing-operand", "if size > maildir ~/Maildir/", "if size"),
+            ("bad-number", "if size > 12Q maildir ~/Maildir/", "12Q"),
+            ("condition-without-action", "if spam", "if spam"),
+            ("bad-forward", "forward not-an-address", "not-an-address"),
+            ("uid-root", "maildir ~/Maildir/ uid=root", "uid=root"),
+            ("reject-without-text", "reject", "reject"),
+            ("huge-line", "if subject ~ /" + "a" * 100000 + "/ maildir ~/Maildir/",
+             "if subject"),
+            ("catastrophic-is-fine-but-unclosed", "if body ~ /(a+)+$ maildir ~/x/",
+             "(a+)+$")]:
+        cases["rules-" + name] = (r + NEWGUY_RULES + "    " + line + "\n",
+                                  u + NEWGUY_UID, "rules", needle)
+    return cases
 
 
 @pytest.mark.parametrize("case", sorted(compile_error_cases()))

@@ -373,3 +373,39 @@ def test_expired_recipient_bounced_with_last_error(tmp_path, run_as, sink):
         H.wait_for(d.queue_empty, H.DEADLINE, "the queue to drain")
     finally:
         d.stop()
+
+
+def test_stop_with_a_forward_in_flight(tmp_path, run_as):
+    """A relay that hangs (the server accepts and never answers) does not
+    hold up a graceful stop; the forward is sent after the restart."""
+    import socket
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(16)
+    sink = H.SmtpSink()
+    rules = "fw@example.test\n    forward out@remote.test\n"
+    d = H.Daemon(tmp_path / "stopfwd", run_as=run_as, rules=rules,
+                 uids="fw@example.test fw\n", homes=("fw",),
+                 settings={"relay_host": "127.0.0.1:%d" % mute.getsockname()[1]})
+    try:
+        d.compile()
+        d.start()
+        m = H.make_message(to="fw@example.test")
+        assert send(d, ["fw@example.test"], m) == {}
+        d.wait_log(r"forward queued as")
+        t0 = time.monotonic()
+        d.stop()                # fails unless every process exits in time
+        assert time.monotonic() - t0 < 15
+        # the forward was not recorded as done: after a restart it goes out
+        with open(d.conf, "a") as f:
+            f.write(f"relay_host {sink.address}\n")
+        text = d.conf.read_text().replace(
+            "relay_host 127.0.0.1:%d\n" % mute.getsockname()[1], "")
+        d.conf.write_text(text)
+        d.start()
+        sink.wait(lambda x: H.mid(m) in x["data"], timeout=H.DEADLINE)
+    finally:
+        if d.running():
+            d.stop()
+        sink.stop()
+        mute.close()
