@@ -156,6 +156,7 @@ int ctl_test(const struct config *cfg, char **args, int nargs)
 			ctl_error("test: %s", err);
 		else
 			printf("address: %s\nresult: unknown address (550 5.1.1 at RCPT)\n", address);
+		db_resolution_free(&r);
 		return CTL_ERROR;
 	}
 
