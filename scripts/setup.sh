@@ -14,6 +14,8 @@ packages=(
 	# build
 	build-essential meson ninja-build pkg-config
 	libevent-dev liblmdb-dev lmdb-utils libpcre2-dev
+	# spam engine: embedded Perl (libperl, ExtUtils::Embed) and SpamAssassin
+	libperl-dev spamassassin
 	# unit tests, sanitizer runtime for clang builds (gcc brings its own)
 	libcmocka-dev libclang-rt-14-dev
 	# integration tests and demo: real peers and clients
