@@ -32,9 +32,9 @@ static const struct command {
 	{ "queue", "delete", 1, 1, ctl_queue_delete },
 	{ "queue", "flush", 0, 0, ctl_queue_flush },
 	{ "queue", NULL, 0, 0, ctl_queue_list },
-	{ "status", NULL, 0, 0, NULL },
+	{ "status", NULL, 0, 0, ctl_status },
 	{ "test", NULL, 1, 3, ctl_test },
-	{ "learn", NULL, 0, 99, NULL },
+	{ "learn", NULL, 2, 2, ctl_learn },
 };
 
 static void usage(FILE *out)

@@ -34,6 +34,8 @@ struct delivery_msg {
 	const char *user;       /* the user's login name for pipe commands, or
 	                         * NULL: the euid's passwd entry */
 	const char *extension;  /* address extension ("bob+EXT"), or NULL */
+	const char *extra_headers;  /* header lines for this copy after Delivered-To
+	                             * (the spam verdict), LF-terminated, or NULL */
 };
 
 /* Expand a destination path: a leading "~/" becomes home; the result must

@@ -31,6 +31,12 @@ void msgcopy_prefix(const struct delivery_msg *m, struct buf *b)
 	buf_puts(b, ">\nDelivered-To: ");
 	put_header_value(b, m->recipient ? m->recipient : "");
 	buf_putc(b, '\n');
+	/* our own header lines: only CR and NUL are kept out */
+	for (const char *h = m->extra_headers; h && *h; h++)
+		if (*h != '\r')
+			buf_putc(b, *h);
+	if (m->extra_headers && *m->extra_headers && b->data[b->len - 1] != '\n')
+		buf_putc(b, '\n');
 }
 
 void msgcopy_fail_result(struct delivery_result *r, enum msgcopy_side side, int err,

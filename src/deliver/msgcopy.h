@@ -17,7 +17,8 @@
 enum msgcopy_side { MSGCOPY_OK = 0, MSGCOPY_READ, MSGCOPY_WRITE };
 
 /* Append "Return-Path: <SENDER>\n" and "Delivered-To: RECIPIENT\n" to b
- * (control characters in either are replaced by '?'). */
+ * (control characters in either are replaced by '?'), then the copy's
+ * extra header lines (m->extra_headers), if any. */
 void msgcopy_prefix(const struct delivery_msg *m, struct buf *b);
 
 /* Write the prefix and the message to fd at its current offset (using

@@ -25,7 +25,12 @@ enum msg_type {
 	MSG_RESULT,             /* str qid, u32 index, u32 status (enum delivery_status),
 	                         * str dsn ("2.0.0"), str text, str where,
 	                         * str forward (addresses, comma-separated, or "") */
-	MSG_JOB_DONE,           /* str qid */
+	MSG_JOB_DONE,           /* str qid, u32 retiring (the worker leaves now),
+	                         * u32 spam checks done so far */
+	/* qmgr -> worker; fd = the message (LF line ends), read-only */
+	MSG_LEARN,              /* u32 is_spam */
+	/* worker -> qmgr */
+	MSG_LEARN_DONE,         /* u32 ok, str text */
 
 	/* qmgr -> relay; fd = the queue file, read-only (pread only) */
 	MSG_RELAY_JOB = 30,     /* u64 job_id, str sender ("" = <>), u64 msg_offset,
@@ -36,6 +41,13 @@ enum msg_type {
 	MSG_RELAY_DONE,         /* u64 job_id */
 	MSG_RELAY_HELLO,        /* (empty) sent by a relay when it starts: jobs an
 	                         * earlier relay held are lost */
+};
+
+/* mailprocctl <-> qmgr, on run_dir/control.sock; one request, one reply */
+enum ctl_msg_type {
+	MSG_CTL_LEARN = 40,     /* str address, u32 is_spam; fd = the message (LF ends) */
+	MSG_CTL_STATUS,         /* (empty) */
+	MSG_CTL_REPLY,          /* u32 ok, str text */
 };
 
 /* Recipients in one MSG_JOB: the qmgr splits larger groups, the worker

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -45,51 +46,61 @@ static int open_tcp(const struct listen_spec *l)
 	return fd;
 }
 
+static int open_unix_socket(const char *path, int type, mode_t mode) __attribute__((nonnull));
+
 static int open_unix(const struct listen_spec *l)
+{
+	int fd = open_unix_socket(l->path, SOCK_STREAM, l->mode);
+	gid_t gid;
+
+	if (fd < 0 || l->group == NULL)
+		return fd;
+	if (privsep_lookup_group(l->group, &gid) < 0 || chown(l->path, (uid_t)-1, gid) < 0) {
+		log_warn("listen unix:%s: cannot set group %s", l->path, l->group);
+		close(fd);
+		unlink(l->path);
+		return -1;
+	}
+	return fd;
+}
+
+/* A listening unix socket at path with that mode. */
+static int open_unix_socket(const char *path, int type, mode_t mode)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	struct stat st;
 	int fd;
 
-	if (strlen(l->path) >= sizeof(sun.sun_path)) {
-		log_warn("listen unix:%s: path too long", l->path);
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		log_warn("listen unix:%s: path too long", path);
 		return -1;
 	}
-	strcpy(sun.sun_path, l->path);
+	strcpy(sun.sun_path, path);
 	/* Remove a stale socket left by an unclean stop, but nothing else. */
-	if (lstat(l->path, &st) == 0) {
+	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
-			log_warn("listen unix:%s: exists and is not a socket", l->path);
+			log_warn("listen unix:%s: exists and is not a socket", path);
 			return -1;
 		}
-		unlink(l->path);
+		unlink(path);
 	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		log_warn("listen unix:%s: socket: %s", l->path, strerror(errno));
+		log_warn("listen unix:%s: socket: %s", path, strerror(errno));
 		return -1;
 	}
 	mode_t old = umask(0777);       /* no window with a too-open socket */
 	int r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
 	umask(old);
 	if (r < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
-		log_warn("listen unix:%s: %s", l->path, strerror(errno));
+		log_warn("listen unix:%s: %s", path, strerror(errno));
 		close(fd);
 		return -1;
 	}
-	if (l->group != NULL) {
-		gid_t gid;
-		if (privsep_lookup_group(l->group, &gid) < 0 || chown(l->path, (uid_t)-1, gid) < 0) {
-			log_warn("listen unix:%s: cannot set group %s", l->path, l->group);
-			close(fd);
-			unlink(l->path);
-			return -1;
-		}
-	}
-	if (chmod(l->path, l->mode) < 0) {
-		log_warn("listen unix:%s: chmod: %s", l->path, strerror(errno));
+	if (chmod(path, mode) < 0) {
+		log_warn("listen unix:%s: chmod: %s", path, strerror(errno));
 		close(fd);
-		unlink(l->path);
+		unlink(path);
 		return -1;
 	}
 	return fd;
@@ -120,4 +131,13 @@ void listen_close_all(const struct config *cfg, int *fds, int unlink_unix)
 		}
 		fds[i] = -1;
 	}
+}
+
+int listen_open_control(const char *run_dir, char *path, size_t pathlen)
+{
+	if ((size_t)snprintf(path, pathlen, "%s/control.sock", run_dir) >= pathlen) {
+		log_warn("control socket: run_dir too long");
+		return -1;
+	}
+	return open_unix_socket(path, SOCK_SEQPACKET, 0600);
 }

@@ -13,5 +13,9 @@
  * printing why through log_warn (already opened sockets are closed). */
 int listen_open_all(const struct config *cfg, int *fds);
 void listen_close_all(const struct config *cfg, int *fds, int unlink_unix);
+/* run_dir/control.sock for mailprocctl (learn, status): SOCK_SEQPACKET,
+ * mode 0600, its path in path.  The qmgr accepts on it.  -1 (logged) on
+ * failure. */
+int listen_open_control(const char *run_dir, char *path, size_t pathlen);
 
 #endif

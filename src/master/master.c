@@ -49,6 +49,8 @@ struct master {
 	int recv_qmgr[2];       /* [0] receiver end, [1] qmgr end */
 	int qmgr_spawner[2];    /* [0] qmgr end, [1] spawner end */
 	int qmgr_relay[2];      /* [0] qmgr end, [1] relay end */
+	int control_fd;         /* run_dir/control.sock, for the qmgr */
+	char control_path[4096];
 	struct child child[CHILD_COUNT];
 	int stopping;
 	char pidfile[4096];
@@ -82,6 +84,8 @@ static void child_setup(struct master *m, enum child_kind kind)
 		close(m->recv_qmgr[1]);
 		close(m->qmgr_spawner[0]);
 		close(m->qmgr_relay[0]);
+		if (m->control_fd >= 0)
+			close(m->control_fd);
 	}
 	if (kind != CHILD_SPAWNER)
 		close(m->qmgr_spawner[1]);
@@ -104,7 +108,7 @@ static int run_child(struct master *m, enum child_kind kind)
 		return receiver_main(cfg, m->listen_fds, m->recv_qmgr[0]);
 	case CHILD_QMGR:
 		return qmgr_main(cfg, m->recv_qmgr[1], m->qmgr_spawner[0], m->qmgr_relay[0],
-		    m->d->root_mode);
+		    m->control_fd, m->d->root_mode);
 	case CHILD_SPAWNER:
 		return spawner_main(cfg, m->qmgr_spawner[1], m->d->root_mode);
 	case CHILD_RELAY:
@@ -317,6 +321,12 @@ int master_run(struct daemon_ctx *d)
 		unlink(m.pidfile);
 		return 1;
 	}
+	m.control_fd = listen_open_control(d->cfg.run_dir, m.control_path, sizeof(m.control_path));
+	if (m.control_fd >= 0 && d->root_mode) {
+		/* the administrator's; the qmgr only accepts on it */
+		if (chown(m.control_path, 0, 0) < 0)
+			log_warn("%s: chown: %s", m.control_path, strerror(errno));
+	}
 	if (ipc_socketpair(m.recv_qmgr) < 0 || ipc_socketpair(m.qmgr_spawner) < 0 ||
 	    ipc_socketpair(m.qmgr_relay) < 0)
 		fatal("socketpair: %s", strerror(errno));
@@ -362,6 +372,10 @@ int master_run(struct daemon_ctx *d)
 		}
 	}
 	listen_close_all(&d->cfg, m.listen_fds, 1);
+	if (m.control_fd >= 0) {
+		close(m.control_fd);
+		unlink(m.control_path);
+	}
 	unlink(m.pidfile);
 	log_info("stopped");
 	return 0;

@@ -162,7 +162,7 @@ static int open_queue_dir(const char *name)
 }
 
 int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
-    int root_mode)
+    int control_fd, int root_mode)
 {
 	struct passwd *pw = getpwuid(getuid());
 
@@ -197,6 +197,8 @@ int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int rel
 	event_add(ev_int, NULL);
 	event_add(ev_usr1, NULL);
 	relay_init(relay_fd);
+	control_init(control_fd);
+	Q.started = time(NULL);
 
 	open_db();
 	last_rescan = time(NULL);
@@ -210,6 +212,7 @@ int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int rel
 
 	workers_close_all();
 	relay_close();
+	control_close();
 	event_free(ev_recv);
 	event_free(ev_spawn);
 	event_free(ev_tick);

@@ -11,9 +11,10 @@
 /* Entered in the forked child, running as cfg->user (root mode) or the
  * invoking user.  receiver_fd delivers MSG_QUEUE_NEW; spawner_fd is the
  * request channel to the spawner; relay_fd carries forwards and bounces to
- * the relay.  SIGUSR1 retries deferred mail now; SIGTERM stops after the
+ * the relay; control_fd is the listening control socket (mailprocctl learn
+ * and status), or -1.  SIGUSR1 retries deferred mail now; SIGTERM stops after the
  * jobs in flight.  Returns the exit status. */
 int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
-    int root_mode);
+    int control_fd, int root_mode);
 
 #endif

@@ -59,10 +59,16 @@ struct job_rcpt {
 	char *run;              /* which instructions: "all", "primary", "only:N,..." */
 };
 
+enum job_kind { JOB_DELIVER = 0, JOB_LEARN };
+
 struct job {
 	TAILQ_ENTRY(job) entry;
-	struct qmsg *msg;
+	enum job_kind kind;
+	struct qmsg *msg;       /* NULL for a learn job */
 	struct user *user;      /* NULL for a relay job */
+	int ctl_fd;             /* learn: the mailprocctl connection to answer */
+	int learn_fd;           /* learn: the message */
+	int learn_spam;
 	uint64_t relay_id;      /* relay jobs: the id the relay answers with */
 	time_t relay_sent;
 	size_t n;
@@ -79,6 +85,9 @@ struct worker {
 	struct user *user;
 	struct job *job;        /* NULL when idle */
 	time_t idle_since;
+	time_t started;
+	unsigned long jobs;     /* jobs done */
+	unsigned long checks;   /* spam checks done, as the worker last said */
 	int dead;               /* a send failed: no more jobs */
 };
 TAILQ_HEAD(worker_list, worker);
@@ -123,6 +132,8 @@ struct qmgr {
 	int stopping;
 	int queue_dirfd[QDIR_COUNT];    /* active/, deferred/, incoming/ */
 	char *self_home;                /* single-user mode: the daemon user's home */
+	time_t started;
+	unsigned long count_sent, count_deferred, count_bounced;
 };
 
 extern struct qmgr Q;
@@ -141,6 +152,17 @@ void workers_check_spawn_timeouts(void);
 void workers_close_all(void);
 int workers_busy(void);
 void user_enqueue(struct user *u, struct job *job);
+
+/* The delivery identity of a resolved address (NULL, err set, when it has
+ * no account in root mode). */
+struct db_resolution;
+struct user *sched_user_for(const struct db_resolution *r, char *err, size_t errlen);
+
+/* control.c */
+void control_init(int listen_fd);
+void control_close(void);
+/* A learn job is done (or failed): answer mailprocctl, free the job. */
+void control_learn_done(struct job *job, int ok, const char *text);
 
 /* relay_link.c */
 void relay_init(int fd);

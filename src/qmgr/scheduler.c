@@ -93,12 +93,15 @@ static void apply_result(struct qmsg *m, size_t idx, const struct delivery_resul
 	rc->last_error = xasprintf("%s %s", r->dsn[0] ? r->dsn : "4.3.0", r->text);
 	switch (r->status) {
 	case DELIVERY_OK:
+		Q.count_sent++;
 		rc->state = RCPT_SENT;
 		break;
 	case DELIVERY_PERMFAIL:
+		Q.count_bounced++;
 		rc->state = RCPT_BOUNCED;       /* the DSN goes when the message is done */
 		break;
 	default:
+		Q.count_deferred++;
 		rc->attempts++;
 		rc->last_attempt = time(NULL);
 		break;
@@ -309,7 +312,7 @@ static struct user *user_get(uid_t uid, gid_t gid, const char *account, const ch
 	return u;
 }
 
-static struct user *user_for(const struct db_resolution *r, char *err, size_t errlen)
+struct user *sched_user_for(const struct db_resolution *r, char *err, size_t errlen)
 {
 	const char *account = r->account ? r->account : "";
 
@@ -501,7 +504,7 @@ static void schedule_pending(struct qmsg *m)
 			snprintf(err, sizeof(err), "databases not available");
 		if (found == 0) {
 			fail_now(m, i, DELIVERY_PERMFAIL, "5.1.1", "user unknown");
-		} else if (found > 0 && (u = user_for(&res, err, sizeof(err))) != NULL) {
+		} else if (found > 0 && (u = sched_user_for(&res, err, sizeof(err))) != NULL) {
 			nparts = override_parts(res.rules_blob, res.rules_len, u, others, lists,
 			    MAX_IDENTITIES - 1, err, sizeof(err));
 			if (nparts < 0)

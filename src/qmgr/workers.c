@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SPAWN_TIMEOUT 30
@@ -41,6 +42,10 @@ void user_enqueue(struct user *u, struct job *job)
  * temporary failure with the reason. */
 static void job_fail(struct job *job, const char *reason)
 {
+	if (job->kind == JOB_LEARN) {
+		control_learn_done(job, 0, reason);
+		return;
+	}
 	for (size_t i = 0; i < job->n; i++) {
 		struct job_rcpt *jr = &job->rcpt[i];
 		jr->have_result = 1;
@@ -75,8 +80,28 @@ static void worker_remove(struct worker *w)
 	free(w);
 }
 
+static int worker_send_learn(struct worker *w, struct job *job)
+{
+	ipc_init(&wmsg, MSG_LEARN);
+	ipc_add_u32(&wmsg, (uint32_t)job->learn_spam);
+	ipc_set_fd(&wmsg, job->learn_fd);
+	if (ipc_send(w->fd, &wmsg) < 0) {
+		char reason[300];
+		snprintf(reason, sizeof(reason), "cannot hand the message to the worker: %s",
+		    strerror(errno));
+		w->dead = errno != EMSGSIZE;
+		job_fail(job, reason);
+		return 0;
+	}
+	w->job = job;
+	evtimer_del(w->idle_ev);
+	return 1;
+}
+
 static int worker_send_job(struct worker *w, struct job *job)
 {
+	if (job->kind == JOB_LEARN)
+		return worker_send_learn(w, job);
 	struct qmsg *m = job->msg;
 	struct user *u = w->user;
 	int fd = openat(Q.queue_dirfd[m->dir], m->qid, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -263,6 +288,7 @@ void workers_spawn_reply(int ok, uint32_t id, pid_t pid, int fd, const char *rea
 	w->fd = fd;
 	w->user = u;
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	w->started = time(NULL);
 	w->read_ev = event_new(Q.base, fd, EV_READ | EV_PERSIST, worker_readable, w);
 	w->idle_ev = evtimer_new(Q.base, idle_expired, w);
 	event_add(w->read_ev, NULL);
@@ -285,6 +311,16 @@ void workers_check_spawn_timeouts(void)
 	workers_dispatch();
 }
 
+/* A job ended: a delivery goes back to the scheduler, a learn job's
+ * answer to mailprocctl. */
+static void job_ended(struct job *job, const char *why)
+{
+	if (job->kind == JOB_LEARN)
+		control_learn_done(job, 0, why);
+	else
+		sched_job_finished(job);
+}
+
 static void worker_gone(struct worker *w, const char *why)
 {
 	struct job *job = w->job;
@@ -293,7 +329,49 @@ static void worker_gone(struct worker *w, const char *why)
 	w->job = NULL;
 	worker_remove(w);
 	if (job != NULL)
-		sched_job_finished(job);
+		job_ended(job, "the worker exited before answering");
+}
+
+/* MSG_JOB_DONE: str qid, u32 retiring, u32 checks.  Returns 1 when the
+ * worker leaves (it was removed). */
+static int on_job_done(struct worker *w)
+{
+	const char *qid;
+	uint32_t retiring, checks;
+	struct job *job = w->job;
+
+	if (ipc_get_str(&wmsg, &qid) < 0 || ipc_get_u32(&wmsg, &retiring) < 0 ||
+	    ipc_get_u32(&wmsg, &checks) < 0 || ipc_end(&wmsg) < 0 ||
+	    job->kind != JOB_DELIVER || strcmp(qid, job->msg->qid) != 0) {
+		log_warn("worker %ld sent a malformed end of job", (long)w->pid);
+		return 0;
+	}
+	w->checks = checks;
+	w->jobs++;
+	worker_set_idle(w);
+	sched_job_finished(job);
+	if (retiring) {
+		log_debug("worker %ld of %s retires after %u spam checks", (long)w->pid,
+		    w->user->account, checks);
+		worker_remove(w);
+		return 1;
+	}
+	return 0;
+}
+
+static void on_learn_done(struct worker *w)
+{
+	uint32_t ok;
+	const char *text;
+	struct job *job = w->job;
+
+	if (job == NULL || job->kind != JOB_LEARN || ipc_get_u32(&wmsg, &ok) < 0 ||
+	    ipc_get_str(&wmsg, &text) < 0 || ipc_end(&wmsg) < 0) {
+		log_warn("worker %ld sent a malformed learn answer", (long)w->pid);
+		return;
+	}
+	worker_set_idle(w);
+	control_learn_done(job, ok != 0, text);
 }
 
 static void on_result(struct worker *w)
@@ -347,12 +425,14 @@ static void worker_readable(evutil_socket_t fd, short what, void *arg)
 		if (wmsg.type == MSG_RESULT) {
 			on_result(w);
 		} else if (wmsg.type == MSG_JOB_DONE && w->job != NULL) {
-			struct job *job = w->job;
-			worker_set_idle(w);
-			sched_job_finished(job);
+			on_job_done(w);
 			/* dispatching may retire this very worker: do not touch
 			 * w afterwards; the persistent event brings us back for
 			 * anything still unread */
+			workers_dispatch();
+			return;
+		} else if (wmsg.type == MSG_LEARN_DONE && w->job != NULL) {
+			on_learn_done(w);
 			workers_dispatch();
 			return;
 		} else {
@@ -395,7 +475,7 @@ static int close_user_workers(const char *key, void *value, void *ctx)
 		w->job = NULL;
 		worker_remove(w);
 		if (job != NULL)
-			sched_job_finished(job);
+			job_ended(job, "stopping");
 	}
 	return 0;
 }

@@ -12,7 +12,9 @@
 #include "spawner/worker_private.h"
 #include "db/rules_entry.h"
 #include "deliver/deliver.h"
+#include "lib/fsutil.h"
 #include "lib/ipc.h"
+#include "lib/xalloc.h"
 #include "lib/log.h"
 #include "lib/msgtypes.h"
 #include "lib/buf.h"
@@ -24,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static struct ipc_msg job, out;
@@ -44,6 +47,61 @@ static int send_result(int fd, const char *qid, uint32_t index, const struct del
 	ipc_add_str(&out, where);
 	ipc_add_str(&out, forward);
 	return ipc_send(fd, &out);
+}
+
+/* The job is done; a worker due for replacement says so and leaves (the
+ * qmgr hands it nothing more). */
+static void send_done(int fd, const char *qid)
+{
+	int retiring = worker_spam_retiring();
+
+	ipc_init(&out, MSG_JOB_DONE);
+	ipc_add_str(&out, qid);
+	ipc_add_u32(&out, (uint32_t)retiring);
+	ipc_add_u32(&out, (uint32_t)worker_spam_checks());
+	if (ipc_send(fd, &out) < 0)
+		exit(1);
+	if (retiring) {
+		log_info("worker retiring after %lu spam checks", worker_spam_checks());
+		worker_spam_exit();
+		exit(0);
+	}
+}
+
+/* MSG_LEARN: teach this user's Bayes data the message in the passed file. */
+static void handle_learn(int fd)
+{
+	uint32_t is_spam;
+	int mfd = job.fd;
+	char err[512] = "";
+	int ok = 0;
+
+	job.fd = -1;
+	if (ipc_get_u32(&job, &is_spam) < 0 || ipc_end(&job) < 0 || mfd < 0 || is_spam > 1) {
+		if (mfd >= 0)
+			close(mfd);
+		fatal("malformed learn request from qmgr");
+	}
+	struct stat st;
+	char *msg = NULL;
+	if (fstat(mfd, &st) < 0 || st.st_size > (off_t)worker_cfg->max_message_size) {
+		snprintf(err, sizeof(err), "cannot read the message");
+	} else {
+		msg = xmalloc((size_t)st.st_size + 1);
+		if (pread_all(mfd, msg, (size_t)st.st_size, 0) < 0)
+			snprintf(err, sizeof(err), "cannot read the message: %s", strerror(errno));
+		else
+			ok = worker_spam_learn(msg, (size_t)st.st_size, (int)is_spam, err, sizeof(err)) == 0;
+	}
+	free(msg);
+	close(mfd);
+	if (ok)
+		log_info("learned a message as %s", is_spam ? "spam" : "ham");
+	ipc_init(&out, MSG_LEARN_DONE);
+	ipc_add_u32(&out, (uint32_t)ok);
+	ipc_add_str(&out, ok ? (is_spam ? "learned as spam" : "learned as ham") : err);
+	if (ipc_send(fd, &out) < 0)
+		exit(1);
 }
 
 static void handle_job(int fd)
@@ -70,6 +128,7 @@ static void handle_job(int fd)
 
 	int read_ok = qfile_read(qfd, &qf) == 0 && strcmp(qf.qid, qid) == 0;
 	int read_errno = errno;
+	struct worker_spam ws = { 0 };
 	for (uint32_t i = 0; i < n; i++) {
 		struct delivery_result r = { 0 };
 		struct buf where = BUF_INIT, forward = BUF_INIT;
@@ -82,7 +141,7 @@ static void handle_job(int fd)
 			snprintf(r.dsn, sizeof(r.dsn), "4.3.0");
 			snprintf(r.text, sizeof(r.text), "recipient index out of range");
 		} else {
-			worker_deliver(&qf, qfd, &rc[i], &r, &where, &forward);
+			worker_deliver(&qf, qfd, &rc[i], &ws, &r, &where, &forward);
 		}
 		int sent = send_result(fd, qid, rc[i].index, &r, where.data ? where.data : "",
 		    forward.data ? forward.data : "");
@@ -91,13 +150,11 @@ static void handle_job(int fd)
 		if (sent < 0)
 			exit(1);        /* the qmgr is gone; it retries what it missed */
 	}
+	worker_spam_reset(&ws);
 	if (read_ok)
 		qfile_free(&qf);
 	close(qfd);
-	ipc_init(&out, MSG_JOB_DONE);
-	ipc_add_str(&out, qid);
-	if (ipc_send(fd, &out) < 0)
-		exit(1);
+	send_done(fd, qid);
 	return;
 malformed:
 	if (qfd >= 0)
@@ -105,7 +162,7 @@ malformed:
 	fatal("malformed job from qmgr");
 }
 
-void worker_main(const struct config *cfg, int fd)
+void worker_main(const struct config *cfg, int fd, const char *account, const char *home)
 {
 	char err[256];
 	/* The qmgr retires idle workers by closing the socket; this is only a
@@ -116,26 +173,37 @@ void worker_main(const struct config *cfg, int fd)
 	if (rules_parse_instruction(cfg->default_delivery, &default_instr, err, sizeof(err)) < 0)
 		fatal("default_delivery: %s", err);
 	deliver_set_pipe_timeout((unsigned)cfg->pipe_timeout);
+	worker_spam_init(account, home);
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int r = poll(&p, 1, safety_ms);
+		int sync_ms = worker_spam_next_sync_ms();
+		int r = poll(&p, 1, sync_ms >= 0 && sync_ms < safety_ms ? sync_ms : safety_ms);
 		if (r < 0 && errno == EINTR)
 			continue;
+		if (r == 0 && sync_ms >= 0) {
+			worker_spam_sync();
+			continue;
+		}
 		if (r <= 0)
-			exit(0);
+			break;
 		r = ipc_recv(fd, &job);
 		if (r == 0)
-			exit(0);
+			break;
 		if (r < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				continue;
 			fatal("reading from qmgr: %s", strerror(errno));
 		}
-		if (job.type != MSG_JOB) {
+		if (job.type == MSG_JOB) {
+			handle_job(fd);
+		} else if (job.type == MSG_LEARN) {
+			handle_learn(fd);
+		} else {
 			if (job.fd >= 0)
 				close(job.fd);
 			fatal("unexpected message type %u from qmgr", job.type);
 		}
-		handle_job(fd);
 	}
+	worker_spam_exit();
+	exit(0);
 }

@@ -10,7 +10,9 @@
 
 #include "conf/config.h"
 
-/* Never returns: exits when the qmgr closes the socket or on idle timeout. */
-_Noreturn void worker_main(const struct config *cfg, int qmgr_fd);
+/* Never returns: exits when the qmgr closes the socket or on idle timeout.
+ * account and home: the user this worker runs as (for the spam engine). */
+_Noreturn void worker_main(const struct config *cfg, int qmgr_fd, const char *account,
+    const char *home);
 
 #endif

@@ -2,6 +2,7 @@
  * worker_private.h - what the worker's files share:
  *   worker.c        the job loop: jobs in, one result per recipient out
  *   worker_rules.c  one recipient: loop checks, rules, deliveries
+ *   worker_spam.c   the spam verdict of a job, learning, the journal sync
  */
 #ifndef MP_WORKER_PRIVATE_H
 #define MP_WORKER_PRIVATE_H
@@ -31,10 +32,37 @@ struct worker_rcpt {
 extern const struct config *worker_cfg;
 extern const struct rule_instruction *worker_default;   /* default_delivery */
 
+/* A job's spam verdict, computed on first need (worker_spam.c). */
+struct worker_spam {
+	int done;               /* computed (or skipped) */
+	int checked;            /* scored: is_spam and score are real */
+	int is_spam;
+	double score;
+	char *headers;          /* lines for the user's copy, or NULL */
+};
+
 /* Deliver one recipient: fills total (the worst result of its copies),
  * appends the destinations to where and the forward addresses (comma-
- * separated) to forward. */
+ * separated) to forward.  ws: the job's spam verdict (shared by its
+ * recipients, all of this worker's user). */
 void worker_deliver(const struct qfile *qf, int qfd, const struct worker_rcpt *rc,
-    struct delivery_result *total, struct buf *where, struct buf *forward);
+    struct worker_spam *ws, struct delivery_result *total, struct buf *where,
+    struct buf *forward);
+
+/* worker_spam.c */
+void worker_spam_init(const char *user, const char *home);
+/* Whether a recipient whose entry says spam= entry_spam (-1 default, 0, 1)
+ * gets a verdict. */
+int worker_spam_wanted(int entry_spam);
+void worker_spam_get(struct worker_spam *ws, const struct qfile *qf, const char *msg,
+    size_t len);
+void worker_spam_reset(struct worker_spam *ws);
+int worker_spam_retiring(void);
+unsigned long worker_spam_checks(void);
+int worker_spam_learn(const char *msg, size_t len, int is_spam, char *err, size_t errlen);
+/* Milliseconds until the Bayes journal is due for a sync; -1 none due. */
+int worker_spam_next_sync_ms(void);
+void worker_spam_sync(void);
+void worker_spam_exit(void);
 
 #endif

@@ -215,9 +215,10 @@ static void visit(const struct rule_instruction *in, int i, int holds, const cha
 }
 
 void worker_deliver(const struct qfile *qf, int qfd, const struct worker_rcpt *rc,
-    struct delivery_result *total, struct buf *where, struct buf *forward)
+    struct worker_spam *ws, struct delivery_result *total, struct buf *where,
+    struct buf *forward)
 {
-	struct rules_entry entry = { 0 };
+	struct rules_entry entry = { .spam = -1 };
 	struct delivery_msg dm = {
 		.qfd = qfd, .msg_offset = qf->msg_offset, .msg_size = qf->msg_size,
 		.sender = qf->sender, .recipient = qf->rcpt[rc->index].address,
@@ -246,10 +247,18 @@ void worker_deliver(const struct qfile *qf, int qfd, const struct worker_rcpt *r
 		return;
 	}
 	msg = parse_if_needed(&entry, &mm, &parsed);
+	int spam_on = worker_spam_wanted(entry.spam);
+	if (spam_on) {
+		worker_spam_get(ws, qf, mm.data, mm.len);
+		dm.extra_headers = ws->headers;
+	}
 	struct rule_context ctx = {
 		.sender = qf->sender, .rcpt = dm.recipient,
 		.extension = rc->extension ? rc->extension : "",
-		.size = qf->msg_size, .spam = 0, .score = 0, .msg = msg,
+		.size = qf->msg_size,
+		.spam = spam_on && ws->checked && ws->is_spam,
+		.score = spam_on && ws->checked ? ws->score : 0,
+		.msg = msg,
 	};
 	struct walk_state w = { qf, rc, &dm, total, where, forward };
 	if (rules_walk(&entry, &ctx, visit, &w) == 0 && is_primary(rc)) {

@@ -299,3 +299,22 @@ def test_smtplib_several_messages_one_connection(d):
             assert s.sendmail(SENDER, ["alice@example.test"], m) == {}
     for m in msgs:
         assert len(H.wait_maildir(d.maildir("alice"), H.mid(m))) == 1
+
+
+def test_mailprocctl_status_lists_workers(d):
+    m = H.make_message(to="alice@example.test")
+    with smtplib.SMTP("127.0.0.1", d.smtp_port, local_hostname=H.CLIENT_NAME,
+                      timeout=H.REPLY_TIMEOUT) as s:
+        assert s.sendmail(SENDER, ["alice@example.test"], m) == {}
+    H.wait_maildir(d.maildir("alice"), H.mid(m))
+    r = d.ctl("status")
+    assert r.returncode == 0, r.out
+    lines = r.out.splitlines()
+    assert re.match(r"qmgr pid=\d+ uptime=\d+s messages=\d+ workers=\d+", lines[0]), r.out
+    assert re.search(r"deliveries sent=[1-9]\d*", r.out), r.out
+    [w] = [x for x in lines if x.startswith("worker user=alice ")]
+    f = dict(kv.split("=", 1) for kv in w.split()[1:])
+    pid = int(f["pid"])
+    assert pid in d.workers(), (pid, d.workers())
+    assert f["state"] in ("idle", "busy") and int(f["jobs"]) >= 1, w
+    assert int(f["rss"].rstrip("K")) > 0, w

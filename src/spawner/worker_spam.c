@@ -1,0 +1,170 @@
+/*
+ * worker_spam.c - the spam verdict in the worker: one check per message
+ * and user (a job's recipients all belong to this worker's user), on first
+ * need, with the limits of the config.
+ *
+ * A message over spam_max_size is not checked; one whose check hits
+ * spam_timeout is delivered unchecked; either way a header says so, and the
+ * rules see no spam (score 0).  After a timeout, an engine error, or
+ * spam_max_checks checks, the worker asks to be replaced when the job is
+ * done (a fresh fork of the spawner's warm interpreter).  Bayes learning
+ * goes to the journal, synced every spam_learn_sync and at exit.
+ */
+#include "spawner/worker_private.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+#include "spam/spam.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static struct {
+	int ready;              /* the engine is loaded and switched to our user */
+	unsigned long checks;
+	int retire;
+	int unsynced;           /* learned since the last journal sync */
+	time_t last_sync;
+	char user[256];
+} S;
+
+void worker_spam_init(const char *user, const char *home)
+{
+	char err[512];
+
+	snprintf(S.user, sizeof(S.user), "%s", user && *user ? user : "-");
+	S.last_sync = time(NULL);
+	if (worker_cfg->spam_engine == 0)
+		return;
+	if (!spam_engine_loaded()) {
+		log_warn("spam: user=%s: the engine is not loaded; messages are delivered "
+		    "unchecked", S.user);
+		return;
+	}
+	if (spam_engine_user(user, home, err, sizeof(err)) < 0) {
+		log_warn("spam: user=%s: %s; messages are delivered unchecked", S.user, err);
+		return;
+	}
+	S.ready = 1;
+}
+
+int worker_spam_wanted(int entry_spam)
+{
+	return worker_cfg->spam_engine != 0 && entry_spam != 0;
+}
+
+/* A header saying why the copy was not checked. */
+static void set_note(struct worker_spam *ws, const char *why)
+{
+	free(ws->headers);
+	ws->headers = xasprintf("X-Mailprocd-Spam: not checked (%s)\n", why);
+}
+
+void worker_spam_get(struct worker_spam *ws, const struct qfile *qf, const char *msg,
+    size_t len)
+{
+	struct spam_verdict v;
+	char err[512], why[128];
+
+	if (ws->done)
+		return;
+	ws->done = 1;
+	if (!S.ready) {
+		set_note(ws, "spam engine unavailable");
+		return;
+	}
+	if (len > worker_cfg->spam_max_size) {
+		snprintf(why, sizeof(why), "message larger than spam_max_size, %llu bytes",
+		    (unsigned long long)worker_cfg->spam_max_size);
+		set_note(ws, why);
+		log_info("qid=%s user=%s spam=skipped size=%zu", qf->qid, S.user, len);
+		return;
+	}
+	memset(&v, 0, sizeof(v));
+	if (spam_engine_check(msg, len, &v, err, sizeof(err)) < 0) {
+		log_warn("qid=%s user=%s spam: check failed: %s", qf->qid, S.user, err);
+		set_note(ws, "spam engine error");
+		S.retire = 1;
+		return;
+	}
+	S.checks++;
+	if (S.checks >= worker_cfg->spam_max_checks)
+		S.retire = 1;
+	if (v.timed_out) {
+		log_warn("qid=%s user=%s spam=timeout ms=%u (over spam_timeout; delivered "
+		    "unchecked, worker replaced)", qf->qid, S.user, v.ms);
+		snprintf(why, sizeof(why), "over spam_timeout, %llu s",
+		    (unsigned long long)worker_cfg->spam_timeout);
+		set_note(ws, why);
+		S.retire = 1;
+		spam_verdict_free(&v);
+		return;
+	}
+	log_info("qid=%s user=%s spam=%s score=%.1f required=%.1f tests=%s ms=%u", qf->qid,
+	    S.user, v.is_spam ? "yes" : "no", v.score, v.required,
+	    v.tests[0] ? v.tests : "none", v.ms);
+	ws->checked = 1;
+	ws->is_spam = v.is_spam;
+	ws->score = v.score;
+	free(ws->headers);
+	ws->headers = v.headers;
+	v.headers = NULL;
+	spam_verdict_free(&v);
+}
+
+void worker_spam_reset(struct worker_spam *ws)
+{
+	free(ws->headers);
+	memset(ws, 0, sizeof(*ws));
+}
+
+int worker_spam_retiring(void)
+{
+	return S.retire;
+}
+
+unsigned long worker_spam_checks(void)
+{
+	return S.checks;
+}
+
+int worker_spam_learn(const char *msg, size_t len, int is_spam, char *err, size_t errlen)
+{
+	if (!S.ready) {
+		snprintf(err, errlen, "spam engine not available for this user");
+		return -1;
+	}
+	if (spam_engine_learn(msg, len, is_spam, err, errlen) < 0)
+		return -1;
+	S.unsynced = 1;
+	return 0;
+}
+
+int worker_spam_next_sync_ms(void)
+{
+	if (!S.ready || !S.unsynced)
+		return -1;
+	time_t due = S.last_sync + (time_t)worker_cfg->spam_learn_sync;
+	time_t now = time(NULL);
+	return due <= now ? 0 : (int)(due - now) * 1000;
+}
+
+void worker_spam_sync(void)
+{
+	char err[512];
+
+	if (!S.ready || !S.unsynced)
+		return;
+	if (spam_engine_sync(err, sizeof(err)) < 0)
+		log_warn("spam: user=%s: Bayes journal sync: %s", S.user, err);
+	S.unsynced = 0;
+	S.last_sync = time(NULL);
+}
+
+void worker_spam_exit(void)
+{
+	if (S.ready)
+		spam_engine_shutdown();     /* syncs the journal */
+	S.ready = 0;
+}

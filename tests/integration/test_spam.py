@@ -1,0 +1,249 @@
+"""test_spam.py - SpamAssassin embedded in the per-user workers, with real
+SpamAssassin (Debian's spamassassin, network tests off): GTUBE scored as
+spam and filed by `if spam`; per-user required_score and spam=off; three
+users, three verdicts for one message; learning through the user's own
+worker into that user's Bayes data only, user_prefs unable to move
+bayes_path; a warm worker checking many messages with one pid; an
+oversized message skipped with a header; a killed worker retried;
+`mailprocctl status`."""
+
+import os
+import re
+import shutil
+import signal
+import smtplib
+import time
+
+import pytest
+
+import mpharness as H
+from mpharness import SENDER
+
+pytestmark = pytest.mark.skipif(shutil.which("spamassassin") is None,
+                                reason="spamassassin is not installed (scripts/setup.sh)")
+
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+RULES = """# rules for test_spam.py
+alice@example.test
+    if spam maildir ~/Maildir/.Junk/ ; stop
+    maildir ~/Maildir/
+
+bob@example.test
+    if spam maildir ~/Maildir/.Junk/ ; stop
+    maildir ~/Maildir/
+
+carol@example.test    spam=off
+    if spam maildir ~/Maildir/.Junk/ ; stop
+    maildir ~/Maildir/
+
+dave@example.test
+    if score > 2 maildir ~/Maildir/.Suspect/ ; stop
+    maildir ~/Maildir/
+
+erin@example.test
+    maildir ~/Maildir/
+"""
+USERS = ("alice", "bob", "carol", "dave", "erin")
+UIDS = "".join(f"{u}@example.test {u}\n" for u in USERS)
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory, run_as):
+    dm = H.Daemon(tmp_path_factory.mktemp("spam"), run_as=run_as, rules=RULES, uids=UIDS,
+                  homes=USERS,
+                  settings={"spam_engine": "spamassassin", "spam_max_size": "64K",
+                            "spam_learn_sync": "1s", "spam_timeout": "60s"})
+    # bob wants a lot more before he calls anything spam
+    prefs = dm.home("bob") / ".spamassassin"
+    prefs.mkdir(parents=True)
+    (prefs / "user_prefs").write_text("required_score 5000\n")
+    H.chown_tree(dm.home("bob"), run_as)
+    # erin tries to move her Bayes data where the admin did not put it
+    evil = dm.root / "evil"
+    evil.mkdir()
+    os.chmod(evil, 0o777)
+    prefs = dm.home("erin") / ".spamassassin"
+    prefs.mkdir(parents=True)
+    (prefs / "user_prefs").write_text(f"bayes_path {evil}/bayes\nrequired_score 4.5\n")
+    H.chown_tree(dm.home("erin"), run_as)
+    dm.compile()
+    dm.start()
+    yield dm
+    dm.stop()
+
+
+def send(d, rcpts, msg, sender=SENDER):
+    with smtplib.SMTP("127.0.0.1", d.smtp_port, local_hostname=H.CLIENT_NAME,
+                      timeout=H.REPLY_TIMEOUT) as s:
+        return s.sendmail(sender, rcpts, msg)
+
+
+def gtube(to):
+    return H.make_message(to=to, subject="test", body=f"{GTUBE}\r\n".encode())
+
+
+def delivered(d, user, folder, msgid):
+    md = d.maildir(user) / folder if folder else d.maildir(user)
+    return H.wait_maildir(md, msgid, timeout=H.DEADLINE * 3)
+
+
+def status(d):
+    r = d.ctl("status")
+    assert r.returncode == 0, r.out
+    return r.out
+
+
+def workers_of(text, user):
+    return [dict(kv.split("=", 1) for kv in line.split()[1:])
+            for line in text.splitlines()
+            if line.startswith("worker ") and f" user={user} " in line]
+
+
+def test_gtube_is_spam_and_filed_into_junk(d):
+    m = gtube("alice@example.test")
+    assert send(d, ["alice@example.test"], m) == {}
+    [got] = delivered(d, "alice", ".Junk", H.mid(m))
+    head = got.split(b"\n\n", 1)[0].decode()
+    assert re.search(r"(?m)^X-Spam-Flag: YES$", head), head
+    assert re.search(r"(?m)^X-Spam-Status: Yes, score=\d", head), head
+    line = d.wait_log(r"user=alice spam=yes score=[\d.]+ required=5\.0 tests=\S*GTUBE")
+    assert line
+
+
+def test_three_users_three_verdicts(d):
+    """One message, three users: alice's verdict files it as Junk, bob's
+    required_score 5000 keeps it in his inbox, carol (spam=off) is not
+    checked at all."""
+    m = gtube("several@example.test")
+    assert send(d, ["alice@example.test", "bob@example.test", "carol@example.test"], m) == {}
+    [a] = delivered(d, "alice", ".Junk", H.mid(m))
+    [b] = delivered(d, "bob", None, H.mid(m))
+    [c] = delivered(d, "carol", None, H.mid(m))
+    assert b"X-Spam-Flag: YES" in a.split(b"\n\n", 1)[0]
+    bob_head = b.split(b"\n\n", 1)[0].decode()
+    assert re.search(r"(?m)^X-Spam-Status: No, score=\d+\.\d+ required=5000\.0", bob_head), \
+        bob_head
+    assert b"X-Spam-" not in c.split(b"\n\n", 1)[0], "carol's copy was checked"
+    H.settle()
+    assert not H.maildir_messages(d.maildir("bob") / ".Junk") or \
+        not H.find_marked([x for _, x in H.maildir_messages(d.maildir("bob") / ".Junk")],
+                          H.mid(m))
+
+
+def test_score_condition(d):
+    m = gtube("dave@example.test")
+    assert send(d, ["dave@example.test"], m) == {}
+    delivered(d, "dave", ".Suspect", H.mid(m))
+
+
+def test_warm_worker_keeps_its_pid(d):
+    for _ in range(3):
+        m = H.make_message(to="alice@example.test", body=b"Just a note about lunch.\r\n")
+        assert send(d, ["alice@example.test"], m) == {}
+        delivered(d, "alice", None, H.mid(m))
+    text = status(d)
+    ws = workers_of(text, "alice")
+    assert len(ws) == 1, text
+    w = ws[0]
+    assert int(w["checks"]) >= 4, text       # GTUBE earlier, and these three
+    assert int(w["rss"].rstrip("K")) > 20000, text
+    # the worker runs as the daemon's account (single-user mode) and is a
+    # child of the spawner
+    pid = int(w["pid"])
+    assert pid in d.workers(), (pid, d.workers())
+    uid = H.proc_ids(pid)[0][0]
+    assert uid == (d.run_as.uid if d.run_as else os.getuid())
+
+
+def test_oversized_message_skipped_with_header(d):
+    m = gtube("alice@example.test")
+    big = m + (b"z" * 998 + b"\r\n") * 80       # > spam_max_size 64K
+    assert send(d, ["alice@example.test"], big) == {}
+    [got] = delivered(d, "alice", None, H.mid(m))
+    head = got.split(b"\n\n", 1)[0].decode()
+    assert "X-Mailprocd-Spam: not checked (message larger than spam_max_size" in head, head
+    assert "X-Spam-Flag" not in head
+
+
+def test_learning_goes_to_that_users_bayes_only(d):
+    alice_state = d.home("alice") / ".spamassassin"
+    bob_state = d.home("bob") / ".spamassassin"
+    before_bob = sorted(p.name for p in bob_state.iterdir()) if bob_state.exists() else []
+    for i in range(3):
+        m = H.make_message(to="alice@example.test", subject=f"cheap pills {i}",
+                           body=b"Buy cheap pills now, best price, click here.\r\n")
+        r = d.ctl("learn", "--spam", "alice@example.test", input=m)
+        assert r.returncode == 0 and "learned as spam" in r.out, r.out
+    r = d.ctl("learn", "--ham", "alice@example.test",
+              input=H.make_message(to="alice@example.test", body=b"See you at lunch.\r\n"))
+    assert r.returncode == 0 and "learned as ham" in r.out, r.out
+    # synced within spam_learn_sync (1s)
+    H.wait_for(lambda: any(p.name.startswith("bayes_toks") for p in alice_state.iterdir()),
+               H.DEADLINE, "alice's Bayes database")
+    after_bob = sorted(p.name for p in bob_state.iterdir()) if bob_state.exists() else []
+    assert not [n for n in after_bob if n.startswith("bayes") and n not in before_bob], \
+        after_bob
+    r = d.ctl("learn", "--spam", "nobody@nowhere.test", input=gtube("x@y.test"))
+    assert r.returncode != 0 and "unknown address" in r.out, r.out
+
+
+def test_user_prefs_cannot_move_bayes_path(d):
+    """erin's user_prefs sets bayes_path (an admin option): it is ignored,
+    her Bayes data stays in her home; her required_score (a user option)
+    is honoured."""
+    evil = d.root / "evil"
+    r = d.ctl("learn", "--spam", "erin@example.test",
+              input=H.make_message(to="erin@example.test", body=b"cheap pills\r\n"))
+    assert r.returncode == 0, r.out
+    state = d.home("erin") / ".spamassassin"
+    H.wait_for(lambda: any(p.name.startswith("bayes_toks") for p in state.iterdir()),
+               H.DEADLINE, "erin's Bayes database in her home")
+    assert not list(evil.iterdir()), "user_prefs moved bayes_path"
+    m = gtube("erin@example.test")
+    assert send(d, ["erin@example.test"], m) == {}
+    [got] = delivered(d, "erin", None, H.mid(m))
+    assert re.search(rb"X-Spam-Status: Yes, score=\d+\.\d+ required=4\.5", got), got[:600]
+
+
+def test_killed_worker_is_retried_and_delivers(d):
+    text = status(d)
+    [w] = workers_of(text, "alice")
+    pid = int(w["pid"])
+    os.kill(pid, signal.SIGSTOP)
+    m = gtube("alice@example.test")
+    assert send(d, ["alice@example.test"], m) == {}
+    time.sleep(0.5)
+    os.kill(pid, signal.SIGKILL)
+    [got] = delivered(d, "alice", ".Junk", H.mid(m))
+    assert b"X-Spam-Flag: YES" in got
+    assert not H.alive(pid)
+
+
+def test_worker_exits_when_idle_and_syncs_its_journal(tmp_path, run_as):
+    rules = "fay@example.test\n    if spam maildir ~/Maildir/.Junk/ ; stop\n    maildir ~/Maildir/\n"
+    d = H.Daemon(tmp_path / "idle", run_as=run_as, rules=rules, uids="fay@example.test fay\n",
+                 homes=("fay",),
+                 settings={"spam_engine": "spamassassin", "worker_idle_timeout": "2s",
+                           "spam_learn_sync": "1h"})
+    d.compile()
+    d.start()
+    try:
+        m = gtube("fay@example.test")
+        assert send(d, ["fay@example.test"], m) == {}
+        delivered(d, "fay", ".Junk", H.mid(m))
+        r = d.ctl("learn", "--spam", "fay@example.test",
+                  input=H.make_message(to="fay@example.test", body=b"cheap pills\r\n"))
+        assert r.returncode == 0, r.out
+        [w] = workers_of(status(d), "fay")
+        pid = int(w["pid"])
+        # idle for worker_idle_timeout: it leaves, syncing the journal
+        # (spam_learn_sync is an hour, so only the exit can have done it)
+        H.wait_for(lambda: not H.alive(pid), H.DEADLINE, "the idle worker to exit")
+        assert not workers_of(status(d), "fay")
+        state = d.home("fay") / ".spamassassin"
+        assert not (state / "bayes_journal").exists() or \
+            (state / "bayes_journal").stat().st_size == 0, "journal not synced at exit"
+        assert any(p.name.startswith("bayes_toks") for p in state.iterdir())
+    finally:
+        d.stop()
