@@ -247,3 +247,47 @@ def test_worker_exits_when_idle_and_syncs_its_journal(tmp_path, run_as):
         assert any(p.name.startswith("bayes_toks") for p in state.iterdir())
     finally:
         d.stop()
+
+
+def test_bayes_learned_by_one_user_changes_only_that_users_scores(tmp_path, run_as):
+    """gus teaches his Bayes data; the same message then hits a BAYES_ rule
+    for gus and none for hal.  (Both lower bayes_min_*_num in their
+    user_prefs, a user option, so that a few messages activate Bayes.)"""
+    users = ("gus", "hal")
+    rules = "".join(f"{u}@example.test\n    maildir ~/Maildir/\n" for u in users)
+    d = H.Daemon(tmp_path / "bayes", run_as=run_as, rules=rules,
+                 uids="".join(f"{u}@example.test {u}\n" for u in users), homes=users,
+                 settings={"spam_engine": "spamassassin", "spam_learn_sync": "1s"})
+    for u in users:
+        p = d.home(u) / ".spamassassin"
+        p.mkdir(parents=True)
+        (p / "user_prefs").write_text("bayes_min_spam_num 1\nbayes_min_ham_num 1\n"
+                                      "bayes_auto_learn 0\n")
+        H.chown_tree(d.home(u), run_as)
+    d.compile()
+    d.start()
+    try:
+        spammy = ("zorblax quimfrat vendulope crastine phalmorix obrundel "
+                  "tessivane glombard\r\n") * 5
+        hammy = ("meeting agenda minutes budget review quarterly planning "
+                 "schedule\r\n") * 5
+        for i in range(6):
+            for text, kind in ((spammy, "--spam"), (hammy, "--ham")):
+                m = H.make_message(to="gus@example.test", subject=f"note {i}",
+                                   body=text.encode())
+                r = d.ctl("learn", kind, "gus@example.test", input=m)
+                assert r.returncode == 0, r.out
+        state = d.home("gus") / ".spamassassin"
+        H.wait_for(lambda: any(p.name.startswith("bayes_toks") for p in state.iterdir()) and
+                   not (state / "bayes_journal").exists(), H.DEADLINE,
+                   "gus's journal synced into his Bayes database")
+        m = H.make_message(to="gus@example.test", subject="hello", body=spammy.encode())
+        assert send(d, ["gus@example.test", "hal@example.test"], m) == {}
+        [g] = delivered(d, "gus", None, H.mid(m))
+        [h] = delivered(d, "hal", None, H.mid(m))
+        gh = g.split(b"\n\n", 1)[0].decode()
+        hh = h.split(b"\n\n", 1)[0].decode()
+        assert re.search(r"BAYES_(9\d|8\d|99|999)", gh), gh
+        assert "BAYES_" not in hh, hh
+    finally:
+        d.stop()
