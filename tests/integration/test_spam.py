@@ -291,3 +291,29 @@ def test_bayes_learned_by_one_user_changes_only_that_users_scores(tmp_path, run_
         assert "BAYES_" not in hh, hh
     finally:
         d.stop()
+
+
+def test_check_over_time_limit_delivered_unchecked_and_worker_replaced(tmp_path, run_as):
+    """A check that overruns (ivy's user_prefs lowers SpamAssassin's
+    time_limit, which only the user may lower) is abandoned: the message
+    is delivered with a header saying so, and the worker is replaced."""
+    rules = "ivy@example.test\n    if spam maildir ~/Maildir/.Junk/ ; stop\n    maildir ~/Maildir/\n"
+    d = H.Daemon(tmp_path / "slow", run_as=run_as, rules=rules, uids="ivy@example.test ivy\n",
+                 homes=("ivy",), settings={"spam_engine": "spamassassin"})
+    p = d.home("ivy") / ".spamassassin"
+    p.mkdir(parents=True)
+    (p / "user_prefs").write_text("time_limit 0.001\n")
+    H.chown_tree(d.home("ivy"), run_as)
+    d.compile()
+    d.start()
+    try:
+        m = gtube("ivy@example.test")
+        assert send(d, ["ivy@example.test"], m) == {}
+        [got] = delivered(d, "ivy", None, H.mid(m))
+        head = got.split(b"\n\n", 1)[0].decode()
+        assert "X-Mailprocd-Spam: not checked (over spam_timeout" in head, head
+        d.wait_log(r"user=ivy spam=timeout")
+        H.wait_for(lambda: not workers_of(status(d), "ivy"), H.DEADLINE,
+                   "the worker to be replaced (gone after its job)")
+    finally:
+        d.stop()
