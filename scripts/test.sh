@@ -155,11 +155,12 @@ run_pass "normal" build -Dbuildtype=debugoptimized
 
 if [ $quick -eq 0 ]; then
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1
+	export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
 	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 	export MAILPROCD_SANITIZED=1
 	run_pass "sanitized" build-asan -Dbuildtype=debugoptimized \
 		-Db_sanitize=address,undefined -Db_lundef=false
-	unset ASAN_OPTIONS UBSAN_OPTIONS MAILPROCD_SANITIZED
+	unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS MAILPROCD_SANITIZED
 else
 	echo; echo "test.sh: --quick: sanitizer pass skipped"
 fi

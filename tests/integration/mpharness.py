@@ -731,6 +731,8 @@ class Daemon:
         logf = open(self.log_path, "wb")
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+        env.setdefault("LSAN_OPTIONS", "suppressions=%s:print_suppressions=0" % (
+            Path(__file__).resolve().parent.parent / "lsan.supp"))
         if self.asan_options:
             env["ASAN_OPTIONS"] += ":" + self.asan_options
         try:
