@@ -139,15 +139,20 @@ class Mailprocd:
     name = "mailprocd"
     transport = "lmtp"
 
-    def __init__(self, workdir, mailroot, users, account, build):
+    def __init__(self, workdir, mailroot, users, account, build,
+                 spam_engine="none", rules="    maildir ~/Maildir/\n"):
         self.workdir, self.mailroot, self.users = workdir, mailroot, users
         self.account = account
+        # The instructions of every user's rules entry, and the engine
+        # they may ask ("if spam ...").
+        self.spam_engine, self.rules = spam_engine, rules
         self.daemon = os.path.join(build, "src", "master", "mailprocd")
         self.ctl = os.path.join(build, "src", "ctl", "mailprocctl")
         self.conf = os.path.join(workdir, "mailprocd.conf")
         self.log = os.path.join(workdir, "mailprocd.log")
         self.port = None
         self.proc = None
+        self.stragglers = []
 
     def prepare(self):
         for exe in (self.daemon, self.ctl):
@@ -164,13 +169,14 @@ class Mailprocd:
         os.makedirs(src, exist_ok=True)
         with open(self.conf, "w") as f:
             f.write(MAILPROCD_CONF % {"dir": self.workdir, "port": self.port,
-                                      "mailroot": self.mailroot})
+                                      "mailroot": self.mailroot,
+                                      "spam": self.spam_engine})
         with open(os.path.join(src, "uid"), "w") as f:
             for n in range(self.users):
                 f.write("%s %s\n" % (load.recipient(n), load.user_name(n)))
         with open(os.path.join(src, "rules"), "w") as f:
             for n in range(self.users):
-                f.write("%s\n    maildir ~/Maildir/\n\n" % load.recipient(n))
+                f.write("%s\n%s\n" % (load.recipient(n), self.rules))
         self.account.chown_tree(self.workdir)
         subprocess.run([self.ctl, "-f", self.conf, "db", "compile"], check=True,
                        stdout=subprocess.DEVNULL, **self.account.popen_kwargs())
@@ -187,8 +193,14 @@ class Mailprocd:
         return load.run_lmtp("127.0.0.1", self.port, work, connections)
 
     def stop(self):
+        """Stop the master by its pid, then wait for the processes it had
+        (a worker finishing after the master would write into the next
+        peer's time, or into a removed work directory)."""
         if self.proc is not None:
+            below = sysutil.descendants(self.proc.pid)
             sysutil.stop_process(self.proc)
+            self.stragglers = sysutil.wait_gone(below)
+            self.proc = None
 
     def diagnostics(self):
         return _tail(self.log)
@@ -204,7 +216,7 @@ db_source_dir   %(dir)s/db-src
 run_dir         %(dir)s/run
 home_base       %(mailroot)s
 default_delivery maildir ~/Maildir/
-spam_engine     none
+spam_engine     %(spam)s
 """
 
 

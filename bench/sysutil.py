@@ -1,6 +1,7 @@
 """sysutil.py - process and system helpers for the benchmark: which account
 runs the peers, free loopback ports, waiting for a listener, stopping a
-server by its pid, and the file system type of a directory."""
+server by its pid, a process's children, and the file system type of a
+directory."""
 import grp
 import os
 import pwd
@@ -77,6 +78,52 @@ def stop_process(proc, timeout=70.0):
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
     return proc.returncode
+
+
+def children(pid):
+    """The pids whose parent is pid, from /proc."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 1 and int(fields[1]) == pid:
+            out.append(int(name))
+    return out
+
+
+def descendants(pid):
+    """Every pid below pid (children, their children, ...), from /proc."""
+    out, todo = [], [pid]
+    while todo:
+        kids = children(todo.pop())
+        out.extend(kids)
+        todo.extend(kids)
+    return out
+
+
+def wait_gone(pids, timeout=30.0):
+    """Wait until none of pids exists (nor is a zombie); returns those
+    still there at the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = []
+        for pid in pids:
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                        left.append(pid)
+            except (OSError, IndexError):
+                pass
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.02)
 
 
 def fs_type(path):

@@ -25,7 +25,11 @@
 #include <time.h>
 #include <unistd.h>
 
+/* How long a spawn request may go unanswered.  With SpamAssassin the
+ * spawner spends its first seconds loading and compiling the rules (about
+ * 2 s here, 40 s under AddressSanitizer) before it reads any request. */
 #define SPAWN_TIMEOUT 30
+#define SPAWN_TIMEOUT_SPAM 180
 
 static struct ipc_msg wmsg;
 
@@ -305,7 +309,7 @@ void workers_check_spawn_timeouts(void)
 	struct spawn_req *req, *next;
 	for (req = TAILQ_FIRST(&Q.spawns); req != NULL; req = next) {
 		next = TAILQ_NEXT(req, entry);
-		if (now - req->sent >= SPAWN_TIMEOUT)
+		if (now - req->sent >= (Q.cfg->spam_engine ? SPAWN_TIMEOUT_SPAM : SPAWN_TIMEOUT))
 			workers_spawn_reply(0, req->id, -1, -1, "the spawner did not answer");
 	}
 	workers_dispatch();

@@ -28,6 +28,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Seconds the spawner waits for its workers when it stops. */
+#define SPAWNER_STOP_WAIT 55        /* within the master's 60 s */
+
 static struct ipc_msg in, out;
 
 static void reply_fail(int qmgr_fd, uint32_t reqid, const char *reason)
@@ -160,6 +163,33 @@ static void load_spam_engine(const struct config *cfg)
 	    (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
 }
 
+/* Reap workers until none is left (they exit once the qmgr closes their
+ * sockets, a SpamAssassin worker after syncing its Bayes journal), for at
+ * most `seconds`. */
+static void wait_for_workers(int sfd, int seconds)
+{
+	time_t deadline = time(NULL) + seconds;
+
+	for (;;) {
+		int status;
+		pid_t pid = waitpid(-1, &status, WNOHANG);
+		if (pid < 0 && errno == ECHILD)
+			return;
+		if (pid > 0)
+			continue;
+		if (time(NULL) >= deadline) {
+			log_warn("workers still running %d s after stop; leaving them", seconds);
+			return;
+		}
+		struct pollfd p = { .fd = sfd, .events = POLLIN };
+		if (poll(&p, 1, 200) > 0) {
+			struct signalfd_siginfo si;
+			ssize_t n = read(sfd, &si, sizeof(si));
+			(void)n;
+		}
+	}
+}
+
 int spawner_main(const struct config *cfg, int qmgr_fd, int root_mode)
 {
 	sigset_t sigs;
@@ -186,8 +216,9 @@ int spawner_main(const struct config *cfg, int qmgr_fd, int root_mode)
 			if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 				if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
 					/* workers finish their jobs and leave when the
-					 * qmgr closes their sockets */
-					reap();
+					 * qmgr closes their sockets; the daemon has
+					 * stopped only when they are gone too */
+					wait_for_workers(sfd, SPAWNER_STOP_WAIT);
 					return 0;
 				}
 				reap();

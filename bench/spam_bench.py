@@ -1,0 +1,250 @@
+#!/usr/bin/python3
+"""spam_bench.py - spam filtering throughput: mailprocd's embedded
+SpamAssassin against procmail + spamassassin, procmail + spamc/spamd, and
+SpamAssassin alone in process.
+
+N messages of the SpamAssassin public corpus (bench/corpus.py, default
+500, a fixed sample) go to R users round-robin; every peer classifies them
+with the same SpamAssassin rules, local tests only, and the three that
+deliver put spam (X-Spam-Flag: YES, or `if spam`) into ~/Maildir/.Junk/
+and the rest into ~/Maildir/ (see bench/spam_peers.py).  The peers other
+than mailprocd get each message with the Received, Return-Path and
+Delivered-To lines an MTA adds before its delivery agent runs, as
+mailprocd adds them itself:
+
+  spawn      procmail spawned per message running `spamassassin -L`, C at
+             a time (slow: only the first --spawn-messages messages);
+  spamd      procmail spawned per message running spamc, to a private
+             spamd with one child per core;
+  bound      bench/sa_bound.pl: Mail::SpamAssassin loaded once, one
+             process per core, checking only (no delivery);
+  mailprocd  LMTP over C connections, spam_engine spamassassin; reported
+             as not supported when the build does not score (a GTUBE
+             probe must land in Junk first).
+
+Before the runs, one Bayes database is trained with sa-learn on --train
+spam and as many ham messages (not among the N; 200 each by default, the
+least SpamAssassin needs to use Bayes at all) and copied into every
+user's ~/.spamassassin, for every peer alike; --train 0 leaves Bayes
+untrained.  Each peer prints msgs/s until every message is a file in a
+new/ directory (bound: until its last check); then the ratios.
+
+    bench/spam_bench.py [-n 500] [-r 10] [-c 4] [--spawn-messages 40]
+                        [--train 200] [--only spawn,spamd,bound,mailprocd]
+
+Run as root (peers as nobody) or as a user; needs scripts/setup.sh --bench.
+"""
+import argparse
+import collections
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import corpus        # noqa: E402
+import load          # noqa: E402
+import spam_peers    # noqa: E402
+import sysutil       # noqa: E402
+
+PEERS = ("spawn", "spamd", "bound", "mailprocd")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("-n", "--messages", type=int, default=500,
+                   help="corpus messages (default 500)")
+    p.add_argument("-r", "--users", type=int, default=10, help="users (default 10)")
+    p.add_argument("-c", "--connections", type=int, default=4,
+                   help="LMTP connections / parallel procmail processes (default 4)")
+    p.add_argument("--spawn-messages", type=int, default=40,
+                   help="messages for the spawn peer, the first of the N (default 40)")
+    p.add_argument("--procs", type=int, default=os.cpu_count() or 1,
+                   help="spamd children and sa_bound.pl processes (default: cores, %d)"
+                   % (os.cpu_count() or 1))
+    p.add_argument("--train", type=int, default=200,
+                   help="Bayes training: spam and ham messages each (default 200; 0: none)")
+    p.add_argument("--seed", type=int, default=1, help="corpus sample seed (default 1)")
+    p.add_argument("--only", default=",".join(PEERS),
+                   help="comma-separated peers to run (default %s)" % ",".join(PEERS))
+    p.add_argument("--build", default=os.path.join(REPO, "build"),
+                   help="mailprocd build directory (default build/)")
+    p.add_argument("--dir", default="/var/tmp",
+                   help="where the maildirs and work files go (default /var/tmp)")
+    p.add_argument("--timeout", type=float, default=600,
+                   help="seconds to wait for delivery (default 600)")
+    p.add_argument("--keep", action="store_true", help="keep the work directory")
+    a = p.parse_args()
+    a.only = [x.strip() for x in a.only.split(",") if x.strip()]
+    for x in a.only:
+        if x not in PEERS:
+            p.error("unknown peer %r (choose from %s)" % (x, ", ".join(PEERS)))
+    if min(a.messages, a.users, a.connections, a.spawn_messages, a.procs) < 1:
+        p.error("-n, -r, -c, --spawn-messages and --procs must be positive")
+    if a.train < 0:
+        p.error("--train must not be negative")
+    a.spawn_messages = min(a.spawn_messages, a.messages)
+    return a
+
+
+def make_peer(name, workdir, mailroot, args, account):
+    if name == "spawn":
+        return spam_peers.SpawnSA(workdir, mailroot, args.users, account)
+    if name == "spamd":
+        return spam_peers.Spamd(workdir, mailroot, args.users, account, args.procs)
+    if name == "bound":
+        return spam_peers.Bound(workdir, mailroot, args.users, account, args.procs)
+    return spam_peers.Mailprocd(workdir, mailroot, args.users, account, args.build)
+
+
+def as_mta_delivers(work):
+    """work as an MTA hands it to its local delivery agent (Postfix: smtpd
+    adds Received, local adds Return-Path and Delivered-To), which is what
+    mailprocd's worker has in front of SpamAssassin too; without them the
+    corpus's own 2002 Return-Path lines decide envelope tests such as
+    HEADER_FROM_DIFFERENT_DOMAINS for the other peers only."""
+    date = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())
+    out = []
+    for i, (rcpt, msg) in enumerate(work):
+        head = ("Return-Path: <%s>\r\nDelivered-To: %s\r\n"
+                "Received: from client.bench.test ([127.0.0.1])\r\n"
+                "\tby bench.test (Postfix) with ESMTP id B%05d\r\n"
+                "\tfor <%s>; %s\r\n" % (load.SENDER, rcpt, i, rcpt, date))
+        out.append((rcpt, head.encode() + msg))
+    return out
+
+
+def run_peer(name, base, template, args, account, work):
+    """Set up, run and tear down one peer.  Returns a result dict."""
+    workdir = os.path.join(base, name)
+    mailroot = os.path.join(workdir, "mail")
+    os.makedirs(mailroot)
+    os.chmod(workdir, 0o755)
+    load.create_maildirs(mailroot, args.users, account.owner())
+    spam_peers.create_junk_maildirs(mailroot, args.users, account.owner())
+    spam_peers.install_bayes(template, mailroot, args.users, account)
+    account.chown_tree(workdir)
+    peer = make_peer(name, workdir, mailroot, args, account)
+    result = {"name": name, "label": peer.label, "transport": peer.transport,
+              "messages": len(work), "errors": []}
+    try:
+        peer.prepare()
+        peer.start()
+        os.sync()   # the previous peer's dirty pages are not this one's cost
+        if name == "bound":
+            stats, start, end, spam = peer.deliver(work, args.connections)
+            result.update(ok=stats.ok, seconds=end - start, junk=spam)
+        else:
+            stats, start, _ = peer.deliver(work, args.connections)
+            done = spam_peers.wait_boxes(mailroot, args.users, stats.ok,
+                                         time.monotonic() + args.timeout)
+            boxes = spam_peers.count_boxes(mailroot, args.users)
+            result.update(ok=stats.ok, errors=stats.errors, junk=boxes["junk"],
+                          on_disk=boxes["inbox"] + boxes["junk"],
+                          seconds=None if done is None else done - start,
+                          scanned=spam_peers.count_scanned(mailroot, args.users))
+            if name != "mailprocd" and result["scanned"] < result["on_disk"]:
+                result["errors"].append("only %d of %d delivered messages were scanned"
+                                        % (result["scanned"], result["on_disk"]))
+    except spam_peers.NotSupported as e:
+        result["unsupported"] = str(e)
+    except (RuntimeError, OSError) as e:
+        result["errors"].append(str(e))
+    finally:
+        peer.stop()
+        result["load"] = os.getloadavg()[0]
+        if result["errors"] or "unsupported" in result:
+            result["diagnostics"] = peer.diagnostics()
+    return result
+
+
+def rate(r):
+    if r and r.get("seconds") and "ok" in r and not r["errors"]:
+        return r["ok"] / r["seconds"]
+    return None
+
+
+def report(r, args):
+    head = "%-9s %-5s %d msgs, %d users:" % (r["name"], r["transport"], r["messages"], args.users)
+    if "unsupported" in r:
+        print("%s not supported by this build: %s" % (head, r["unsupported"]))
+        return
+    if "ok" not in r:
+        print("%s FAILED: %s" % (head, "; ".join(r["errors"][:3])))
+        return
+    if r["seconds"] is None:
+        print("%s delivered only %d of %d after %.0f s" % (head, r["on_disk"], r["ok"],
+                                                           args.timeout))
+    else:
+        line = "%s %7.2f msgs/s (%.2f s), %d spam" % (head, r["ok"] / r["seconds"],
+                                                      r["seconds"], r["junk"])
+        if "scanned" in r:
+            line += " in Junk, %d with X-Spam-Status" % r["scanned"]
+        print(line + "  [%s; load %.1f]" % (r["label"], r["load"]))
+    if r["errors"]:
+        print("    %d errors, first: %s" % (len(r["errors"]), r["errors"][0]))
+
+
+def main():
+    args = parse_args()
+    try:
+        sample = corpus.sample(args.messages, args.seed)
+        train = {lab: corpus.sample(args.train, args.seed, lab, exclude=sample)
+                 for lab in corpus.LABELS}
+    except (corpus.CorpusMissing, ValueError) as e:
+        print("spam_bench: %s" % e, file=sys.stderr)
+        return 2
+    account = sysutil.Account()
+    base = tempfile.mkdtemp(prefix="mailprocd-spam-bench.", dir=args.dir)
+    os.chmod(base, 0o755)
+    labels = collections.Counter(lab for lab, _ in sample)
+    print("spam_bench: %s (%s), peers run as %s; %s; %s; load average %.2f" % (
+        base, sysutil.fs_type(base), account.name, ", ".join(args.only),
+        spam_peers.run_sa_version(), os.getloadavg()[0]))
+    print("spam_bench: %d corpus messages (seed %d: %d spam, %d ham by label) to %d users"
+          % (args.messages, args.seed, labels["spam"], labels["ham"], args.users))
+    work = [(load.recipient(i % args.users), corpus.crlf(data))
+            for i, (_, data) in enumerate(sample)]
+    results = {}
+    try:
+        template = os.path.join(base, "bayes")
+        os.makedirs(template)
+        if args.train:
+            secs = spam_peers.train_bayes(template, account, train["spam"], train["ham"])
+            print("spam_bench: Bayes trained on %d spam + %d ham in %.1f s, copied to "
+                  "every user" % (args.train, args.train, secs))
+        for name in args.only:
+            w = work if name == "mailprocd" else as_mta_delivers(work)
+            w = w[:args.spawn_messages] if name == "spawn" else w
+            results[name] = run_peer(name, base, template, args, account, w)
+            report(results[name], args)
+            if results[name].get("diagnostics"):
+                print("    last log lines:\n" + "".join(
+                    "      " + l + "\n" for l in results[name]["diagnostics"].splitlines()))
+    except (RuntimeError, OSError) as e:
+        print("spam_bench: %s" % e, file=sys.stderr)
+        return 1
+    finally:
+        if args.keep:
+            print("spam_bench: kept %s" % base)
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+    m = rate(results.get("mailprocd"))
+    for other, what in (("spamd", "spamd"), ("bound", "SA-bound"), ("spawn", "spawn")):
+        o = rate(results.get(other))
+        if m and o:
+            print("ratio mailprocd/%s (msgs/s): %.2f" % (what, m / o))
+    for a, b in (("bound", "spamd"), ("spamd", "spawn")):
+        ra, rb = rate(results.get(a)), rate(results.get(b))
+        if ra and rb:
+            print("ratio %s/%s (msgs/s): %.2f" % (a, b, ra / rb))
+    bad = any(r["errors"] or ("ok" in r and r.get("seconds") is None)
+              for r in results.values())
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
