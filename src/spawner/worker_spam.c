@@ -147,7 +147,10 @@ int worker_spam_next_sync_ms(void)
 		return -1;
 	time_t due = S.last_sync + (time_t)worker_cfg->spam_learn_sync;
 	time_t now = time(NULL);
-	return due <= now ? 0 : (int)(due - now) * 1000;
+	if (due <= now)
+		return 0;
+	/* a day at most: the caller's poll() takes an int of milliseconds */
+	return due - now > 86400 ? 86400 * 1000 : (int)(due - now) * 1000;
 }
 
 void worker_spam_sync(void)
