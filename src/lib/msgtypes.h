@@ -18,9 +18,11 @@ enum msg_type {
 	/* qmgr -> worker; fd = the queue file, read-only */
 	MSG_JOB = 20,           /* str qid, u32 n, then n x (u32 index, str address,
 	                         * str extension, str account, str home, blob rules,
-	                         * str run: "all" instructions, "primary" (all but
-	                         * uid=/gid= ones, plus the default delivery), or
-	                         * "only:N,M" (those instruction numbers)) */
+	                         * str run: "all" instructions (single-user mode),
+	                         * "primary" or "primary:except:N,M" (root mode:
+	                         * all but those, which other accounts' parts run,
+	                         * plus the default delivery), or "only:N,M" (a
+	                         * uid=/gid= account's part: those instructions)) */
 	/* worker -> qmgr */
 	MSG_RESULT,             /* str qid, u32 index, u32 status (enum delivery_status),
 	                         * str dsn ("2.0.0"), str text, str where,

@@ -529,7 +529,15 @@ static void schedule_pending(struct qmsg *m)
 			db_resolution_free(&res);
 			break;
 		}
-		add_part(parts[0], i, &res, Q.root_mode ? "primary" : "all");
+		/* the primary part runs everything the other parts do not */
+		struct buf except = BUF_INIT;
+		buf_puts(&except, Q.root_mode ? "primary" : "all");
+		for (int k = 0; k < nparts; k++) {
+			buf_puts(&except, k == 0 ? ":except:" : ",");
+			buf_puts(&except, lists[k].data + 5);   /* after "only:" */
+		}
+		add_part(parts[0], i, &res, except.data);
+		buf_free(&except);
 		for (int k = 1; k <= nparts; k++)
 			add_part(parts[k], i, &res, lists[k - 1].data);
 		m->busy[i] = (unsigned char)(nparts + 1);

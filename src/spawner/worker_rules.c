@@ -71,9 +71,9 @@ static void unmap_message(struct msg_map *mm)
 	mm->base = NULL;
 }
 
-static int in_only_list(const char *run, int i)
+/* Whether instruction number i is in a list "N,M,..." */
+static int in_list(const char *p, int i)
 {
-	const char *p = run + 5;        /* after "only:" */
 	while (*p) {
 		char *end;
 		long v = strtol(p, &end, 10);
@@ -86,24 +86,26 @@ static int in_only_list(const char *run, int i)
 	return 0;
 }
 
-/* Whether this part runs instruction i. */
+/* Whether this part runs instruction i.  run is "all" (single-user mode),
+ * "primary" (root mode, the entry's account), "primary:except:N,..." (the
+ * same, leaving the instructions other accounts' parts run), or
+ * "only:N,..." (a part for a uid=/gid= account). */
 static int part_runs(const struct worker_rcpt *rc, const struct rule_instruction *in, int i)
 {
-	int writes = rule_action_writes_as_user(in->action);
-	int overridden = writes && (in->has_uid || in->has_gid);
+	const char *except = strstr(rc->run, ":except:");
 
-	if (strcmp(rc->run, "all") == 0)
+	if (strcmp(rc->run, "all") == 0 || strcmp(rc->run, "primary") == 0)
 		return 1;
-	if (strcmp(rc->run, "primary") == 0)
-		return !overridden;
 	if (strncmp(rc->run, "only:", 5) == 0)
-		return overridden && in_only_list(rc->run, i);
+		return rule_action_writes_as_user(in->action) && in_list(rc->run + 5, i);
+	if (except != NULL)
+		return !in_list(except + 8, i);
 	return 0;
 }
 
 static int is_primary(const struct worker_rcpt *rc)
 {
-	return strcmp(rc->run, "all") == 0 || strcmp(rc->run, "primary") == 0;
+	return strncmp(rc->run, "all", 3) == 0 || strncmp(rc->run, "primary", 7) == 0;
 }
 
 /* maildir, mbox or pipe: writes as this worker's user. */

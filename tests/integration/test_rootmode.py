@@ -59,6 +59,7 @@ split@example.test
     maildir ~/Maildir/
     maildir ~/Maildir/.from-a/ uid={ub.name}
     pipe "id -u > $HOME/pipe-uid" uid={ub.name}
+    maildir ~/Maildir/.self/ uid={ua.name}
 """
         uids = f"""a@example.test {ua.name}
 b@example.test {ub.name}
@@ -199,6 +200,11 @@ def test_uid_override_runs_as_that_account(env):
     [p2] = [p for p, c in H.maildir_messages(other) if H.mid(m) in c]
     owned(p1, ua, 0o600)
     owned(p2, ub, 0o600)
+    # uid= naming the entry's own account: run once, by the entry's worker
+    selfdir = env["homes"] / "a" / "Maildir" / ".self"
+    H.wait_maildir(selfdir, H.mid(m))
+    H.settle()
+    assert len([p for p, c in H.maildir_messages(selfdir) if H.mid(m) in c]) == 1
     uidfile = env["homes"] / "b" / "pipe-uid"
     H.wait_for(uidfile.exists, H.DEADLINE, "the pipe's output")
     assert uidfile.read_text().strip() == str(ub.uid)
