@@ -141,6 +141,9 @@ extern struct qmgr Q;
 /* scheduler.c */
 void sched_load(const char *qid, enum qdir dir);
 void sched_job_finished(struct job *job);
+/* A delivery job could not run (or ended early): its recipients without a
+ * result get a temporary failure with reason, then as sched_job_finished. */
+void sched_job_failed(struct job *job, const char *reason);
 void sched_retry_all_now(void);
 void sched_free_all(void);
 void sched_job_free(struct job *job);

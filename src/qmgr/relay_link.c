@@ -41,21 +41,6 @@ static struct {
 
 static struct ipc_msg rmsg;
 
-static void fail_job(struct job *job, const char *reason)
-{
-	for (size_t i = 0; i < job->n; i++) {
-		struct job_rcpt *jr = &job->rcpt[i];
-		if (jr->have_result)
-			continue;
-		jr->have_result = 1;
-		memset(&jr->result, 0, sizeof(jr->result));
-		jr->result.status = DELIVERY_TEMPFAIL;
-		snprintf(jr->result.dsn, sizeof(jr->result.dsn), "4.3.0");
-		snprintf(jr->result.text, sizeof(jr->result.text), "%s", reason);
-	}
-	sched_job_finished(job);
-}
-
 static int send_job(struct job *job)
 {
 	struct qmsg *m = job->msg;
@@ -64,7 +49,7 @@ static int send_job(struct job *job)
 
 	if (fd < 0) {
 		snprintf(reason, sizeof(reason), "cannot open queue file: %s", strerror(errno));
-		fail_job(job, reason);
+		sched_job_failed(job, reason);
 		return 0;
 	}
 	job->relay_id = ++R.next_id;
@@ -84,7 +69,7 @@ static int send_job(struct job *job)
 	if (r < 0) {
 		snprintf(reason, sizeof(reason), "cannot hand the message to the relay: %s",
 		    strerror(e));
-		fail_job(job, reason);
+		sched_job_failed(job, reason);
 		return 0;
 	}
 	job->relay_sent = time(NULL);
@@ -132,7 +117,7 @@ static void fail_inflight(const char *reason)
 	while ((job = TAILQ_FIRST(&R.inflight)) != NULL) {
 		TAILQ_REMOVE(&R.inflight, job, entry);
 		R.ninflight--;
-		fail_job(job, reason);
+		sched_job_failed(job, reason);
 	}
 }
 
@@ -225,7 +210,7 @@ void relay_check_timeouts(void)
 		log_warn("qid=%s: no answer from the relay for %d s", job->msg->qid, RELAY_JOB_TIMEOUT);
 		TAILQ_REMOVE(&R.inflight, job, entry);
 		R.ninflight--;
-		fail_job(job, "no answer from the relay");
+		sched_job_failed(job, "no answer from the relay");
 	}
 	relay_dispatch();
 }

@@ -705,21 +705,38 @@ static int merge_part(struct qmsg *m, struct job_rcpt *jr)
 	return 1;
 }
 
+/* Every recipient of the job without a result gets a temporary failure
+ * with this reason. */
+static void fill_missing_results(struct job *job, const char *reason)
+{
+	for (size_t i = 0; i < job->n; i++) {
+		struct job_rcpt *jr = &job->rcpt[i];
+		if (jr->have_result)
+			continue;
+		jr->have_result = 1;
+		memset(&jr->result, 0, sizeof(jr->result));
+		jr->result.status = DELIVERY_TEMPFAIL;
+		snprintf(jr->result.dsn, sizeof(jr->result.dsn), "4.3.0");
+		snprintf(jr->result.text, sizeof(jr->result.text), "%s", reason);
+	}
+}
+
+void sched_job_failed(struct job *job, const char *reason)
+{
+	fill_missing_results(job, reason);
+	sched_job_finished(job);
+}
+
 void sched_job_finished(struct job *job)
 {
 	struct qmsg *m = job->msg;
 	size_t *idx = xcalloc(job->n ? job->n : 1, sizeof(*idx));
 	size_t nidx = 0;
 
+	fill_missing_results(job, job->user ? "worker exited before reporting" :
+	    "no result from the relay");
 	for (size_t i = 0; i < job->n; i++) {
 		struct job_rcpt *jr = &job->rcpt[i];
-		if (!jr->have_result) {
-			memset(&jr->result, 0, sizeof(jr->result));
-			jr->result.status = DELIVERY_TEMPFAIL;
-			snprintf(jr->result.dsn, sizeof(jr->result.dsn), "4.3.0");
-			snprintf(jr->result.text, sizeof(jr->result.text), "%s",
-			    job->user ? "worker exited before reporting" : "no result from the relay");
-		}
 		if (m->busy[jr->index] > 1 || (m->partial && m->partial[jr->index])) {
 			if (!merge_part(m, jr))
 				continue;       /* other parts still run */

@@ -46,19 +46,10 @@ void user_enqueue(struct user *u, struct job *job)
  * temporary failure with the reason. */
 static void job_fail(struct job *job, const char *reason)
 {
-	if (job->kind == JOB_LEARN) {
+	if (job->kind == JOB_LEARN)
 		control_learn_done(job, 0, reason);
-		return;
-	}
-	for (size_t i = 0; i < job->n; i++) {
-		struct job_rcpt *jr = &job->rcpt[i];
-		jr->have_result = 1;
-		memset(&jr->result, 0, sizeof(jr->result));
-		jr->result.status = DELIVERY_TEMPFAIL;
-		snprintf(jr->result.dsn, sizeof(jr->result.dsn), "4.3.0");
-		snprintf(jr->result.text, sizeof(jr->result.text), "%s", reason);
-	}
-	sched_job_finished(job);
+	else
+		sched_job_failed(job, reason);
 }
 
 static void idle_expired(evutil_socket_t fd, short what, void *arg);
