@@ -37,6 +37,11 @@ struct qrcpt;
 /* "PREFIX<addr> state=S attempts=N [error="TEXT"]" and a newline. */
 void ctl_print_recipient(const char *prefix, const struct qrcpt *r);
 
+/* The message on standard input, CRLF made LF as the queue stores it,
+ * NUL-terminated (malloc'd; *len without the NUL); NULL (said, prefixed
+ * with cmd) when it is larger than max or cannot be read. */
+char *ctl_read_message(const char *cmd, uint64_t max, size_t *len);
+
 /* "mailprocctl: message" on stderr. */
 void ctl_error(const char *fmt, ...) MP_PRINTF(1, 2);
 

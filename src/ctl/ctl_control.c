@@ -81,36 +81,22 @@ static int ask(const struct config *cfg)
 /* The message from stdin in an anonymous file, CRLF made LF. */
 static int message_file(const struct config *cfg)
 {
-	int fd = memfd_create("mailprocctl-learn", MFD_CLOEXEC);
-	char in[65536], out[65536];
-	size_t n, total = 0;
+	size_t len;
+	char *text = ctl_read_message("learn", cfg->max_message_size, &len);
+	int fd = -1;
 
-	if (fd < 0) {
-		ctl_error("memfd_create: %s", strerror(errno));
+	if (text == NULL)
 		return -1;
-	}
-	while ((n = fread(in, 1, sizeof(in), stdin)) > 0) {
-		size_t o = 0;
-		for (size_t i = 0; i < n; i++)
-			if (!(in[i] == '\r' && i + 1 < n && in[i + 1] == '\n'))
-				out[o++] = in[i];
-		total += o;
-		if (total > cfg->max_message_size) {
-			ctl_error("learn: the message is larger than max_message_size");
-			close(fd);
-			return -1;
-		}
-		if (write_all(fd, out, o) < 0) {
-			ctl_error("learn: %s", strerror(errno));
-			close(fd);
-			return -1;
-		}
-	}
-	if (ferror(stdin) || total == 0) {
+	if (len == 0)
 		ctl_error("learn: no message on standard input");
+	else if ((fd = memfd_create("mailprocctl-learn", MFD_CLOEXEC)) < 0)
+		ctl_error("memfd_create: %s", strerror(errno));
+	else if (write_all(fd, text, len) < 0) {
+		ctl_error("learn: %s", strerror(errno));
 		close(fd);
-		return -1;
+		fd = -1;
 	}
+	free(text);
 	return fd;
 }
 

@@ -39,33 +39,6 @@ struct dry_run {
 	int rejected;
 };
 
-/* The message from stdin with CRLF made LF, as the queue stores it. */
-static char *read_message(uint64_t max, size_t *len)
-{
-	struct buf b = BUF_INIT;
-	char chunk[65536];
-	size_t n;
-
-	while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0) {
-		for (size_t i = 0; i < n; i++)
-			if (!(chunk[i] == '\r' && i + 1 < n && chunk[i + 1] == '\n'))
-				buf_putc(&b, chunk[i]);
-		if (b.len > max) {
-			buf_free(&b);
-			ctl_error("test: the message is larger than max_message_size");
-			return NULL;
-		}
-	}
-	if (ferror(stdin)) {
-		buf_free(&b);
-		ctl_error("test: reading the message: %s", strerror(errno));
-		return NULL;
-	}
-	buf_putc(&b, '\0');
-	*len = b.len - 1;
-	return b.data;
-}
-
 static void describe(const struct rule_instruction *in, const struct dry_run *d)
 {
 	char path[PATH_MAX], err[256];
@@ -162,7 +135,7 @@ int ctl_test(const struct config *cfg, char **args, int nargs)
 
 	int status = CTL_ERROR;
 	size_t len = 0;
-	char *msg = read_message(cfg->max_message_size, &len);
+	char *msg = ctl_read_message("test", cfg->max_message_size, &len);
 	struct rules_entry e = { .spam = -1 };
 	struct mime_message mm = { 0 };
 	struct dry_run d = { .home = r.home ? r.home : fallback_home() };

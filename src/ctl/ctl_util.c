@@ -2,9 +2,12 @@
  * ctl_util.c - output helpers shared by the mailprocctl commands.
  */
 #include "ctl/ctl.h"
+#include "lib/buf.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 void ctl_error(const char *fmt, ...)
 {
@@ -45,4 +48,38 @@ void ctl_print_quoted(const char *s)
 			putchar(*p);
 	}
 	putchar('"');
+}
+
+char *ctl_read_message(const char *cmd, uint64_t max, size_t *len)
+{
+	struct buf b = BUF_INIT;
+	char chunk[65536];
+	size_t n;
+
+	while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0) {
+		buf_append(&b, chunk, n);
+		if (b.len > max + max / 8 + 1024) {     /* CRLF may shrink it a little */
+			buf_free(&b);
+			ctl_error("%s: the message is larger than max_message_size", cmd);
+			return NULL;
+		}
+	}
+	if (ferror(stdin)) {
+		buf_free(&b);
+		ctl_error("%s: reading the message: %s", cmd, strerror(errno));
+		return NULL;
+	}
+	size_t o = 0;
+	for (size_t i = 0; i < b.len; i++)
+		if (!(b.data[i] == '\r' && i + 1 < b.len && b.data[i + 1] == '\n'))
+			b.data[o++] = b.data[i];
+	if (o > max) {
+		buf_free(&b);
+		ctl_error("%s: the message is larger than max_message_size", cmd);
+		return NULL;
+	}
+	b.len = o;
+	buf_putc(&b, '\0');
+	*len = o;
+	return b.data;
 }
