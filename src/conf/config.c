@@ -82,6 +82,7 @@ void config_defaults(struct config *c)
 	c->spam_timeout = 60;
 	c->spam_max_checks = 1000;
 	c->spam_learn_sync = 60;
+	c->spam_concurrency = 0;
 }
 
 /* ---- value handlers ---- */
@@ -231,6 +232,16 @@ static void h_spam_engine(struct parse_ctx *p, char **w, int n, void *field)
 		p->c->spam_engine = 1;
 	else
 		perr(p, "spam_engine: expected spamassassin or none, not \"%s\"", w[1]);
+}
+
+static void h_spam_concurrency(struct parse_ctx *p, char **w, int n, void *field)
+{
+	if (!want_args(p, w[0], n - 1, 1, 1))
+		return;
+	if (strcmp(w[1], "auto") == 0)
+		p->c->spam_concurrency = 0;
+	else
+		h_count(p, w, n, field);
 }
 
 static void h_default_delivery(struct parse_ctx *p, char **w, int n, void *field)
@@ -390,6 +401,7 @@ static const struct key {
 	{ "spam_timeout", h_duration, F(spam_timeout), 0 },
 	{ "spam_max_checks", h_count, F(spam_max_checks), 0 },
 	{ "spam_learn_sync", h_duration, F(spam_learn_sync), 0 },
+	{ "spam_concurrency", h_spam_concurrency, F(spam_concurrency), 0 },
 };
 
 _Static_assert(sizeof(keys) / sizeof(keys[0]) <= 64, "seen[] too small");

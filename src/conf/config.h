@@ -58,6 +58,7 @@ struct config {
 	uint64_t spam_timeout;
 	uint64_t spam_max_checks;
 	uint64_t spam_learn_sync;
+	uint64_t spam_concurrency;      /* checks at once, all users; 0 = one per core */
 };
 
 #define CONFIG_DEFAULT_PATH "/etc/mailprocd/mailprocd.conf"

@@ -14,9 +14,14 @@ enum msg_type {
 	/* spawner -> qmgr */
 	MSG_SPAWN_OK,           /* u32 reqid, u32 pid; fd = qmgr's end of the worker socket */
 	MSG_SPAWN_FAIL,         /* u32 reqid, str reason */
+	/* qmgr -> spawner: a worker whose spam check overran; the spawner
+	 * kills it only if it is one of its own children */
+	MSG_KILL_WORKER,        /* u32 pid */
 
 	/* qmgr -> worker; fd = the queue file, read-only */
-	MSG_JOB = 20,           /* str qid, u32 n, then n x (u32 index, str address,
+	MSG_JOB = 20,           /* str qid, u32 spam_skip (1: an earlier check of this
+	                         * message for this user was stopped: do not check),
+	                         * u32 n, then n x (u32 index, str address,
 	                         * str extension, str account, str home, blob rules,
 	                         * str run: "all" instructions (single-user mode),
 	                         * "primary" or "primary:except:N,M" (root mode:
@@ -33,6 +38,13 @@ enum msg_type {
 	MSG_LEARN,              /* u32 is_spam */
 	/* worker -> qmgr */
 	MSG_LEARN_DONE,         /* u32 ok, str text */
+	/* worker -> qmgr: a spam check (or learn) is about to start; the
+	 * worker waits for MSG_CHECK_GO (spam_concurrency) */
+	MSG_CHECK_WAIT,         /* (empty) */
+	/* qmgr -> worker */
+	MSG_CHECK_GO,           /* (empty) */
+	/* worker -> qmgr: the check is over */
+	MSG_CHECK_END,          /* (empty) */
 
 	/* qmgr -> relay; fd = the queue file, read-only (pread only) */
 	MSG_RELAY_JOB = 30,     /* u64 job_id, str sender ("" = <>), u64 msg_offset,

@@ -10,8 +10,8 @@
  *                  (a descriptor) goes to that user's own worker as a learn
  *                  job, queued with the user's deliveries (same fairness,
  *                  same open Bayes data); the reply comes when it is done.
- *   MSG_CTL_STATUS the queue, and each worker: user, pid, uptime, state,
- *                  spam checks, resident memory.
+ *   MSG_CTL_STATUS the queue, spam check turns, and each worker: user, pid,
+ *                  uptime, state, spam checks, resident memory.
  */
 #include "qmgr/qmgr_private.h"
 #include "db/db.h"
@@ -124,6 +124,15 @@ static uint64_t rss_kib(pid_t pid)
 	return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE) / 1024;
 }
 
+/* idle, busy (delivering), waiting (for a spam check turn) or checking */
+static const char *worker_state(const struct worker *w)
+{
+	if (w->job == NULL)
+		return "idle";
+	return w->check == CHECK_RUNNING ? "checking" : w->check == CHECK_WAITING ? "waiting" :
+	    "busy";
+}
+
 static int status_user(const char *key, void *value, void *ctx)
 {
 	struct user *u = value;
@@ -135,8 +144,7 @@ static int status_user(const char *key, void *value, void *ctx)
 		buf_printf(b, "worker user=%s uid=%lu pid=%ld uptime=%lds state=%s checks=%lu "
 		    "jobs=%lu rss=%lluK\n", u->account[0] ? u->account : "-",
 		    (unsigned long)u->uid, (long)w->pid, (long)(now - w->started),
-		    w->job ? "busy" : "idle", w->checks, w->jobs,
-		    (unsigned long long)rss_kib(w->pid));
+		    worker_state(w), w->checks, w->jobs, (unsigned long long)rss_kib(w->pid));
 	return 0;
 }
 
@@ -153,6 +161,8 @@ static void status(struct control_conn *c)
 	    Q.nspawning);
 	buf_printf(&b, "deliveries sent=%lu deferred=%lu bounced=%lu\n", Q.count_sent,
 	    Q.count_deferred, Q.count_bounced);
+	if (Q.cfg->spam_engine)
+		buf_printf(&b, "spam checks running=%d of %d\n", Q.checks_running, Q.check_slots);
 	strmap_each(Q.users, status_user, &b);
 	if (b.len > IPC_MAX_PAYLOAD - 64) {     /* thousands of workers: cut, say so */
 		b.len = IPC_MAX_PAYLOAD - 64;

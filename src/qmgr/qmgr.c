@@ -128,6 +128,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	time_t now = time(NULL);
 	open_db();
 	workers_check_spawn_timeouts();
+	checks_watchdog();
 	relay_check_timeouts();
 	if (!Q.stopping && now - last_rescan >= RESCAN_SECONDS) {
 		last_rescan = now;
@@ -174,6 +175,7 @@ int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int rel
 	Q.self_home = xstrdup(pw ? pw->pw_dir : "/");
 	TAILQ_INIT(&Q.ring);
 	TAILQ_INIT(&Q.spawns);
+	checks_init();
 	Q.queue_dirfd[QDIR_ACTIVE] = open_queue_dir("active");
 	Q.queue_dirfd[QDIR_DEFERRED] = open_queue_dir("deferred");
 	Q.queue_dirfd[QDIR_INCOMING] = open_queue_dir("incoming");

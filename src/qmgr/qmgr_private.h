@@ -5,6 +5,7 @@
  *   workers.c    the worker pool: spawn requests, job hand-off, idle retirement
  *   relay_link.c jobs for the relay (forwards and bounces) and its results
  *   outbound.c   new queue files the qmgr writes: forwards and bounces (DSNs)
+ *   checks.c     spam check turns (spam_concurrency) and their watchdog
  */
 #ifndef MP_QMGR_PRIVATE_H
 #define MP_QMGR_PRIVATE_H
@@ -44,6 +45,9 @@ struct qmsg {
 	struct event *retry_ev; /* while deferred, or waiting to retry its bounce */
 	int bounced;            /* its bounce is queued (or none was needed) */
 	time_t next_retry;
+	int retry_now;          /* the next retry is due at once, not by retry_schedule */
+	struct user **spam_stopped;     /* users whose check of it was stopped */
+	size_t nspam_stopped;
 };
 
 struct job_rcpt {
@@ -89,8 +93,13 @@ struct worker {
 	unsigned long jobs;     /* jobs done */
 	unsigned long checks;   /* spam checks done, as the worker last said */
 	int dead;               /* a send failed: no more jobs */
+	enum { CHECK_NONE, CHECK_WAITING, CHECK_RUNNING } check;
+	TAILQ_ENTRY(worker) check_entry;        /* in Q.checks while not CHECK_NONE */
+	struct timespec check_since;    /* when it began waiting, then running */
+	int check_stopped;      /* the watchdog asked the spawner to kill it */
 };
 TAILQ_HEAD(worker_list, worker);
+TAILQ_HEAD(check_list, worker);
 
 /* A delivery identity: one account with one uid/gid. */
 struct user {
@@ -105,6 +114,7 @@ struct user {
 	struct worker_list workers;
 	int nworkers;
 	int spawning;
+	int checks_running;
 };
 TAILQ_HEAD(user_list, user);
 
@@ -129,6 +139,9 @@ struct qmgr {
 	uint32_t next_spawn_id;
 	int nworkers;                   /* all users */
 	int nspawning;
+	struct check_list checks;       /* workers waiting for a check turn or checking */
+	int checks_running;
+	int check_slots;                /* spam_concurrency, resolved */
 	int stopping;
 	int queue_dirfd[QDIR_COUNT];    /* active/, deferred/, incoming/ */
 	char *self_home;                /* single-user mode: the daemon user's home */
@@ -160,6 +173,19 @@ void user_enqueue(struct user *u, struct job *job);
  * no account in root mode). */
 struct db_resolution;
 struct user *sched_user_for(const struct db_resolution *r, char *err, size_t errlen);
+
+/* checks.c */
+void checks_init(void);
+/* MSG_CHECK_WAIT from w: it gets its turn now or when one is free. */
+void checks_wait(struct worker *w);
+/* MSG_CHECK_END from w. */
+void checks_end(struct worker *w);
+/* w is going away: whatever turn it held or waited for is given up. */
+void checks_forget(struct worker *w);
+/* From the periodic timer: stop the checks that overran spam_timeout. */
+void checks_watchdog(void);
+/* Whether m's check for u was stopped (its next job skips the check). */
+int checks_skip(const struct qmsg *m, const struct user *u);
 
 /* control.c */
 void control_init(int listen_fd);

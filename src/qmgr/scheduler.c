@@ -51,6 +51,7 @@ static void msg_free(struct qmsg *m)
 		for (size_t i = 0; i < m->qf.nrcpt; i++)
 			partial_free(m->partial[i]);
 	free(m->partial);
+	free(m->spam_stopped);
 	qfile_free(&m->qf);
 	free(m->busy);
 	free(m);
@@ -176,11 +177,13 @@ static void arm_retry(struct qmsg *m)
 		const struct qrcpt *rc = &m->qf.rcpt[i];
 		if (rc->state != RCPT_PENDING)
 			continue;
-		time_t t = rc->attempts ? rc->last_attempt + (time_t)retry_delay(rc->attempts) : now;
+		time_t t = rc->attempts && !m->retry_now ?
+		    rc->last_attempt + (time_t)retry_delay(rc->attempts) : now;
 		if (next == 0 || t < next)
 			next = t;
 	}
 	m->next_retry = next;
+	m->retry_now = 0;
 	if (m->retry_ev == NULL)
 		m->retry_ev = evtimer_new(Q.base, retry_fire, m);
 	struct timeval tv = { .tv_sec = next > now ? next - now : 0 };

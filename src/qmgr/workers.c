@@ -66,6 +66,7 @@ static void worker_set_idle(struct worker *w)
 static void worker_remove(struct worker *w)
 {
 	struct user *u = w->user;
+	checks_forget(w);
 	TAILQ_REMOVE(&u->workers, w, entry);
 	u->nworkers--;
 	Q.nworkers--;
@@ -108,6 +109,7 @@ static int worker_send_job(struct worker *w, struct job *job)
 	}
 	ipc_init(&wmsg, MSG_JOB);
 	ipc_add_str(&wmsg, m->qid);
+	ipc_add_u32(&wmsg, (uint32_t)checks_skip(m, u));
 	ipc_add_u32(&wmsg, (uint32_t)job->n);
 	for (size_t i = 0; i < job->n; i++) {
 		const struct job_rcpt *jr = &job->rcpt[i];
@@ -319,12 +321,18 @@ static void job_ended(struct job *job, const char *why)
 static void worker_gone(struct worker *w, const char *why)
 {
 	struct job *job = w->job;
-	if (job != NULL)
+	int stopped = w->check_stopped;
+	if (job != NULL && !stopped)
 		log_warn("worker %ld of %s %s during a job", (long)w->pid, w->user->account, why);
 	w->job = NULL;
 	worker_remove(w);
-	if (job != NULL)
-		job_ended(job, "the worker exited before answering");
+	if (job == NULL)
+		return;
+	if (stopped && job->kind == JOB_DELIVER)
+		sched_job_failed(job, "spam check stopped after spam_timeout; trying again unchecked");
+	else
+		job_ended(job, stopped ? "the check was stopped after spam_timeout" :
+		    "the worker exited before answering");
 }
 
 /* MSG_JOB_DONE: str qid, u32 retiring, u32 checks.  Returns 1 when the
@@ -343,6 +351,7 @@ static int on_job_done(struct worker *w)
 	}
 	w->checks = checks;
 	w->jobs++;
+	checks_forget(w);       /* a turn not given back is over with the job */
 	worker_set_idle(w);
 	sched_job_finished(job);
 	if (retiring) {
@@ -366,6 +375,7 @@ static void on_learn_done(struct worker *w)
 		return;
 	}
 	worker_set_idle(w);
+	checks_forget(w);
 	control_learn_done(job, ok != 0, text);
 }
 
@@ -426,6 +436,10 @@ static void worker_readable(evutil_socket_t fd, short what, void *arg)
 			 * anything still unread */
 			workers_dispatch();
 			return;
+		} else if (wmsg.type == MSG_CHECK_WAIT && ipc_end(&wmsg) == 0) {
+			checks_wait(w);
+		} else if (wmsg.type == MSG_CHECK_END && ipc_end(&wmsg) == 0) {
+			checks_end(w);
 		} else if (wmsg.type == MSG_LEARN_DONE && w->job != NULL) {
 			on_learn_done(w);
 			workers_dispatch();

@@ -4,7 +4,8 @@
  * The only process besides the master that keeps root in root mode, so it
  * does as little as possible: read a request, check it, fork, drop the
  * child to the requested uid/gid, pass the qmgr its end of the child's
- * socket.  It never touches message data.  With spam_engine spamassassin
+ * socket, and kill a worker of its own whose spam check the qmgr found
+ * stuck.  It never touches message data.  With spam_engine spamassassin
  * it loads SpamAssassin once at start, so that the workers it forks
  * inherit the compiled rules.
  */
@@ -20,6 +21,7 @@
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +122,48 @@ static void spawn(const struct config *cfg, int root_mode, int qmgr_fd, int sfd)
 		kill(pid, SIGTERM);
 	}
 	close(sv[0]);
+}
+
+/* pid's parent, from /proc; -1 when it is gone. */
+static pid_t parent_of(pid_t pid)
+{
+	char path[64], line[512];
+	long ppid = -1;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	FILE *f = fopen(path, "re");
+	if (f == NULL)
+		return -1;
+	if (fgets(line, sizeof(line), f) != NULL) {
+		/* "pid (comm) state ppid ...": comm may hold anything, even ")" */
+		const char *p = strrchr(line, ')');
+		char state;
+		if (p == NULL || sscanf(p + 1, " %c %ld", &state, &ppid) != 2)
+			ppid = -1;
+	}
+	fclose(f);
+	return (pid_t)ppid;
+}
+
+/* MSG_KILL_WORKER: the qmgr found a worker's spam check stuck.  Only a
+ * child of ours is killed (a child stays ours, zombie or not, until we
+ * reap it, so the pid cannot be someone else's by then). */
+static void kill_worker(void)
+{
+	uint32_t pid;
+
+	if (ipc_get_u32(&in, &pid) < 0 || ipc_end(&in) < 0 || pid <= 1 || pid > INT32_MAX) {
+		log_warn("malformed kill request from qmgr");
+		return;
+	}
+	if (parent_of((pid_t)pid) != getpid()) {
+		log_warn("qmgr asked to kill pid %lu, which is not a worker", (unsigned long)pid);
+		return;
+	}
+	if (kill((pid_t)pid, SIGKILL) < 0)
+		log_warn("cannot kill worker %lu: %s", (unsigned long)pid, strerror(errno));
+	else
+		log_info("killed worker %lu: its spam check overran", (unsigned long)pid);
 }
 
 static void reap(void)
@@ -239,6 +283,8 @@ int spawner_main(const struct config *cfg, int qmgr_fd, int root_mode)
 			}
 			if (in.type == MSG_SPAWN_REQ)
 				spawn(cfg, root_mode, qmgr_fd, sfd);
+			else if (in.type == MSG_KILL_WORKER)
+				kill_worker();
 			else
 				log_warn("unexpected message type %u from qmgr", in.type);
 		}

@@ -29,8 +29,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static struct ipc_msg job, out;
+static struct ipc_msg job, out, turn;
 static struct rule_instruction default_instr;
+static int qmgr_fd = -1;
 
 const struct config *worker_cfg;
 const struct rule_instruction *worker_default = &default_instr;
@@ -66,6 +67,37 @@ static void send_done(int fd, const char *qid)
 		worker_spam_exit();
 		exit(0);
 	}
+}
+
+void worker_check_begin(void)
+{
+	ipc_init(&turn, MSG_CHECK_WAIT);
+	if (ipc_send(qmgr_fd, &turn) < 0)
+		exit(1);        /* the qmgr is gone; it retries what it missed */
+	for (;;) {
+		struct pollfd p = { .fd = qmgr_fd, .events = POLLIN };
+		if (poll(&p, 1, -1) < 0 && errno != EINTR)
+			fatal("poll: %s", strerror(errno));
+		int r = ipc_recv(qmgr_fd, &turn);
+		if (r < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (r <= 0)
+			exit(1);
+		if (turn.fd >= 0)
+			close(turn.fd);
+		turn.fd = -1;
+		if (turn.type != MSG_CHECK_GO || ipc_end(&turn) < 0)
+			fatal("unexpected message type %u from qmgr while waiting for a check turn",
+			    turn.type);
+		return;
+	}
+}
+
+void worker_check_end(void)
+{
+	ipc_init(&turn, MSG_CHECK_END);
+	if (ipc_send(qmgr_fd, &turn) < 0)
+		exit(1);
 }
 
 /* MSG_LEARN: teach this user's Bayes data the message in the passed file. */
@@ -107,13 +139,14 @@ static void handle_learn(int fd)
 static void handle_job(int fd)
 {
 	const char *qid;
-	uint32_t n;
+	uint32_t n, spam_skip;
 	struct worker_rcpt rc[MSG_JOB_MAX_RCPTS];
 	struct qfile qf;
 	int qfd = job.fd;
 
 	job.fd = -1;
-	if (ipc_get_str(&job, &qid) < 0 || ipc_get_u32(&job, &n) < 0 || n > MSG_JOB_MAX_RCPTS)
+	if (ipc_get_str(&job, &qid) < 0 || ipc_get_u32(&job, &spam_skip) < 0 ||
+	    ipc_get_u32(&job, &n) < 0 || n > MSG_JOB_MAX_RCPTS)
 		goto malformed;
 	for (uint32_t i = 0; i < n; i++) {
 		if (ipc_get_u32(&job, &rc[i].index) < 0 || ipc_get_str(&job, &rc[i].address) < 0 ||
@@ -128,7 +161,7 @@ static void handle_job(int fd)
 
 	int read_ok = qfile_read(qfd, &qf) == 0 && strcmp(qf.qid, qid) == 0;
 	int read_errno = errno;
-	struct worker_spam ws = { 0 };
+	struct worker_spam ws = { .stopped_before = spam_skip != 0 };
 	for (uint32_t i = 0; i < n; i++) {
 		struct delivery_result r = { 0 };
 		struct buf where = BUF_INIT, forward = BUF_INIT;
@@ -170,6 +203,7 @@ void worker_main(const struct config *cfg, int fd, const char *account, const ch
 	int safety_ms = (int)((cfg->worker_idle_timeout * 2 + 60) * 1000);
 
 	worker_cfg = cfg;
+	qmgr_fd = fd;
 	if (rules_parse_instruction(cfg->default_delivery, &default_instr, err, sizeof(err)) < 0)
 		fatal("default_delivery: %s", err);
 	deliver_set_pipe_timeout((unsigned)cfg->pipe_timeout);

@@ -39,7 +39,13 @@ struct worker_spam {
 	int is_spam;
 	double score;
 	char *headers;          /* lines for the user's copy, or NULL */
+	int stopped_before;     /* an earlier check of this message overran: none now */
 };
+
+/* worker.c: a turn to run a spam check (or learn) from the qmgr, who lets
+ * spam_concurrency run at once; blocks until it is our turn. */
+void worker_check_begin(void);
+void worker_check_end(void);
 
 /* Deliver one recipient: fills total (the worst result of its copies),
  * appends the destinations to where and the forward addresses (comma-

@@ -8,7 +8,8 @@
  * rules see no spam (score 0).  After a timeout, an engine error, or
  * spam_max_checks checks, the worker asks to be replaced when the job is
  * done (a fresh fork of the spawner's warm interpreter).  Bayes learning
- * goes to the journal, synced every spam_learn_sync and at exit.
+ * goes to the journal, synced every spam_learn_sync and at exit.  Checks
+ * and learning wait for a turn from the qmgr (spam_concurrency).
  */
 #include "spawner/worker_private.h"
 #include "lib/log.h"
@@ -74,6 +75,12 @@ void worker_spam_get(struct worker_spam *ws, const struct qfile *qf, const char 
 		set_note(ws, "spam engine unavailable");
 		return;
 	}
+	if (ws->stopped_before) {
+		set_note(ws, "the check was stopped after spam_timeout");
+		log_info("qid=%s user=%s spam=skipped (an earlier check was stopped)", qf->qid,
+		    S.user);
+		return;
+	}
 	if (len > worker_cfg->spam_max_size) {
 		snprintf(why, sizeof(why), "message larger than spam_max_size, %llu bytes",
 		    (unsigned long long)worker_cfg->spam_max_size);
@@ -82,7 +89,10 @@ void worker_spam_get(struct worker_spam *ws, const struct qfile *qf, const char 
 		return;
 	}
 	memset(&v, 0, sizeof(v));
-	if (spam_engine_check(msg, len, &v, err, sizeof(err)) < 0) {
+	worker_check_begin();
+	int r = spam_engine_check(msg, len, &v, err, sizeof(err));
+	worker_check_end();
+	if (r < 0) {
 		log_warn("qid=%s user=%s spam: check failed: %s", qf->qid, S.user, err);
 		set_note(ws, "spam engine error");
 		S.retire = 1;
@@ -135,7 +145,10 @@ int worker_spam_learn(const char *msg, size_t len, int is_spam, char *err, size_
 		snprintf(err, errlen, "spam engine not available for this user");
 		return -1;
 	}
-	if (spam_engine_learn(msg, len, is_spam, err, errlen) < 0)
+	worker_check_begin();
+	int r = spam_engine_learn(msg, len, is_spam, err, errlen);
+	worker_check_end();
+	if (r < 0)
 		return -1;
 	S.unsynced = 1;
 	return 0;

@@ -317,3 +317,73 @@ def test_check_over_time_limit_delivered_unchecked_and_worker_replaced(tmp_path,
                    "the worker to be replaced (gone after its job)")
     finally:
         d.stop()
+
+
+def many_parts(to, parts=3000):
+    """A message SpamAssassin takes a while to parse and check (most of a
+    second here): thousands of small MIME parts."""
+    body = "".join(f"--b\r\nContent-Type: text/plain\r\n\r\npart {i} hello world\r\n"
+                   for i in range(parts)) + "--b--\r\n"
+    m = H.make_message(to=to, subject="many parts", body=body.encode())
+    head, _, rest = m.partition(b"\r\n\r\n")
+    return (head + b"\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + rest)
+
+
+def test_check_turns_and_stuck_check_stopped(tmp_path, run_as):
+    """spam_concurrency 1: while pat's check holds the only turn, quin's
+    worker waits for its turn and checks nothing.  pat's check is stuck
+    (SIGSTOP: beyond SpamAssassin's own time limit), so the qmgr has the
+    spawner kill pat's worker after spam_timeout and its grace; quin gets
+    the turn, and pat's message is tried again at once and delivered
+    unchecked, saying so."""
+    users = ("pat", "quin")
+    rules = "".join(f"{u}@example.test\n    if spam maildir ~/Maildir/.Junk/ ; stop\n"
+                    f"    maildir ~/Maildir/\n" for u in users)
+    d = H.Daemon(tmp_path / "turns", run_as=run_as, rules=rules,
+                 uids="".join(f"{u}@example.test {u}\n" for u in users), homes=users,
+                 settings={"spam_engine": "spamassassin", "spam_concurrency": "1",
+                           "spam_timeout": "4s", "spam_max_size": "1M"})
+    d.compile()
+    d.start()
+    try:
+        for u in users:         # warm workers, so that nothing waits for a spawn
+            m = H.make_message(to=f"{u}@example.test", body=b"Lunch at noon?\r\n")
+            assert send(d, [f"{u}@example.test"], m) == {}
+            delivered(d, u, None, H.mid(m))
+        assert "spam checks running=0 of 1" in status(d)
+
+        slow = many_parts("pat@example.test")
+        assert send(d, ["pat@example.test"], slow) == {}
+        [pat] = H.wait_for(lambda: [w for w in workers_of(status(d), "pat")
+                                    if w["state"] == "checking"],
+                           H.DEADLINE, "pat's worker checking", interval=0.01)
+        pat_pid = int(pat["pid"])
+        os.kill(pat_pid, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+
+        m = gtube("quin@example.test")
+        assert send(d, ["quin@example.test"], m) == {}
+        H.wait_for(lambda: [w for w in workers_of(status(d), "quin")
+                            if w["state"] == "waiting"], H.DEADLINE, "quin's worker waiting")
+        assert "spam checks running=1 of 1" in status(d)
+        assert not (d.maildir("quin") / ".Junk").exists() or \
+            not H.maildir_messages(d.maildir("quin") / ".Junk")
+
+        # stopped after spam_timeout (4 s) + grace (10 s), at a 5 s tick
+        [q] = delivered(d, "quin", ".Junk", H.mid(m))
+        assert time.monotonic() - stopped_at >= 13, "pat's check was not given its time"
+        assert b"X-Spam-Flag: YES" in q.split(b"\n\n", 1)[0]
+        d.wait_log(rf"worker {pat_pid} of pat: spam check running for \d+ ms, over "
+                   r"spam_timeout \(4 s\): stopping it; qid=")
+        H.wait_for(lambda: not H.alive(pat_pid), H.DEADLINE, "pat's stuck worker killed")
+
+        [p] = delivered(d, "pat", None, H.mid(slow))
+        head = p.split(b"\n\n", 1)[0].decode()
+        assert "X-Mailprocd-Spam: not checked (the check was stopped after spam_timeout)" \
+            in head, head
+        assert "X-Spam-" not in head, head
+        d.wait_log(r"user=pat spam=skipped \(an earlier check was stopped\)")
+        assert "spam checks running=0 of 1" in status(d)
+    finally:
+        d.stop()

@@ -115,6 +115,18 @@ static void test_defaults(void **state)
 	assert_int_equal(c.max_recipients, 1000);
 	assert_int_equal(c.recipient_delimiter, '+');
 	assert_null(c.user);
+	assert_int_equal(c.spam_concurrency, 0);       /* one per core */
+	config_free(&c);
+}
+
+static void test_spam_concurrency(void **state)
+{
+	struct config c;
+	assert_int_equal(load_text(&c, "listen lmtp 127.0.0.1:24\nspam_concurrency 3\n"), 0);
+	assert_int_equal(c.spam_concurrency, 3);
+	config_free(&c);
+	assert_int_equal(load_text(&c, "listen lmtp 127.0.0.1:24\nspam_concurrency auto\n"), 0);
+	assert_int_equal(c.spam_concurrency, 0);
 	config_free(&c);
 }
 
@@ -142,6 +154,8 @@ static void test_errors(void **state)
 		{ "listen lmtp 127.0.0.1:24\nworkers_per_user 0\n", "F:2: workers_per_user: bad number" },
 		{ "listen lmtp 127.0.0.1:24\nspam_engine razor\n", "F:2: spam_engine: expected spamassassin or none" },
 		{ "listen lmtp 127.0.0.1:24\nspam_network_tests maybe\n", "F:2: spam_network_tests: expected yes or no" },
+		{ "listen lmtp 127.0.0.1:24\nspam_concurrency 0\n", "F:2: spam_concurrency: bad number" },
+		{ "listen lmtp 127.0.0.1:24\nspam_concurrency many\n", "F:2: spam_concurrency: bad number" },
 		{ "listen ftp 127.0.0.1:24\n", "F:1: listen: unknown protocol \"ftp\"" },
 		{ "listen lmtp 127.0.0.1\n", "F:1: listen: expected HOST:PORT" },
 		{ "listen lmtp 127.0.0.1:99999\n", "F:1: listen: bad port" },
@@ -201,6 +215,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_spec_example),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_spam_concurrency),
 		cmocka_unit_test(test_unix_options),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_all_errors_reported),
