@@ -154,7 +154,7 @@ int spam_engine_check(const char *msg, size_t len, struct spam_verdict *v, char 
 	struct pl_arg arg = { msg ? msg : "", len };
 	if (pl_call("Mailprocd::Spam::check", &arg, 1, &r, err, errlen) < 0)
 		return -1;
-	if (r.n != 6 || r.v[0] == NULL || parse_number(r.v[1], &v->score) < 0 ||
+	if (r.n != 7 || r.v[0] == NULL || parse_number(r.v[1], &v->score) < 0 ||
 	    parse_number(r.v[2], &v->required) < 0) {
 		snprintf(err, errlen, "SpamAssassin check returned an unexpected result");
 		pl_results_free(&r);
@@ -165,6 +165,7 @@ int spam_engine_check(const char *msg, size_t len, struct spam_verdict *v, char 
 	v->headers = r.v[4] ? r.v[4] : xstrdup("");
 	r.v[4] = NULL;
 	v->timed_out = r.v[5] != NULL && strcmp(r.v[5], "1") == 0;
+	v->autolearned = r.v[6] != NULL && strcmp(r.v[6], "1") == 0;
 	pl_results_free(&r);
 	v->ms = (unsigned)(now_ms() - t0);
 	return 0;

@@ -6,7 +6,8 @@
 #
 #   load(network_tests, timeout_s, site_config_dir)   in the spawner, as root
 #   user(name, home)                                  in a worker, as the user
-#   check(message)   -> (is_spam, score, required, tests, headers, timed_out)
+#   check(message)   -> (is_spam, score, required, tests, headers, timed_out,
+#                        autolearned)
 #   learn(message, is_spam) -> 1 learned, 0 already known
 #   sync()           Bayes journal -> database
 #   finish()
@@ -161,8 +162,11 @@ sub check {
 		my $tests = $status->get_names_of_tests_hit();
 		my $headers = $status->get_tag('ADDEDHEADER');
 		$headers .= "\n" if $headers ne '' && $headers !~ /\n\z/;
+		# "ham autolearn_force=no": learned (to the journal) or not
+		my $auto = $status->get_autolearn_status() // '';
 		($status->is_spam() ? 1 : 0, $status->get_score(), $status->get_required_score(),
-		 octets($tests), octets($headers), $status->{deadline_exceeded} ? 1 : 0);
+		 octets($tests), octets($headers), $status->{deadline_exceeded} ? 1 : 0,
+		 $auto =~ /^(?:spam|ham)\b/ ? 1 : 0);
 	};
 	my $err = $@;
 	$status->finish() if $status;
@@ -196,7 +200,10 @@ sub learn {
 
 sub sync {
 	need_user();
-	$sa->rebuild_learner_caches();
+	# The journal into the database.  Not rebuild_learner_caches(): that
+	# also forces a token expiry run every time; expiry is left to
+	# SpamAssassin's own bayes_auto_expire.
+	$sa->{bayes_scanner}->sync(1, 0) if $sa->{bayes_scanner};
 	$sa->finish_learner();
 	return 1;
 }

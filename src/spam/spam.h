@@ -47,6 +47,7 @@ struct spam_verdict {
 	                             * for this verdict ("X-Spam-Flag: YES\nX-Spam-Level: ***\n
 	                             * X-Spam-Status: Yes, score=..."), LF ends, folded lines kept */
 	int timed_out;              /* time_limit hit: partial result, caller delivers unscored */
+	int autolearned;            /* SpamAssassin learned it (bayes_auto_learn), to the journal */
 	unsigned ms;                /* wall time of the check */
 };
 

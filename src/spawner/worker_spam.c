@@ -114,6 +114,8 @@ void worker_spam_get(struct worker_spam *ws, const struct qfile *qf, const char 
 	log_info("qid=%s user=%s spam=%s score=%.1f required=%.1f tests=%s ms=%u", qf->qid,
 	    S.user, v.is_spam ? "yes" : "no", v.score, v.required,
 	    v.tests[0] ? v.tests : "none", v.ms);
+	if (v.autolearned)
+		S.unsynced = 1;         /* SpamAssassin wrote to the journal */
 	ws->checked = 1;
 	ws->is_spam = v.is_spam;
 	ws->score = v.score;
