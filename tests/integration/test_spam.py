@@ -43,8 +43,11 @@ dave@example.test
 
 erin@example.test
     maildir ~/Maildir/
+
+kim@example.test
+    maildir ~/Maildir/
 """
-USERS = ("alice", "bob", "carol", "dave", "erin")
+USERS = ("alice", "bob", "carol", "dave", "erin", "kim")
 UIDS = "".join(f"{u}@example.test {u}\n" for u in USERS)
 
 
@@ -67,6 +70,11 @@ def d(tmp_path_factory, run_as):
     prefs.mkdir(parents=True)
     (prefs / "user_prefs").write_text(f"bayes_path {evil}/bayes\nrequired_score 4.5\n")
     H.chown_tree(dm.home("erin"), run_as)
+    # kim lets SpamAssassin learn from nearly every message it checks
+    prefs = dm.home("kim") / ".spamassassin"
+    prefs.mkdir(parents=True)
+    (prefs / "user_prefs").write_text("bayes_auto_learn_threshold_nonspam 20\n")
+    H.chown_tree(dm.home("kim"), run_as)
     dm.compile()
     dm.start()
     yield dm
@@ -92,6 +100,29 @@ def status(d):
     r = d.ctl("status")
     assert r.returncode == 0, r.out
     return r.out
+
+
+SEEN_KEY = re.compile(rb"[0-9a-f]{40}@sa_generated")
+
+
+def seen_keys(state):
+    """The message ids in a Bayes bayes_seen database (SpamAssassin keys a
+    learned message by a generated id, sha1@sa_generated), read from the
+    raw file; empty if there is none."""
+    try:
+        return set(SEEN_KEY.findall((state / "bayes_seen").read_bytes()))
+    except FileNotFoundError:
+        return set()
+
+
+def bayes_learned(state, before):
+    """A message not among `before` (seen ids) is merged into the Bayes
+    database in state: a new id in bayes_seen, the journal synced (gone or
+    empty).  (bayes_toks alone proves nothing: the worker creates an empty
+    database when it starts.)"""
+    journal = state / "bayes_journal"
+    return bool(seen_keys(state) - before) and \
+        (not journal.exists() or journal.stat().st_size == 0)
 
 
 def workers_of(text, user):
@@ -170,17 +201,20 @@ def test_learning_goes_to_that_users_bayes_only(d):
     alice_state = d.home("alice") / ".spamassassin"
     bob_state = d.home("bob") / ".spamassassin"
     before_bob = sorted(p.name for p in bob_state.iterdir()) if bob_state.exists() else []
+    before_alice, bob_seen = seen_keys(alice_state), seen_keys(bob_state)
     for i in range(3):
         m = H.make_message(to="alice@example.test", subject=f"cheap pills {i}",
-                           body=b"Buy cheap pills now, best price, click here.\r\n")
+                           body=f"Buy cheap pills now, best price, click here. {i}\r\n")
         r = d.ctl("learn", "--spam", "alice@example.test", input=m)
         assert r.returncode == 0 and "learned as spam" in r.out, r.out
     r = d.ctl("learn", "--ham", "alice@example.test",
               input=H.make_message(to="alice@example.test", body=b"See you at lunch.\r\n"))
     assert r.returncode == 0 and "learned as ham" in r.out, r.out
     # synced within spam_learn_sync (1s)
-    H.wait_for(lambda: any(p.name.startswith("bayes_toks") for p in alice_state.iterdir()),
-               H.DEADLINE, "alice's Bayes database")
+    H.wait_for(lambda: len(seen_keys(alice_state) - before_alice) >= 4 and
+               bayes_learned(alice_state, before_alice), H.DEADLINE,
+               "alice's four messages in her Bayes database")
+    assert seen_keys(bob_state) == bob_seen
     after_bob = sorted(p.name for p in bob_state.iterdir()) if bob_state.exists() else []
     assert not [n for n in after_bob if n.startswith("bayes") and n not in before_bob], \
         after_bob
@@ -188,17 +222,34 @@ def test_learning_goes_to_that_users_bayes_only(d):
     assert r.returncode != 0 and "unknown address" in r.out, r.out
 
 
+def test_auto_learning_is_synced_like_learning(d):
+    """What SpamAssassin learns on its own while checking (bayes_auto_learn)
+    goes to the journal too, and is synced every spam_learn_sync (1s
+    here), not left until the worker exits."""
+    state = d.home("kim") / ".spamassassin"
+    before = seen_keys(state)
+    m = H.make_message(to="kim@example.test", body=b"See you at the meeting tomorrow.\r\n")
+    assert send(d, ["kim@example.test"], m) == {}
+    [got] = delivered(d, "kim", None, H.mid(m))
+    assert b"autolearn=ham" in got.split(b"\n\n", 1)[0], got[:800]
+    H.wait_for(lambda: bayes_learned(state, before), H.DEADLINE,
+               "kim's auto-learned message synced into her Bayes database")
+    [w] = workers_of(status(d), "kim")
+    assert H.alive(int(w["pid"])), "synced by the running worker, not at its exit"
+
+
 def test_user_prefs_cannot_move_bayes_path(d):
     """erin's user_prefs sets bayes_path (an admin option): it is ignored,
     her Bayes data stays in her home; her required_score (a user option)
     is honoured."""
     evil = d.root / "evil"
+    state = d.home("erin") / ".spamassassin"
+    before = seen_keys(state)
     r = d.ctl("learn", "--spam", "erin@example.test",
               input=H.make_message(to="erin@example.test", body=b"cheap pills\r\n"))
     assert r.returncode == 0, r.out
-    state = d.home("erin") / ".spamassassin"
-    H.wait_for(lambda: any(p.name.startswith("bayes_toks") for p in state.iterdir()),
-               H.DEADLINE, "erin's Bayes database in her home")
+    H.wait_for(lambda: bayes_learned(state, before), H.DEADLINE,
+               "the message learned into erin's Bayes database in her home")
     assert not list(evil.iterdir()), "user_prefs moved bayes_path"
     m = gtube("erin@example.test")
     assert send(d, ["erin@example.test"], m) == {}
@@ -242,9 +293,7 @@ def test_worker_exits_when_idle_and_syncs_its_journal(tmp_path, run_as):
         H.wait_for(lambda: not H.alive(pid), H.DEADLINE, "the idle worker to exit")
         assert not workers_of(status(d), "fay")
         state = d.home("fay") / ".spamassassin"
-        assert not (state / "bayes_journal").exists() or \
-            (state / "bayes_journal").stat().st_size == 0, "journal not synced at exit"
-        assert any(p.name.startswith("bayes_toks") for p in state.iterdir())
+        assert bayes_learned(state, set()), "journal not synced into the database at exit"
     finally:
         d.stop()
 
@@ -278,9 +327,9 @@ def test_bayes_learned_by_one_user_changes_only_that_users_scores(tmp_path, run_
                 r = d.ctl("learn", kind, "gus@example.test", input=m)
                 assert r.returncode == 0, r.out
         state = d.home("gus") / ".spamassassin"
-        H.wait_for(lambda: any(p.name.startswith("bayes_toks") for p in state.iterdir()) and
-                   not (state / "bayes_journal").exists(), H.DEADLINE,
-                   "gus's journal synced into his Bayes database")
+        # (six of each, alike: SpamAssassin counts each text once)
+        H.wait_for(lambda: len(seen_keys(state)) == 2 and bayes_learned(state, set()),
+                   H.DEADLINE, "gus's messages synced into his Bayes database")
         m = H.make_message(to="gus@example.test", subject="hello", body=spammy.encode())
         assert send(d, ["gus@example.test", "hal@example.test"], m) == {}
         [g] = delivered(d, "gus", None, H.mid(m))
