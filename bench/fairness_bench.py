@@ -5,7 +5,9 @@ mailprocd's delivery latency for a quiet user B while user A is flooded.
 mailprocd (single-user mode, over LMTP on loopback) serves two users, A
 (u0) and B (u1).  First B alone: one message every --interval seconds
 over its own connection, --quiet messages (after one warm-up message that
-starts B's worker, reported apart).  Then A gets -m messages (default
+starts B's worker, reported apart), each a different one of B's --quiet
+messages; under the flood B sends the same messages again, in turn, so
+that both phases see the same checks.  Then A gets -m messages (default
 1,000) over -c connections (default 4) as fast as they go, while B goes on
 sending one message every --interval seconds over its own connection
 until A's last message is delivered.  B's latency is the time from
@@ -18,12 +20,14 @@ spam_engine is none: A's flood drains in seconds, so use a shorter
 --interval (e.g. 0.05) for more than a couple of samples under load.
 With --spam, spam_engine is spamassassin, each user's rules are `if spam
 maildir ~/Maildir/.Junk/ ; stop` then `maildir ~/Maildir/`, the messages
-come from the SpamAssassin corpus (bench/corpus.py), both users' Bayes
-data is trained as in bench/spam_bench.py (--train), and a build that
-does not score spam is reported as such.
+come from the SpamAssassin corpus (bench/corpus.py; B's are ham), both
+users' Bayes data is trained as in bench/spam_bench.py (--train), and a
+build that does not score spam is reported as such.  --workers-per-user
+and --spam-concurrency set those settings (default: mailprocd's).
 
-    bench/fairness_bench.py [-m 1000] [-c 4] [--interval 1] [--quiet 10]
-                            [--spam [--train 200]]
+    bench/fairness_bench.py [-m 1000] [-c 4] [--interval 1] [--quiet 20]
+                            [--spam [--train 200]] [--workers-per-user N]
+                            [--spam-concurrency N]
 """
 import argparse
 import os
@@ -57,8 +61,9 @@ def parse_args():
                    help="LMTP connections for A's flood (default 4)")
     p.add_argument("--interval", type=float, default=1.0,
                    help="seconds between B's messages (default 1)")
-    p.add_argument("--quiet", type=int, default=10,
-                   help="B's messages before the flood, after the warm-up (default 10)")
+    p.add_argument("--quiet", type=int, default=20,
+                   help="B's messages before the flood, after the warm-up, all different; "
+                   "the flood phase sends them again (default 20)")
     p.add_argument("-s", "--size", type=int, default=4096,
                    help="message size without --spam (default 4096)")
     p.add_argument("--spam", action="store_true",
@@ -66,6 +71,10 @@ def parse_args():
     p.add_argument("--train", type=int, default=200,
                    help="with --spam: Bayes training, spam and ham each (default 200; 0: none)")
     p.add_argument("--seed", type=int, default=1, help="corpus sample seed (default 1)")
+    p.add_argument("--workers-per-user", type=int,
+                   help="mailprocd's workers_per_user (default: its default, 1)")
+    p.add_argument("--spam-concurrency", type=int,
+                   help="mailprocd's spam_concurrency (default: its default, one per core)")
     p.add_argument("--build", default=os.path.join(REPO, "build"),
                    help="mailprocd build directory (default build/)")
     p.add_argument("--dir", default="/var/tmp",
@@ -78,7 +87,18 @@ def parse_args():
         p.error("-m, -c, --quiet, -s and --interval must be positive")
     if a.train < 0:
         p.error("--train must not be negative")
+    if min(a.workers_per_user or 1, a.spam_concurrency or 1) < 1:
+        p.error("--workers-per-user and --spam-concurrency must be positive")
     return a
+
+
+def extra_conf(args):
+    conf = ""
+    if args.workers_per_user:
+        conf += "workers_per_user %d\n" % args.workers_per_user
+    if args.spam_concurrency:
+        conf += "spam_concurrency %d\n" % args.spam_concurrency
+    return conf
 
 
 def b_message(seq, body):
@@ -105,7 +125,10 @@ def strip_header(msg, name):
 
 
 class BSender:
-    """B's own LMTP connection: send() one message, note the 250 time."""
+    """B's own LMTP connection: send() one message, note the 250 time.
+    Message seq has body seq - 1 (mod the bodies): the warm-up (seq 0)
+    repeats the last one, and B's first len(bodies) messages after it are
+    all different."""
 
     def __init__(self, port, bodies):
         self.conn = smtplib.LMTP("127.0.0.1", port, local_hostname="b.bench.test",
@@ -117,7 +140,7 @@ class BSender:
     def send(self):
         seq = self.seq
         self.seq += 1
-        msg = b_message(seq, self.bodies[seq % len(self.bodies)])
+        msg = b_message(seq, self.bodies[(seq - 1) % len(self.bodies)])
         refused = self.conn.sendmail("fair@sender.test", [load.recipient(B)], msg)
         if refused:
             raise RuntimeError("B's message %d refused: %s" % (seq, refused))
@@ -197,12 +220,12 @@ def workloads(args):
     if not args.spam:
         a = [(load.recipient(A), load.make_message(i, load.recipient(A), args.size))
              for i in range(args.messages)]
-        msg = load.make_message(0, load.recipient(B), args.size)
-        return a, [strip_header(strip_header(msg, b"Message-ID"), b"To")]
+        bodies = [load.make_message(i, load.recipient(B), args.size) for i in range(args.quiet)]
+        return a, [strip_header(strip_header(m, b"Message-ID"), b"To") for m in bodies]
     sample = corpus.sample(min(args.messages, corpus.SIZE // 2), args.seed)
     a = [(load.recipient(A), corpus.crlf(sample[i % len(sample)][1]))
          for i in range(args.messages)]
-    ham = corpus.sample(50, args.seed + 1, "ham", exclude=sample)
+    ham = corpus.sample(args.quiet, args.seed + 1, "ham", exclude=sample)
     # B's Message-ID and To are ours; the rest of each ham message stays.
     bodies = [strip_header(strip_header(corpus.crlf(d), b"Message-ID"), b"To")
               for _, d in ham]
@@ -225,9 +248,11 @@ def run(args, base, account):
             print("fairness_bench: Bayes trained on %d spam + %d ham in %.1f s"
                   % (args.train, args.train, secs))
         spam_peers.install_bayes(template, mailroot, 2, account)
-        peer = spam_peers.Mailprocd(workdir, mailroot, 2, account, args.build)
+        peer = spam_peers.Mailprocd(workdir, mailroot, 2, account, args.build,
+                                    extra_conf=extra_conf(args))
     else:
-        peer = peers.Mailprocd(workdir, mailroot, 2, account, args.build)
+        peer = peers.Mailprocd(workdir, mailroot, 2, account, args.build,
+                               extra_conf=extra_conf(args))
     flood, bodies = workloads(args)
     boxes = [os.path.join(mailroot, load.user_name(B), "Maildir", "new"),
              os.path.join(mailroot, load.user_name(B), "Maildir", spam_peers.JUNK, "new")]
@@ -283,8 +308,9 @@ def run(args, base, account):
         if len(loaded) < 5:
             print("fairness_bench: only %d of B's messages under load: use a shorter "
                   "--interval or a larger -m" % len(loaded))
-        print("ratio B median latency flood/alone: %.2f" % (
-            statistics.median(lat_loaded.values()) / statistics.median(lat_quiet.values())))
+        print("ratio B latency flood/alone: median %.2f, max %.2f" % (
+            statistics.median(lat_loaded.values()) / statistics.median(lat_quiet.values()),
+            max(lat_loaded.values()) / max(lat_quiet.values())))
         return 0
     except spam_peers.NotSupported as e:
         print("mailprocd: not supported by this build: %s" % e)
@@ -302,9 +328,11 @@ def main():
     account = sysutil.Account()
     base = tempfile.mkdtemp(prefix="mailprocd-fair-bench.", dir=args.dir)
     os.chmod(base, 0o755)
-    print("fairness_bench: %s (%s), mailprocd as %s, spam_engine %s, load average %.2f"
+    print("fairness_bench: %s (%s), mailprocd as %s, spam_engine %s, %s, load average %.2f"
           % (base, sysutil.fs_type(base), account.name,
-             "spamassassin" if args.spam else "none", os.getloadavg()[0]))
+             "spamassassin" if args.spam else "none",
+             extra_conf(args).strip().replace("\n", ", ") or "default workers and turns",
+             os.getloadavg()[0]))
     try:
         return run(args, base, account)
     except (RuntimeError, OSError, smtplib.SMTPException, corpus.CorpusMissing,

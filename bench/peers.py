@@ -140,8 +140,9 @@ class Mailprocd:
     transport = "lmtp"
 
     def __init__(self, workdir, mailroot, users, account, build,
-                 spam_engine="none", rules="    maildir ~/Maildir/\n"):
+                 spam_engine="none", rules="    maildir ~/Maildir/\n", extra_conf=""):
         self.workdir, self.mailroot, self.users = workdir, mailroot, users
+        self.extra_conf = extra_conf     # settings lines after the benchmark's own
         self.account = account
         # The instructions of every user's rules entry, and the engine
         # they may ask ("if spam ...").
@@ -171,6 +172,7 @@ class Mailprocd:
             f.write(MAILPROCD_CONF % {"dir": self.workdir, "port": self.port,
                                       "mailroot": self.mailroot,
                                       "spam": self.spam_engine})
+            f.write(self.extra_conf)
         with open(os.path.join(src, "uid"), "w") as f:
             for n in range(self.users):
                 f.write("%s %s\n" % (load.recipient(n), load.user_name(n)))

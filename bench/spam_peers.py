@@ -336,11 +336,11 @@ class Mailprocd(peers.Mailprocd):
     its Junk before the run counts."""
     label = "mailprocd, embedded SpamAssassin"
 
-    def __init__(self, workdir, mailroot, users, account, build):
+    def __init__(self, workdir, mailroot, users, account, build, extra_conf=""):
         super().__init__(workdir, mailroot, users + 1, account, build,
                          spam_engine="spamassassin",
                          rules=("    if spam maildir ~/Maildir/.Junk/ ; stop\n"
-                                "    maildir ~/Maildir/\n"))
+                                "    maildir ~/Maildir/\n"), extra_conf=extra_conf)
         self.bench_users = users
 
     def prepare(self):
