@@ -186,6 +186,11 @@ static void put_explanation(struct dsn_ctx *c, struct buf *b)
 		    "below.  The mail system will keep trying; you do not need to send\n"
 		    "it again.\n\n");
 		put_rcpt_list(c, b, DSN_DELAYED);
+		if (c->r->retry_until > 0) {
+			char date[40];
+			rfc5322_date(date, (time_t)c->r->retry_until);
+			buf_printf(b, "It will be retried until %s.\n\n", date);
+		}
 	}
 	if (c->qid[0])
 		buf_printf(b, "The message had the queue id %s here.\n", c->qid);
@@ -210,6 +215,8 @@ static void put_report(struct dsn_ctx *c, struct buf *b)
 		buf_printf(b, "Status: %s\n", r->rcpts[i].status);
 		if (c->diag[i][0])
 			dsn_put_wrapped(b, "Diagnostic-Code: x-mailprocd; ", c->diag[i], " ");
+		if (r->rcpts[i].action == DSN_DELAYED && r->retry_until > 0)
+			put_date(b, "Will-Retry-Until", r->retry_until);
 	}
 	buf_putc(b, '\n');
 }

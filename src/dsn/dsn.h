@@ -39,13 +39,15 @@ struct dsn_report {
 	const char *orig_headers;       /* its header section (LF line ends), or NULL */
 	size_t orig_headers_len;
 	int64_t now;
+	int64_t retry_until;            /* delayed recipients: when the retries end (0: not said) */
 };
 
 /* Append the whole DSN message (headers From: MAILER-DAEMON@host, To:
  * <sender>, Date, Message-ID, Subject, Auto-Submitted: auto-replied, MIME)
  * to out, LF line ends.  The subject says "Undelivered Mail Returned to
  * Sender" when any recipient failed, "Delayed Mail (still being retried)"
- * otherwise.  Returns 0, or -1 (out untouched) for a report that must not
+ * otherwise (a delay warning); a delayed recipient's report has
+ * Will-Retry-Until when retry_until is set.  Returns 0, or -1 (out untouched) for a report that must not
  * be sent: no recipients, a null or empty orig_sender (never bounce a
  * bounce), no usable host, a recipient without an address, with an unknown
  * action or with a status that is not class.subject.detail (class 2, 4 or

@@ -1,15 +1,19 @@
 /*
- * outbound.c - queue files the qmgr writes itself: forwards and bounces.
+ * outbound.c - queue files the qmgr writes itself: forwards, bounces and
+ * delay warnings.
  *
  * A forward is a copy of the message with the original envelope sender and
  * "Delivered-To: <recipient>" on top (so that a loop through this host is
  * seen and broken), addressed to the forward targets.  A bounce is one
  * RFC 3464 DSN from <> to the original sender, listing every recipient that
- * failed for good.  Both are ordinary queue files marked outbound ('X'):
+ * failed for good; a delay warning is one to the same sender listing every
+ * recipient still pending (Action: delayed), while the retries go on.
+ * All are ordinary queue files marked outbound ('X'):
  * written and committed in incoming/ like the receiver's, then loaded, and
  * their recipients go to the relay.  Only once the new file is durable is
  * the original recipient recorded as done, so a crash may repeat a forward
- * or a bounce but never loses one.
+ * or a bounce but never loses one.  Likewise the scheduler records a delay
+ * warning ('W') only once it is queued: a crash in between sends it twice.
  */
 #include "qmgr/qmgr_private.h"
 #include "dsn/dsn.h"
@@ -94,9 +98,11 @@ int outbound_forward(const struct qmsg *m, const char *rcpt, const char *const *
 	return commit_and_load(w, "forward", m);
 }
 
-/* "4.2.2 mailbox full" -> status "4.2.2", diagnostic "mailbox full". */
-static void split_status(const char *last_error, int expired, char status[16],
-    const char **diagnostic)
+/* "4.2.2 mailbox full" -> status "4.2.2", diagnostic "mailbox full".  A
+ * transient report (an expired or delayed recipient) gets a 4.x.x status:
+ * fallback when the error has none, or has another class. */
+static void split_status(const char *last_error, int transient, const char *fallback,
+    char status[16], const char **diagnostic)
 {
 	const char *e = last_error ? last_error : "";
 	size_t n = strspn(e, "0123456789.");
@@ -106,41 +112,69 @@ static void split_status(const char *last_error, int expired, char status[16],
 		status[n] = '\0';
 		*diagnostic = e[n] == ' ' ? e + n + 1 : e + n;
 	} else {
-		snprintf(status, 16, "%s", expired ? "4.4.7" : "5.0.0");
+		snprintf(status, 16, "%s", fallback);
 		*diagnostic = e;
 	}
-	if (expired && status[0] != '4')
-		snprintf(status, 16, "4.4.7");
+	if (transient && status[0] != '4')
+		snprintf(status, 16, "%s", fallback);
 }
 
-int outbound_bounce(const struct qmsg *m)
+/* Which recipients a DSN reports, and how. */
+struct dsn_kind {
+	const char *what;               /* for the log */
+	const char *protocol;           /* of the new queue file's 'C' record */
+	const char *not_to_null;        /* logged for a message from <> */
+	const char *listed;             /* what the listed recipients did */
+	enum dsn_action action;
+};
+
+static const struct dsn_kind BOUNCE = {
+	"bounce", "bounce", "not bouncing", "failed", DSN_FAILED };
+static const struct dsn_kind DELAY_WARNING = {
+	"delay warning", "delay", "no delay warning for", "pending", DSN_DELAYED };
+
+/* Whether recipient rc goes into a DSN of this kind: a bounce lists the
+ * recipients that failed for good, a delay warning those still pending. */
+static int dsn_lists(const struct dsn_kind *k, const struct qrcpt *rc)
+{
+	if (k->action == DSN_DELAYED)
+		return rc->state == RCPT_PENDING;
+	return rc->state == RCPT_BOUNCED || rc->state == RCPT_EXPIRED;
+}
+
+/* Queue one DSN of kind k about m to m's sender.  0 when done or not
+ * needed (null sender, no recipient to list), -1 (logged) when it could
+ * not be made durable. */
+static int outbound_dsn(const struct qmsg *m, const struct dsn_kind *k)
 {
 	const struct qfile *qf = &m->qf;
-	size_t nfailed = 0;
+	size_t nlisted = 0;
 
 	for (size_t i = 0; i < qf->nrcpt; i++)
-		nfailed += qf->rcpt[i].state == RCPT_BOUNCED || qf->rcpt[i].state == RCPT_EXPIRED;
-	if (nfailed == 0)
+		nlisted += dsn_lists(k, &qf->rcpt[i]);
+	if (nlisted == 0)
 		return 0;
 	if (qf->sender[0] == '\0') {
-		log_info("qid=%s: not bouncing a message from <> (%zu recipient%s failed)",
-		    m->qid, nfailed, nfailed == 1 ? "" : "s");
+		log_info("qid=%s: %s a message from <> (%zu recipient%s %s)", m->qid,
+		    k->not_to_null, nlisted, nlisted == 1 ? "" : "s", k->listed);
 		return 0;
 	}
 
-	struct dsn_rcpt *rcpts = xcalloc(nfailed, sizeof(*rcpts));
-	char (*status)[16] = xcalloc(nfailed, sizeof(*status));
-	size_t k = 0;
+	struct dsn_rcpt *rcpts = xcalloc(nlisted, sizeof(*rcpts));
+	char (*status)[16] = xcalloc(nlisted, sizeof(*status));
+	size_t n = 0;
 	for (size_t i = 0; i < qf->nrcpt; i++) {
 		const struct qrcpt *rc = &qf->rcpt[i];
-		if (rc->state != RCPT_BOUNCED && rc->state != RCPT_EXPIRED)
+		if (!dsn_lists(k, rc))
 			continue;
-		rcpts[k].address = rc->address;
-		rcpts[k].action = DSN_FAILED;
-		split_status(rc->last_error, rc->state == RCPT_EXPIRED, status[k],
-		    &rcpts[k].diagnostic);
-		rcpts[k].status = status[k];
-		k++;
+		int expired = rc->state == RCPT_EXPIRED;
+		rcpts[n].address = rc->address;
+		rcpts[n].action = k->action;
+		split_status(rc->last_error, expired || k->action == DSN_DELAYED,
+		    expired ? "4.4.7" : k->action == DSN_DELAYED ? "4.0.0" : "5.0.0",
+		    status[n], &rcpts[n].diagnostic);
+		rcpts[n].status = status[n];
+		n++;
 	}
 
 	int rc = -1;
@@ -155,24 +189,26 @@ int outbound_bounce(const struct qmsg *m)
 			.arrival = qf->arrival_sec,
 			.orig_sender = qf->sender,
 			.rcpts = rcpts,
-			.nrcpts = nfailed,
+			.nrcpts = nlisted,
 			.orig_headers = headers,
 			.orig_headers_len = dsn_header_section_len(headers, want, want),
 			.now = time(NULL),
+			.retry_until = k->action == DSN_DELAYED ?
+			    qf->arrival_sec + (int64_t)Q.cfg->max_queue_lifetime : 0,
 		};
 		const char *to[1] = { qf->sender };
 		struct qwriter *w = NULL;
 		if (dsn_compose(&r, &out) == 0)
-			w = qwriter_open(Q.cfg->queue_dir, r.reporting_host, "local", "bounce", "",
+			w = qwriter_open(Q.cfg->queue_dir, r.reporting_host, "local", k->protocol, "",
 			    to, 1, QW_OUTBOUND | QW_8BITMIME);
 		if (w != NULL && qwriter_write(w, out.data, out.len) == 0)
-			rc = commit_and_load(w, "bounce", m);
+			rc = commit_and_load(w, k->what, m);
 		else if (w != NULL)
 			qwriter_abort(w);
 		if (rc < 0 && w == NULL)
-			log_warn("qid=%s: cannot create the bounce: %s", m->qid, strerror(errno));
+			log_warn("qid=%s: cannot create the %s: %s", m->qid, k->what, strerror(errno));
 	} else if (fd >= 0) {
-		log_warn("qid=%s: cannot read the message for its bounce: %s", m->qid,
+		log_warn("qid=%s: cannot read the message for its %s: %s", m->qid, k->what,
 		    strerror(errno));
 	}
 	if (fd >= 0)
@@ -182,4 +218,14 @@ int outbound_bounce(const struct qmsg *m)
 	free(status);
 	free(rcpts);
 	return rc;
+}
+
+int outbound_bounce(const struct qmsg *m)
+{
+	return outbound_dsn(m, &BOUNCE);
+}
+
+int outbound_delay_warning(const struct qmsg *m)
+{
+	return outbound_dsn(m, &DELAY_WARNING);
 }

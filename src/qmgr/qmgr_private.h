@@ -4,7 +4,8 @@
  *   scheduler.c  messages, recipients, jobs, results, retries
  *   workers.c    the worker pool: spawn requests, job hand-off, idle retirement
  *   relay_link.c jobs for the relay (forwards and bounces) and its results
- *   outbound.c   new queue files the qmgr writes: forwards and bounces (DSNs)
+ *   outbound.c   new queue files the qmgr writes: forwards, bounces and delay
+ *                warnings (DSNs)
  *   checks.c     spam check turns (spam_concurrency) and their watchdog
  */
 #ifndef MP_QMGR_PRIVATE_H
@@ -42,10 +43,12 @@ struct qmsg {
 	unsigned char *busy;    /* per recipient: parts in jobs not finished */
 	struct rcpt_partial **partial;  /* per recipient, while busy > 1; lazily */
 	int njobs;              /* jobs waiting or running */
-	struct event *retry_ev; /* while deferred, or waiting to retry its bounce */
+	struct event *retry_ev; /* while deferred (retries and the delay warning), or
+	                         * waiting to retry its bounce */
 	int bounced;            /* its bounce is queued (or none was needed) */
 	time_t next_retry;
 	int retry_now;          /* the next retry is due at once, not by retry_schedule */
+	time_t warn_retry;      /* its delay warning could not be queued: not before then */
 	struct user **spam_stopped;     /* users whose check of it was stopped */
 	size_t nspam_stopped;
 };
@@ -211,5 +214,10 @@ int outbound_forward(const struct qmsg *m, const char *rcpt, const char *const *
  * recipient that bounced or expired.  0 when done or not needed (null
  * sender, nothing failed), -1 (logged) when it could not be made durable. */
 int outbound_bounce(const struct qmsg *m);
+/* Queue one delay warning (a DSN with Action: delayed) to m's sender
+ * listing every recipient still pending, with the status of its last
+ * error.  0 when done or not needed (null sender, nothing pending), -1
+ * (logged) when it could not be made durable. */
+int outbound_delay_warning(const struct qmsg *m);
 
 #endif

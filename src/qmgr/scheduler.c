@@ -8,6 +8,11 @@
  * logged, one line per recipient.  A message whose recipients are all done
  * is removed; one with temporary failures moves to deferred/ and waits for
  * its retry time from retry_schedule.
+ *
+ * A deferred message's timer also brings its delay warning: it fires at the
+ * earlier of the next retry and arrival + delay_warning_time (while no
+ * warning was sent), and when only the warning is due, queues it, records
+ * it ('W') and waits again, the file staying in deferred/.
  */
 #include "qmgr/qmgr_private.h"
 #include "db/db.h"
@@ -29,7 +34,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-/* Seconds before another try at queueing a bounce that failed (disk full). */
+/* Seconds before another try at queueing a bounce or a delay warning that
+ * failed (disk full). */
 #define BOUNCE_RETRY_SECONDS 60
 
 static const char *const qdir_names[QDIR_COUNT] = { "active", "deferred", "incoming" };
@@ -169,6 +175,46 @@ static int msg_move(struct qmsg *m, enum qdir to)
 	return 0;
 }
 
+/* Whether m has been queued longer than max_queue_lifetime. */
+static int msg_expired(const struct qmsg *m, time_t now)
+{
+	return (uint64_t)(now - m->qf.arrival_sec) >= Q.cfg->max_queue_lifetime;
+}
+
+/* When m's delay warning is due, or 0 when it gets none: warnings are off,
+ * one was sent, its sender is <> (a bounce is never warned about), or it
+ * expires no later than the warning would be due. */
+static time_t warning_due(const struct qmsg *m)
+{
+	uint64_t after = Q.cfg->delay_warning_time;
+
+	if (after == 0 || m->qf.warned != 0 || m->qf.sender[0] == '\0' ||
+	    after >= Q.cfg->max_queue_lifetime)
+		return 0;
+	time_t due = (time_t)m->qf.arrival_sec + (time_t)after;
+	return due > m->warn_retry ? due : m->warn_retry;
+}
+
+/* Queue m's delay warning, then record it in the queue file (fsynced) so
+ * that a restart does not send it again; a crash between the two sends
+ * it twice.  One that cannot be queued is tried again later. */
+static void send_delay_warning(struct qmsg *m, time_t now)
+{
+	if (outbound_delay_warning(m) < 0) {
+		m->warn_retry = now + BOUNCE_RETRY_SECONDS;
+		return;
+	}
+	m->qf.warned = now;
+	int fd = openat(Q.queue_dirfd[m->dir], m->qid, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 || qfile_append_warned(fd, now) < 0)
+		log_warn("qid=%s: cannot record the delay warning: %s (a restart may warn again)",
+		    m->qid, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Arm m's timer for its next retry, or for its delay warning when that
+ * comes first. */
 static void arm_retry(struct qmsg *m)
 {
 	time_t now = time(NULL), next = 0;
@@ -184,6 +230,9 @@ static void arm_retry(struct qmsg *m)
 	}
 	m->next_retry = next;
 	m->retry_now = 0;
+	time_t warn = warning_due(m);
+	if (warn != 0 && warn < next)
+		next = warn;
 	if (m->retry_ev == NULL)
 		m->retry_ev = evtimer_new(Q.base, retry_fire, m);
 	struct timeval tv = { .tv_sec = next > now ? next - now : 0 };
@@ -248,22 +297,39 @@ static void expire_pending(struct qmsg *m)
 	msg_settle(m);
 }
 
-static void retry_fire(evutil_socket_t fd, short what, void *arg)
+/* Retry m's pending recipients now (or expire them). */
+static void retry_start(struct qmsg *m)
 {
-	struct qmsg *m = arg;
-	time_t now = time(NULL);
-
 	if (m->njobs > 0)
 		return;
 	if (msg_move(m, QDIR_ACTIVE) < 0) {
 		msg_forget(m);
 		return;
 	}
-	if ((uint64_t)(now - m->qf.arrival_sec) >= Q.cfg->max_queue_lifetime) {
+	if (msg_expired(m, time(NULL))) {
 		expire_pending(m);
 		return;
 	}
 	schedule_pending(m);
+}
+
+/* m's timer: its delay warning, its retry, or both are due. */
+static void retry_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct qmsg *m = arg;
+	time_t now = time(NULL);
+	time_t warn = warning_due(m);
+
+	if (m->njobs > 0)
+		return;
+	if (warn != 0 && warn <= now && !msg_expired(m, now)) {
+		send_delay_warning(m, now);
+		if (m->next_retry > now) {      /* only the warning was due */
+			arm_retry(m);
+			return;
+		}
+	}
+	retry_start(m);
 }
 
 struct msg_list {
@@ -288,7 +354,7 @@ void sched_retry_all_now(void)
 	struct msg_list l = { NULL, 0 };
 	strmap_each(Q.msgs, collect_deferred, &l);
 	for (size_t i = 0; i < l.n; i++)
-		retry_fire(-1, 0, l.items[i]);
+		retry_start(l.items[i]);
 	free(l.items);
 	log_info("flush: %zu deferred message%s retried", l.n, l.n == 1 ? "" : "s");
 }

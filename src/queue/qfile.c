@@ -8,7 +8,7 @@
  * against the file size and a per-record cap before anything is allocated.
  *
  * The committed part (up to 'E') must be complete and well formed, or the
- * file is refused with EBADMSG.  After 'E' only 'D' and 'F' may follow; a
+ * file is refused with EBADMSG.  After 'E' only 'D', 'F' and 'W' may follow; a
  * record cut short by the end of the file (a crash while appending) is
  * ignored, and so is a tail of NUL bytes (a crash on a file system that
  * extended the file before writing the data).
@@ -26,7 +26,7 @@
 
 #define QR_HDR 5                        /* type byte + u32 length */
 #define QR_WINDOW (QFILE_MAX_FIELD + QR_HDR)
-#define QR_MAX_STATE 4096               /* payload of a 'D' or 'F' record */
+#define QR_MAX_STATE 4096               /* payload of a 'D', 'F' or 'W' record */
 
 /* ---- reading through a window of the file ---- */
 
@@ -341,6 +341,18 @@ static int apply_state(struct qfile *q, char type, const char *s, size_t len)
 	return 0;
 }
 
+/* 'W' "unixtime": the delay warning was queued then (the last one counts). */
+static int apply_warned(struct qfile *q, const char *s, size_t len)
+{
+	const char *end = s + len;
+	uint64_t when;
+
+	if (parse_dec(&s, end, INT64_MAX, &when) < 0 || s != end || when == 0)
+		return -1;
+	q->warned = (int64_t)when;
+	return 0;
+}
+
 /* Is everything from pos to the end of the file NUL (a short run)? */
 static int zero_tail(struct qreader *r, off_t pos)
 {
@@ -374,7 +386,7 @@ static int read_state_record(struct qreader *r, struct qfile *q, off_t *pos, int
 		*stop = h > 0;
 		return h > 0 ? 0 : h < 0 ? -1 : bad();
 	}
-	if (t[0] != 'D' && t[0] != 'F')
+	if (t[0] != 'D' && t[0] != 'F' && t[0] != 'W')
 		return bad();
 	if ((h = qr_header(r, *pos, &rec)) <= 0) {
 		*stop = 1;                      /* torn inside the header */
@@ -389,7 +401,8 @@ static int read_state_record(struct qreader *r, struct qfile *q, off_t *pos, int
 	const unsigned char *s = qr_view(r, rec.payload, rec.len);
 	if (s == NULL)
 		return -1;
-	if (apply_state(q, rec.type, (const char *)s, rec.len) < 0)
+	if ((rec.type == 'W' ? apply_warned(q, (const char *)s, rec.len) :
+	    apply_state(q, rec.type, (const char *)s, rec.len)) < 0)
 		return bad();
 	*pos = rec.payload + rec.len;
 	return 0;
@@ -537,6 +550,18 @@ int qfile_append_deferred(int fd, size_t index, int64_t when, const char *detail
 	}
 	snprintf(head, sizeof(head), "%zu %lld ", index, (long long)when);
 	return append_record(fd, 'F', head, detail);
+}
+
+int qfile_append_warned(int fd, int64_t when)
+{
+	char head[32];
+
+	if (when <= 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	snprintf(head, sizeof(head), "%lld", (long long)when);
+	return append_record(fd, 'W', head, NULL);
 }
 
 int qfile_repair_tail(int fd, const struct qfile *q)

@@ -21,6 +21,10 @@
  *   'D' "index status detail"  done: status is sent, bounced, expired or
  *       refused (the receiver may write these before the commit)
  *   'F' "index unixtime detail" a temporary failure (one per attempt)
+ *   and, once per message, a message state record:
+ *   'W' "unixtime"      a delay warning (DSN, Action: delayed) to the sender
+ *       was queued at that time; none is sent again (a crash between
+ *       queueing it and this record may send a second one)
  *
  * A committed file has the owner-execute bit set (QFILE_MODE_COMMITTED), set
  * before the fsync that makes it durable.  A file without the mark is still
@@ -128,6 +132,7 @@ struct qfile {
 	char *sender;
 	int eightbit;
 	int outbound;           /* 'X': recipients go to the relay */
+	int64_t warned;         /* 'W': unix time its delay warning was queued, 0 if none */
 	size_t nrcpt;
 	struct qrcpt *rcpt;
 	off_t msg_offset;       /* where the message starts in the file */
@@ -145,6 +150,8 @@ void qfile_free(struct qfile *q);
  * (O_APPEND).  -1 with errno on failure. */
 int qfile_append_done(int fd, size_t index, enum rcpt_state state, const char *detail);
 int qfile_append_deferred(int fd, size_t index, int64_t when, const char *detail);
+/* Record that the delay warning was queued at when (> 0; else EINVAL). */
+int qfile_append_warned(int fd, int64_t when);
 /* Cut a torn record off the end (file longer than q->end_offset) so that
  * new state records can be appended (a record appended after a torn one
  * would be unreadable); call it after qfile_read() and before the first

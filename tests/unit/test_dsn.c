@@ -19,6 +19,7 @@
 
 #include "dsn/dsn.h"
 #include "lib/buf.h"
+#include "proto/smtp_received.h"
 
 #define HOST "mx.example.test"
 #define SENDER "alice@example.test"
@@ -348,6 +349,24 @@ static void test_delayed_and_mixed(void **state)
 	free(v);
 	assert_non_null(strstr(msg, "could not\nbe delivered"));
 	assert_non_null(strstr(msg, "will keep trying"));
+	assert_null(strstr(msg, "Will-Retry-Until"));      /* not without retry_until */
+	free(msg);
+
+	/* with the end of the retries: said in the text and per delayed
+	 * recipient (RFC 3464 2.3.9), not for one that failed */
+	r = base_report(mixed, 2);
+	r.retry_until = T_ARRIVAL + 5 * 86400;
+	msg = compose(&r);
+	check_lines(msg, 78, 1);
+	char date[40], want[256];
+	rfc5322_date(date, (time_t)r.retry_until);     /* local time, as the Date: */
+	snprintf(want, sizeof(want), "It will be retried until %s.\n", date);
+	assert_non_null(strstr(msg, want));
+	snprintf(want, sizeof(want), "Final-Recipient: rfc822; bob@example.test\n"
+	    "Action: delayed\nStatus: 4.4.1\nDiagnostic-Code: x-mailprocd; later\n"
+	    "Will-Retry-Until: %s\n\n", date);
+	assert_non_null(strstr(msg, want));
+	assert_int_equal(count(msg, "Will-Retry-Until: "), 1);
 	free(msg);
 }
 

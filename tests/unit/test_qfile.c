@@ -1,6 +1,7 @@
 /*
  * test_qfile.c - the queue file: write/commit/read round trips, refusal of
- * uncommitted, truncated and corrupt files, state records, queue ids, the
+ * uncommitted, truncated and corrupt files, state records (the delay
+ * warning's 'W' too), queue ids, the
  * queue directory, and disk-full handling.
  */
 #include <setjmp.h>
@@ -151,6 +152,10 @@ static int read_bytes(const char *dir, const void *p, size_t len, struct qfile *
 	spew(tmp, p, len);
 	return read_path(tmp, q);
 }
+
+static uint32_t get32(const unsigned char *p);
+static void put32(unsigned char *p, uint32_t v);
+static size_t find_record(const unsigned char *p, size_t len, char type);
 
 /* ---- round trips ---- */
 
@@ -378,6 +383,145 @@ static void test_torn_state_record(void **state)
 	assert_int_equal(write(fd, zeros, sizeof(zeros)), (ssize_t)sizeof(zeros));
 	assert_int_equal(qfile_read(fd, &q), 0);
 	assert_int_equal(q.end_offset, end);
+	qfile_free(&q);
+	close(fd);
+}
+
+/* ---- the delay warning record ('W') ---- */
+
+/* Commit a small message to three recipients; its file in active/, open
+ * for appending. */
+static int committed_for_append(const char *dir, char qid[QID_MAX])
+{
+	commit_msg(dir, "s@x.test", three_rcpts, 3, 0, (const unsigned char *)"m\n", 2, 2, qid);
+	int fd = open(path_of(dir, "active", qid), O_RDWR | O_APPEND);
+	assert_true(fd >= 0);
+	return fd;
+}
+
+static void test_warned_record(void **state)
+{
+	struct fixture *f = *state;
+	char qid[QID_MAX];
+	struct qfile q;
+	int fd = committed_for_append(f->dir, qid);
+
+	/* none yet */
+	assert_int_equal(qfile_read(fd, &q), 0);
+	assert_int_equal(q.warned, 0);
+	qfile_free(&q);
+
+	/* between per-recipient records, which it leaves alone */
+	assert_int_equal(qfile_append_deferred(fd, 0, 1700000000, "451 4.3.0 later"), 0);
+	assert_int_equal(qfile_append_warned(fd, 1700000123), 0);
+	assert_int_equal(qfile_append_done(fd, 1, RCPT_SENT, "ok"), 0);
+	assert_int_equal(qfile_read(fd, &q), 0);
+	assert_int_equal(q.warned, 1700000123);
+	assert_int_equal(q.rcpt[0].state, RCPT_PENDING);
+	assert_int_equal(q.rcpt[0].attempts, 1);
+	assert_string_equal(q.rcpt[0].last_error, "451 4.3.0 later");
+	assert_int_equal(q.rcpt[1].state, RCPT_SENT);
+	assert_int_equal(q.rcpt[2].state, RCPT_PENDING);
+	assert_int_equal(q.end_offset, lseek(fd, 0, SEEK_END));
+	qfile_free(&q);
+
+	/* the payload is the bare number */
+	size_t len;
+	unsigned char *all = slurp(path_of(f->dir, "active", qid), &len);
+	size_t w = find_record(all, len, 'W');
+	assert_int_equal(get32(all + w + 1), 10);
+	assert_memory_equal(all + w + 5, "1700000123", 10);
+	free(all);
+
+	/* a second one (not written by the qmgr) counts from then on */
+	assert_int_equal(qfile_append_warned(fd, 1700000999), 0);
+	assert_int_equal(qfile_read(fd, &q), 0);
+	assert_int_equal(q.warned, 1700000999);
+	qfile_free(&q);
+
+	/* a time that is no time is refused, nothing written */
+	off_t end = lseek(fd, 0, SEEK_END);
+	assert_int_equal(qfile_append_warned(fd, 0), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(qfile_append_warned(fd, -5), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(lseek(fd, 0, SEEK_END), end);
+	close(fd);
+}
+
+/* A committed file followed by one 'W' record with this payload. */
+static void expect_warned_payload(const char *dir, const unsigned char *committed,
+    size_t clen, const char *payload, int64_t want)
+{
+	size_t plen = strlen(payload);
+	unsigned char *c = malloc(clen + 5 + plen);
+	struct qfile q;
+
+	memcpy(c, committed, clen);
+	c[clen] = 'W';
+	put32(c + clen + 1, (uint32_t)plen);
+	memcpy(c + clen + 5, payload, plen);
+	int r = read_bytes(dir, c, clen + 5 + plen, &q);
+	free(c);
+	if (want < 0) {
+		if (r == 0)
+			fail_msg("'W' payload \"%s\" accepted", payload);
+		assert_int_equal(errno, EBADMSG);
+		return;
+	}
+	assert_int_equal(r, 0);
+	assert_int_equal(q.warned, want);
+	qfile_free(&q);
+}
+
+static void test_warned_malformed(void **state)
+{
+	struct fixture *f = *state;
+	char qid[QID_MAX];
+	size_t clen;
+	close(committed_for_append(f->dir, qid));
+	unsigned char *committed = slurp(path_of(f->dir, "active", qid), &clen);
+	static const char *const bad_payloads[] = {
+		"", "0", "00", "x", "12x", " 12", "12 ", "-12", "+12", "1.5", "12 detail",
+		"99999999999999999999",                 /* past INT64_MAX */
+	};
+
+	expect_warned_payload(f->dir, committed, clen, "1700000123", 1700000123);
+	expect_warned_payload(f->dir, committed, clen, "9223372036854775807", INT64_MAX);
+	for (size_t i = 0; i < sizeof(bad_payloads) / sizeof(bad_payloads[0]); i++)
+		expect_warned_payload(f->dir, committed, clen, bad_payloads[i], -1);
+	free(committed);
+}
+
+static void test_warned_torn(void **state)
+{
+	struct fixture *f = *state;
+	char qid[QID_MAX];
+	struct qfile q;
+	int fd = committed_for_append(f->dir, qid);
+	assert_int_equal(qfile_append_deferred(fd, 2, 1700000000, "451 4.3.0 later"), 0);
+	off_t good = lseek(fd, 0, SEEK_END);
+	assert_int_equal(qfile_append_warned(fd, 1700000123), 0);
+	off_t full = lseek(fd, 0, SEEK_END);
+
+	/* cut anywhere inside it: as if it was never written */
+	for (off_t cut = full - 1; cut > good; cut--) {
+		assert_int_equal(ftruncate(fd, cut), 0);
+		assert_int_equal(qfile_read(fd, &q), 0);
+		assert_int_equal(q.warned, 0);
+		assert_int_equal(q.rcpt[2].attempts, 1);
+		assert_int_equal(q.end_offset, good);
+		qfile_free(&q);
+	}
+	/* repaired, it can be written again and read back */
+	assert_int_equal(qfile_read(fd, &q), 0);
+	assert_int_equal(qfile_repair_tail(fd, &q), 0);
+	qfile_free(&q);
+	assert_int_equal(lseek(fd, 0, SEEK_END), good);
+	assert_int_equal(qfile_append_warned(fd, 1700000456), 0);
+	assert_int_equal(qfile_read(fd, &q), 0);
+	assert_int_equal(q.warned, 1700000456);
+	assert_int_equal(q.end_offset, lseek(fd, 0, SEEK_END));
 	qfile_free(&q);
 	close(fd);
 }
@@ -854,6 +998,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_uncommitted_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_state_record, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_warned_record, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_warned_malformed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_warned_torn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_truncated_everywhere, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_byte_flips, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_refused, setup, teardown),
