@@ -13,7 +13,10 @@ sending one message every --interval seconds over its own connection
 until A's last message is delivered.  B's latency is the time from
 mailprocd's 250 reply (the message is in the queue) to the file in B's
 Maildir/new/, seen by inotify (dirwatch.py).  Printed: B's median and max
-latency alone and under A's flood, and A's rates.
+latency alone and under A's flood, and A's rates.  Then B alone again, as
+many messages as under the flood with the same bodies in the same order,
+so that the max under the flood is compared with a max of as many samples
+of the same checks (the ratios are against that run).
 
 Without --spam the messages are the benchmark's 4 KB ones and
 spam_engine is none: A's flood drains in seconds, so use a shorter
@@ -137,10 +140,16 @@ class BSender:
         self.replied = {}   # seq -> monotonic time of the 250
         self.seq = 0
 
-    def send(self):
+    def body_index(self, seq):
+        return (seq - 1) % len(self.bodies)
+
+    def send(self, body=None):
+        """Send the next message, with body number body (default: the
+        seq's own, see above)."""
         seq = self.seq
         self.seq += 1
-        msg = b_message(seq, self.bodies[(seq - 1) % len(self.bodies)])
+        body = self.body_index(seq) if body is None else body
+        msg = b_message(seq, self.bodies[body])
         refused = self.conn.sendmail("fair@sender.test", [load.recipient(B)], msg)
         if refused:
             raise RuntimeError("B's message %d refused: %s" % (seq, refused))
@@ -150,10 +159,15 @@ class BSender:
     def paced(self, interval, until):
         """Send one message every interval seconds until until() holds
         (checked before each); returns the seqs sent."""
+        return self.paced_bodies(interval, until, None)
+
+    def paced_bodies(self, interval, until, bodies):
+        """As paced(), with the given body numbers in turn (None: each
+        seq's own) until they run out."""
         sent = []
         tick = time.monotonic()
-        while not until():
-            sent.append(self.send())
+        while not until() and (bodies is None or len(sent) < len(bodies)):
+            sent.append(self.send(None if bodies is None else bodies[len(sent)]))
             tick += interval
             pause = tick - time.monotonic()
             if pause > 0:
@@ -308,9 +322,16 @@ def run(args, base, account):
         if len(loaded) < 5:
             print("fairness_bench: only %d of B's messages under load: use a shorter "
                   "--interval or a larger -m" % len(loaded))
-        print("ratio B latency flood/alone: median %.2f, max %.2f" % (
-            statistics.median(lat_loaded.values()) / statistics.median(lat_quiet.values()),
-            max(lat_loaded.values()) / max(lat_quiet.values())))
+        # B alone again, as many messages as under the flood, the same
+        # bodies in the same order: a max compares with a max of as many
+        again = sender.paced_bodies(args.interval, lambda: False,
+                                    [sender.body_index(q) for q in loaded])
+        lat_again = wait_b(sender, again, watchers, deadline())
+        print("B alone again: %s" % summary(lat_again.values()))
+        print("ratio B latency flood/alone: median %.2f, max %.2f (against B alone again: "
+              "same messages, as many)" % (
+                  statistics.median(lat_loaded.values()) / statistics.median(lat_again.values()),
+                  max(lat_loaded.values()) / max(lat_again.values())))
         return 0
     except spam_peers.NotSupported as e:
         print("mailprocd: not supported by this build: %s" % e)
