@@ -10,6 +10,7 @@
  *   sender: <SENDER>
  *   body: 7BIT|8BITMIME
  *   size: BYTES
+ *   delay warning: YYYY-MM-DD HH:MM:SS +ZZZZ    (only once one was sent)
  *   recipient: <RCPT> state=STATE attempts=N [error="TEXT"]
  *
  *   (message)
@@ -48,14 +49,19 @@ static int find_message(const char *queue_dir, const char *qid, const char **dir
 	return -1;
 }
 
+/* A unix time as local date and time (the number if it cannot be). */
+static void format_time(int64_t when, char *out, size_t outlen)
+{
+	time_t t = (time_t)when;
+	struct tm tm;
+	if (localtime_r(&t, &tm) == NULL || strftime(out, outlen, "%Y-%m-%d %H:%M:%S %z", &tm) == 0)
+		snprintf(out, outlen, "%lld", (long long)when);
+}
+
 static void print_envelope(const struct qfile *q, const char *dir)
 {
 	char when[64], age[32];
-	time_t t = (time_t)q->arrival_sec;
-	struct tm tm;
-	if (localtime_r(&t, &tm) == NULL ||
-	    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S %z", &tm) == 0)
-		snprintf(when, sizeof(when), "%lld", (long long)q->arrival_sec);
+	format_time(q->arrival_sec, when, sizeof(when));
 	ctl_format_age((int64_t)time(NULL) - q->arrival_sec, age, sizeof(age));
 
 	printf("id: %s\nqueue: %s\narrival: %s\nage: %s\n", q->qid, dir, when, age);
@@ -63,6 +69,10 @@ static void print_envelope(const struct qfile *q, const char *dir)
 	    q->protocol);
 	printf("sender: <%s>\nbody: %s\nsize: %llu\n", q->sender,
 	    q->eightbit ? "8BITMIME" : "7BIT", (unsigned long long)q->msg_size);
+	if (q->warned) {
+		format_time(q->warned, when, sizeof(when));
+		printf("delay warning: %s\n", when);
+	}
 	for (size_t i = 0; i < q->nrcpt; i++)
 		ctl_print_recipient("recipient: ", &q->rcpt[i]);
 	putchar('\n');

@@ -124,6 +124,10 @@ def test_warning_does_not_wait_for_the_next_retry(daemons, sink):
     H.settle()
     assert attempts(d, qid) == 1                # the warning retried nothing
     assert d.queue_files("deferred") == [qid]
+    r = d.ctl("queue", "show", qid)
+    assert r.returncode == 0, r.out
+    assert re.search(r"(?m)^delay warning: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}$", r.out), \
+        r.out
 
 
 def test_no_warning_for_null_sender(daemons, sink):
