@@ -31,6 +31,7 @@ new/ directory (bound: until its last check); then the ratios.
 
     bench/spam_bench.py [-n 500] [-r 10] [-c 4] [--spawn-messages 40]
                         [--train 200] [--only spawn,spamd,bound,mailprocd]
+                        [--spam-concurrency N]
 
 Run as root (peers as nobody) or as a user; needs scripts/setup.sh --bench.
 """
@@ -76,6 +77,8 @@ def parse_args():
     p.add_argument("--timeout", type=float, default=600,
                    help="seconds to wait for delivery (default 600)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--spam-concurrency", type=int,
+                   help="mailprocd's spam_concurrency (default: its default, one per core)")
     a = p.parse_args()
     a.only = [x.strip() for x in a.only.split(",") if x.strip()]
     for x in a.only:
@@ -85,6 +88,8 @@ def parse_args():
         p.error("-n, -r, -c, --spawn-messages and --procs must be positive")
     if a.train < 0:
         p.error("--train must not be negative")
+    if a.spam_concurrency is not None and a.spam_concurrency < 1:
+        p.error("--spam-concurrency must be positive")
     a.spawn_messages = min(a.spawn_messages, a.messages)
     return a
 
@@ -96,7 +101,9 @@ def make_peer(name, workdir, mailroot, args, account):
         return spam_peers.Spamd(workdir, mailroot, args.users, account, args.procs)
     if name == "bound":
         return spam_peers.Bound(workdir, mailroot, args.users, account, args.procs)
-    return spam_peers.Mailprocd(workdir, mailroot, args.users, account, args.build)
+    conf = "spam_concurrency %d\n" % args.spam_concurrency if args.spam_concurrency else ""
+    return spam_peers.Mailprocd(workdir, mailroot, args.users, account, args.build,
+                                extra_conf=conf)
 
 
 def as_mta_delivers(work):
