@@ -58,4 +58,12 @@ const char *mime_header_first(const struct mime_message *m, const char *name);
 
 void mime_message_free(struct mime_message *m);
 
+/* The message without its top-level header fields (continuation lines
+ * included) whose names start with prefix and not with except (NULL:
+ * none), case-insensitively: 1 with the result in out (reset first), or 0
+ * when nothing matched (out untouched). */
+struct buf;
+int mime_strip_fields(const char *msg, size_t len, const char *prefix, const char *except,
+    struct buf *out);
+
 #endif

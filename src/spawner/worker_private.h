@@ -40,6 +40,9 @@ struct worker_spam {
 	double score;
 	char *headers;          /* lines for the user's copy, or NULL */
 	int stopped_before;     /* an earlier check of this message overran: none now */
+	int filtered;           /* checked, and the message had X-Spam-* fields of its own: */
+	int filtered_fd;        /* the copy to deliver, without them (a memfd) */
+	uint64_t filtered_size;
 };
 
 /* worker.c: a turn to run a spam check (or learn) from the qmgr, who lets

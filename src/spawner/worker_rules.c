@@ -253,6 +253,11 @@ void worker_deliver(const struct qfile *qf, int qfd, const struct worker_rcpt *r
 	if (spam_on) {
 		worker_spam_get(ws, qf, mm.data, mm.len);
 		dm.extra_headers = ws->headers;
+		if (ws->filtered) {     /* the copy without the message's own X-Spam-* */
+			dm.qfd = ws->filtered_fd;
+			dm.msg_offset = 0;
+			dm.msg_size = ws->filtered_size;
+		}
 	}
 	struct rule_context ctx = {
 		.sender = qf->sender, .rcpt = dm.recipient,

@@ -12,14 +12,19 @@
  * and learning wait for a turn from the qmgr (spam_concurrency).
  */
 #include "spawner/worker_private.h"
+#include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
+#include "mime/mime.h"
 #include "spam/spam.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 static struct {
 	int ready;              /* the engine is loaded and switched to our user */
@@ -60,6 +65,31 @@ static void set_note(struct worker_spam *ws, const char *why)
 {
 	free(ws->headers);
 	ws->headers = xasprintf("X-Mailprocd-Spam: not checked (%s)\n", why);
+}
+
+/* A checked copy carries this host's verdict only: X-Spam-* fields already
+ * in the message (another filter's, or forged) are left out of it, as
+ * SpamAssassin itself does when it marks a message (X-Spam-Prev-* stay).
+ * Only a message that has some pays for the filtered copy. */
+static void filter_old_fields(struct worker_spam *ws, const struct qfile *qf, const char *msg,
+    size_t len)
+{
+	struct buf copy = BUF_INIT;
+
+	if (mime_strip_fields(msg, len, "X-Spam-", "X-Spam-Prev-", &copy) == 0)
+		return;
+	int fd = memfd_create("mailprocd-copy", MFD_CLOEXEC);
+	if (fd < 0 || write_all(fd, copy.data, copy.len) < 0) {
+		log_warn("qid=%s user=%s: cannot leave out the message's own X-Spam-* fields: %s",
+		    qf->qid, S.user, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+	} else {
+		ws->filtered = 1;
+		ws->filtered_fd = fd;
+		ws->filtered_size = copy.len;
+	}
+	buf_free(&copy);
 }
 
 void worker_spam_get(struct worker_spam *ws, const struct qfile *qf, const char *msg,
@@ -117,6 +147,7 @@ void worker_spam_get(struct worker_spam *ws, const struct qfile *qf, const char 
 	if (v.autolearned)
 		S.unsynced = 1;         /* SpamAssassin wrote to the journal */
 	ws->checked = 1;
+	filter_old_fields(ws, qf, msg, len);
 	ws->is_spam = v.is_spam;
 	ws->score = v.score;
 	free(ws->headers);
@@ -127,6 +158,8 @@ void worker_spam_get(struct worker_spam *ws, const struct qfile *qf, const char 
 
 void worker_spam_reset(struct worker_spam *ws)
 {
+	if (ws->filtered)
+		close(ws->filtered_fd);
 	free(ws->headers);
 	memset(ws, 0, sizeof(*ws));
 }

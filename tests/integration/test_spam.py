@@ -46,8 +46,12 @@ erin@example.test
 
 kim@example.test
     maildir ~/Maildir/
+
+mia@example.test
+    mbox ~/mbox
+    pipe "cat > $HOME/piped"
 """
-USERS = ("alice", "bob", "carol", "dave", "erin", "kim")
+USERS = ("alice", "bob", "carol", "dave", "erin", "kim", "mia")
 UIDS = "".join(f"{u}@example.test {u}\n" for u in USERS)
 
 
@@ -160,6 +164,40 @@ def test_three_users_three_verdicts(d):
     assert not H.maildir_messages(d.maildir("bob") / ".Junk") or \
         not H.find_marked([x for _, x in H.maildir_messages(d.maildir("bob") / ".Junk")],
                           H.mid(m))
+
+
+def test_own_verdict_replaces_the_messages_x_spam_fields(d):
+    """X-Spam-* fields already in a message (forged here) are left out of a
+    checked copy, which carries this host's verdict only; X-Spam-Prev-*
+    stay, and a copy that is not checked (carol, spam=off) is untouched."""
+    m = H.make_message(to="alice@example.test", body=b"Lunch at noon?\r\n",
+                       headers=("X-Spam-Flag: YES",
+                                "X-Spam-Status: Yes, score=99.0 required=5.0",
+                                "\tautolearn=forged",
+                                "X-Spam-Prev-Subject: earlier"))
+    assert send(d, ["alice@example.test", "carol@example.test", "mia@example.test"], m) == {}
+    [a] = delivered(d, "alice", None, H.mid(m))
+    head = a.split(b"\n\n", 1)[0].decode()
+    assert "X-Spam-Flag" not in head, head
+    assert len(re.findall(r"(?m)^X-Spam-Status:", head)) == 1, head
+    assert re.search(r"(?m)^X-Spam-Status: No, score=", head), head
+    assert "forged" not in head and "score=99.0" not in head, head
+    assert "X-Spam-Prev-Subject: earlier" in head, head
+    assert a.endswith(b"Lunch at noon?\n"), a[-200:]
+    [c] = delivered(d, "carol", None, H.mid(m))
+    chead = c.split(b"\n\n", 1)[0].decode()
+    assert "X-Spam-Flag: YES" in chead and "\tautolearn=forged" in chead, chead
+    # the mbox and pipe copies are the same filtered copy
+    piped = d.home("mia") / "piped"
+    H.wait_for(lambda: piped.exists() and piped.read_bytes().endswith(b"Lunch at noon?\n"),
+               H.DEADLINE, "mia's pipe copy")
+    mbox = (d.home("mia") / "mbox").read_bytes()
+    for copy in (piped.read_bytes(), mbox):
+        h = copy.split(b"\n\n", 1)[0].decode()
+        assert "X-Spam-Flag" not in h and "forged" not in h, h
+        assert re.search(r"(?m)^X-Spam-Status: No, score=", h), h
+        assert "X-Spam-Prev-Subject: earlier" in h, h
+    assert b"Lunch at noon?\n" in mbox
 
 
 def test_score_condition(d):

@@ -693,6 +693,40 @@ static int teardown(void **state)
 	return 0;
 }
 
+static void check_strip(const char *in, const char *want)
+{
+	struct buf out = BUF_INIT;
+	int r = mime_strip_fields(in, strlen(in), "X-Spam-", "X-Spam-Prev-", &out);
+	if (want == NULL) {
+		assert_int_equal(r, 0);
+		assert_int_equal(out.len, 0);
+	} else {
+		assert_int_equal(r, 1);
+		assert_int_equal(out.len, strlen(want));
+		assert_memory_equal(out.data, want, out.len);
+	}
+	buf_free(&out);
+}
+
+static void test_strip_fields(void **state)
+{
+	/* nothing to strip: untouched */
+	check_strip("Subject: hi\nFrom: a@b\n\nX-Spam-Flag: YES\n", NULL);
+	/* first, middle and last fields, continuation lines, any case; the
+	 * body's look-alikes and X-Spam-Prev-* stay */
+	check_strip("x-spam-flag: YES\nSubject: hi\nX-Spam-Status: Yes, score=99\n"
+	    "\tautolearn=no\n  more\nX-Spam-Prev-Subject: old\nFrom: a@b\n"
+	    "X-Spam-Level: ***\n\nX-Spam-Flag: YES\nbody\n",
+	    "Subject: hi\nX-Spam-Prev-Subject: old\nFrom: a@b\n\nX-Spam-Flag: YES\nbody\n");
+	/* CRLF line ends, a header section without a body */
+	check_strip("A: 1\r\nX-Spam-Flag: YES\r\nB: 2\r\n",
+	    "A: 1\r\nB: 2\r\n");
+	check_strip("X-Spam-Flag: YES", "");
+	/* not a field of that name: a longer name, no colon */
+	check_strip("X-Spammer: 1\nX-Spam-Thing no colon\nX-Spam-: empty\n\n",
+	    "X-Spammer: 1\nX-Spam-Thing no colon\n\n");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -710,6 +744,7 @@ int main(void)
 		cmocka_unit_test(test_binary_junk),
 		cmocka_unit_test(test_deep_nesting),
 		cmocka_unit_test(test_many_parts),
+		cmocka_unit_test(test_strip_fields),
 		cmocka_unit_test(test_many_headers),
 		cmocka_unit_test(test_digest_and_args),
 	};
