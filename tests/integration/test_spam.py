@@ -50,8 +50,32 @@ kim@example.test
 mia@example.test
     mbox ~/mbox
     pipe "cat > $HOME/piped"
+
+gus@example.test
+    maildir ~/Maildir/
+
+hal@example.test
+    maildir ~/Maildir/
+
+ivy@example.test
+    if spam maildir ~/Maildir/.Junk/ ; stop
+    maildir ~/Maildir/
 """
-USERS = ("alice", "bob", "carol", "dave", "erin", "kim", "mia")
+USERS = ("alice", "bob", "carol", "dave", "erin", "kim", "mia", "gus", "hal", "ivy")
+# Several users' prefs are set up for one test each; one daemon serves
+# them all (loading SpamAssassin takes 40 s under AddressSanitizer).
+PREFS = {
+    # bob wants a lot more before he calls anything spam
+    "bob": "required_score 5000\n",
+    # kim lets SpamAssassin learn from nearly every message it checks
+    "kim": "bayes_auto_learn_threshold_nonspam 20\n",
+    # gus and hal use Bayes after a few messages (a user option)
+    "gus": "bayes_min_spam_num 1\nbayes_min_ham_num 1\nbayes_auto_learn 0\n",
+    "hal": "bayes_min_spam_num 1\nbayes_min_ham_num 1\nbayes_auto_learn 0\n",
+    # ivy's checks overrun: SpamAssassin's time_limit, which only the user
+    # may lower
+    "ivy": "time_limit 0.001\n",
+}
 UIDS = "".join(f"{u}@example.test {u}\n" for u in USERS)
 
 
@@ -61,11 +85,11 @@ def d(tmp_path_factory, run_as):
                   homes=USERS,
                   settings={"spam_engine": "spamassassin", "spam_max_size": "64K",
                             "spam_learn_sync": "1s", "spam_timeout": "60s"})
-    # bob wants a lot more before he calls anything spam
-    prefs = dm.home("bob") / ".spamassassin"
-    prefs.mkdir(parents=True)
-    (prefs / "user_prefs").write_text("required_score 5000\n")
-    H.chown_tree(dm.home("bob"), run_as)
+    for user, text in PREFS.items():
+        prefs = dm.home(user) / ".spamassassin"
+        prefs.mkdir(parents=True)
+        (prefs / "user_prefs").write_text(text)
+        H.chown_tree(dm.home(user), run_as)
     # erin tries to move her Bayes data where the admin did not put it
     evil = dm.root / "evil"
     evil.mkdir()
@@ -74,11 +98,6 @@ def d(tmp_path_factory, run_as):
     prefs.mkdir(parents=True)
     (prefs / "user_prefs").write_text(f"bayes_path {evil}/bayes\nrequired_score 4.5\n")
     H.chown_tree(dm.home("erin"), run_as)
-    # kim lets SpamAssassin learn from nearly every message it checks
-    prefs = dm.home("kim") / ".spamassassin"
-    prefs.mkdir(parents=True)
-    (prefs / "user_prefs").write_text("bayes_auto_learn_threshold_nonspam 20\n")
-    H.chown_tree(dm.home("kim"), run_as)
     dm.compile()
     dm.start()
     yield dm
@@ -336,74 +355,46 @@ def test_worker_exits_when_idle_and_syncs_its_journal(tmp_path, run_as):
         d.stop()
 
 
-def test_bayes_learned_by_one_user_changes_only_that_users_scores(tmp_path, run_as):
+def test_bayes_learned_by_one_user_changes_only_that_users_scores(d):
     """gus teaches his Bayes data; the same message then hits a BAYES_ rule
     for gus and none for hal.  (Both lower bayes_min_*_num in their
     user_prefs, a user option, so that a few messages activate Bayes.)"""
-    users = ("gus", "hal")
-    rules = "".join(f"{u}@example.test\n    maildir ~/Maildir/\n" for u in users)
-    d = H.Daemon(tmp_path / "bayes", run_as=run_as, rules=rules,
-                 uids="".join(f"{u}@example.test {u}\n" for u in users), homes=users,
-                 settings={"spam_engine": "spamassassin", "spam_learn_sync": "1s"})
-    for u in users:
-        p = d.home(u) / ".spamassassin"
-        p.mkdir(parents=True)
-        (p / "user_prefs").write_text("bayes_min_spam_num 1\nbayes_min_ham_num 1\n"
-                                      "bayes_auto_learn 0\n")
-        H.chown_tree(d.home(u), run_as)
-    d.compile()
-    d.start()
-    try:
-        spammy = ("zorblax quimfrat vendulope crastine phalmorix obrundel "
-                  "tessivane glombard\r\n") * 5
-        hammy = ("meeting agenda minutes budget review quarterly planning "
-                 "schedule\r\n") * 5
-        for i in range(6):
-            for text, kind in ((spammy, "--spam"), (hammy, "--ham")):
-                m = H.make_message(to="gus@example.test", subject=f"note {i}",
-                                   body=text.encode())
-                r = d.ctl("learn", kind, "gus@example.test", input=m)
-                assert r.returncode == 0, r.out
-        state = d.home("gus") / ".spamassassin"
-        # (six of each, alike: SpamAssassin counts each text once)
-        H.wait_for(lambda: len(seen_keys(state)) == 2 and bayes_learned(state, set()),
-                   H.DEADLINE, "gus's messages synced into his Bayes database")
-        m = H.make_message(to="gus@example.test", subject="hello", body=spammy.encode())
-        assert send(d, ["gus@example.test", "hal@example.test"], m) == {}
-        [g] = delivered(d, "gus", None, H.mid(m))
-        [h] = delivered(d, "hal", None, H.mid(m))
-        gh = g.split(b"\n\n", 1)[0].decode()
-        hh = h.split(b"\n\n", 1)[0].decode()
-        assert re.search(r"BAYES_(9\d|8\d|99|999)", gh), gh
-        assert "BAYES_" not in hh, hh
-    finally:
-        d.stop()
+    spammy = ("zorblax quimfrat vendulope crastine phalmorix obrundel "
+              "tessivane glombard\r\n") * 5
+    hammy = ("meeting agenda minutes budget review quarterly planning "
+             "schedule\r\n") * 5
+    for i in range(6):
+        for text, kind in ((spammy, "--spam"), (hammy, "--ham")):
+            m = H.make_message(to="gus@example.test", subject=f"note {i}",
+                               body=text.encode())
+            r = d.ctl("learn", kind, "gus@example.test", input=m)
+            assert r.returncode == 0, r.out
+    state = d.home("gus") / ".spamassassin"
+    # (six of each, alike: SpamAssassin counts each text once)
+    H.wait_for(lambda: len(seen_keys(state)) == 2 and bayes_learned(state, set()),
+               H.DEADLINE, "gus's messages synced into his Bayes database")
+    m = H.make_message(to="gus@example.test", subject="hello", body=spammy.encode())
+    assert send(d, ["gus@example.test", "hal@example.test"], m) == {}
+    [g] = delivered(d, "gus", None, H.mid(m))
+    [h] = delivered(d, "hal", None, H.mid(m))
+    gh = g.split(b"\n\n", 1)[0].decode()
+    hh = h.split(b"\n\n", 1)[0].decode()
+    assert re.search(r"BAYES_(9\d|8\d|99|999)", gh), gh
+    assert "BAYES_" not in hh, hh
 
 
-def test_check_over_time_limit_delivered_unchecked_and_worker_replaced(tmp_path, run_as):
+def test_check_over_time_limit_delivered_unchecked_and_worker_replaced(d):
     """A check that overruns (ivy's user_prefs lowers SpamAssassin's
-    time_limit, which only the user may lower) is abandoned: the message
-    is delivered with a header saying so, and the worker is replaced."""
-    rules = "ivy@example.test\n    if spam maildir ~/Maildir/.Junk/ ; stop\n    maildir ~/Maildir/\n"
-    d = H.Daemon(tmp_path / "slow", run_as=run_as, rules=rules, uids="ivy@example.test ivy\n",
-                 homes=("ivy",), settings={"spam_engine": "spamassassin"})
-    p = d.home("ivy") / ".spamassassin"
-    p.mkdir(parents=True)
-    (p / "user_prefs").write_text("time_limit 0.001\n")
-    H.chown_tree(d.home("ivy"), run_as)
-    d.compile()
-    d.start()
-    try:
-        m = gtube("ivy@example.test")
-        assert send(d, ["ivy@example.test"], m) == {}
-        [got] = delivered(d, "ivy", None, H.mid(m))
-        head = got.split(b"\n\n", 1)[0].decode()
-        assert "X-Mailprocd-Spam: not checked (over spam_timeout" in head, head
-        d.wait_log(r"user=ivy spam=timeout")
-        H.wait_for(lambda: not workers_of(status(d), "ivy"), H.DEADLINE,
-                   "the worker to be replaced (gone after its job)")
-    finally:
-        d.stop()
+    time_limit) is abandoned: the message is delivered with a header
+    saying so, and the worker is replaced."""
+    m = gtube("ivy@example.test")
+    assert send(d, ["ivy@example.test"], m) == {}
+    [got] = delivered(d, "ivy", None, H.mid(m))
+    head = got.split(b"\n\n", 1)[0].decode()
+    assert "X-Mailprocd-Spam: not checked (over spam_timeout" in head, head
+    d.wait_log(r"user=ivy spam=timeout")
+    H.wait_for(lambda: not workers_of(status(d), "ivy"), H.DEADLINE,
+               "the worker to be replaced (gone after its job)")
 
 
 def many_parts(to, parts=3000):
