@@ -27,11 +27,16 @@ enum msg_type {
 	                         * "primary" or "primary:except:N,M" (root mode:
 	                         * all but those, which other accounts' parts run,
 	                         * plus the default delivery), or "only:N,M" (a
-	                         * uid=/gid= account's part: those instructions)) */
+	                         * uid=/gid= account's part: those instructions);
+	                         * on a retry, the instructions an earlier attempt
+	                         * delivered are left out: "all:except:N,M",
+	                         * added to the except list, removed from only) */
 	/* worker -> qmgr */
 	MSG_RESULT,             /* str qid, u32 index, u32 status (enum delivery_status),
 	                         * str dsn ("2.0.0"), str text, str where,
-	                         * str forward (addresses, comma-separated, or "") */
+	                         * str forward (addresses, comma-separated, or ""),
+	                         * str done (the maildir/mbox/pipe instructions,
+	                         * "N,M" as in MSG_JOB's run, that delivered, or "") */
 	MSG_JOB_DONE,           /* str qid, u32 retiring (the worker leaves now),
 	                         * u32 spam checks done so far */
 	/* qmgr -> worker; fd = the message (LF line ends), read-only */

@@ -34,6 +34,7 @@ struct rcpt_partial {
 	struct delivery_result result;  /* the worst so far */
 	struct buf where;
 	char *forward;
+	struct buf done;        /* the parts' done lists, "N,M" */
 };
 
 struct qmsg {
@@ -64,6 +65,8 @@ struct job_rcpt {
 	char *where;
 	char *forward;          /* addresses the rules forward to, comma-separated */
 	char *run;              /* which instructions: "all", "primary", "only:N,..." */
+	char *done;             /* of those, the maildir/mbox/pipe instructions
+	                         * that delivered ("N,M"), or NULL */
 };
 
 enum job_kind { JOB_DELIVER = 0, JOB_LEARN };

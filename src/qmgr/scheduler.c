@@ -45,6 +45,7 @@ static void partial_free(struct rcpt_partial *p)
 	if (p == NULL)
 		return;
 	buf_free(&p->where);
+	buf_free(&p->done);
 	free(p->forward);
 	free(p);
 }
@@ -133,9 +134,14 @@ static void persist_states(struct qmsg *m, const size_t *idx, size_t n)
 	}
 	for (size_t i = 0; i < n; i++) {
 		const struct qrcpt *rc = &m->qf.rcpt[idx[i]];
-		int r = rc->state == RCPT_PENDING ?
-		    qfile_append_deferred(fd, idx[i], rc->last_attempt, rc->last_error) :
-		    qfile_append_done(fd, idx[i], rc->state, rc->last_error);
+		/* the instructions delivered go first: an 'F' without its 'P'
+		 * would deliver them again */
+		int r = rc->state == RCPT_PENDING && rc->done != NULL ?
+		    qfile_append_part_done(fd, idx[i], rc->done_version, rc->done) : 0;
+		if (r == 0)
+			r = rc->state == RCPT_PENDING ?
+			    qfile_append_deferred(fd, idx[i], rc->last_attempt, rc->last_error) :
+			    qfile_append_done(fd, idx[i], rc->state, rc->last_error);
 		if (r < 0) {
 			log_warn("qid=%s: cannot record delivery state: %s (a restart may deliver again)",
 			    m->qid, strerror(errno));
@@ -476,6 +482,7 @@ void sched_job_free(struct job *job)
 		free(job->rcpt[i].where);
 		free(job->rcpt[i].forward);
 		free(job->rcpt[i].run);
+		free(job->rcpt[i].done);
 	}
 	free(job->rcpt);
 	free(job);
@@ -538,11 +545,46 @@ static void add_part(struct job *j, size_t i, const struct db_resolution *res,
 
 #define MAX_IDENTITIES 8        /* per recipient, its entry's included */
 
+/* Leave the instructions in done (an earlier attempt delivered them) out
+ * of the uid=/gid= parts ("only:N,..."); a part left with nothing is
+ * dropped.  Returns the number of parts left. */
+static int drop_done(struct user **users, struct buf *lists, int n, const char *done)
+{
+	int kept = 0;
+	struct buf left = BUF_INIT;
+
+	for (int k = 0; k < n; k++) {
+		const char *p = lists[k].data + 5;      /* after "only:" */
+		buf_reset(&left);
+		buf_puts(&left, "only:");
+		while (*p) {
+			char *end;
+			unsigned long x = strtoul(p, &end, 10);
+			if (end == p)
+				break;
+			if (!qfile_list_has(done, x))
+				buf_printf(&left, "%s%lu", left.len > 5 ? "," : "", x);
+			p = *end == ',' ? end + 1 : end;
+		}
+		if (left.len == 5)
+			continue;
+		users[kept] = users[k];
+		buf_reset(&lists[kept]);
+		buf_puts(&lists[kept], left.data);
+		kept++;
+	}
+	buf_free(&left);
+	return kept;
+}
+
 /* Resolve every pending recipient that is not in a job yet and hand the
  * jobs to the users' queues.  A recipient whose rules run instructions as
  * other accounts (uid=, gid=) gets one part per identity; its result is
- * the worst of the parts.  Recipients that fail here (unknown since they
- * were accepted, database unreadable) get their result at once. */
+ * the worst of the parts.  The maildir/mbox/pipe instructions an earlier
+ * attempt delivered (qrcpt.done) are left out of every part, and a
+ * uid=/gid= part left with nothing is not sent.  Recipients that fail here
+ * (unknown since they were accepted, database unreadable) get their result
+ * at once. */
 static void schedule_pending(struct qmsg *m)
 {
 	struct job *jobs[64];
@@ -587,6 +629,28 @@ static void schedule_pending(struct qmsg *m)
 			db_resolution_free(&res);
 			continue;
 		}
+		/* the primary part runs everything the other parts do not, and
+		 * no part what an earlier attempt delivered */
+		struct buf except = BUF_INIT;
+		buf_puts(&except, Q.root_mode ? "primary" : "all");
+		for (int k = 0; k < nparts; k++) {
+			buf_puts(&except, k == 0 ? ":except:" : ",");
+			buf_puts(&except, lists[k].data + 5);   /* after "only:" */
+		}
+		if (rc->done != NULL &&
+		    qfile_rules_version(res.rules_blob, res.rules_len) != rc->done_version) {
+			/* the numbers are of an entry changed since: better a
+			 * copy twice than one left out */
+			log_info("qid=%s to=<%s>: rules changed since instructions %s delivered; "
+			    "all run again", m->qid, rc->address, rc->done);
+			free(rc->done);
+			rc->done = NULL;
+		}
+		if (rc->done != NULL) {
+			buf_puts(&except, nparts == 0 ? ":except:" : ",");
+			buf_puts(&except, rc->done);
+			nparts = drop_done(others, lists, nparts, rc->done);
+		}
 		/* every part must find room, or the recipient waits */
 		struct job *parts[MAX_IDENTITIES];
 		int room = 1;
@@ -595,15 +659,9 @@ static void schedule_pending(struct qmsg *m)
 			room = parts[k] != NULL;
 		}
 		if (!room) {
+			buf_free(&except);
 			db_resolution_free(&res);
 			break;
-		}
-		/* the primary part runs everything the other parts do not */
-		struct buf except = BUF_INIT;
-		buf_puts(&except, Q.root_mode ? "primary" : "all");
-		for (int k = 0; k < nparts; k++) {
-			buf_puts(&except, k == 0 ? ":except:" : ",");
-			buf_puts(&except, lists[k].data + 5);   /* after "only:" */
 		}
 		add_part(parts[0], i, &res, except.data);
 		buf_free(&except);
@@ -734,6 +792,16 @@ static void queue_forward(struct qmsg *m, struct job_rcpt *jr)
 	free(list);
 }
 
+/* A recipient deferred after some of its instructions delivered: those
+ * are not run again (persist_states records them with the deferral). */
+static void note_done(struct qmsg *m, const struct job_rcpt *jr)
+{
+	uint64_t version = qfile_rules_version(jr->rules, jr->rules_len);
+	if (qfile_done_merge(&m->qf.rcpt[jr->index], version, jr->done) < 0)
+		log_warn("qid=%s: worker sent a malformed list of deliveries done: %s", m->qid,
+		    jr->done);
+}
+
 /* One part of a recipient split across identities is done: fold it into
  * the others (the worst status wins; destinations add up; the primary part
  * brings the forwards).  Returns 1 when it was the last part, with jr
@@ -748,6 +816,7 @@ static int merge_part(struct qmsg *m, struct job_rcpt *jr)
 	if (p == NULL) {
 		p = m->partial[i] = xcalloc(1, sizeof(*p));
 		p->where = (struct buf)BUF_INIT;
+		p->done = (struct buf)BUF_INIT;
 		p->result = jr->result;
 	} else if (jr->result.status > p->result.status) {
 		p->result = jr->result;
@@ -759,6 +828,11 @@ static int merge_part(struct qmsg *m, struct job_rcpt *jr)
 	}
 	if (jr->forward && jr->forward[0] && p->forward == NULL)
 		p->forward = xstrdup(jr->forward);
+	if (jr->done && jr->done[0]) {
+		if (p->done.len)
+			buf_putc(&p->done, ',');
+		buf_puts(&p->done, jr->done);
+	}
 	if (m->busy[i] > 1) {
 		m->busy[i]--;
 		return 0;
@@ -769,6 +843,8 @@ static int merge_part(struct qmsg *m, struct job_rcpt *jr)
 	free(jr->forward);
 	jr->forward = p->forward;
 	p->forward = NULL;
+	free(jr->done);
+	jr->done = p->done.len ? xstrdup(p->done.data) : NULL;
 	partial_free(p);
 	m->partial[i] = NULL;
 	return 1;
@@ -811,6 +887,8 @@ void sched_job_finished(struct job *job)
 				continue;       /* other parts still run */
 		}
 		m->busy[jr->index] = 0;
+		if (jr->done != NULL && jr->result.status == DELIVERY_TEMPFAIL)
+			note_done(m, jr);
 		if (jr->forward != NULL && jr->forward[0] != '\0' &&
 		    jr->result.status == DELIVERY_OK)
 			queue_forward(m, jr);

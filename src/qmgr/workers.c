@@ -381,14 +381,14 @@ static void on_learn_done(struct worker *w)
 
 static void on_result(struct worker *w)
 {
-	const char *qid, *dsn, *text, *where, *forward;
+	const char *qid, *dsn, *text, *where, *forward, *done;
 	uint32_t index, status;
 	struct job *job = w->job;
 
 	if (ipc_get_str(&wmsg, &qid) < 0 || ipc_get_u32(&wmsg, &index) < 0 ||
 	    ipc_get_u32(&wmsg, &status) < 0 || ipc_get_str(&wmsg, &dsn) < 0 ||
 	    ipc_get_str(&wmsg, &text) < 0 || ipc_get_str(&wmsg, &where) < 0 ||
-	    ipc_get_str(&wmsg, &forward) < 0 ||
+	    ipc_get_str(&wmsg, &forward) < 0 || ipc_get_str(&wmsg, &done) < 0 ||
 	    ipc_end(&wmsg) < 0 || status > DELIVERY_PERMFAIL || job == NULL ||
 	    strcmp(qid, job->msg->qid) != 0) {
 		log_warn("worker %ld sent a malformed result", (long)w->pid);
@@ -406,6 +406,8 @@ static void on_result(struct worker *w)
 		jr->where = xstrdup(where);
 		free(jr->forward);
 		jr->forward = forward[0] ? xstrdup(forward) : NULL;
+		free(jr->done);
+		jr->done = done[0] ? xstrdup(done) : NULL;
 		return;
 	}
 	log_warn("worker %ld reported recipient %u not in its job", (long)w->pid, index);

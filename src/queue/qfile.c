@@ -8,7 +8,7 @@
  * against the file size and a per-record cap before anything is allocated.
  *
  * The committed part (up to 'E') must be complete and well formed, or the
- * file is refused with EBADMSG.  After 'E' only 'D', 'F' and 'W' may follow; a
+ * file is refused with EBADMSG.  After 'E' only 'D', 'F', 'P' and 'W' may follow; a
  * record cut short by the end of the file (a crash while appending) is
  * ignored, and so is a tail of NUL bytes (a crash on a file system that
  * extended the file before writing the data).
@@ -26,7 +26,8 @@
 
 #define QR_HDR 5                        /* type byte + u32 length */
 #define QR_WINDOW (QFILE_MAX_FIELD + QR_HDR)
-#define QR_MAX_STATE 4096               /* payload of a 'D', 'F' or 'W' record */
+#define QR_MAX_STATE 4096               /* payload of a 'D', 'F', 'P' or 'W' record */
+#define QR_MAX_INSTR 100000             /* an instruction number in a 'P' list */
 
 /* ---- reading through a window of the file ---- */
 
@@ -353,6 +354,124 @@ static int apply_warned(struct qfile *q, const char *s, size_t len)
 	return 0;
 }
 
+/* The numbers of a list "N,M,..." (at least one), ascending and without
+ * repeats, added to the n in v (already so); -1 when malformed. */
+static int list_merge(const char *s, const char *end, uint64_t **v, size_t *n)
+{
+	for (;;) {
+		uint64_t x;
+		size_t k = 0;
+		if (parse_dec(&s, end, QR_MAX_INSTR, &x) < 0)
+			return -1;
+		while (k < *n && (*v)[k] < x)
+			k++;
+		if (k == *n || (*v)[k] != x) {
+			*v = xreallocarray(*v, *n + 1, sizeof(**v));
+			memmove(*v + k + 1, *v + k, (*n - k) * sizeof(**v));
+			(*v)[k] = x;
+			(*n)++;
+		}
+		if (s == end)
+			return 0;
+		if (*s++ != ',')
+			return -1;
+	}
+}
+
+int qfile_done_union(char **done, const char *list)
+{
+	uint64_t *v = NULL;
+	size_t n = 0, before;
+	int changed;
+
+	if ((*done != NULL && list_merge(*done, *done + strlen(*done), &v, &n) < 0) ||
+	    (before = n, list_merge(list, list + strlen(list), &v, &n) < 0)) {
+		free(v);
+		errno = EINVAL;
+		return -1;
+	}
+	changed = n != before || *done == NULL;
+	if (changed) {
+		size_t cap = n * 21 + 1, len = 0;
+		char *out = xmalloc(cap);
+		out[0] = '\0';
+		for (size_t i = 0; i < n; i++)
+			len += (size_t)snprintf(out + len, cap - len, "%s%llu", i ? "," : "",
+			    (unsigned long long)v[i]);
+		free(*done);
+		*done = out;
+	}
+	free(v);
+	return changed;
+}
+
+int qfile_list_has(const char *list, unsigned long n)
+{
+	while (*list) {
+		char *end;
+		unsigned long x = strtoul(list, &end, 10);
+		if (end == list)
+			return 0;
+		if (x == n)
+			return 1;
+		list = *end == ',' ? end + 1 : end;
+	}
+	return 0;
+}
+
+/* 'P' "index N,M,...": those instructions of the recipient delivered. */
+static int apply_part_done(struct qfile *q, const char *s, size_t len)
+{
+	const char *end = s + len;
+	uint64_t index;
+
+	uint64_t version = 0;
+
+	if (parse_dec(&s, end, QFILE_MAX_RCPTS, &index) < 0 || index >= q->nrcpt ||
+	    s == end || *s++ != ' ')
+		return -1;
+	for (int i = 0; i < 16; i++, s++) {
+		if (s == end || !((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+			return -1;
+		version = version << 4 | (uint64_t)(*s <= '9' ? *s - '0' : *s - 'a' + 10);
+	}
+	if (s == end || *s++ != ' ')
+		return -1;
+	char *list = xstrndup(s, (size_t)(end - s));
+	int r = strlen(list) == (size_t)(end - s) ?
+	    qfile_done_merge(&q->rcpt[index], version, list) : -1;
+	free(list);
+	return r < 0 ? -1 : 0;
+}
+
+uint64_t qfile_rules_version(const void *blob, size_t len)
+{
+	const unsigned char *p = blob;
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ p[i]) * 0x100000001b3ULL;
+	return h;
+}
+
+int qfile_done_merge(struct qrcpt *r, uint64_t version, const char *list)
+{
+	if (r->done != NULL && r->done_version != version) {
+		/* numbers in another entry: this list replaces them */
+		char *mine = NULL;
+		if (qfile_done_union(&mine, list) < 0)
+			return -1;
+		free(r->done);
+		r->done = mine;
+		r->done_version = version;
+		return 1;
+	}
+	int changed = qfile_done_union(&r->done, list);
+	if (changed >= 0)
+		r->done_version = version;
+	return changed;
+}
+
 /* Is everything from pos to the end of the file NUL (a short run)? */
 static int zero_tail(struct qreader *r, off_t pos)
 {
@@ -386,7 +505,7 @@ static int read_state_record(struct qreader *r, struct qfile *q, off_t *pos, int
 		*stop = h > 0;
 		return h > 0 ? 0 : h < 0 ? -1 : bad();
 	}
-	if (t[0] != 'D' && t[0] != 'F' && t[0] != 'W')
+	if (t[0] != 'D' && t[0] != 'F' && t[0] != 'P' && t[0] != 'W')
 		return bad();
 	if ((h = qr_header(r, *pos, &rec)) <= 0) {
 		*stop = 1;                      /* torn inside the header */
@@ -402,6 +521,7 @@ static int read_state_record(struct qreader *r, struct qfile *q, off_t *pos, int
 	if (s == NULL)
 		return -1;
 	if ((rec.type == 'W' ? apply_warned(q, (const char *)s, rec.len) :
+	    rec.type == 'P' ? apply_part_done(q, (const char *)s, rec.len) :
 	    apply_state(q, rec.type, (const char *)s, rec.len)) < 0)
 		return bad();
 	*pos = rec.payload + rec.len;
@@ -458,6 +578,7 @@ void qfile_free(struct qfile *q)
 	for (size_t i = 0; i < q->nrcpt; i++) {
 		free(q->rcpt[i].address);
 		free(q->rcpt[i].last_error);
+		free(q->rcpt[i].done);
 	}
 	free(q->rcpt);
 	free(q->helo);
@@ -550,6 +671,19 @@ int qfile_append_deferred(int fd, size_t index, int64_t when, const char *detail
 	}
 	snprintf(head, sizeof(head), "%zu %lld ", index, (long long)when);
 	return append_record(fd, 'F', head, detail);
+}
+
+int qfile_append_part_done(int fd, size_t index, uint64_t version, const char *list)
+{
+	char head[64], *check = NULL;
+
+	if (list == NULL || strlen(list) > QFILE_MAX_DETAIL || qfile_done_union(&check, list) < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	free(check);
+	snprintf(head, sizeof(head), "%zu %016llx ", index, (unsigned long long)version);
+	return append_record(fd, 'P', head, list);
 }
 
 int qfile_append_warned(int fd, int64_t when)

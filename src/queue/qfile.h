@@ -21,6 +21,12 @@
  *   'D' "index status detail"  done: status is sent, bounced, expired or
  *       refused (the receiver may write these before the commit)
  *   'F' "index unixtime detail" a temporary failure (one per attempt)
+ *   'P' "index version N,M,..." part done: instructions N, M (numbers in
+ *       the recipient's rules entry) of a recipient that was deferred
+ *       already delivered, and are not run again on a retry; written
+ *       before the 'F' of that attempt.  version (16 hex digits,
+ *       qfile_rules_version) names the rules entry the numbers refer to:
+ *       records of one version add up, one of another replaces the list
  *   and, once per message, a message state record:
  *   'W' "unixtime"      a delay warning (DSN, Action: delayed) to the sender
  *       was queued at that time; none is sent again (a crash between
@@ -120,6 +126,9 @@ struct qrcpt {
 	int attempts;           /* number of 'F' records */
 	int64_t last_attempt;   /* unix time of the last 'F', 0 if none */
 	char *last_error;       /* text of the last 'F' or 'D', or NULL */
+	char *done;             /* 'P': instructions already delivered, "N,M"
+	                         * (ascending, no repeats), or NULL */
+	uint64_t done_version;  /* of the rules entry those numbers refer to */
 };
 
 struct qfile {
@@ -150,6 +159,26 @@ void qfile_free(struct qfile *q);
  * (O_APPEND).  -1 with errno on failure. */
 int qfile_append_done(int fd, size_t index, enum rcpt_state state, const char *detail);
 int qfile_append_deferred(int fd, size_t index, int64_t when, const char *detail);
+/* Record that instructions list ("N,M,...", at most QFILE_MAX_DETAIL
+ * bytes) of the rules entry of that version delivered for recipient index
+ * ('P').  -1 (EINVAL) for a bad list. */
+int qfile_append_part_done(int fd, size_t index, uint64_t version, const char *list);
+/* The version of a compiled rules entry that 'P' lists refer to: a hash
+ * of its bytes (FNV-1a), so that a list is not applied to an entry
+ * changed since. */
+uint64_t qfile_rules_version(const void *blob, size_t len);
+/* Apply one attempt's list to a recipient: added to its list when the
+ * version is the same, in its place when not.  As qfile_done_union. */
+int qfile_done_merge(struct qrcpt *r, uint64_t version, const char *list);
+/* Add the instruction numbers of list ("N,M,...") to *done (NULL or such a
+ * list, kept ascending without repeats; replaced, the old one freed).
+ * Returns 1 when *done changed, 0 when not, -1 (EINVAL, *done untouched)
+ * when list is malformed or empty. */
+int qfile_done_union(char **done, const char *list);
+/* Whether n is in a list of instruction numbers "N,M,..." (as in 'P', and
+ * in the run strings of the qmgr's jobs); reads up to the first bad
+ * character. */
+int qfile_list_has(const char *list, unsigned long n);
 /* Record that the delay warning was queued at when (> 0; else EINVAL). */
 int qfile_append_warned(int fd, int64_t when);
 /* Cut a torn record off the end (file longer than q->end_offset) so that

@@ -37,7 +37,7 @@ const struct config *worker_cfg;
 const struct rule_instruction *worker_default = &default_instr;
 
 static int send_result(int fd, const char *qid, uint32_t index, const struct delivery_result *r,
-    const char *where, const char *forward)
+    const char *where, const char *forward, const char *done)
 {
 	ipc_init(&out, MSG_RESULT);
 	ipc_add_str(&out, qid);
@@ -47,6 +47,7 @@ static int send_result(int fd, const char *qid, uint32_t index, const struct del
 	ipc_add_str(&out, r->status == DELIVERY_OK && r->text[0] == '\0' ? "delivered" : r->text);
 	ipc_add_str(&out, where);
 	ipc_add_str(&out, forward);
+	ipc_add_str(&out, done);
 	return ipc_send(fd, &out);
 }
 
@@ -164,7 +165,7 @@ static void handle_job(int fd)
 	struct worker_spam ws = { .stopped_before = spam_skip != 0 };
 	for (uint32_t i = 0; i < n; i++) {
 		struct delivery_result r = { 0 };
-		struct buf where = BUF_INIT, forward = BUF_INIT;
+		struct buf where = BUF_INIT, forward = BUF_INIT, done = BUF_INIT;
 		if (!read_ok) {
 			r.status = DELIVERY_TEMPFAIL;
 			snprintf(r.dsn, sizeof(r.dsn), "4.3.0");
@@ -174,11 +175,12 @@ static void handle_job(int fd)
 			snprintf(r.dsn, sizeof(r.dsn), "4.3.0");
 			snprintf(r.text, sizeof(r.text), "recipient index out of range");
 		} else {
-			worker_deliver(&qf, qfd, &rc[i], &ws, &r, &where, &forward);
+			worker_deliver(&qf, qfd, &rc[i], &ws, &r, &where, &forward, &done);
 		}
 		int sent = send_result(fd, qid, rc[i].index, &r, where.data ? where.data : "",
-		    forward.data ? forward.data : "");
+		    forward.data ? forward.data : "", done.data ? done.data : "");
 		buf_free(&where);
+		buf_free(&done);
 		buf_free(&forward);
 		if (sent < 0)
 			exit(1);        /* the qmgr is gone; it retries what it missed */

@@ -51,12 +51,13 @@ void worker_check_begin(void);
 void worker_check_end(void);
 
 /* Deliver one recipient: fills total (the worst result of its copies),
- * appends the destinations to where and the forward addresses (comma-
- * separated) to forward.  ws: the job's spam verdict (shared by its
+ * appends the destinations to where, the forward addresses (comma-
+ * separated) to forward and the numbers of the maildir/mbox/pipe
+ * instructions that delivered ("N,M") to done.  ws: the job's spam verdict (shared by its
  * recipients, all of this worker's user). */
 void worker_deliver(const struct qfile *qf, int qfd, const struct worker_rcpt *rc,
     struct worker_spam *ws, struct delivery_result *total, struct buf *where,
-    struct buf *forward);
+    struct buf *forward, struct buf *done);
 
 /* worker_spam.c */
 void worker_spam_init(const char *user, const char *home);

@@ -17,6 +17,7 @@
 #include "deliver/deliver.h"
 #include "lib/log.h"
 #include "mime/mime.h"
+#include "queue/qfile.h"
 #include "rules/eval.h"
 #include "rules/walk.h"
 
@@ -71,25 +72,12 @@ static void unmap_message(struct msg_map *mm)
 	mm->base = NULL;
 }
 
-/* Whether instruction number i is in a list "N,M,..." */
-static int in_list(const char *p, int i)
-{
-	while (*p) {
-		char *end;
-		long v = strtol(p, &end, 10);
-		if (end == p)
-			return 0;
-		if (v == i)
-			return 1;
-		p = *end == ',' ? end + 1 : end;
-	}
-	return 0;
-}
-
 /* Whether this part runs instruction i.  run is "all" (single-user mode),
- * "primary" (root mode, the entry's account), "primary:except:N,..." (the
- * same, leaving the instructions other accounts' parts run), or
- * "only:N,..." (a part for a uid=/gid= account). */
+ * "primary" (root mode, the entry's account), "all:except:N,..." or
+ * "primary:except:N,..." (the same, leaving the instructions other
+ * accounts' parts run and those an earlier attempt delivered), or
+ * "only:N,..." (a part for a uid=/gid= account).  An instruction left out
+ * still counts as held in the walk (no default delivery, `stop` stops). */
 static int part_runs(const struct worker_rcpt *rc, const struct rule_instruction *in, int i)
 {
 	const char *except = strstr(rc->run, ":except:");
@@ -97,9 +85,9 @@ static int part_runs(const struct worker_rcpt *rc, const struct rule_instruction
 	if (strcmp(rc->run, "all") == 0 || strcmp(rc->run, "primary") == 0)
 		return 1;
 	if (strncmp(rc->run, "only:", 5) == 0)
-		return rule_action_writes_as_user(in->action) && in_list(rc->run + 5, i);
+		return rule_action_writes_as_user(in->action) && qfile_list_has(rc->run + 5, (unsigned long)i);
 	if (except != NULL)
-		return !in_list(except + 8, i);
+		return !qfile_list_has(except + 8, (unsigned long)i);
 	return 0;
 }
 
@@ -199,6 +187,7 @@ struct walk_state {
 	const struct delivery_msg *dm;
 	struct delivery_result *total;
 	struct buf *where, *forward;
+	struct buf *done;       /* writers that delivered: "N,M" */
 };
 
 static void visit(const struct rule_instruction *in, int i, int holds, const char *warn,
@@ -214,11 +203,18 @@ static void visit(const struct rule_instruction *in, int i, int holds, const cha
 		return;
 	run_instruction(in, w->rc, w->dm, &one, w->where, w->forward);
 	merge_result(w->total, &one);
+	/* a forward is queued only when the whole recipient succeeds: not
+	 * recorded, it runs again on a retry */
+	if (rule_action_writes_as_user(in->action) && one.status == DELIVERY_OK) {
+		if (w->done->len)
+			buf_putc(w->done, ',');
+		buf_printf(w->done, "%d", i);
+	}
 }
 
 void worker_deliver(const struct qfile *qf, int qfd, const struct worker_rcpt *rc,
     struct worker_spam *ws, struct delivery_result *total, struct buf *where,
-    struct buf *forward)
+    struct buf *forward, struct buf *done)
 {
 	struct rules_entry entry = { .spam = -1 };
 	struct delivery_msg dm = {
@@ -267,7 +263,7 @@ void worker_deliver(const struct qfile *qf, int qfd, const struct worker_rcpt *r
 		.score = spam_on && ws->checked ? ws->score : 0,
 		.msg = msg,
 	};
-	struct walk_state w = { qf, rc, &dm, total, where, forward };
+	struct walk_state w = { qf, rc, &dm, total, where, forward, done };
 	if (rules_walk(&entry, &ctx, visit, &w) == 0 && is_primary(rc)) {
 		run_writer(worker_default, rc, &dm, &one, where);
 		merge_result(total, &one);

@@ -3,7 +3,7 @@
  * (src/queue/qfile.c): arbitrary bytes as a queue file must be refused or
  * parsed without a crash, and a parsed file must be consistent (message
  * inside the file, recipients with addresses, states in range, the delay
- * warning time not negative).  The
+ * warning time not negative, done lists normalized).  The
  * repair of a torn tail is run on a copy when the file parses.
  *
  * Not part of the meson build.  Build and run by hand:
@@ -49,6 +49,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			CHECK(q.rcpt[i].address != NULL && q.rcpt[i].address[0] != '\0');
 			CHECK(q.rcpt[i].state >= RCPT_PENDING && q.rcpt[i].state <= RCPT_REFUSED);
 			CHECK(q.rcpt[i].attempts >= 0);
+			/* a done list is normalized: adding itself changes nothing */
+			char *d = q.rcpt[i].done ? strdup(q.rcpt[i].done) : NULL;
+			CHECK(d == NULL || qfile_done_union(&d, q.rcpt[i].done) == 0);
+			free(d);
 		}
 		/* cutting a torn tail must leave a file that reads the same */
 		CHECK(qfile_repair_tail(fd, &q) == 0);
@@ -57,7 +61,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(again.nrcpt == q.nrcpt && again.end_offset == q.end_offset);
 		CHECK(again.warned == q.warned);
 		for (size_t i = 0; i < q.nrcpt; i++)
-			CHECK(again.rcpt[i].state == q.rcpt[i].state);
+			CHECK(again.rcpt[i].state == q.rcpt[i].state &&
+			    (again.rcpt[i].done == NULL) == (q.rcpt[i].done == NULL) &&
+			    (q.rcpt[i].done == NULL || strcmp(again.rcpt[i].done, q.rcpt[i].done) == 0));
 		qfile_free(&again);
 		qfile_free(&q);
 	}

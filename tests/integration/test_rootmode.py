@@ -60,12 +60,24 @@ split@example.test
     maildir ~/Maildir/.from-a/ uid={ub.name}
     pipe "id -u > $HOME/pipe-uid" uid={ub.name}
     maildir ~/Maildir/.self/ uid={ua.name}
+
+splitretry@example.test
+    maildir ~/Maildir/.sr/
+    maildir ~/Maildir/.sr-b/ uid={ub.name}
+    {flaky('sr-tries')} uid={ub.name}
+
+splitdrop@example.test
+    maildir ~/Maildir/.sd-b/ uid={ub.name}
+    {flaky('sd-tries')}
+    maildir ~/Maildir/.sd/
 """
         uids = f"""a@example.test {ua.name}
 b@example.test {ub.name}
 evil@example.test {ua.name}
 evil2@example.test {ub.name}
 split@example.test {ua.name}
+splitretry@example.test {ua.name}
+splitdrop@example.test {ua.name}
 """
         d = H.Daemon(base / "d", run_as=None, single_user=False,
                      settings={"user": svc.name, "queue_dir": qdir},
@@ -80,6 +92,12 @@ split@example.test {ua.name}
                 d_.emergency_kill()
         for u in users:
             H.delete_user(u)
+
+
+def flaky(counter):
+    """A pipe that exits 75 until its third run (counted in $HOME/counter)."""
+    return (f'pipe "cat > /dev/null; n=$(cat $HOME/{counter} 2>/dev/null || echo 0); '
+            f'n=$((n + 1)); echo $n > $HOME/{counter}; test $n -ge 3 || exit 75"')
 
 
 def send(d, rcpt):
@@ -211,3 +229,24 @@ def test_uid_override_runs_as_that_account(env):
     line = d.wait_log(r"^.*to=<split@example\.test>.*status=\w+.*$").group(0)
     assert "status=sent" in line, line
     assert "maildir:" + str(own) in line and "pipe" in line, line
+
+
+def test_split_recipient_retry_runs_only_what_failed(env):
+    """A split recipient deferred by one part's pipe: on the retries neither
+    part delivers its maildir copy again; a uid= part with everything done
+    is not sent at all (splitdrop: the primary's pipe failed)."""
+    d = env["d"]
+    a, b = env["homes"] / "a", env["homes"] / "b"
+    m1 = send(d, "splitretry@example.test")
+    m2 = send(d, "splitdrop@example.test")
+    for rcpt in ("splitretry", "splitdrop"):
+        d.wait_log(r"to=<%s@example\.test> .*status=sent" % rcpt, H.DEADLINE * 3)
+        assert len(re.findall(r"to=<%s@example\.test> .*status=deferred" % rcpt,
+                              d.log())) == 2, d.log()
+    assert (b / "sr-tries").read_text().strip() == "3"
+    assert (a / "sd-tries").read_text().strip() == "3"
+    H.settle()
+    for maildir, m in ((a / "Maildir" / ".sr", m1), (b / "Maildir" / ".sr-b", m1),
+                       (a / "Maildir" / ".sd", m2), (b / "Maildir" / ".sd-b", m2)):
+        got = H.find_marked([c for _, c in H.maildir_messages(maildir)], H.mid(m))
+        assert len(got) == 1, (maildir, len(got))

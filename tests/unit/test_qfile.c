@@ -399,6 +399,19 @@ static int committed_for_append(const char *dir, char qid[QID_MAX])
 	return fd;
 }
 
+/* The first record of this type in active/qid has this payload. */
+static void expect_first_payload(const char *dir, const char *qid, char type,
+    const char *payload)
+{
+	size_t len, plen = strlen(payload);
+	unsigned char *all = slurp(path_of(dir, "active", qid), &len);
+	size_t at = find_record(all, len, type);
+
+	assert_int_equal(get32(all + at + 1), plen);
+	assert_memory_equal(all + at + 5, payload, plen);
+	free(all);
+}
+
 static void test_warned_record(void **state)
 {
 	struct fixture *f = *state;
@@ -426,12 +439,7 @@ static void test_warned_record(void **state)
 	qfile_free(&q);
 
 	/* the payload is the bare number */
-	size_t len;
-	unsigned char *all = slurp(path_of(f->dir, "active", qid), &len);
-	size_t w = find_record(all, len, 'W');
-	assert_int_equal(get32(all + w + 1), 10);
-	assert_memory_equal(all + w + 5, "1700000123", 10);
-	free(all);
+	expect_first_payload(f->dir, qid, 'W', "1700000123");
 
 	/* a second one (not written by the qmgr) counts from then on */
 	assert_int_equal(qfile_append_warned(fd, 1700000999), 0);
@@ -449,27 +457,59 @@ static void test_warned_record(void **state)
 	close(fd);
 }
 
-/* A committed file followed by one 'W' record with this payload. */
+/* Read a committed file followed by one record of this type and payload
+ * (as read_bytes). */
+static int read_with_record(const char *dir, const unsigned char *committed, size_t clen,
+    char type, const char *payload, size_t plen, struct qfile *q)
+{
+	unsigned char *c = malloc(clen + 5 + plen);
+
+	memcpy(c, committed, clen);
+	c[clen] = (unsigned char)type;
+	put32(c + clen + 1, (uint32_t)plen);
+	memcpy(c + clen + 5, payload, plen);
+	int r = read_bytes(dir, c, clen + 5 + plen, q);
+	free(c);
+	return r;
+}
+
+/* A record of this type and payload after the committed part: refused
+ * with EBADMSG (returns 0) when !ok, else read into q (returns 1). */
+static int record_read(const char *dir, const unsigned char *committed, size_t clen,
+    char type, const char *payload, int ok, struct qfile *q)
+{
+	int r = read_with_record(dir, committed, clen, type, payload, strlen(payload), q);
+
+	if (!ok) {
+		if (r == 0) {
+			qfile_free(q);
+			fail_msg("'%c' payload \"%s\" accepted", type, payload);
+		}
+		assert_int_equal(errno, EBADMSG);
+		return 0;
+	}
+	if (r != 0)
+		fail_msg("'%c' payload \"%s\" refused", type, payload);
+	return 1;
+}
+
+/* The bytes of a committed file with three recipients. */
+static unsigned char *committed_bytes(const char *dir, size_t *clen)
+{
+	char qid[QID_MAX];
+
+	close(committed_for_append(dir, qid));
+	return slurp(path_of(dir, "active", qid), clen);
+}
+
+/* The payload refused (want < 0) or read as warned == want. */
 static void expect_warned_payload(const char *dir, const unsigned char *committed,
     size_t clen, const char *payload, int64_t want)
 {
-	size_t plen = strlen(payload);
-	unsigned char *c = malloc(clen + 5 + plen);
 	struct qfile q;
 
-	memcpy(c, committed, clen);
-	c[clen] = 'W';
-	put32(c + clen + 1, (uint32_t)plen);
-	memcpy(c + clen + 5, payload, plen);
-	int r = read_bytes(dir, c, clen + 5 + plen, &q);
-	free(c);
-	if (want < 0) {
-		if (r == 0)
-			fail_msg("'W' payload \"%s\" accepted", payload);
-		assert_int_equal(errno, EBADMSG);
+	if (!record_read(dir, committed, clen, 'W', payload, want >= 0, &q))
 		return;
-	}
-	assert_int_equal(r, 0);
 	assert_int_equal(q.warned, want);
 	qfile_free(&q);
 }
@@ -477,10 +517,8 @@ static void expect_warned_payload(const char *dir, const unsigned char *committe
 static void test_warned_malformed(void **state)
 {
 	struct fixture *f = *state;
-	char qid[QID_MAX];
 	size_t clen;
-	close(committed_for_append(f->dir, qid));
-	unsigned char *committed = slurp(path_of(f->dir, "active", qid), &clen);
+	unsigned char *committed = committed_bytes(f->dir, &clen);
 	static const char *const bad_payloads[] = {
 		"", "0", "00", "x", "12x", " 12", "12 ", "-12", "+12", "1.5", "12 detail",
 		"99999999999999999999",                 /* past INT64_MAX */
@@ -493,6 +531,33 @@ static void test_warned_malformed(void **state)
 	free(committed);
 }
 
+/* The last record of fd (from good to the end) cut anywhere inside: read as
+ * if it was never written (check(q) holds, end_offset is good); then the
+ * tail is repaired, leaving the file at good. */
+static void cut_inside_last(int fd, off_t good, void (*check)(const struct qfile *q))
+{
+	struct qfile q;
+	off_t full = lseek(fd, 0, SEEK_END);
+
+	for (off_t cut = full - 1; cut > good; cut--) {
+		assert_int_equal(ftruncate(fd, cut), 0);
+		assert_int_equal(qfile_read(fd, &q), 0);
+		check(&q);
+		assert_int_equal(q.end_offset, good);
+		qfile_free(&q);
+	}
+	assert_int_equal(qfile_read(fd, &q), 0);
+	assert_int_equal(qfile_repair_tail(fd, &q), 0);
+	qfile_free(&q);
+	assert_int_equal(lseek(fd, 0, SEEK_END), good);
+}
+
+static void check_not_warned(const struct qfile *q)
+{
+	assert_int_equal(q->warned, 0);
+	assert_int_equal(q->rcpt[2].attempts, 1);
+}
+
 static void test_warned_torn(void **state)
 {
 	struct fixture *f = *state;
@@ -502,28 +567,154 @@ static void test_warned_torn(void **state)
 	assert_int_equal(qfile_append_deferred(fd, 2, 1700000000, "451 4.3.0 later"), 0);
 	off_t good = lseek(fd, 0, SEEK_END);
 	assert_int_equal(qfile_append_warned(fd, 1700000123), 0);
-	off_t full = lseek(fd, 0, SEEK_END);
+	cut_inside_last(fd, good, check_not_warned);
 
-	/* cut anywhere inside it: as if it was never written */
-	for (off_t cut = full - 1; cut > good; cut--) {
-		assert_int_equal(ftruncate(fd, cut), 0);
-		assert_int_equal(qfile_read(fd, &q), 0);
-		assert_int_equal(q.warned, 0);
-		assert_int_equal(q.rcpt[2].attempts, 1);
-		assert_int_equal(q.end_offset, good);
-		qfile_free(&q);
-	}
 	/* repaired, it can be written again and read back */
-	assert_int_equal(qfile_read(fd, &q), 0);
-	assert_int_equal(qfile_repair_tail(fd, &q), 0);
-	qfile_free(&q);
-	assert_int_equal(lseek(fd, 0, SEEK_END), good);
 	assert_int_equal(qfile_append_warned(fd, 1700000456), 0);
 	assert_int_equal(qfile_read(fd, &q), 0);
 	assert_int_equal(q.warned, 1700000456);
 	assert_int_equal(q.end_offset, lseek(fd, 0, SEEK_END));
 	qfile_free(&q);
 	close(fd);
+}
+
+/* ---- 'P': instructions of a deferred recipient already delivered ---- */
+
+#define V1 0xabULL
+#define V1_HEX "00000000000000ab"
+
+static void check_done_before(const struct qfile *q)
+{
+	assert_string_equal(q->rcpt[2].done, "3");
+}
+
+static void test_part_done_record(void **state)
+{
+	struct fixture *f = *state;
+	char qid[QID_MAX];
+	struct qfile q;
+	int fd = committed_for_append(f->dir, qid);
+
+	/* round trip, next to the 'F' of the same attempt; none for the others */
+	assert_int_equal(qfile_append_part_done(fd, 1, V1, "0,2"), 0);
+	assert_int_equal(qfile_append_deferred(fd, 1, 1700000000, "451 4.3.0 pipe"), 0);
+	assert_int_equal(qfile_read(fd, &q), 0);
+	assert_string_equal(q.rcpt[1].done, "0,2");
+	assert_null(q.rcpt[0].done);
+	assert_null(q.rcpt[2].done);
+	assert_int_equal(q.rcpt[1].state, RCPT_PENDING);
+	assert_int_equal(q.rcpt[1].attempts, 1);
+	assert_int_equal(q.end_offset, lseek(fd, 0, SEEK_END));
+	qfile_free(&q);
+
+	/* the payload is "index version list" */
+	expect_first_payload(f->dir, qid, 'P', "1 00000000000000ab 0,2");
+
+	/* a second attempt: the lists add up (ascending, no repeats) */
+	assert_int_equal(qfile_append_part_done(fd, 1, V1, "5,2,1"), 0);
+	assert_int_equal(qfile_append_part_done(fd, 2, V1, "3"), 0);
+	assert_int_equal(qfile_read(fd, &q), 0);
+	assert_string_equal(q.rcpt[1].done, "0,1,2,5");
+	assert_string_equal(q.rcpt[2].done, "3");
+	qfile_free(&q);
+
+	/* bad lists are refused, nothing written */
+	off_t end = lseek(fd, 0, SEEK_END);
+	static const char *const bad_lists[] = { "", ",", "1,", ",1", "1,,2", "x", "1 2", "-1" };
+	for (size_t i = 0; i < sizeof(bad_lists) / sizeof(bad_lists[0]); i++) {
+		assert_int_equal(qfile_append_part_done(fd, 0, V1, bad_lists[i]), -1);
+		assert_int_equal(errno, EINVAL);
+	}
+	assert_int_equal(qfile_append_part_done(fd, 0, V1, NULL), -1);
+	assert_int_equal(lseek(fd, 0, SEEK_END), end);
+
+	/* a torn one is ignored; repaired, the file takes another */
+	assert_int_equal(qfile_append_part_done(fd, 2, V1, "0,4"), 0);
+	cut_inside_last(fd, end, check_done_before);
+	assert_int_equal(qfile_append_part_done(fd, 2, V1, "4"), 0);
+	assert_int_equal(qfile_read(fd, &q), 0);
+	assert_string_equal(q.rcpt[2].done, "3,4");
+	assert_int_equal(q.end_offset, lseek(fd, 0, SEEK_END));
+	qfile_free(&q);
+	close(fd);
+}
+
+static void test_part_done_other_version(void **state)
+{
+	struct fixture *f = *state;
+	char qid[QID_MAX];
+	struct qfile q;
+	int fd = committed_for_append(f->dir, qid);
+
+	/* the rules entry changed between attempts: its numbers replace the
+	 * old ones instead of adding up; the same version again adds up */
+	assert_int_equal(qfile_append_part_done(fd, 0, V1, "0,2"), 0);
+	assert_int_equal(qfile_append_part_done(fd, 0, 0xfedcba9876543210ULL, "1"), 0);
+	assert_int_equal(qfile_read(fd, &q), 0);
+	assert_string_equal(q.rcpt[0].done, "1");
+	assert_true(q.rcpt[0].done_version == 0xfedcba9876543210ULL);
+	qfile_free(&q);
+	assert_int_equal(qfile_append_part_done(fd, 0, 0xfedcba9876543210ULL, "3"), 0);
+	assert_int_equal(qfile_read(fd, &q), 0);
+	assert_string_equal(q.rcpt[0].done, "1,3");
+	qfile_free(&q);
+	close(fd);
+
+	/* versions are a hash of the entry's bytes */
+	assert_true(qfile_rules_version("a", 1) != qfile_rules_version("b", 1));
+	assert_true(qfile_rules_version("ab", 2) == qfile_rules_version("ab", 2));
+}
+
+static void test_done_union(void **state)
+{
+	char *done = NULL;
+
+	(void)state;
+	assert_int_equal(qfile_done_union(&done, "4,1"), 1);
+	assert_string_equal(done, "1,4");
+	assert_int_equal(qfile_done_union(&done, "4"), 0);
+	assert_string_equal(done, "1,4");
+	assert_int_equal(qfile_done_union(&done, "10,0,4"), 1);
+	assert_string_equal(done, "0,1,4,10");
+	assert_int_equal(qfile_done_union(&done, "1,x"), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_string_equal(done, "0,1,4,10");
+	assert_int_equal(qfile_done_union(&done, ""), -1);
+	free(done);
+}
+
+static void test_part_done_malformed(void **state)
+{
+	static const char *const good[][2] = {
+		{ "0 " V1_HEX " 7", "7" }, { "0 " V1_HEX " 3,1,3", "1,3" },
+	};
+	static const char *const bad_payloads[] = {
+		"", "0", "0 ", "0 " V1_HEX, "0 " V1_HEX " ", "0 7",    /* no version */
+		"0 00000000000000AB 1", "0 0000000000000ab 1", "0 00000000000000abc 1",
+		" 0 " V1_HEX " 1", "0 " V1_HEX "  1", "0 " V1_HEX " 1,", "0 " V1_HEX " ,1",
+		"0 " V1_HEX " 1,,2", "0 " V1_HEX " x", "0 " V1_HEX " 1 2", "0 " V1_HEX " -1",
+		"0 " V1_HEX " +1", "3 " V1_HEX " 1",    /* recipient out of range */
+		"x " V1_HEX " 1", "0 " V1_HEX " 1\n",
+		"0 " V1_HEX " 1000000",                 /* past the instruction cap */
+		"0 " V1_HEX " 99999999999999999999999",
+	};
+	struct fixture *f = *state;
+	struct qfile q;
+	size_t clen;
+	unsigned char *committed = committed_bytes(f->dir, &clen);
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		assert_true(record_read(f->dir, committed, clen, 'P', good[i][0], 1, &q));
+		assert_string_equal(q.rcpt[0].done, good[i][1]);
+		qfile_free(&q);
+	}
+	for (size_t i = 0; i < sizeof(bad_payloads) / sizeof(bad_payloads[0]); i++)
+		record_read(f->dir, committed, clen, 'P', bad_payloads[i], 0, &q);
+	/* a NUL inside the list */
+	assert_int_equal(read_with_record(f->dir, committed, clen, 'P', "0 " V1_HEX " 1\0" "2", 22,
+	    &q), -1);
+	assert_int_equal(errno, EBADMSG);
+	free(committed);
 }
 
 /* ---- corruption ---- */
@@ -1001,6 +1192,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_warned_record, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_warned_malformed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_warned_torn, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_part_done_record, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_part_done_other_version, setup, teardown),
+		cmocka_unit_test(test_done_union),
+		cmocka_unit_test_setup_teardown(test_part_done_malformed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_truncated_everywhere, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_byte_flips, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_refused, setup, teardown),
