@@ -43,6 +43,8 @@ struct worker_spam {
 	int filtered;           /* checked, and the message had X-Spam-* fields of its own: */
 	int filtered_fd;        /* the copy to deliver, without them (a memfd) */
 	uint64_t filtered_size;
+	int view_built;
+	struct buf view;        /* the copy as the rules see it (worker_spam_view) */
 };
 
 /* worker.c: a turn to run a spam check (or learn) from the qmgr, who lets
@@ -67,6 +69,11 @@ int worker_spam_wanted(int entry_spam);
 void worker_spam_get(struct worker_spam *ws, const struct qfile *qf, const char *msg,
     size_t len);
 void worker_spam_reset(struct worker_spam *ws);
+/* The message as this user's copy has it, for the rules' header and body
+ * tests: the verdict's header lines on top, the message's own X-Spam-*
+ * fields left out; msg itself when there is nothing to change. */
+const char *worker_spam_view(struct worker_spam *ws, const char *msg, size_t len,
+    size_t *outlen);
 int worker_spam_retiring(void);
 unsigned long worker_spam_checks(void);
 int worker_spam_learn(const char *msg, size_t len, int is_spam, char *err, size_t errlen);

@@ -167,15 +167,19 @@ static void run_instruction(const struct rule_instruction *in, const struct work
 }
 
 /* Parse what the conditions need; NULL when nothing (or on failure, which
- * makes header and body tests see an empty message and say so). */
+ * makes header and body tests see an empty message and say so).  With a
+ * spam verdict (ws), the tests see the copy as it is delivered: this host's
+ * X-Spam-* fields, not the message's own. */
 static struct mime_message *parse_if_needed(const struct rules_entry *e,
-    const struct msg_map *mm, struct mime_message *store)
+    const struct msg_map *mm, struct worker_spam *ws, struct mime_message *store)
 {
 	int needs = rules_entry_needs(e);
 	if (needs == 0)
 		return NULL;
+	size_t len = mm->len;
+	const char *data = ws ? worker_spam_view(ws, mm->data, mm->len, &len) : mm->data;
 	int flags = (needs & RULES_NEED_BODY) ? 0 : MIME_HEADERS_ONLY;
-	if (mime_parse(mm->data, mm->len, worker_cfg->body_match_limit, flags, store) < 0)
+	if (mime_parse(data, len, worker_cfg->body_match_limit, flags, store) < 0)
 		return NULL;
 	return store;
 }
@@ -244,7 +248,6 @@ void worker_deliver(const struct qfile *qf, int qfd, const struct worker_rcpt *r
 		unmap_message(&mm);
 		return;
 	}
-	msg = parse_if_needed(&entry, &mm, &parsed);
 	int spam_on = worker_spam_wanted(entry.spam);
 	if (spam_on) {
 		worker_spam_get(ws, qf, mm.data, mm.len);
@@ -255,6 +258,7 @@ void worker_deliver(const struct qfile *qf, int qfd, const struct worker_rcpt *r
 			dm.msg_size = ws->filtered_size;
 		}
 	}
+	msg = parse_if_needed(&entry, &mm, spam_on ? ws : NULL, &parsed);
 	struct rule_context ctx = {
 		.sender = qf->sender, .rcpt = dm.recipient,
 		.extension = rc->extension ? rc->extension : "",

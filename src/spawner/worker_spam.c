@@ -156,10 +156,43 @@ void worker_spam_get(struct worker_spam *ws, const struct qfile *qf, const char 
 	spam_verdict_free(&v);
 }
 
+const char *worker_spam_view(struct worker_spam *ws, const char *msg, size_t len,
+    size_t *outlen)
+{
+	*outlen = len;
+	if (!ws->checked || ((ws->headers == NULL || ws->headers[0] == '\0') && !ws->filtered))
+		return msg;
+	if (!ws->view_built) {
+		ws->view_built = 1;
+		buf_reset(&ws->view);
+		if (ws->headers != NULL)
+			buf_puts(&ws->view, ws->headers);
+		if (ws->filtered) {
+			size_t at = ws->view.len;
+			buf_reserve(&ws->view, (size_t)ws->filtered_size);
+			if (pread_all(ws->filtered_fd, ws->view.data + at, (size_t)ws->filtered_size,
+			    0) < 0) {
+				log_warn("user=%s: cannot read the filtered copy back: %s", S.user,
+				    strerror(errno));
+				ws->view.len = at;
+				buf_append(&ws->view, msg, len);
+			} else {
+				ws->view.len = at + (size_t)ws->filtered_size;
+				ws->view.data[ws->view.len] = '\0';
+			}
+		} else {
+			buf_append(&ws->view, msg, len);
+		}
+	}
+	*outlen = ws->view.len;
+	return ws->view.data;
+}
+
 void worker_spam_reset(struct worker_spam *ws)
 {
 	if (ws->filtered)
 		close(ws->filtered_fd);
+	buf_free(&ws->view);
 	free(ws->headers);
 	memset(ws, 0, sizeof(*ws));
 }

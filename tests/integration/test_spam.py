@@ -60,8 +60,12 @@ hal@example.test
 ivy@example.test
     if spam maildir ~/Maildir/.Junk/ ; stop
     maildir ~/Maildir/
+
+nia@example.test
+    if header X-Spam-Flag ~ /YES/ maildir ~/Maildir/.Flagged/ ; stop
+    maildir ~/Maildir/
 """
-USERS = ("alice", "bob", "carol", "dave", "erin", "kim", "mia", "gus", "hal", "ivy")
+USERS = ("alice", "bob", "carol", "dave", "erin", "kim", "mia", "gus", "hal", "ivy", "nia")
 # Several users' prefs are set up for one test each; one daemon serves
 # them all (loading SpamAssassin takes 40 s under AddressSanitizer).
 PREFS = {
@@ -217,6 +221,20 @@ def test_own_verdict_replaces_the_messages_x_spam_fields(d):
         assert re.search(r"(?m)^X-Spam-Status: No, score=", h), h
         assert "X-Spam-Prev-Subject: earlier" in h, h
     assert b"Lunch at noon?\n" in mbox
+
+
+def test_header_conditions_see_the_copy_as_delivered(d):
+    """A rule on X-Spam-Flag (the procmail habit) sees this host's verdict,
+    which is in the delivered copy, and not a field the message came with,
+    which is not."""
+    m = gtube("nia@example.test")
+    assert send(d, ["nia@example.test"], m) == {}
+    delivered(d, "nia", ".Flagged", H.mid(m))
+    forged = H.make_message(to="nia@example.test", body=b"Lunch at noon?\r\n",
+                            headers=("X-Spam-Flag: YES",))
+    assert send(d, ["nia@example.test"], forged) == {}
+    [got] = delivered(d, "nia", None, H.mid(forged))
+    assert b"X-Spam-Flag" not in got.split(b"\n\n", 1)[0]
 
 
 def test_score_condition(d):
