@@ -150,6 +150,7 @@ static struct worker *idle_worker_of(struct user *u)
 
 struct lru_search {
 	struct worker *best;
+	int best_waiting;       /* its user has jobs waiting */
 	struct user *not;
 };
 
@@ -158,19 +159,33 @@ static int find_lru_idle(const char *key, void *value, void *ctx)
 	struct lru_search *s = ctx;
 	struct user *u = value;
 	struct worker *w;
+	int waiting = !TAILQ_EMPTY(&u->waiting);
+
 	if (u == s->not)
 		return 0;
-	TAILQ_FOREACH(w, &u->workers, entry)
-		if (w->job == NULL && (s->best == NULL || w->idle_since < s->best->idle_since))
+	TAILQ_FOREACH(w, &u->workers, entry) {
+		if (w->job != NULL)
+			continue;
+		/* A worker whose user has mail waiting goes only once it has
+		 * done a job: users at the cap would otherwise take each
+		 * other's fresh workers for ever, none getting to work. */
+		if (waiting && w->jobs == 0 && !w->dead)
+			continue;
+		if (s->best == NULL || waiting < s->best_waiting ||
+		    (waiting == s->best_waiting && w->idle_since < s->best->idle_since)) {
 			s->best = w;
+			s->best_waiting = waiting;
+		}
+	}
 	return 0;
 }
 
-/* At the max_workers cap: retire the least recently used idle worker of
- * another user.  Returns 1 when room was made. */
+/* At the max_workers cap: retire an idle worker of another user, one of a
+ * user with nothing waiting first, then the least recently used.  Returns
+ * 1 when room was made. */
 static int make_room(struct user *for_user)
 {
-	struct lru_search s = { NULL, for_user };
+	struct lru_search s = { .best = NULL, .not = for_user };
 	strmap_each(Q.users, find_lru_idle, &s);
 	if (s.best == NULL)
 		return 0;

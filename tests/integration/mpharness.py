@@ -143,7 +143,7 @@ def wait_for(pred, timeout=None, what="condition", interval=0.05):
             return v
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout or DEADLINE:.0f}s "
-                        f"waiting for {what}")
+                        f"waiting for {what() if callable(what) else what}")
         time.sleep(interval)
 
 

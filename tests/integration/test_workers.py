@@ -63,17 +63,22 @@ def watch_until_delivered(d, counts):
     """Poll status until every user in counts has that many messages;
     returns the largest worker sets seen: (busy per user, all workers)."""
     most_busy, most_all = {}, 0
+    last = []
 
     def done():
         nonlocal most_all
         ws = workers(d)
+        last[:] = [ws]
         most_all = max(most_all, len(ws))
         for u in counts:
             busy = sum(1 for wu, st in ws if wu == u and st != "idle")
             most_busy[u] = max(most_busy.get(u, 0), busy)
         return all(delivered(d, u) >= n for u, n in counts.items())
 
-    H.wait_for(done, H.DEADLINE * 2, "every message delivered", interval=0.1)
+    H.wait_for(done, H.DEADLINE * 2,
+               lambda: "every message delivered; workers %s, delivered %s" % (
+                   last[0] if last else None, {u: delivered(d, u) for u in counts}),
+               interval=0.1)
     return most_busy, most_all
 
 
