@@ -8,6 +8,7 @@
  * at an arbitrary point.
  */
 #include "master/master.h"
+#include "master/fd_limit.h"
 #include "master/listen.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
@@ -92,6 +93,9 @@ static void child_setup(struct master *m, enum child_kind kind)
 	if (kind != CHILD_RELAY)
 		close(m->qmgr_relay[1]);
 
+	/* while still root in root mode: it may raise the hard limit too */
+	if (kind == CHILD_RECEIVER)
+		raise_fd_limit(&d->cfg, 0);
 	if (d->root_mode && kind != CHILD_SPAWNER)
 		privsep_become_or_die(d->user_uid, d->user_gid, d->cfg.user);
 	/* after the credential change, which clears it */
