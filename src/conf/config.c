@@ -62,6 +62,7 @@ void config_defaults(struct config *c)
 	c->run_dir = xstrdup("/run/mailprocd");
 	c->max_message_size = 50ULL * 1024 * 1024;
 	c->max_sessions = 1000;
+	c->max_sessions_per_client = 50;
 	c->max_recipients = 1000;
 	c->session_timeout = 300;
 	c->default_delivery = xstrdup("maildir ~/Maildir/");
@@ -147,6 +148,18 @@ static void h_count(struct parse_ctx *p, char **w, int n, void *field)
 		return;
 	if (parse_uint(w[1], 1000000000, &v) < 0 || v == 0)
 		perr(p, "%s: bad number \"%s\" (a positive integer)", w[0], w[1]);
+	else
+		*(uint64_t *)field = v;
+}
+
+/* A count where 0 means "no limit". */
+static void h_limit(struct parse_ctx *p, char **w, int n, void *field)
+{
+	uint64_t v;
+	if (!want_args(p, w[0], n - 1, 1, 1))
+		return;
+	if (parse_uint(w[1], 1000000000, &v) < 0)
+		perr(p, "%s: bad number \"%s\" (a non-negative integer, 0 = no limit)", w[0], w[1]);
 	else
 		*(uint64_t *)field = v;
 }
@@ -382,6 +395,7 @@ static const struct key {
 	{ "home_base", h_path, F(home_base), 0 },
 	{ "max_message_size", h_size, F(max_message_size), 0 },
 	{ "max_sessions", h_count, F(max_sessions), 0 },
+	{ "max_sessions_per_client", h_limit, F(max_sessions_per_client), 0 },
 	{ "max_recipients", h_count, F(max_recipients), 0 },
 	{ "session_timeout", h_duration, F(session_timeout), 0 },
 	{ "default_delivery", h_default_delivery, 0, 0 },

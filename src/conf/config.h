@@ -38,6 +38,7 @@ struct config {
 	char *home_base;                /* single-user mode: ~ of account X is home_base/X */
 	uint64_t max_message_size;
 	uint64_t max_sessions;
+	uint64_t max_sessions_per_client;   /* per IP address; 0 = no limit */
 	uint64_t max_recipients;        /* per transaction */
 	uint64_t session_timeout;       /* seconds */
 	char *default_delivery;         /* one rules instruction, e.g. "maildir ~/Maildir/" */

@@ -83,13 +83,32 @@ void receiver_session_gone(struct receiver *r)
 
 /* ---- accepting ---- */
 
-static void refuse_connection(int fd)
+static void refuse_connection(int fd, const char *msg)
 {
-	static const char msg[] = "421 4.3.2 Too many connections\r\n";
 	/* a fresh socket's send buffer is empty: this does not block */
-	ssize_t n = send(fd, msg, sizeof(msg) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	ssize_t n = send(fd, msg, strlen(msg), MSG_DONTWAIT | MSG_NOSIGNAL);
 	(void)n;
 	close(fd);
+}
+
+/* This client already has max_sessions_per_client sessions (unix-socket
+ * clients are not counted). */
+static int over_client_limit(struct receiver *r, const struct listen_spec *spec,
+    const struct sockaddr *sa, socklen_t salen)
+{
+	uint64_t limit = r->cfg->max_sessions_per_client;
+	struct client_key key;
+
+	if (limit == 0 || spec->is_unix || client_key_from(sa, salen, &key) < 0)
+		return 0;
+	uint32_t n = client_count_get(r->clients, &key);
+	if (n < limit)
+		return 0;
+	char client[64];
+	session_format_client(sa, salen, client, sizeof(client));
+	log_info("%s: %lu sessions open from this address (max_sessions_per_client %llu): "
+	    "connection refused", client, (unsigned long)n, (unsigned long long)limit);
+	return 1;
 }
 
 static void on_accept(struct evconnlistener *evl, evutil_socket_t fd,
@@ -105,7 +124,11 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd,
 	if (r->nsessions >= r->cfg->max_sessions) {
 		log_warn("too many sessions (%llu): connection refused",
 		    (unsigned long long)r->nsessions);
-		refuse_connection(fd);
+		refuse_connection(fd, "421 4.3.2 Too many connections\r\n");
+		return;
+	}
+	if (over_client_limit(r, l->spec, sa, (socklen_t)salen)) {
+		refuse_connection(fd, "421 4.7.0 Too many connections from your address\r\n");
 		return;
 	}
 	if (evutil_make_socket_nonblocking(fd) < 0) {
@@ -224,6 +247,7 @@ static void receiver_free(struct receiver *r)
 		event_free(r->ev_grace);
 	if (r->ev_accept_retry)
 		event_free(r->ev_accept_retry);
+	client_count_free(r->clients);
 	if (r->db)
 		db_close(r->db);
 	if (r->base)
@@ -249,6 +273,7 @@ int receiver_main(const struct config *cfg, const int *listen_fds, int qmgr_fd)
 	r->hostname = cfg->hostname ? cfg->hostname : "localhost";
 	r->qmgr_fd = qmgr_fd;
 	TAILQ_INIT(&r->sessions);
+	r->clients = client_count_new();
 	if (qmgr_fd >= 0)
 		set_nonblocking(qmgr_fd);
 

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "conf/config.h"
+#include "receiver/client_count.h"
 #include "lib/log.h"
 #include "proto/smtp_data.h"
 #include "proto/smtp_line.h"
@@ -65,6 +66,7 @@ struct receiver {
 	struct event *ev_accept_retry;  /* listeners paused after EMFILE */
 	struct session_list sessions;
 	uint64_t nsessions;
+	struct client_count *clients;   /* sessions per client IP address */
 	int stopping;
 	struct db *db;                  /* NULL until it could be opened */
 	time_t db_retry_at;
@@ -103,6 +105,8 @@ struct session {
 	struct bufferevent *bev;
 	int lmtp;
 	char client[64];                /* "[192.0.2.1]", "[IPv6:::1]", "unix" */
+	struct client_key client_key;   /* counted in r->clients when counted */
+	int counted;
 	char helo[SMTP_HELO_MAX + 1];   /* "" until HELO/EHLO/LHLO */
 	const char *protocol;           /* "SMTP", "ESMTP", "LMTP"; NULL before */
 	struct smtp_line line;
@@ -126,6 +130,9 @@ void receiver_session_gone(struct receiver *r);
 /* ---- session.c ---- */
 void session_start(struct receiver *r, const struct listen_spec *spec, int fd,
     const struct sockaddr *sa, socklen_t salen);
+/* "[192.0.2.1]", "[IPv6:2001:db8::1]", or "unix" for anything else. */
+void session_format_client(const struct sockaddr *sa, socklen_t salen, char *out,
+    size_t outlen);
 /* Queue one reply line; enh NULL for replies without an enhanced code. */
 void session_reply(struct session *s, int code, const char *enh,
     const char *fmt, ...) MP_PRINTF(4, 5);

@@ -93,6 +93,8 @@ static void session_free(struct session *s)
 	bufferevent_free(s->bev);
 	TAILQ_REMOVE(&r->sessions, s, entry);
 	r->nsessions--;
+	if (s->counted)
+		client_count_remove(r->clients, &s->client_key);
 	free(s);
 	receiver_session_gone(r);
 }
@@ -252,7 +254,7 @@ void session_kill(struct session *s)
 	session_free(s);
 }
 
-static void format_client(const struct sockaddr *sa, socklen_t salen, char *out,
+void session_format_client(const struct sockaddr *sa, socklen_t salen, char *out,
     size_t outlen)
 {
 	char addr[INET6_ADDRSTRLEN];
@@ -284,7 +286,7 @@ void session_start(struct receiver *r, const struct listen_spec *spec, int fd,
 	if (spec->is_unix)
 		snprintf(s->client, sizeof(s->client), "unix");
 	else
-		format_client(sa, salen, s->client, sizeof(s->client));
+		session_format_client(sa, salen, s->client, sizeof(s->client));
 	smtp_line_init(&s->line);
 
 	s->bev = bufferevent_socket_new(r->base, fd, BEV_OPT_CLOSE_ON_FREE);
@@ -296,6 +298,10 @@ void session_start(struct receiver *r, const struct listen_spec *spec, int fd,
 	}
 	TAILQ_INSERT_TAIL(&r->sessions, s, entry);
 	r->nsessions++;
+	if (!spec->is_unix && client_key_from(sa, salen, &s->client_key) == 0) {
+		client_count_add(r->clients, &s->client_key);
+		s->counted = 1;
+	}
 	log_debug("session start client=%s proto=%s", s->client, s->lmtp ? "LMTP" : "SMTP");
 
 	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
