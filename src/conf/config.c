@@ -13,6 +13,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -288,7 +289,26 @@ static void h_relay(struct parse_ctx *p, char **w, int n, void *field)
 	set_string(field, w[1]);
 }
 
-/* listen PROTO ADDRESS [mode=0660] [group=NAME] */
+/* The owner= of a unix listener: an account that must exist now, so a
+ * typo is a file:line error and not a failed start. */
+static int listen_owner(struct parse_ctx *p, struct listen_spec *l, const char *name)
+{
+	struct passwd *pw;
+
+	errno = 0;
+	pw = getpwnam(name);
+	if (pw == NULL) {
+		perr(p, "listen: owner=%s: unknown user%s%s", name, errno ? ": " : "",
+		    errno ? strerror(errno) : "");
+		return -1;
+	}
+	free(l->owner);
+	l->owner = xstrdup(name);
+	l->owner_uid = pw->pw_uid;
+	return 0;
+}
+
+/* listen PROTO ADDRESS [mode=0660] [group=NAME] [owner=NAME] */
 static void h_listen(struct parse_ctx *p, char **w, int n, void *field)
 {
 	struct config *c = p->c;
@@ -313,6 +333,7 @@ static void h_listen(struct parse_ctx *p, char **w, int n, void *field)
 		return;
 	}
 	l.mode = 0666;
+	l.line = p->line;
 	if (strncmp(w[2], "unix:", 5) == 0) {
 		l.is_unix = 1;
 		if (w[2][5] != '/' || strlen(w[2] + 5) >= 108) {
@@ -362,9 +383,12 @@ static void h_listen(struct parse_ctx *p, char **w, int n, void *field)
 		} else if (l.is_unix && strncmp(w[i], "group=", 6) == 0 && w[i][6]) {
 			free(l.group);
 			l.group = xstrdup(w[i] + 6);
+		} else if (l.is_unix && strncmp(w[i], "owner=", 6) == 0 && w[i][6]) {
+			if (listen_owner(p, &l, w[i] + 6) < 0)
+				goto bad;
 		} else {
 			perr(p, "listen: unknown option \"%s\"%s", w[i],
-			    l.is_unix ? "" : " (mode= and group= are for unix sockets)");
+			    l.is_unix ? "" : " (mode=, group= and owner= are for unix sockets)");
 			goto bad;
 		}
 	}
@@ -375,6 +399,7 @@ bad:
 	free(l.port);
 	free(l.path);
 	free(l.group);
+	free(l.owner);
 }
 
 #define F(member) offsetof(struct config, member)
@@ -537,6 +562,7 @@ void config_free(struct config *c)
 		free(c->listen[i].port);
 		free(c->listen[i].path);
 		free(c->listen[i].group);
+		free(c->listen[i].owner);
 	}
 	free(c->path);
 	free(c->hostname);

@@ -20,6 +20,9 @@ struct listen_spec {
 	char *path;             /* unix: socket path */
 	mode_t mode;            /* unix: default 0666 */
 	char *group;            /* unix: group name or NULL */
+	char *owner;            /* unix: owner account name or NULL */
+	uid_t owner_uid;        /* unix: owner, resolved at load (owner != NULL) */
+	int line;               /* where it was set, for later checks */
 };
 
 #define CONFIG_MAX_LISTEN 32

@@ -48,20 +48,31 @@ static int open_tcp(const struct listen_spec *l)
 
 static int open_unix_socket(const char *path, int type, mode_t mode) __attribute__((nonnull));
 
+/* A unix listener with its configured owner and group (the master runs as
+ * root for an owner other than itself: main.c checks that at start-up). */
 static int open_unix(const struct listen_spec *l)
 {
 	int fd = open_unix_socket(l->path, SOCK_STREAM, l->mode);
-	gid_t gid;
+	uid_t uid = l->owner ? l->owner_uid : (uid_t)-1;
+	gid_t gid = (gid_t)-1;
 
-	if (fd < 0 || l->group == NULL)
+	if (fd < 0 || (l->group == NULL && l->owner == NULL))
 		return fd;
-	if (privsep_lookup_group(l->group, &gid) < 0 || chown(l->path, (uid_t)-1, gid) < 0) {
-		log_warn("listen unix:%s: cannot set group %s", l->path, l->group);
-		close(fd);
-		unlink(l->path);
-		return -1;
+	if (l->group != NULL && privsep_lookup_group(l->group, &gid) < 0) {
+		log_warn("listen unix:%s: unknown group %s", l->path, l->group);
+		goto fail;
+	}
+	if (chown(l->path, uid, gid) < 0) {
+		log_warn("listen unix:%s: cannot give it to %s%s%s: %s", l->path,
+		    l->owner ? l->owner : "", l->owner && l->group ? ":" : "",
+		    l->group ? l->group : "", strerror(errno));
+		goto fail;
 	}
 	return fd;
+fail:
+	close(fd);
+	unlink(l->path);
+	return -1;
 }
 
 /* A listening unix socket at path with that mode. */

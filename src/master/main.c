@@ -44,6 +44,21 @@ static void usage(void)
 	exit(2);
 }
 
+/* Single-user mode cannot give a socket away: owner= must be us. */
+static void check_socket_owners(const struct config *c)
+{
+	for (int i = 0; i < c->nlisten; i++) {
+		const struct listen_spec *l = &c->listen[i];
+		char msg[600];
+		if (l->owner == NULL || l->owner_uid == geteuid())
+			continue;
+		snprintf(msg, sizeof(msg), "%s:%d: listen unix:%s: owner=%s needs the daemon "
+		    "started as root (single-user mode runs as uid %lu)", c->path, l->line,
+		    l->path, l->owner, (unsigned long)geteuid());
+		report(msg);
+	}
+}
+
 /* Checks beyond the syntax of single lines: identities, the default
  * delivery instruction, the databases. */
 static void check_setup(struct daemon_ctx *d, int check_db)
@@ -63,6 +78,7 @@ static void check_setup(struct daemon_ctx *d, int check_db)
 	} else {
 		d->user_uid = getuid();
 		d->user_gid = getgid();
+		check_socket_owners(c);
 	}
 
 	struct rule_instruction ins;

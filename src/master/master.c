@@ -231,6 +231,7 @@ static void reload(struct master *m)
 		free(fresh.listen[i].port);
 		free(fresh.listen[i].path);
 		free(fresh.listen[i].group);
+		free(fresh.listen[i].owner);
 	}
 	memcpy(fresh.listen, keep, sizeof(keep));
 	fresh.nlisten = nlisten;
