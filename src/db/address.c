@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <strings.h>
 
 static int is_control(unsigned char c)
 {
@@ -152,4 +154,9 @@ char *address_key_normalise(const char *key, char *err, size_t errlen)
 		return NULL;
 	}
 	return address_lower(key);
+}
+
+int address_is_postmaster(const char *addr)
+{
+	return strncasecmp(addr, "postmaster", 10) == 0 && (addr[10] == '\0' || addr[10] == '@');
 }

@@ -41,6 +41,10 @@ size_t address_key_lookup_keys(const char *key, char delimiter,
  * reason in err. */
 char *address_key_normalise(const char *key, char *err, size_t errlen);
 
+/* Whether addr is `postmaster` or `postmaster@DOMAIN`, in any case (RFC
+ * 5321 4.5.1: always accepted).  No +extension. */
+int address_is_postmaster(const char *addr);
+
 /* A lower-cased copy (ASCII only; other bytes are kept). */
 char *address_lower(const char *s);
 

@@ -11,6 +11,7 @@
 #include "proto/smtp_addr.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -224,8 +225,15 @@ static enum smtp_path_status parse_path_arg(const char *arg, const char *kw,
 	if (p == NULL || *p != '<')
 		return SMTP_PATH_SYNTAX;
 
+	const char *path = p;
 	enum smtp_path_status st = smtp_addr_parse_path(&p, out->addr,
 	    sizeof(out->addr), is_mail);
+	/* RFC 5321 4.5.1: RCPT TO:<Postmaster> without a domain must work */
+	if (!is_mail && st == SMTP_PATH_NO_DOMAIN && strncasecmp(path, "<postmaster>", 12) == 0) {
+		snprintf(out->addr, sizeof(out->addr), "postmaster");
+		p = path + 12;
+		st = SMTP_PATH_OK;
+	}
 	if (st == SMTP_PATH_OK)
 		st = parse_params(p, out, is_mail);
 	if (st != SMTP_PATH_OK)

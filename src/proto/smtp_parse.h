@@ -87,7 +87,8 @@ struct smtp_path {
 /* arg is what follows "MAIL ": "FROM:<path> [params]".  <> allowed. */
 enum smtp_path_status smtp_parse_mail(const char *arg, struct smtp_path *out);
 /* arg is what follows "RCPT ": "TO:<path>".  No parameters are supported;
- * <> and bare local parts are refused. */
+ * <> and bare local parts are refused, except <postmaster> in any case
+ * (RFC 5321 4.5.1), which gives addr "postmaster". */
 enum smtp_path_status smtp_parse_rcpt(const char *arg, struct smtp_path *out);
 
 #endif

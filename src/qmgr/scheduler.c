@@ -15,6 +15,7 @@
  * it ('W') and waits again, the file staying in deferred/.
  */
 #include "qmgr/qmgr_private.h"
+#include "db/address.h"
 #include "db/db.h"
 #include "db/rules_entry.h"
 #include "lib/buf.h"
@@ -577,6 +578,29 @@ static int drop_done(struct user **users, struct buf *lists, int n, const char *
 	return kept;
 }
 
+/* A postmaster the databases do not know (RFC 5321 4.5.1: it was accepted
+ * anyway) must reach somebody: in single-user mode the daemon's own user
+ * gets it by default_delivery, under home_base as the virtual account
+ * `postmaster`.  In root mode there is no account to run as (workers never
+ * run as root): it waits in the queue, a temporary failure that says what
+ * to add, and is never refused as unknown.  Returns 1 (res filled) or 0. */
+static int postmaster_fallback(const char *address, struct db_resolution *res,
+    char *err, size_t errlen)
+{
+	if (Q.root_mode) {
+		snprintf(err, errlen, "no destination for postmaster: add postmaster@ "
+		    "to the rules and uid databases");
+		log_warn("<%s>: %s", address, err);
+		return 0;
+	}
+	if (Q.cfg->home_base != NULL) {
+		res->account = xstrdup("postmaster");
+		res->home = xasprintf("%s/postmaster", Q.cfg->home_base);
+	}
+	log_info("<%s>: not in the databases; default delivery for the postmaster", address);
+	return 1;
+}
+
 /* Resolve every pending recipient that is not in a job yet and hand the
  * jobs to the users' queues.  A recipient whose rules run instructions as
  * other accounts (uid=, gid=) gets one part per identity; its result is
@@ -613,6 +637,8 @@ static void schedule_pending(struct qmsg *m)
 		    &res, err, sizeof(err)) : -1;
 		if (Q.db == NULL)
 			snprintf(err, sizeof(err), "databases not available");
+		if (found == 0 && address_is_postmaster(rc->address))
+			found = postmaster_fallback(rc->address, &res, err, sizeof(err)) ? 1 : -1;
 		if (found == 0) {
 			fail_now(m, i, DELIVERY_PERMFAIL, "5.1.1", "user unknown");
 		} else if (found > 0 && (u = sched_user_for(&res, err, sizeof(err))) != NULL) {

@@ -8,6 +8,7 @@
  * after the greeting and HELO/EHLO/LHLO carries an enhanced status code.
  */
 #include "receiver/receiver_private.h"
+#include "db/address.h"
 #include "db/db.h"
 #include "db/rules_entry.h"
 #include "lib/xalloc.h"
@@ -211,9 +212,24 @@ static int lookup_recipient(struct session *s, const char *addr, uint64_t *maxsi
 
 static void act_rcpt(struct session *s, struct command_ctx *c)
 {
+	char bare_postmaster[SMTP_PATH_MAX + 64];
 	const char *addr = c->path.addr;
 	uint64_t maxsize;
+
+	/* the parser lets only <postmaster> through without a domain: this
+	 * host's postmaster */
+	if (strchr(addr, '@') == NULL) {
+		snprintf(bare_postmaster, sizeof(bare_postmaster), "postmaster@%s", s->r->hostname);
+		addr = bare_postmaster;
+	}
 	int known = lookup_recipient(s, addr, &maxsize);
+	if (known <= 0 && address_is_postmaster(addr)) {
+		/* RFC 5321 4.5.1; the qmgr finds it a destination (mailprocd.conf(5)) */
+		log_debug("<%s>: postmaster, accepted though the databases %s", addr,
+		    known < 0 ? "cannot be read" : "do not know it");
+		known = 1;
+		maxsize = 0;
+	}
 
 	if (known < 0) {
 		session_reply(s, 451, "4.3.0", "<%s>: Temporary lookup failure", addr);
