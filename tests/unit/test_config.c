@@ -137,6 +137,22 @@ static void test_unix_options(void **state)
 	assert_int_equal(c.listen[0].mode, 0660);
 	assert_string_equal(c.listen[0].group, "mail");
 	config_free(&c);
+	assert_int_equal(load_text(&c, "\nlisten lmtp unix:/tmp/x.sock mode=0600 owner=root\n"), 0);
+	assert_string_equal(c.listen[0].owner, "root");
+	assert_int_equal(c.listen[0].owner_uid, 0);
+	assert_int_equal(c.listen[0].line, 2);
+	config_free(&c);
+}
+
+static void test_sessions_per_client(void **state)
+{
+	struct config c;
+	assert_int_equal(load_text(&c, "listen lmtp 127.0.0.1:24\n"), 0);
+	assert_int_equal(c.max_sessions_per_client, 50);
+	config_free(&c);
+	assert_int_equal(load_text(&c, "listen lmtp 127.0.0.1:24\nmax_sessions_per_client 0\n"), 0);
+	assert_int_equal(c.max_sessions_per_client, 0);
+	config_free(&c);
 }
 
 struct bad_case {
@@ -161,6 +177,11 @@ static void test_errors(void **state)
 		{ "listen lmtp 127.0.0.1:99999\n", "F:1: listen: bad port" },
 		{ "listen lmtp unix:relative.sock\n", "F:1: listen: unix socket path must be absolute" },
 		{ "listen lmtp unix:/x.sock mode=999\n", "F:1: listen: bad mode" },
+		{ "listen lmtp unix:/x.sock owner=no-such-user-xyz\n",
+		  "F:1: listen: owner=no-such-user-xyz: unknown user" },
+		{ "listen lmtp 127.0.0.1:24 owner=root\n", "F:1: listen: unknown option \"owner=root\"" },
+		{ "listen lmtp 127.0.0.1:24\nmax_sessions_per_client -1\n",
+		  "F:2: max_sessions_per_client: bad number" },
 		{ "listen lmtp 127.0.0.1:24 mode=0660\n", "F:1: listen: unknown option \"mode=0660\"" },
 		{ "listen lmtp 127.0.0.1:24\nuser a\nuser b\n", "F:3: user is set twice" },
 		{ "listen lmtp 127.0.0.1:24\nrelay_host nowhere\n", "F:2: relay_host: expected HOST:PORT" },
@@ -217,6 +238,7 @@ int main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_spam_concurrency),
 		cmocka_unit_test(test_unix_options),
+		cmocka_unit_test(test_sessions_per_client),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_all_errors_reported),
 		cmocka_unit_test(test_long_line_and_missing_file),
