@@ -4,7 +4,8 @@
  *
  * Holds what the sessions share: the databases (opened once, reopened
  * later if they could not be opened), the socket to the qmgr, the session
- * count for max_sessions.  SIGTERM stops accepting, closes idle sessions
+ * count for max_sessions and the count per client address for
+ * max_sessions_per_client (client_count.c).  SIGTERM stops accepting, closes idle sessions
  * with 421, lets sessions in a transaction finish for up to
  * RECEIVER_STOP_GRACE seconds, then returns.
  */

@@ -10,6 +10,7 @@
  *   commands.c  the command table: a check step and an act step per verb
  *   data.c      DATA: the queue file, the streamed message, the replies
  *   commit_pool.c  the threads that make queue files durable
+ *   client_count.c sessions per client address (max_sessions_per_client)
  */
 #ifndef MP_RECEIVER_PRIVATE_H
 #define MP_RECEIVER_PRIVATE_H
