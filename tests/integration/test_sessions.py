@@ -51,6 +51,11 @@ def nofile_limits(pid):
     return int(m.group(1)), int(m.group(2))
 
 
+def has_cap_sys_resource():
+    caps = re.search(r"^CapEff:\s+([0-9a-f]+)", open("/proc/self/status").read(), re.M)
+    return bool(int(caps.group(1), 16) & (1 << 24))
+
+
 def open_sessions(addresses, per_client, port, sel):
     """per_client sessions from each source address, non-blocking, at most
     WINDOW connecting at once; returns {sock: greeting bytes} once every one
@@ -329,7 +334,9 @@ def test_single_user_mode_cannot_give_a_socket_away(daemons, tmp_path):
 
 
 @pytest.mark.skipif(not H.IS_ROOT, reason="root mode needs root")
-def test_root_mode_socket_owner_and_mode(tmp_path_factory):
+def test_root_mode_socket_owner_and_mode(tmp_path_factory, monkeypatch):
+    """Root mode: owner= and mode= on the LMTP socket, the open files limit
+    against a low hard limit, and a postmaster the databases do not know."""
     base = tmp_path_factory.mktemp("owner")
     H.make_traversable(base)
     users = []
@@ -346,11 +353,28 @@ def test_root_mode_socket_owner_and_mode(tmp_path_factory):
         os.chmod(sockdir, 0o755)            # as reachable as it gets
         sock = sockdir / "mailprocd"
         d = H.Daemon(base / "d", run_as=None, single_user=False,
-                     settings={"user": svc.name,
+                     settings={"user": svc.name, "max_sessions": "5000",
                                "listen": f"lmtp unix:{sock} mode=0600 owner={mta.name}"},
                      rules="# no entries\n", uids="# no entries\n")
         d.compile()
+        # started under a hard limit of 4096, which 5000 sessions exceed:
+        # as root the receiver raises the hard limit too, when it may
+        limited = base / "limited-mailprocd"
+        limited.write_text("#!/bin/sh\nexec prlimit --nofile=1024:4096 -- "
+                           f"{H.mailprocd_bin()} \"$@\"\n")
+        limited.chmod(0o755)
+        monkeypatch.setattr(H, "mailprocd_bin", lambda: limited)
         d.start()
+        rsoft, rhard = nofile_limits(receiver_pid(d))
+        if has_cap_sys_resource():
+            m = d.wait_log(r"receiver\[\d+\]: open files limit raised from 1024 to (\d+)")
+            assert rsoft == rhard == int(m.group(1)) >= 2 * 5000, (rsoft, rhard)
+        else:
+            # a container without CAP_SYS_RESOURCE: all of the old hard
+            # limit, and a warning with the numbers
+            d.wait_log(r"receiver\[\d+\]: warning: open files limit: max_sessions 5000 "
+                       r"needs \d+ descriptors, got 4096 \(hard limit 4096\)")
+            assert (rsoft, rhard) == (4096, 4096)
         st = os.stat(sock)
         assert stat.S_ISSOCK(st.st_mode)
         assert st.st_uid == mta.uid, (st.st_uid, mta)
