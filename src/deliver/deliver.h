@@ -30,7 +30,8 @@ struct delivery_msg {
 	const char *recipient;  /* for Delivered-To */
 	const char *home;       /* the user's home, or NULL: the euid's passwd
 	                         * entry is used.  Maildir (and mbox) parents
-	                         * are created on demand only below it. */
+	                         * are created on demand, but never the home
+	                         * itself nor a directory above it. */
 	const char *user;       /* the user's login name for pipe commands, or
 	                         * NULL: the euid's passwd entry */
 	const char *extension;  /* address extension ("bob+EXT"), or NULL */
@@ -72,8 +73,9 @@ void deliver_set_pipe_timeout(unsigned seconds);
  * Received: headers than a mail should collect; NULL when neither. */
 const char *deliver_loop_reason(const char *msg, size_t len, const char *rcpt);
 
-/* Map an errno to a result: ENOSPC/EDQUOT/EIO and the like are temporary
- * (4.3.0 / 4.2.2), EACCES/ELOOP etc. permanent.  Fills r. */
+/* Map an errno to a result: ENOSPC/EDQUOT/EACCES/EIO and the like are
+ * temporary (4.3.1 / 4.2.2 / 4.2.0 / 4.3.0), EPERM/ELOOP etc. permanent.
+ * Fills r. */
 void deliver_errno_result(struct delivery_result *r, int err, const char *what,
     const char *path);
 

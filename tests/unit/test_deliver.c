@@ -268,7 +268,8 @@ static void test_errno_result(void **state)
 	expect_errno(EROFS, DELIVERY_TEMPFAIL, "4.3.0");
 	expect_errno(ENOENT, DELIVERY_TEMPFAIL, "4.3.0");
 	expect_errno(EPROTO, DELIVERY_TEMPFAIL, "4.3.0");
-	expect_errno(EACCES, DELIVERY_PERMFAIL, "5.2.0");
+	expect_errno(EACCES, DELIVERY_TEMPFAIL, "4.2.0");      /* a mode to fix */
+	expect_errno(EPERM, DELIVERY_PERMFAIL, "5.2.0");
 	expect_errno(ELOOP, DELIVERY_PERMFAIL, "5.2.0");
 	expect_errno(EFBIG, DELIVERY_PERMFAIL, "5.2.0");
 	expect_errno(EMLINK, DELIVERY_PERMFAIL, "5.2.0");
@@ -380,6 +381,32 @@ static void test_maildir_not_beyond_home(void **state)
 	deliver_simple_maildir(fx, "absent-home/Maildir/", &r);
 	assert_int_equal(r.status, DELIVERY_TEMPFAIL);
 	assert_false(exists(home));
+}
+
+/* An absolute maildir outside the home (/srv/vmail/DOMAIN/USER/Maildir/)
+ * is made with its missing parents, as the account; the home's own
+ * ancestors never are. */
+static void test_maildir_created_outside_home(void **state)
+{
+	struct fixture *fx = *state;
+	struct delivery_result r;
+	char home[256];
+	struct stat st;
+
+	snprintf(home, sizeof(home), "%s/h", fx->home);
+	assert_int_equal(mkdir(home, 0700), 0);
+	fx->m.home = home;
+	deliver_simple_maildir(fx, "srv/vmail/example.test/alice/Maildir/", &r);
+	if (r.status != DELIVERY_OK)
+		fail_msg("%s %s", r.dsn, r.text);
+	assert_int_equal(count_sub(fx, "srv/vmail/example.test/alice/Maildir", "new", NULL, 0), 1);
+	assert_int_equal(stat(in_home(fx, "srv/vmail/example.test"), &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+
+	snprintf(home, sizeof(home), "%s/absent/home", fx->home);
+	deliver_simple_maildir(fx, "absent/home/Maildir/", &r);
+	assert_int_equal(r.status, DELIVERY_TEMPFAIL);
+	assert_false(exists(in_home(fx, "absent")));
 }
 
 static void test_maildir_dotdot_refused(void **state)
@@ -952,6 +979,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_maildir_null_sender_distinct_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_maildir_folder_on_demand, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_maildir_not_beyond_home, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_maildir_created_outside_home, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_maildir_dotdot_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_maildir_own_symlink_followed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_maildir_dangling_symlink_not_created, setup, teardown),
