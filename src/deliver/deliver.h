@@ -87,4 +87,10 @@ void deliver_result_set(struct delivery_result *r, enum delivery_status status,
  * before giving up with 4.2.1 "mailbox locked" (default 30000 ms). */
 void deliver_set_lock_timeout_ms(unsigned ms);
 
+/* The mail spool's group (mail_spool_group), held as the saved gid of a
+ * root-mode worker: deliver_mbox uses it for the lock file and for
+ * creating the mbox in a directory of that group the account cannot
+ * write (spool_group.c).  (gid_t)-1, the default: none. */
+void deliver_set_spool_group(gid_t gid);
+
 #endif
