@@ -90,7 +90,7 @@ own@example.test
     mbox {own}
 
 gid@example.test
-    pipe "grep -E '^(Gid|Groups):' /proc/self/status > $HOME/pipe-gid"
+    pipe "while read -r l; do case $l in Gid:*|Groups:*) echo $l;; esac; done < /proc/$$/status > $HOME/pipe-gid"
 """
         uids = "".join(f"{a}@example.test {ua.name}\n" for a in
                        ("vm", "sp", "lk", "held", "closed", "own", "gid"))
@@ -187,6 +187,14 @@ def test_mbox_created_in_mail_spool(env):
     assert os.listdir(spool) == [ua.name], os.listdir(spool)
     assert len(H.mbox_messages(mbox)) == 2
     assert "fcntl lock only" not in line, line
+    # the worker went back to the account's group: mail is its saved gid only
+    ws = [w for w in d.workers() if H.alive(w) and H.proc_ids(w)[0][0] == ua.uid]
+    assert ws, "no worker of the account left"
+    for w in ws:
+        uids, gids, groups = H.proc_ids(w)
+        assert gids == [ua.gid, ua.gid, mail_gid(), ua.gid], \
+            f"worker {w} gids {gids} (real, effective, saved, fs)"
+        assert mail_gid() not in groups, groups
 
 
 def test_delivery_waits_for_a_readers_dotlock(env):
@@ -265,7 +273,10 @@ def test_unlockable_directory_fcntl_only_and_said(env):
 
 def test_pipe_does_not_keep_the_spool_group(env):
     """A pipe command of a root-mode worker has the account's gid as real,
-    effective, saved and file-system gid, and not the mail group."""
+    effective, saved and file-system gid, and not the mail group.  The
+    shell reads its own /proc status with builtins only: an exec'd grep
+    would show nothing (exec copies the effective gid into the saved one,
+    and dash drops an effective gid that differs from the real one)."""
     d, ua, home = env["d"], env["a"], env["home"]
     send(d, "gid@example.test")
     out = home / "pipe-gid"
