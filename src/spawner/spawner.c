@@ -49,6 +49,15 @@ static void reply_fail(int qmgr_fd, uint32_t reqid, const char *reason)
 		log_warn("reply to qmgr: %s", strerror(errno));
 }
 
+/* A worker that leaves gives its saved spool group up first: nothing after
+ * it needs the group (and LeakSanitizer's exit check, which ptrace()s the
+ * process, is refused while real and saved gid differ). */
+static void drop_spool_group_at_exit(void)
+{
+	if (privsep_drop_saved_gid() < 0)
+		log_warn("worker exit: cannot drop the saved group: %s", strerror(errno));
+}
+
 /* In the child: become the user for good, then work. */
 static _Noreturn void become_worker(const struct config *cfg, int root_mode,
     uid_t uid, gid_t gid, const char *account, const char *home, int sock)
@@ -74,6 +83,8 @@ static _Noreturn void become_worker(const struct config *cfg, int root_mode,
 			_exit(1);
 		}
 		deliver_set_spool_group(spool_gid);
+		if (spool_gid != (gid_t)-1 && atexit(drop_spool_group_at_exit) != 0)
+			log_warn("worker for uid %lu: atexit: cannot register", (unsigned long)uid);
 	}
 	if (chdir("/") < 0)
 		_exit(1);
