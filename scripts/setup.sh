@@ -24,6 +24,8 @@ packages=(
 	# integration tests and demo: real peers and clients
 	python3 python3-pytest python3-aiosmtpd swaks
 	postfix dovecot-core dovecot-lmtpd procmail
+	# dotlockfile: a mail reader's dotlock on an mbox, in the mbox tests
+	liblockfile-bin
 	# accounts and privilege changes (setpriv, runuser, useradd), ps/pgrep
 	util-linux passwd procps
 	# checking the man pages

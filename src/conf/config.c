@@ -85,6 +85,8 @@ void config_defaults(struct config *c)
 	c->spam_max_checks = 1000;
 	c->spam_learn_sync = 60;
 	c->spam_concurrency = 0;
+	c->mail_spool_group = xstrdup("mail");
+	c->mbox_lock_timeout = 30;
 }
 
 /* ---- value handlers ---- */
@@ -201,6 +203,40 @@ static void h_user(struct parse_ctx *p, char **w, int n, void *field)
 		}
 	}
 	set_string(field, w[1]);
+}
+
+/* mail_spool_group NAME|NUMBER|none (whether it exists is seen at start) */
+static void h_spool_group(struct parse_ctx *p, char **w, int n, void *field)
+{
+	if (!want_args(p, w[0], n - 1, 1, 1))
+		return;
+	if (strcmp(w[1], "none") == 0) {
+		free(*(char **)field);
+		*(char **)field = NULL;
+		return;
+	}
+	for (const char *s = w[1]; *s; s++) {
+		if (!isalnum((unsigned char)*s) && !strchr("._-", *s)) {
+			perr(p, "%s: bad group name \"%s\"", w[0], w[1]);
+			return;
+		}
+	}
+	if (strcmp(w[1], "0") == 0 || strcmp(w[1], "root") == 0) {
+		perr(p, "%s: not the root group", w[0]);
+		return;
+	}
+	set_string(field, w[1]);
+}
+
+/* mbox_lock_timeout: 1s to 1h (a worker waits that long per mbox) */
+static void h_lock_timeout(struct parse_ctx *p, char **w, int n, void *field)
+{
+	uint64_t old = *(uint64_t *)field;
+	h_duration(p, w, n, field);
+	if (*(uint64_t *)field == 0 || *(uint64_t *)field > 3600) {
+		perr(p, "%s: between 1s and 1h, not \"%s\"", w[0], w[1]);
+		*(uint64_t *)field = old;
+	}
 }
 
 static void h_delimiter(struct parse_ctx *p, char **w, int n, void *field)
@@ -441,6 +477,8 @@ static const struct key {
 	{ "spam_max_checks", h_count, F(spam_max_checks), 0 },
 	{ "spam_learn_sync", h_duration, F(spam_learn_sync), 0 },
 	{ "spam_concurrency", h_spam_concurrency, F(spam_concurrency), 0 },
+	{ "mail_spool_group", h_spool_group, F(mail_spool_group), 0 },
+	{ "mbox_lock_timeout", h_lock_timeout, F(mbox_lock_timeout), 0 },
 };
 
 _Static_assert(sizeof(keys) / sizeof(keys[0]) <= 64, "seen[] too small");
@@ -574,5 +612,6 @@ void config_free(struct config *c)
 	free(c->home_base);
 	free(c->default_delivery);
 	free(c->relay_host);
+	free(c->mail_spool_group);
 	memset(c, 0, sizeof(*c));
 }

@@ -63,6 +63,9 @@ struct config {
 	uint64_t spam_max_checks;
 	uint64_t spam_learn_sync;
 	uint64_t spam_concurrency;      /* checks at once, all users; 0 = one per core */
+	char *mail_spool_group;         /* root mode: the group of /var/mail, for lock
+	                                 * files there; NULL = none */
+	uint64_t mbox_lock_timeout;     /* seconds an mbox delivery waits for its locks */
 };
 
 #define CONFIG_DEFAULT_PATH "/etc/mailprocd/mailprocd.conf"

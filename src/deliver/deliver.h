@@ -30,7 +30,8 @@ struct delivery_msg {
 	const char *recipient;  /* for Delivered-To */
 	const char *home;       /* the user's home, or NULL: the euid's passwd
 	                         * entry is used.  Maildir (and mbox) parents
-	                         * are created on demand only below it. */
+	                         * are created on demand, but never the home
+	                         * itself nor a directory above it. */
 	const char *user;       /* the user's login name for pipe commands, or
 	                         * NULL: the euid's passwd entry */
 	const char *extension;  /* address extension ("bob+EXT"), or NULL */
@@ -72,8 +73,9 @@ void deliver_set_pipe_timeout(unsigned seconds);
  * Received: headers than a mail should collect; NULL when neither. */
 const char *deliver_loop_reason(const char *msg, size_t len, const char *rcpt);
 
-/* Map an errno to a result: ENOSPC/EDQUOT/EIO and the like are temporary
- * (4.3.0 / 4.2.2), EACCES/ELOOP etc. permanent.  Fills r. */
+/* Map an errno to a result: ENOSPC/EDQUOT/EACCES/EIO and the like are
+ * temporary (4.3.1 / 4.2.2 / 4.2.0 / 4.3.0), EPERM/ELOOP etc. permanent.
+ * Fills r. */
 void deliver_errno_result(struct delivery_result *r, int err, const char *what,
     const char *path);
 
@@ -84,5 +86,11 @@ void deliver_result_set(struct delivery_result *r, enum delivery_status status,
 /* How long deliver_mbox waits for the dotlock and the fcntl lock together
  * before giving up with 4.2.1 "mailbox locked" (default 30000 ms). */
 void deliver_set_lock_timeout_ms(unsigned ms);
+
+/* The mail spool's group (mail_spool_group), held as the saved gid of a
+ * root-mode worker: deliver_mbox uses it for the lock file and for
+ * creating the mbox in a directory of that group the account cannot
+ * write (spool_group.c).  (gid_t)-1, the default: none. */
+void deliver_set_spool_group(gid_t gid);
 
 #endif

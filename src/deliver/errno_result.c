@@ -10,7 +10,13 @@
  *              error or during maintenance comes back; bouncing would lose mail
  *   ENOENT  -> 4.3.0 temporary: a missing home usually means an unmounted
  *              (automounted) file system, not a bad address
+ *   EACCES  -> 4.2.0 temporary: permission bits (a mode, an owner, a group
+ *              membership) are an administrator's to fix, often just after
+ *              the first mail showed the mistake; bouncing would lose mail
  *   EFBIG   -> 5.2.0 permanent: the mailbox reached the file size limit
+ *   EPERM, ELOOP, ENOTDIR, EISDIR, EMLINK, ENAMETOOLONG -> 5.2.0: a refusal
+ *              by design (a symlink, a hard link, a file owned by someone
+ *              else, an immutable file) or a path that cannot work
  *   any errno not listed -> 4.3.0 temporary.
  */
 #include "deliver/deliver.h"
@@ -35,7 +41,7 @@ void deliver_result_set(struct delivery_result *r, enum delivery_status status,
 static int errno_is_permanent(int err)
 {
 	switch (err) {
-	case EACCES: case EPERM: case ELOOP: case ENOTDIR: case EISDIR:
+	case EPERM: case ELOOP: case ENOTDIR: case EISDIR:
 	case EFBIG: case ENAMETOOLONG: case EMLINK:
 		return 1;
 	default:
@@ -49,6 +55,8 @@ static const char *errno_dsn(int err)
 		return "4.3.1";
 	if (err == EDQUOT)
 		return "4.2.2";
+	if (err == EACCES)
+		return "4.2.0";
 	return errno_is_permanent(err) ? "5.2.0" : "4.3.0";
 }
 

@@ -8,7 +8,8 @@
  * openat, so that a symlink owned by another user (who could point our
  * delivery anywhere the user can write) is seen and refused before it is
  * followed, and so that directories are only ever created by mkdirat below
- * a directory we hold open.  Directories on the way are opened with O_PATH,
+ * a directory we hold open, with the rights of the worker's account, never
+ * the home itself nor a directory above it.  Directories on the way are opened with O_PATH,
  * so they need search permission only (a home under a 0711 /home works);
  * deliver_open_subdir() ends with a descriptor open for reading, so that
  * the maildir's new/ can be fsynced.
@@ -118,9 +119,10 @@ refuse:
 	return -1;
 }
 
-/* The home below which directories may be created, normalised ("" for
- * "/"), in buf; *limit is NULL when no home is known (no limit).  -1 for
- * a home that is not an absolute path without "..": create nothing. */
+/* The home, which (with the directories above it) is never created,
+ * normalised ("" for "/"), in buf; *limit is NULL when no home is known
+ * (no limit).  -1 for a home that is not an absolute path without "..":
+ * create nothing. */
 static int creation_home(const char *home, char *buf, size_t buflen, const char **limit)
 {
 	static uid_t cached_uid = (uid_t)-1;
@@ -156,12 +158,19 @@ static int has_dotdot(const char *path)
 	return 0;
 }
 
-static int below_home(const char *prefix, const char *home)
+/* Whether a missing directory prefix may be made: anything but the home
+ * itself and the directories above it.  A missing home is an unmounted
+ * (automounted) file system far more often than a home to make, and one
+ * made on the wrong disk would hide the mail from its owner; anywhere else
+ * (~/Maildir/, /srv/vmail/DOMAIN/USER/Maildir/) the account's own rights
+ * decide, as with Postfix's local and virtual, Dovecot and procmail. */
+static int may_create(const char *prefix, const char *home)
 {
 	if (home == NULL)
 		return 1;
-	size_t hl = strlen(home);
-	return strncmp(prefix, home, hl) == 0 && prefix[hl] == '/' && prefix[hl + 1] != '\0';
+	size_t pl = strlen(prefix);
+	return !(pl <= strlen(home) && memcmp(home, prefix, pl) == 0 &&
+	    (home[pl] == '/' || home[pl] == '\0'));
 }
 
 static int walk_fail(struct delivery_result *r, int err, const char *what, const char *shown)
@@ -311,7 +320,7 @@ int deliver_open_dir(const char *dir, const char *home, int create,
 				nfd = walk_fail(r, ENAMETOOLONG, "open", whole);
 			} else {
 				len += (size_t)n;
-				nfd = walk_step(fd, name, prefix, create && below_home(prefix, limit), &hops, r);
+				nfd = walk_step(fd, name, prefix, create && may_create(prefix, limit), &hops, r);
 			}
 		}
 		close(fd);

@@ -10,9 +10,10 @@
 /* Open the directory dir (absolute) one component at a time from "/",
  * refusing ".." and any symlink owned by neither the euid nor root
  * (permanent 5.2.0 "unsafe path"); symlinks that pass are resolved the same
- * way, component by component.  With create, missing components strictly
- * below home (NULL: the euid's passwd home) are made with mode 0700, never
- * through a symlink.  Returns an O_PATH directory descriptor (for the *at()
+ * way, component by component.  With create, missing components are made
+ * with mode 0700 (as the euid: its rights decide where), never through a
+ * symlink, and never the home (NULL: the euid's passwd home) itself nor a
+ * directory above it.  Returns an O_PATH directory descriptor (for the *at()
  * calls; directories on the way need only search permission), or -1 with r
  * filled. */
 int deliver_open_dir(const char *dir, const char *home, int create,

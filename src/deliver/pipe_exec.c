@@ -4,12 +4,14 @@
  * what it wrote.  See pipe_private.h.
  *
  * Security: the command runs with nothing inherited from the worker but
- * its uid/gid: no descriptors beyond 0-2, no environment beyond the listed
+ * its uid/gid (not the saved mail spool group of a root-mode worker):
+ * no descriptors beyond 0-2, no environment beyond the listed
  * variables, no ignored or blocked signals, a private umask.  Values taken
  * from the envelope keep their bytes except control characters, so a
  * command that quotes "$SENDER" sees the address as it came.
  */
 #include "deliver/pipe_private.h"
+#include "lib/privsep.h"
 #include "lib/xalloc.h"
 
 #include <errno.h>
@@ -135,6 +137,12 @@ _Noreturn void pipe_exec_child(int in_fd, int out_fd, const char *command,
 	    dup2(out, STDERR_FILENO) < 0)
 		_exit(PIPE_EX_TEMPFAIL);
 	child_close_from(3);
+	/* the mail spool group a root-mode worker keeps as its saved gid is
+	 * for the worker's own lock files, never for a command */
+	if (privsep_drop_saved_gid() < 0) {
+		child_say("drop the saved group", errno);
+		_exit(PIPE_EX_TEMPFAIL);
+	}
 	umask(077);
 	if (chdir(e->home) < 0 && chdir("/") < 0)
 		child_say("chdir /", errno);

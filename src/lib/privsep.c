@@ -1,5 +1,11 @@
 /*
  * privsep.c - setgroups/setgid/setuid with verification; passwd lookups.
+ *
+ * A root-mode worker may keep one more group, the mail spool's, as its
+ * saved set-group-ID only (never real, effective or supplementary): it
+ * switches its effective gid to it around the few calls that need it
+ * (deliver/spool_group.c), and privsep_drop_saved_gid() gives it up for
+ * good before anything is executed.
  */
 #include "lib/privsep.h"
 #include "lib/log.h"
@@ -16,6 +22,12 @@
 
 int privsep_become(uid_t uid, gid_t gid, const char *name, char *err, size_t errlen)
 {
+	return privsep_become_keep_gid(uid, gid, name, gid, err, errlen);
+}
+
+int privsep_become_keep_gid(uid_t uid, gid_t gid, const char *name, gid_t saved_gid,
+    char *err, size_t errlen)
+{
 	if (geteuid() != 0) {
 		if (getuid() == uid && geteuid() == uid)
 			return 0;
@@ -31,7 +43,7 @@ int privsep_become(uid_t uid, gid_t gid, const char *name, char *err, size_t err
 		snprintf(err, errlen, "setgroups(%lu): %s", (unsigned long)gid, strerror(errno));
 		return -1;
 	}
-	if (setresgid(gid, gid, gid) < 0) {
+	if (setresgid(gid, gid, saved_gid) < 0) {
 		snprintf(err, errlen, "setresgid(%lu): %s", (unsigned long)gid, strerror(errno));
 		return -1;
 	}
@@ -42,15 +54,34 @@ int privsep_become(uid_t uid, gid_t gid, const char *name, char *err, size_t err
 	uid_t ru, eu, su;
 	gid_t rg, eg, sg;
 	if (getresuid(&ru, &eu, &su) < 0 || getresgid(&rg, &eg, &sg) < 0 ||
-	    ru != uid || eu != uid || su != uid || rg != gid || eg != gid || sg != gid) {
-		snprintf(err, errlen, "credentials did not change to %lu:%lu",
-		    (unsigned long)uid, (unsigned long)gid);
+	    ru != uid || eu != uid || su != uid || rg != gid || eg != gid || sg != saved_gid) {
+		snprintf(err, errlen, "credentials did not change to %lu:%lu (saved gid %lu)",
+		    (unsigned long)uid, (unsigned long)gid, (unsigned long)saved_gid);
 		return -1;
 	}
 	if (uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
 		snprintf(err, errlen, "could regain root after dropping to uid %lu", (unsigned long)uid);
 		return -1;
 	}
+	/* the saved gid lets us switch to saved_gid, and to nothing else */
+	if (uid != 0 && gid != 0 && saved_gid != 0 && setresgid((gid_t)-1, 0, (gid_t)-1) == 0) {
+		snprintf(err, errlen, "could regain group root after dropping to gid %lu",
+		    (unsigned long)gid);
+		return -1;
+	}
+	return 0;
+}
+
+int privsep_drop_saved_gid(void)
+{
+	gid_t rg, eg, sg;
+
+	if (getresgid(&rg, &eg, &sg) < 0)
+		return -1;
+	if (eg == rg && sg == rg)
+		return 0;
+	if (setresgid(rg, rg, rg) < 0 || getresgid(&rg, &eg, &sg) < 0 || eg != rg || sg != rg)
+		return -1;
 	return 0;
 }
 

@@ -3,7 +3,8 @@
  *
  * The only process besides the master that keeps root in root mode, so it
  * does as little as possible: read a request, check it, fork, drop the
- * child to the requested uid/gid, pass the qmgr its end of the child's
+ * child to the requested uid/gid (keeping mail_spool_group as its saved
+ * gid only, for mbox lock files in /var/mail), pass the qmgr its end of the child's
  * socket, and kill a worker of its own whose spam check the qmgr found
  * stuck.  It never touches message data.  With spam_engine spamassassin
  * it loads SpamAssassin once at start, so that the workers it forks
@@ -11,6 +12,7 @@
  */
 #include "spawner/spawner.h"
 #include "spawner/worker.h"
+#include "deliver/deliver.h"
 #include "lib/ipc.h"
 #include "lib/log.h"
 #include "lib/msgtypes.h"
@@ -34,6 +36,8 @@
 #define SPAWNER_STOP_WAIT 55        /* within the master's 60 s */
 
 static struct ipc_msg in, out;
+/* root mode: mail_spool_group, resolved at start; (gid_t)-1 when none */
+static gid_t spool_gid = (gid_t)-1;
 
 static void reply_fail(int qmgr_fd, uint32_t reqid, const char *reason)
 {
@@ -43,6 +47,15 @@ static void reply_fail(int qmgr_fd, uint32_t reqid, const char *reason)
 	ipc_add_str(&out, reason);
 	if (ipc_send(qmgr_fd, &out) < 0)
 		log_warn("reply to qmgr: %s", strerror(errno));
+}
+
+/* A worker that leaves gives its saved spool group up first: nothing after
+ * it needs the group (and LeakSanitizer's exit check, which ptrace()s the
+ * process, is refused while real and saved gid differ). */
+static void drop_spool_group_at_exit(void)
+{
+	if (privsep_drop_saved_gid() < 0)
+		log_warn("worker exit: cannot drop the saved group: %s", strerror(errno));
 }
 
 /* In the child: become the user for good, then work. */
@@ -63,10 +76,15 @@ static _Noreturn void become_worker(const struct config *cfg, int root_mode,
 		struct passwd *pw = getpwuid(uid);
 		const char *name = (pw && pw->pw_gid == gid) ? pw->pw_name : NULL;
 		char err[256];
-		if (privsep_become(uid, gid, name, err, sizeof(err)) < 0) {
+		/* the spool group only as the saved gid: see deliver/spool_group.c */
+		gid_t saved = spool_gid != (gid_t)-1 ? spool_gid : gid;
+		if (privsep_become_keep_gid(uid, gid, name, saved, err, sizeof(err)) < 0) {
 			log_warn("worker for uid %lu: %s", (unsigned long)uid, err);
 			_exit(1);
 		}
+		deliver_set_spool_group(spool_gid);
+		if (spool_gid != (gid_t)-1 && atexit(drop_spool_group_at_exit) != 0)
+			log_warn("worker for uid %lu: atexit: cannot register", (unsigned long)uid);
 	}
 	if (chdir("/") < 0)
 		_exit(1);
@@ -178,6 +196,27 @@ static void reap(void)
 	}
 }
 
+/* mail_spool_group, looked up once: a group that does not exist (no
+ * /var/mail group on this host) is none, not an error. */
+static void resolve_spool_group(const struct config *cfg)
+{
+	gid_t g;
+
+	if (cfg->mail_spool_group == NULL)
+		return;
+	if (privsep_lookup_group(cfg->mail_spool_group, &g) < 0) {
+		log_info("mail_spool_group %s: no such group; mbox lock files are made "
+		    "with the account's rights only", cfg->mail_spool_group);
+		return;
+	}
+	if (g == 0) {
+		log_warn("mail_spool_group %s is the root group: not used", cfg->mail_spool_group);
+		return;
+	}
+	spool_gid = g;
+	log_debug("mail spool group %s (gid %lu)", cfg->mail_spool_group, (unsigned long)g);
+}
+
 /* SpamAssassin is loaded and its rules compiled here, once, so that every
  * worker forked from us starts warm (copy-on-write). */
 static void load_spam_engine(const struct config *cfg)
@@ -245,6 +284,8 @@ int spawner_main(const struct config *cfg, int qmgr_fd, int root_mode)
 	int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
 	if (sfd < 0)
 		fatal("signalfd: %s", strerror(errno));
+	if (root_mode)
+		resolve_spool_group(cfg);
 	if (cfg->spam_engine)
 		load_spam_engine(cfg);
 

@@ -209,6 +209,7 @@ void worker_main(const struct config *cfg, int fd, const char *account, const ch
 	if (rules_parse_instruction(cfg->default_delivery, &default_instr, err, sizeof(err)) < 0)
 		fatal("default_delivery: %s", err);
 	deliver_set_pipe_timeout((unsigned)cfg->pipe_timeout);
+	deliver_set_lock_timeout_ms((unsigned)cfg->mbox_lock_timeout * 1000);
 	worker_spam_init(account, home);
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };

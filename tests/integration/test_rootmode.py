@@ -3,6 +3,7 @@ receiver and qmgr, workers with each recipient's own uid/gid, files owned by
 the recipient with mode 0600, a queue no worker can reach.  Needs root (CI
 runs as root); skipped otherwise."""
 
+import grp
 import os
 import re
 import smtplib
@@ -154,10 +155,23 @@ def ids(pid):
     return uids, gids, groups, cap
 
 
-def assert_runs_as(pid, acct, what):
+def spool_gid():
+    """The default mail_spool_group's gid, None when the host has none."""
+    try:
+        return grp.getgrnam("mail").gr_gid
+    except KeyError:
+        return None
+
+
+def assert_runs_as(pid, acct, what, worker=False):
+    """pid runs as acct, with no capability; a worker keeps the mail spool
+    group (mail_spool_group) as its saved gid only, never real, effective,
+    file-system nor supplementary."""
     uids, gids, groups, cap = ids(pid)
     assert uids == [acct.uid] * 4, f"{what} {pid} uids {uids}, want {acct}"
-    assert gids == [acct.gid] * 4, f"{what} {pid} gids {gids}, want {acct}"
+    saved = spool_gid() if worker and spool_gid() is not None else acct.gid
+    want = [acct.gid, acct.gid, saved, acct.gid]
+    assert gids == want, f"{what} {pid} gids {gids} (real, effective, saved, fs), want {want}"
     assert set(groups) <= {acct.gid}, f"{what} {pid} groups {groups}"
     assert cap is None or int(cap, 16) == 0, f"{what} {pid} CapEff {cap}"
 
@@ -189,7 +203,7 @@ def test_process_identities(env):
             f"worker {w} is not a child of the spawner"
         uid = H.proc_ids(w)[0][0]
         assert uid in want, f"worker {w} runs as uid {uid}"
-        assert_runs_as(w, ua if uid == ua.uid else ub, f"worker ({d.role(w)})")
+        assert_runs_as(w, ua if uid == ua.uid else ub, f"worker ({d.role(w)})", worker=True)
 
 
 @pytest.mark.parametrize("rcpt,path", [("evil@example.test", "active/evil-mbox"),

@@ -238,7 +238,7 @@ def test_workers_run_as_their_users(env):
         assert not (set(groups) & root_groups) - want, \
             f"worker {pid} kept root's groups: {groups}"
         assert 0 not in groups, f"worker {pid} groups {groups}"
-        assert_runs_as(pid, u, f"spam worker for {u.name}")
+        assert_runs_as(pid, u, f"spam worker for {u.name}", worker=True)
         assert int(w["checks"]) >= 1, text
 
 

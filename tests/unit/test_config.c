@@ -130,6 +130,23 @@ static void test_spam_concurrency(void **state)
 	config_free(&c);
 }
 
+static void test_mailbox_settings(void **state)
+{
+	struct config c;
+	assert_int_equal(load_text(&c, "listen lmtp 127.0.0.1:24\n"), 0);
+	assert_string_equal(c.mail_spool_group, "mail");
+	assert_int_equal(c.mbox_lock_timeout, 30);
+	config_free(&c);
+	assert_int_equal(load_text(&c, "listen lmtp 127.0.0.1:24\nmail_spool_group none\n"
+	    "mbox_lock_timeout 2m\n"), 0);
+	assert_null(c.mail_spool_group);
+	assert_int_equal(c.mbox_lock_timeout, 120);
+	config_free(&c);
+	assert_int_equal(load_text(&c, "listen lmtp 127.0.0.1:24\nmail_spool_group 8\n"), 0);
+	assert_string_equal(c.mail_spool_group, "8");
+	config_free(&c);
+}
+
 static void test_unix_options(void **state)
 {
 	struct config c;
@@ -190,6 +207,12 @@ static void test_errors(void **state)
 		{ "listen lmtp 127.0.0.1:24\nhostname a/b\n", "F:2: hostname: bad character" },
 		{ "listen lmtp 127.0.0.1:24\nmax_sessions\n", "F:2: max_sessions takes 1 value" },
 		{ "listen lmtp 127.0.0.1:24\ndefault_delivery\n", "F:2: default_delivery needs an instruction" },
+		{ "listen lmtp 127.0.0.1:24\nmail_spool_group a/b\n", "F:2: mail_spool_group: bad group name" },
+		{ "listen lmtp 127.0.0.1:24\nmail_spool_group root\n", "F:2: mail_spool_group: not the root group" },
+		{ "listen lmtp 127.0.0.1:24\nmail_spool_group 0\n", "F:2: mail_spool_group: not the root group" },
+		{ "listen lmtp 127.0.0.1:24\nmbox_lock_timeout 0s\n", "F:2: mbox_lock_timeout: between 1s and 1h" },
+		{ "listen lmtp 127.0.0.1:24\nmbox_lock_timeout 2h\n", "F:2: mbox_lock_timeout: between 1s and 1h" },
+		{ "listen lmtp 127.0.0.1:24\nmbox_lock_timeout soon\n", "F:2: mbox_lock_timeout: bad duration" },
 		{ "# nothing\n", "F: no listen setting" },
 		{ "listen lmtp 127.0.0.1:24\nuser x\nhome_base /tmp\n", "exclude each other" },
 	};
@@ -237,6 +260,7 @@ int main(void)
 		cmocka_unit_test(test_spec_example),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_spam_concurrency),
+		cmocka_unit_test(test_mailbox_settings),
 		cmocka_unit_test(test_unix_options),
 		cmocka_unit_test(test_sessions_per_client),
 		cmocka_unit_test(test_errors),

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <grp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -268,7 +269,8 @@ static void test_errno_result(void **state)
 	expect_errno(EROFS, DELIVERY_TEMPFAIL, "4.3.0");
 	expect_errno(ENOENT, DELIVERY_TEMPFAIL, "4.3.0");
 	expect_errno(EPROTO, DELIVERY_TEMPFAIL, "4.3.0");
-	expect_errno(EACCES, DELIVERY_PERMFAIL, "5.2.0");
+	expect_errno(EACCES, DELIVERY_TEMPFAIL, "4.2.0");      /* a mode to fix */
+	expect_errno(EPERM, DELIVERY_PERMFAIL, "5.2.0");
 	expect_errno(ELOOP, DELIVERY_PERMFAIL, "5.2.0");
 	expect_errno(EFBIG, DELIVERY_PERMFAIL, "5.2.0");
 	expect_errno(EMLINK, DELIVERY_PERMFAIL, "5.2.0");
@@ -380,6 +382,32 @@ static void test_maildir_not_beyond_home(void **state)
 	deliver_simple_maildir(fx, "absent-home/Maildir/", &r);
 	assert_int_equal(r.status, DELIVERY_TEMPFAIL);
 	assert_false(exists(home));
+}
+
+/* An absolute maildir outside the home (/srv/vmail/DOMAIN/USER/Maildir/)
+ * is made with its missing parents, as the account; the home's own
+ * ancestors never are. */
+static void test_maildir_created_outside_home(void **state)
+{
+	struct fixture *fx = *state;
+	struct delivery_result r;
+	char home[256];
+	struct stat st;
+
+	snprintf(home, sizeof(home), "%s/h", fx->home);
+	assert_int_equal(mkdir(home, 0700), 0);
+	fx->m.home = home;
+	deliver_simple_maildir(fx, "srv/vmail/example.test/alice/Maildir/", &r);
+	if (r.status != DELIVERY_OK)
+		fail_msg("%s %s", r.dsn, r.text);
+	assert_int_equal(count_sub(fx, "srv/vmail/example.test/alice/Maildir", "new", NULL, 0), 1);
+	assert_int_equal(stat(in_home(fx, "srv/vmail/example.test"), &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+
+	snprintf(home, sizeof(home), "%s/absent/home", fx->home);
+	deliver_simple_maildir(fx, "absent/home/Maildir/", &r);
+	assert_int_equal(r.status, DELIVERY_TEMPFAIL);
+	assert_false(exists(in_home(fx, "absent")));
 }
 
 static void test_maildir_dotdot_refused(void **state)
@@ -820,6 +848,95 @@ static void test_mbox_dotlock_busy_and_stale(void **state)
 	assert_false(exists(lock));
 }
 
+/* Run deliver_mbox(path) in a child that is uid/gid 65534 (nobody), as a
+ * root-mode worker would be; the child's result comes back through a
+ * pipe.  -1 (skip) when we are not root. */
+static int mbox_as_nobody(struct fixture *fx, const char *path, struct delivery_result *r)
+{
+	int p[2];
+
+	if (geteuid() != 0)
+		return -1;
+	assert_int_equal(chmod(fx->home, 0711), 0);
+	assert_int_equal(pipe(p), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct delivery_result cr;
+		close(p[0]);
+		if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+		    setresuid(65534, 65534, 65534) < 0)
+			_exit(1);
+		deliver_mbox(&fx->m, path, &cr);
+		_exit(write(p[1], &cr, sizeof(cr)) == (ssize_t)sizeof(cr) ? 0 : 1);
+	}
+	close(p[1]);
+	assert_int_equal(read(p[0], r, sizeof(*r)), (ssize_t)sizeof(*r));
+	close(p[0]);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	return 0;
+}
+
+/* A directory where the account may not make a lock file, holding an mbox
+ * it may write: delivered with the fcntl lock alone, and said so (the
+ * dotlock was once skipped without a word). */
+static void test_mbox_no_lock_file_said(void **state)
+{
+	struct fixture *fx = *state;
+	struct delivery_result r;
+
+	make_queue(fx, simple_msg, strlen(simple_msg));
+	assert_int_equal(mkdir(in_home(fx, "ro"), 0755), 0);
+	int fd = open(in_home(fx, "ro/mbox"), O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(chown(in_home(fx, "ro/mbox"), 65534, 65534), 0);
+	if (mbox_as_nobody(fx, in_home(fx, "ro/mbox"), &r) < 0) {
+		fprintf(stderr, "skipped: needs root to run as another user\n");
+		skip();
+	}
+	if (r.status != DELIVERY_OK)
+		fail_msg("%s %s", r.dsn, r.text);
+	assert_non_null(strstr(r.text, "fcntl lock only"));
+	assert_true(file_size(in_home(fx, "ro/mbox")) > 0);
+
+	/* a missing mbox there cannot be made: temporary, not a bounce */
+	assert_int_equal(mbox_as_nobody(fx, in_home(fx, "ro/other"), &r), 0);
+	assert_int_equal(r.status, DELIVERY_TEMPFAIL);
+	assert_string_equal(r.dsn, "4.2.0");
+	assert_false(exists(in_home(fx, "ro/other")));
+}
+
+/* A stale lock file we may not remove (another user's, in a sticky
+ * directory): the mailbox stays locked, a temporary 4.2.1. */
+static void test_mbox_stale_lock_not_removable(void **state)
+{
+	struct fixture *fx = *state;
+	struct delivery_result r;
+	char lock[PATH_MAX + 8];
+
+	make_queue(fx, simple_msg, strlen(simple_msg));
+	assert_int_equal(mkdir(in_home(fx, "sticky"), 0777), 0);
+	assert_int_equal(chmod(in_home(fx, "sticky"), 01777), 0);
+	snprintf(lock, sizeof(lock), "%s", in_home(fx, "sticky/mbox.lock"));
+	int fd = open(lock, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	struct timespec ts[2] = { { time(NULL) - 600, 0 }, { time(NULL) - 600, 0 } };
+	assert_int_equal(utimensat(AT_FDCWD, lock, ts, 0), 0);
+	if (mbox_as_nobody(fx, in_home(fx, "sticky/mbox"), &r) < 0) {
+		fprintf(stderr, "skipped: needs root to run as another user\n");
+		skip();
+	}
+	assert_int_equal(r.status, DELIVERY_TEMPFAIL);
+	assert_string_equal(r.dsn, "4.2.1");
+	assert_non_null(strstr(r.text, "stale lock file"));
+	assert_true(exists(lock));
+	assert_false(exists(in_home(fx, "sticky/mbox")));
+}
+
 static void test_mbox_fcntl_lock_busy(void **state)
 {
 	struct fixture *fx = *state;
@@ -952,6 +1069,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_maildir_null_sender_distinct_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_maildir_folder_on_demand, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_maildir_not_beyond_home, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_maildir_created_outside_home, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_maildir_dotdot_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_maildir_own_symlink_followed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_maildir_dangling_symlink_not_created, setup, teardown),
@@ -969,6 +1087,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_mbox_refuses_foreign_owner, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mbox_dotlock_busy_and_stale, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mbox_fcntl_lock_busy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mbox_no_lock_file_said, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mbox_stale_lock_not_removable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_safe_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enospc_tmpfs, setup, teardown),
 	};
