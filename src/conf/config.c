@@ -75,6 +75,7 @@ void config_defaults(struct config *c)
 	c->max_queue_lifetime = 5 * 86400;
 	c->recipient_delimiter = '+';
 	c->max_workers = 200;
+	c->minimum_uid = 100;
 	c->pipe_timeout = 600;
 	c->delay_warning_time = 4 * 3600;
 	c->spam_engine = 0;
@@ -163,6 +164,18 @@ static void h_limit(struct parse_ctx *p, char **w, int n, void *field)
 		return;
 	if (parse_uint(w[1], 1000000000, &v) < 0)
 		perr(p, "%s: bad number \"%s\" (a non-negative integer, 0 = no limit)", w[0], w[1]);
+	else
+		*(uint64_t *)field = v;
+}
+
+/* A uid: 1 and up (uid 0 is refused anyway). */
+static void h_minimum_uid(struct parse_ctx *p, char **w, int n, void *field)
+{
+	uint64_t v;
+	if (!want_args(p, w[0], n - 1, 1, 1))
+		return;
+	if (parse_uint(w[1], 4294967294ULL, &v) < 0 || v == 0)
+		perr(p, "%s: bad uid \"%s\" (1 to 4294967294)", w[0], w[1]);
 	else
 		*(uint64_t *)field = v;
 }
@@ -467,6 +480,7 @@ static const struct key {
 	{ "max_queue_lifetime", h_duration, F(max_queue_lifetime), 0 },
 	{ "recipient_delimiter", h_delimiter, F(recipient_delimiter), 0 },
 	{ "max_workers", h_count, F(max_workers), 0 },
+	{ "minimum_uid", h_minimum_uid, F(minimum_uid), 0 },
 	{ "pipe_timeout", h_duration, F(pipe_timeout), 0 },
 	{ "delay_warning_time", h_duration, F(delay_warning_time), 0 },
 	{ "spam_engine", h_spam_engine, 0, 0 },

@@ -30,8 +30,8 @@ enum rule_action {
 #define RULES_FORWARD_MAX 32    /* addresses in one forward */
 #define RULES_ARG_MAX 4096      /* bytes of a path, command or text */
 #define RULES_LINE_MAX 65536    /* bytes of an instruction line */
-#define RULES_ENTRY_MAX 32768   /* bytes of an encoded entry: it travels in
-                                 * the worker's job message (lib/ipc.h) */
+#define RULES_ENTRY_MAX 32768   /* bytes of an encoded entry (workers read it
+                                 * from the databases, not from their jobs) */
 
 struct rule_instruction {
 	enum rule_action action;

@@ -9,8 +9,14 @@ enum msg_type {
 	/* receiver -> qmgr */
 	MSG_QUEUE_NEW = 1,      /* str qid: a message was committed to incoming/ */
 
-	/* qmgr -> spawner */
-	MSG_SPAWN_REQ = 10,     /* u32 reqid, u32 uid, u32 gid, str account, str home */
+	/* qmgr -> spawner: a worker for uid/gid/account, which address
+	 * resolves to (part: 0xffffffff its entry's account, else the number
+	 * of a uid=/gid= instruction of its entry).  The spawner resolves the
+	 * address in the databases itself and refuses when they give another
+	 * identity (or a uid below minimum_uid, or gid 0); the worker's home
+	 * comes from the databases too. */
+	MSG_SPAWN_REQ = 10,     /* u32 reqid, u32 uid, u32 gid, str account,
+	                         * str address, u32 part */
 	/* spawner -> qmgr */
 	MSG_SPAWN_OK,           /* u32 reqid, u32 pid; fd = qmgr's end of the worker socket */
 	MSG_SPAWN_FAIL,         /* u32 reqid, str reason */
@@ -18,11 +24,16 @@ enum msg_type {
 	 * kills it only if it is one of its own children */
 	MSG_KILL_WORKER,        /* u32 pid */
 
-	/* qmgr -> worker; fd = the queue file, read-only */
+	/* qmgr -> worker; fd = the queue file, read-only.  The worker reads
+	 * each recipient's address from the queue file and its rules entry
+	 * from the databases itself, and runs the part only when the entry is
+	 * still the one of this version and the part runs as the worker's own
+	 * uid/gid (else a temporary failure).  The qmgr fills a job up to
+	 * IPC_MAX_PAYLOAD bytes (qmgr/workers.c, job_part_bytes). */
 	MSG_JOB = 20,           /* str qid, u32 spam_skip (1: an earlier check of this
 	                         * message for this user was stopped: do not check),
-	                         * u32 n, then n x (u32 index, str address,
-	                         * str extension, str account, str home, blob rules,
+	                         * u32 n, then n x (u32 index, u64 rules_version
+	                         * (qfile_rules_version of the entry run was made from),
 	                         * str run: "all" instructions (single-user mode),
 	                         * "primary" or "primary:except:N,M" (root mode:
 	                         * all but those, which other accounts' parts run,

@@ -11,6 +11,7 @@
 #ifndef MP_QMGR_PRIVATE_H
 #define MP_QMGR_PRIVATE_H
 
+#include <stdint.h>
 #include <sys/queue.h>
 #include <sys/types.h>
 #include <time.h>
@@ -56,10 +57,9 @@ struct qmsg {
 
 struct job_rcpt {
 	size_t index;
-	char *extension;
-	char *home;
-	void *rules;
-	size_t rules_len;
+	uint64_t rules_version;  /* of the entry run was made from (qfile_rules_version);
+	                          * the worker reads the entry itself and runs it only
+	                          * when it is still this one */
 	int have_result;
 	struct delivery_result result;
 	char *where;
@@ -83,6 +83,7 @@ struct job {
 	time_t relay_sent;
 	size_t n;
 	struct job_rcpt *rcpt;
+	size_t bytes;           /* delivery jobs: the MSG_JOB payload so far */
 };
 TAILQ_HEAD(job_list, job);
 
@@ -116,6 +117,11 @@ struct user {
 	gid_t gid;
 	char *account;
 	char *home;
+	/* an address (and part: DB_PART_PRIMARY or a uid=/gid= instruction)
+	 * that resolves to this identity, the last one seen: a spawn request
+	 * names it, for the spawner checks the identity in the databases */
+	char *witness;
+	uint32_t witness_part;
 	struct job_list waiting;
 	struct worker_list workers;
 	int nworkers;
@@ -174,6 +180,11 @@ void workers_check_spawn_timeouts(void);
 void workers_close_all(void);
 int workers_busy(void);
 void user_enqueue(struct user *u, struct job *job);
+/* The size of a MSG_JOB for m without recipients, and what each recipient
+ * part with this run list adds: the scheduler fills jobs up to
+ * IPC_MAX_PAYLOAD. */
+size_t job_head_bytes(const struct qmsg *m);
+size_t job_part_bytes(const char *run);
 
 /* The delivery identity of a resolved address (NULL, err set, when it has
  * no account in root mode). */

@@ -17,8 +17,10 @@
 #include "qmgr/qmgr_private.h"
 #include "db/address.h"
 #include "db/db.h"
+#include "db/identity.h"
 #include "db/rules_entry.h"
 #include "lib/buf.h"
+#include "lib/ipc.h"
 #include "lib/log.h"
 #include "lib/msgtypes.h"
 #include "lib/strmap.h"
@@ -368,15 +370,10 @@ void sched_retry_all_now(void)
 
 /* ---- resolving recipients into jobs ---- */
 
-static struct user *user_get(uid_t uid, gid_t gid, const char *account, const char *home)
+static struct user *user_new(const char *key, uid_t uid, gid_t gid, const char *account,
+    const char *home)
 {
-	char key[512];
-
-	snprintf(key, sizeof(key), "%lu:%lu:%s", (unsigned long)uid, (unsigned long)gid, account);
-	struct user *u = strmap_get(Q.users, key);
-	if (u != NULL)
-		return u;
-	u = xcalloc(1, sizeof(*u));
+	struct user *u = xcalloc(1, sizeof(*u));
 	u->key = xstrdup(key);
 	u->uid = uid;
 	u->gid = gid;
@@ -388,41 +385,58 @@ static struct user *user_get(uid_t uid, gid_t gid, const char *account, const ch
 	return u;
 }
 
+/* The user of this identity, which address (part) resolves to. */
+static struct user *user_get(uid_t uid, gid_t gid, const char *account, const char *home,
+    const char *address, uint32_t part)
+{
+	char key[512];
+
+	snprintf(key, sizeof(key), "%lu:%lu:%s", (unsigned long)uid, (unsigned long)gid, account);
+	struct user *u = strmap_get(Q.users, key);
+	if (u == NULL)
+		u = user_new(key, uid, gid, account, home);
+	if (u->witness == NULL || strcmp(u->witness, address) != 0) {
+		free(u->witness);
+		u->witness = xstrdup(address);
+	}
+	u->witness_part = part;
+	return u;
+}
+
 struct user *sched_user_for(const struct db_resolution *r, char *err, size_t errlen)
 {
 	const char *account = r->account ? r->account : "";
 
 	if (!Q.root_mode)
-		return user_get(getuid(), getgid(), account, r->home ? r->home : Q.self_home);
+		return user_get(getuid(), getgid(), account, r->home ? r->home : Q.self_home,
+		    r->address, DB_PART_PRIMARY);
 	if (!r->account_resolved) {
 		snprintf(err, errlen, "no account for this recipient (add it to uid)");
 		return NULL;
 	}
-	return user_get(r->uid, r->gid, account, r->home);
+	return user_get(r->uid, r->gid, account, r->home, r->address, DB_PART_PRIMARY);
 }
 
-/* The identity an instruction with uid=/gid= runs as: uid= alone takes
- * that account's primary group, gid= alone keeps the entry's uid.  NULL
- * (err set) when the account is gone. */
-static struct user *override_user(const struct rule_instruction *in, const struct user *entry,
-    char *err, size_t errlen)
+/* The identity instruction i of address's entry runs as (uid=/gid=,
+ * db/identity.c).  NULL (err set) when the account is gone. */
+static struct user *override_user(const struct rule_instruction *in, int i,
+    const struct user *entry, const char *address, char *err, size_t errlen)
 {
-	uid_t uid = in->has_uid ? in->uid : entry->uid;
-	struct passwd *pw = getpwuid(uid);
+	struct db_identity id;
 
-	if (pw == NULL) {
-		snprintf(err, errlen, "no account for uid %lu (line %d)", (unsigned long)uid, in->line);
+	if (db_override_identity(in, entry->uid, entry->gid, &id, err, errlen) < 0)
 		return NULL;
-	}
-	gid_t gid = in->has_gid ? in->gid : (in->has_uid ? pw->pw_gid : entry->gid);
-	return user_get(uid, gid, pw->pw_name, pw->pw_dir);
+	struct user *u = user_get(id.uid, id.gid, id.account, id.home, address, (uint32_t)i);
+	db_identity_free(&id);
+	return u;
 }
 
 /* In root mode, the identities other than the entry's that its uid=/gid=
  * instructions need, each with the list of instruction numbers it runs
  * ("only:2,5").  Returns how many (at most max), -1 (err set) on failure. */
-static int override_parts(const void *blob, size_t len, struct user *entry,
-    struct user **users, struct buf *lists, int max, char *err, size_t errlen)
+static int override_parts(const char *address, const void *blob, size_t len,
+    struct user *entry, struct user **users, struct buf *lists, int max, char *err,
+    size_t errlen)
 {
 	struct rules_entry e = { 0 };
 	int n = 0;
@@ -437,7 +451,7 @@ static int override_parts(const void *blob, size_t len, struct user *entry,
 		const struct rule_instruction *in = &e.instr[i];
 		if (!(in->has_uid || in->has_gid) || !rule_action_writes_as_user(in->action))
 			continue;
-		struct user *u = override_user(in, entry, err, errlen);
+		struct user *u = override_user(in, i, entry, address, err, errlen);
 		if (u == NULL) {
 			n = -1;
 			break;
@@ -478,8 +492,6 @@ static struct job *job_new(struct qmsg *m, struct user *u, size_t max)
 void sched_job_free(struct job *job)
 {
 	for (size_t i = 0; i < job->n; i++) {
-		free(job->rcpt[i].extension);
-		free(job->rcpt[i].rules);
 		free(job->rcpt[i].where);
 		free(job->rcpt[i].forward);
 		free(job->rcpt[i].run);
@@ -520,17 +532,21 @@ static void schedule_outbound(struct qmsg *m)
 	relay_dispatch();
 }
 
-/* The job of u in jobs[] with room, or a new one; NULL when the table is
- * full (the rest waits for the next round). */
+/* The job of u in jobs[] with room for a part of `bytes` (workers.c,
+ * job_part_bytes), or a new one; NULL when the table is full (the rest
+ * waits for the next round). */
 static struct job *job_for(struct job **jobs, int *njobs, int max, struct qmsg *m,
-    struct user *u)
+    struct user *u, size_t bytes)
 {
 	for (int k = 0; k < *njobs; k++)
-		if (jobs[k]->user == u && jobs[k]->n < MSG_JOB_MAX_RCPTS)
+		if (jobs[k]->user == u && jobs[k]->n < MSG_JOB_MAX_RCPTS &&
+		    bytes <= IPC_MAX_PAYLOAD - jobs[k]->bytes)
 			return jobs[k];
 	if (*njobs == max)
 		return NULL;
-	return jobs[(*njobs)++] = job_new(m, u, MSG_JOB_MAX_RCPTS);
+	struct job *j = jobs[(*njobs)++] = job_new(m, u, MSG_JOB_MAX_RCPTS);
+	j->bytes = job_head_bytes(m);
+	return j;
 }
 
 static void add_part(struct job *j, size_t i, const struct db_resolution *res,
@@ -538,10 +554,9 @@ static void add_part(struct job *j, size_t i, const struct db_resolution *res,
 {
 	struct job_rcpt *jr = &j->rcpt[j->n++];
 	jr->index = i;
-	jr->extension = res->extension ? xstrdup(res->extension) : NULL;
-	jr->rules = res->rules_len ? xmemdup(res->rules_blob, res->rules_len) : NULL;
-	jr->rules_len = res->rules_len;
+	jr->rules_version = qfile_rules_version(res->rules_blob, res->rules_len);
 	jr->run = xstrdup(run);
+	j->bytes += job_part_bytes(run);
 }
 
 #define MAX_IDENTITIES 8        /* per recipient, its entry's included */
@@ -642,7 +657,7 @@ static void schedule_pending(struct qmsg *m)
 		if (found == 0) {
 			fail_now(m, i, DELIVERY_PERMFAIL, "5.1.1", "user unknown");
 		} else if (found > 0 && (u = sched_user_for(&res, err, sizeof(err))) != NULL) {
-			nparts = override_parts(res.rules_blob, res.rules_len, u, others, lists,
+			nparts = override_parts(res.address, res.rules_blob, res.rules_len, u, others, lists,
 			    MAX_IDENTITIES - 1, err, sizeof(err));
 			if (nparts < 0)
 				fail_now(m, i, DELIVERY_TEMPFAIL, "4.3.0", err);
@@ -677,11 +692,27 @@ static void schedule_pending(struct qmsg *m)
 			buf_puts(&except, rc->done);
 			nparts = drop_done(others, lists, nparts, rc->done);
 		}
+		/* a part too long for any job fails for good: it would for ever */
+		size_t longest = job_part_bytes(except.data);
+		for (int k = 0; k < nparts; k++)
+			if (job_part_bytes(lists[k].data) > longest)
+				longest = job_part_bytes(lists[k].data);
+		if (longest > IPC_MAX_PAYLOAD - job_head_bytes(m)) {
+			snprintf(err, sizeof(err), "cannot hand to a worker: the list of "
+			    "instructions to run takes %zu bytes, more than one job carries", longest);
+			fail_now(m, i, DELIVERY_PERMFAIL, "5.3.0", err);
+			if (nfailed < sizeof(failed) / sizeof(failed[0]))
+				failed[nfailed++] = i;
+			buf_free(&except);
+			db_resolution_free(&res);
+			continue;
+		}
 		/* every part must find room, or the recipient waits */
 		struct job *parts[MAX_IDENTITIES];
 		int room = 1;
 		for (int k = 0; k <= nparts && room; k++) {
-			parts[k] = job_for(jobs, &njobs, maxjobs, m, k == 0 ? u : others[k - 1]);
+			parts[k] = job_for(jobs, &njobs, maxjobs, m, k == 0 ? u : others[k - 1],
+			    job_part_bytes(k == 0 ? except.data : lists[k - 1].data));
 			room = parts[k] != NULL;
 		}
 		if (!room) {
@@ -822,8 +853,7 @@ static void queue_forward(struct qmsg *m, struct job_rcpt *jr)
  * are not run again (persist_states records them with the deferral). */
 static void note_done(struct qmsg *m, const struct job_rcpt *jr)
 {
-	uint64_t version = qfile_rules_version(jr->rules, jr->rules_len);
-	if (qfile_done_merge(&m->qf.rcpt[jr->index], version, jr->done) < 0)
+	if (qfile_done_merge(&m->qf.rcpt[jr->index], jr->rules_version, jr->done) < 0)
 		log_warn("qid=%s: worker sent a malformed list of deliveries done: %s", m->qid,
 		    jr->done);
 }

@@ -94,6 +94,18 @@ static int worker_send_learn(struct worker *w, struct job *job)
 	return 1;
 }
 
+/* The MSG_JOB payload of m without recipients: str qid, u32, u32. */
+size_t job_head_bytes(const struct qmsg *m)
+{
+	return 4 + strlen(m->qid) + 1 + 4 + 4;
+}
+
+/* What one recipient part adds: u32 index, u64 version, str run. */
+size_t job_part_bytes(const char *run)
+{
+	return 4 + 8 + 4 + strlen(run) + 1;
+}
+
 static int worker_send_job(struct worker *w, struct job *job)
 {
 	if (job->kind == JOB_LEARN)
@@ -107,6 +119,7 @@ static int worker_send_job(struct worker *w, struct job *job)
 		job_fail(job, reason);
 		return 0;
 	}
+	/* the sizes here are what job_head_bytes and job_part_bytes say */
 	ipc_init(&wmsg, MSG_JOB);
 	ipc_add_str(&wmsg, m->qid);
 	ipc_add_u32(&wmsg, (uint32_t)checks_skip(m, u));
@@ -114,12 +127,8 @@ static int worker_send_job(struct worker *w, struct job *job)
 	for (size_t i = 0; i < job->n; i++) {
 		const struct job_rcpt *jr = &job->rcpt[i];
 		ipc_add_u32(&wmsg, (uint32_t)jr->index);
-		ipc_add_str(&wmsg, m->qf.rcpt[jr->index].address);
-		ipc_add_str(&wmsg, jr->extension);
-		ipc_add_str(&wmsg, u->account);
-		ipc_add_str(&wmsg, u->home);
-		ipc_add_blob(&wmsg, jr->rules, jr->rules_len);
-		ipc_add_str(&wmsg, jr->run ? jr->run : "all");
+		ipc_add_u64(&wmsg, jr->rules_version);
+		ipc_add_str(&wmsg, jr->run);
 	}
 	ipc_set_fd(&wmsg, fd);
 	int r = ipc_send(w->fd, &wmsg);
@@ -208,7 +217,8 @@ static void spawn_request(struct user *u)
 	ipc_add_u32(m, (uint32_t)u->uid);
 	ipc_add_u32(m, (uint32_t)u->gid);
 	ipc_add_str(m, u->account);
-	ipc_add_str(m, u->home);
+	ipc_add_str(m, u->witness);
+	ipc_add_u32(m, u->witness_part);
 	if (ipc_send(Q.spawner_fd, m) < 0) {
 		/* retried by the periodic timer's dispatch */
 		log_warn("cannot ask the spawner for a worker: %s", strerror(errno));

@@ -6,17 +6,24 @@
  * child to the requested uid/gid (keeping mail_spool_group as its saved
  * gid only, for mbox lock files in /var/mail), pass the qmgr its end of the child's
  * socket, and kill a worker of its own whose spam check the qmgr found
- * stuck.  It never touches message data.  With spam_engine spamassassin
+ * stuck.  It never touches message data.  It does not take the qmgr's word
+ * for an account: a request names a recipient address (and which part of
+ * its rules), and the spawner resolves that address in the databases
+ * itself (read-only) and forks only as the identity they give, never
+ * below minimum_uid nor with gid 0 (trust.c).  With spam_engine spamassassin
  * it loads SpamAssassin once at start, so that the workers it forks
  * inherit the compiled rules.
  */
 #include "spawner/spawner.h"
+#include "spawner/trust.h"
 #include "spawner/worker.h"
+#include "db/db.h"
 #include "deliver/deliver.h"
 #include "lib/ipc.h"
 #include "lib/log.h"
 #include "lib/msgtypes.h"
 #include "lib/privsep.h"
+#include "lib/xalloc.h"
 #include "spam/spam.h"
 
 #include <errno.h>
@@ -38,6 +45,19 @@
 static struct ipc_msg in, out;
 /* root mode: mail_spool_group, resolved at start; (gid_t)-1 when none */
 static gid_t spool_gid = (gid_t)-1;
+static struct db *spawner_db;
+
+/* The databases, opened on first need (and again after a failure). */
+static struct db *databases(const struct config *cfg)
+{
+	char err[512];
+
+	if (spawner_db == NULL && db_open(cfg->db_dir, &spawner_db, err, sizeof(err)) < 0) {
+		log_warn("spawner: cannot open the databases: %s", err);
+		spawner_db = NULL;
+	}
+	return spawner_db;
+}
 
 static void reply_fail(int qmgr_fd, uint32_t reqid, const char *reason)
 {
@@ -88,29 +108,15 @@ static _Noreturn void become_worker(const struct config *cfg, int root_mode,
 	}
 	if (chdir("/") < 0)
 		_exit(1);
-	worker_main(cfg, sock, account, home);
+	worker_main(cfg, sock, root_mode, account, home);
 }
 
-static void spawn(const struct config *cfg, int root_mode, int qmgr_fd, int sfd)
+/* Fork a worker as id and hand the qmgr its socket. */
+static void spawn_as(const struct config *cfg, int root_mode, int qmgr_fd, int sfd,
+    uint32_t reqid, const struct db_identity *id)
 {
-	uint32_t reqid, uid, gid;
-	const char *account, *home;
 	int sv[2];
 
-	if (ipc_get_u32(&in, &reqid) < 0 || ipc_get_u32(&in, &uid) < 0 ||
-	    ipc_get_u32(&in, &gid) < 0 || ipc_get_str(&in, &account) < 0 ||
-	    ipc_get_str(&in, &home) < 0 || ipc_end(&in) < 0) {
-		log_warn("malformed spawn request from qmgr");
-		return;
-	}
-	if (root_mode && (uid == 0 || gid == 0)) {
-		reply_fail(qmgr_fd, reqid, "refusing to run a worker as root");
-		return;
-	}
-	if (!root_mode && (uid != getuid() || gid != getgid())) {
-		reply_fail(qmgr_fd, reqid, "single-user mode: workers run as the daemon's user");
-		return;
-	}
 	if (ipc_socketpair(sv) < 0) {
 		reply_fail(qmgr_fd, reqid, strerror(errno));
 		return;
@@ -127,10 +133,13 @@ static void spawn(const struct config *cfg, int root_mode, int qmgr_fd, int sfd)
 		close(qmgr_fd);
 		close(sfd);
 		close(sv[0]);
-		become_worker(cfg, root_mode, uid, gid, account, home, sv[1]);
+		db_close(spawner_db);   /* the worker opens its own */
+		spawner_db = NULL;
+		become_worker(cfg, root_mode, id->uid, id->gid, id->account, id->home, sv[1]);
 	}
 	close(sv[1]);
-	log_debug("worker pid %ld for %s (uid %lu)", (long)pid, account, (unsigned long)uid);
+	log_debug("worker pid %ld for %s (uid %lu)", (long)pid, id->account,
+	    (unsigned long)id->uid);
 	ipc_init(&out, MSG_SPAWN_OK);
 	ipc_add_u32(&out, reqid);
 	ipc_add_u32(&out, (uint32_t)pid);
@@ -140,6 +149,60 @@ static void spawn(const struct config *cfg, int root_mode, int qmgr_fd, int sfd)
 		kill(pid, SIGTERM);
 	}
 	close(sv[0]);
+}
+
+/* Single-user mode: every worker runs as the daemon's user; its home is
+ * the account's from the databases, or the daemon user's. */
+static int single_user_identity(const struct config *cfg, uint32_t uid, uint32_t gid,
+    const char *account, const char *address, struct db_identity *id, char *err,
+    size_t errlen)
+{
+	char why[256];
+	struct passwd *pw = getpwuid(getuid());
+
+	if (uid != getuid() || gid != getgid()) {
+		snprintf(err, errlen, "single-user mode: workers run as the daemon's user");
+		return -1;
+	}
+	memset(id, 0, sizeof(*id));
+	struct db *db = databases(cfg);
+	if (db != NULL && db_part_identity(db, address, cfg->recipient_delimiter,
+	    DB_PART_PRIMARY, id, why, sizeof(why)) == 0 && strcmp(id->account, account) == 0) {
+		free(id->account);
+	} else {
+		db_identity_free(id);
+		id->home = xstrdup(pw ? pw->pw_dir : "/");
+	}
+	id->uid = getuid();
+	id->gid = getgid();
+	id->account = xstrdup(account);
+	return 0;
+}
+
+static void spawn(const struct config *cfg, int root_mode, int qmgr_fd, int sfd)
+{
+	uint32_t reqid, uid, gid, part;
+	const char *account, *address;
+	struct db_identity id;
+	char err[768];
+
+	if (ipc_get_u32(&in, &reqid) < 0 || ipc_get_u32(&in, &uid) < 0 ||
+	    ipc_get_u32(&in, &gid) < 0 || ipc_get_str(&in, &account) < 0 ||
+	    ipc_get_str(&in, &address) < 0 || ipc_get_u32(&in, &part) < 0 ||
+	    ipc_end(&in) < 0) {
+		log_warn("malformed spawn request from qmgr");
+		return;
+	}
+	int ok = root_mode ?
+	    trust_spawn_identity(databases(cfg), cfg->recipient_delimiter, cfg->minimum_uid,
+	        uid, gid, account, address, part, &id, err, sizeof(err)) :
+	    single_user_identity(cfg, uid, gid, account, address, &id, err, sizeof(err));
+	if (ok < 0) {
+		reply_fail(qmgr_fd, reqid, err);
+		return;
+	}
+	spawn_as(cfg, root_mode, qmgr_fd, sfd, reqid, &id);
+	db_identity_free(&id);
 }
 
 /* pid's parent, from /proc; -1 when it is gone. */

@@ -3,13 +3,17 @@
  *
  * Runs as the recipient's uid/gid.  Waits for jobs from the qmgr; each job
  * names a queue file (an open read-only descriptor: the worker cannot open
- * the queue directory itself) and the recipients of this user with their
- * compiled rules.  For each recipient worker_deliver() (worker_rules.c)
- * runs the rules, and one result goes back, with the addresses to forward
- * to, which the qmgr queues for the relay.
+ * the queue directory itself) and the recipients of this user, each with
+ * the part of its rules to run.  The worker reads each recipient's rules
+ * entry from the databases itself and runs it only when it runs as this
+ * worker's own uid/gid (spawner/trust.c): the qmgr picks neither the
+ * account nor the commands.  For each recipient worker_deliver()
+ * (worker_rules.c) runs the rules, and one result goes back, with the
+ * addresses to forward to, which the qmgr queues for the relay.
  */
 #include "spawner/worker.h"
 #include "spawner/worker_private.h"
+#include "db/db.h"
 #include "db/rules_entry.h"
 #include "deliver/deliver.h"
 #include "lib/fsutil.h"
@@ -32,9 +36,44 @@
 static struct ipc_msg job, out, turn;
 static struct rule_instruction default_instr;
 static int qmgr_fd = -1;
+static struct db *worker_db;
 
 const struct config *worker_cfg;
 const struct rule_instruction *worker_default = &default_instr;
+struct trust_self worker_self;
+static const char *worker_home;
+
+/* The databases, opened on first need (and again after a failure). */
+static struct db *databases(void)
+{
+	char err[512];
+
+	if (worker_db == NULL && db_open(worker_cfg->db_dir, &worker_db, err, sizeof(err)) < 0) {
+		log_warn("worker: cannot open the databases: %s", err);
+		worker_db = NULL;
+	}
+	return worker_db;
+}
+
+/* Read rc's rules from the databases and check that its part runs as
+ * this worker (trust.c); anything else is refused, loudly. */
+static int check_rcpt(const struct qfile *qf, const char *qid, struct worker_rcpt *rc,
+    struct delivery_result *r)
+{
+	char err[512];
+	const char *address = qf->rcpt[rc->index].address;
+
+	if (trust_worker_part(databases(), worker_cfg->recipient_delimiter, &worker_self,
+	    address, rc->run, rc->version, &rc->res, &rc->entry, err, sizeof(err)) == 0) {
+		rc->home = strncmp(rc->run, "only:", 5) == 0 || rc->res.home == NULL ?
+		    worker_home : rc->res.home;
+		return 0;
+	}
+	log_warn("qid=%s to=<%s>: REFUSED part \"%s\" in the worker of %s (uid %lu): %s",
+	    qid, address, rc->run, worker_self.account, (unsigned long)worker_self.uid, err);
+	deliver_result_set(r, DELIVERY_TEMPFAIL, "4.3.0", "worker refused the job: %s", err);
+	return -1;
+}
 
 static int send_result(int fd, const char *qid, uint32_t index, const struct delivery_result *r,
     const char *where, const char *forward, const char *done)
@@ -150,10 +189,8 @@ static void handle_job(int fd)
 	    ipc_get_u32(&job, &n) < 0 || n > MSG_JOB_MAX_RCPTS)
 		goto malformed;
 	for (uint32_t i = 0; i < n; i++) {
-		if (ipc_get_u32(&job, &rc[i].index) < 0 || ipc_get_str(&job, &rc[i].address) < 0 ||
-		    ipc_get_str(&job, &rc[i].extension) < 0 || ipc_get_str(&job, &rc[i].account) < 0 ||
-		    ipc_get_str(&job, &rc[i].home) < 0 ||
-		    ipc_get_blob(&job, &rc[i].rules, &rc[i].rules_len) < 0 ||
+		memset(&rc[i], 0, sizeof(rc[i]));
+		if (ipc_get_u32(&job, &rc[i].index) < 0 || ipc_get_u64(&job, &rc[i].version) < 0 ||
 		    ipc_get_str(&job, &rc[i].run) < 0)
 			goto malformed;
 	}
@@ -174,8 +211,10 @@ static void handle_job(int fd)
 			r.status = DELIVERY_TEMPFAIL;
 			snprintf(r.dsn, sizeof(r.dsn), "4.3.0");
 			snprintf(r.text, sizeof(r.text), "recipient index out of range");
-		} else {
+		} else if (check_rcpt(&qf, qid, &rc[i], &r) == 0) {
 			worker_deliver(&qf, qfd, &rc[i], &ws, &r, &where, &forward, &done);
+			rules_entry_free(&rc[i].entry);
+			db_resolution_free(&rc[i].res);
 		}
 		int sent = send_result(fd, qid, rc[i].index, &r, where.data ? where.data : "",
 		    forward.data ? forward.data : "", done.data ? done.data : "");
@@ -197,7 +236,8 @@ malformed:
 	fatal("malformed job from qmgr");
 }
 
-void worker_main(const struct config *cfg, int fd, const char *account, const char *home)
+void worker_main(const struct config *cfg, int fd, int root_mode, const char *account,
+    const char *home)
 {
 	char err[256];
 	/* The qmgr retires idle workers by closing the socket; this is only a
@@ -206,6 +246,9 @@ void worker_main(const struct config *cfg, int fd, const char *account, const ch
 
 	worker_cfg = cfg;
 	qmgr_fd = fd;
+	worker_self = (struct trust_self){ .root_mode = root_mode, .uid = getuid(),
+	    .gid = getgid(), .account = account };
+	worker_home = home;
 	if (rules_parse_instruction(cfg->default_delivery, &default_instr, err, sizeof(err)) < 0)
 		fatal("default_delivery: %s", err);
 	deliver_set_pipe_timeout((unsigned)cfg->pipe_timeout);

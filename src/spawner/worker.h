@@ -11,8 +11,10 @@
 #include "conf/config.h"
 
 /* Never returns: exits when the qmgr closes the socket or on idle timeout.
- * account and home: the user this worker runs as (for the spam engine). */
-_Noreturn void worker_main(const struct config *cfg, int qmgr_fd, const char *account,
-    const char *home);
+ * account and home: the user this worker runs as, from the databases (for
+ * the spam engine, and the home of its uid=/gid= parts).  root_mode: the
+ * worker checks that each recipient's part runs as its own uid/gid. */
+_Noreturn void worker_main(const struct config *cfg, int qmgr_fd, int root_mode,
+    const char *account, const char *home);
 
 #endif

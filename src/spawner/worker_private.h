@@ -11,26 +11,27 @@
 #include <stdint.h>
 
 #include "conf/config.h"
+#include "db/db.h"
+#include "db/rules_entry.h"
 #include "deliver/deliver.h"
 #include "lib/buf.h"
 #include "queue/qfile.h"
+#include "spawner/trust.h"
 
-struct rule_instruction;
-
-/* One recipient of a job, as the qmgr sent it (see MSG_JOB). */
+/* One recipient of a job: what the qmgr sent (see MSG_JOB), then what the
+ * worker read from the databases itself (trust_worker_part). */
 struct worker_rcpt {
 	uint32_t index;
-	const char *address;
-	const char *extension;
-	const char *account;
-	const char *home;
-	const void *rules;
-	size_t rules_len;
+	uint64_t version;       /* of the entry the qmgr made run from */
 	const char *run;        /* "all", "primary" or "only:N,..." */
+	struct db_resolution res;
+	struct rules_entry entry;
+	const char *home;       /* the entry's account's, or this worker's for "only:" */
 };
 
 extern const struct config *worker_cfg;
 extern const struct rule_instruction *worker_default;   /* default_delivery */
+extern struct trust_self worker_self;
 
 /* A job's spam verdict, computed on first need (worker_spam.c). */
 struct worker_spam {

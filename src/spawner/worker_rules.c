@@ -103,12 +103,22 @@ static void run_writer(const struct rule_instruction *in, const struct worker_rc
 	char path[PATH_MAX], err[256];
 
 	memset(r, 0, sizeof(*r));
-	if ((in->has_uid && in->uid != getuid()) || (in->has_gid && in->gid != getgid())) {
+	if (!worker_self.root_mode &&
+	    ((in->has_uid && in->uid != getuid()) || (in->has_gid && in->gid != getgid()))) {
 		/* only a root-mode daemon can switch accounts */
 		snprintf(r->dsn, sizeof(r->dsn), "4.3.0");
 		r->status = DELIVERY_TEMPFAIL;
 		snprintf(r->text, sizeof(r->text),
 		    "uid=/gid= at line %d needs the daemon started as root", in->line);
+		return;
+	}
+	if (worker_self.root_mode && in != worker_default &&
+	    !trust_instruction_runs_as(in, rc->res.uid, rc->res.gid, &worker_self)) {
+		/* the qmgr asked for an instruction of another account */
+		log_warn("to=<%s>: REFUSED instruction at line %d: it does not run as %s",
+		    dm->recipient, in->line, worker_self.account);
+		deliver_result_set(r, DELIVERY_TEMPFAIL, "4.3.0",
+		    "worker refused line %d: it runs as another account", in->line);
 		return;
 	}
 	if (where->len)
@@ -220,12 +230,15 @@ void worker_deliver(const struct qfile *qf, int qfd, const struct worker_rcpt *r
     struct worker_spam *ws, struct delivery_result *total, struct buf *where,
     struct buf *forward, struct buf *done)
 {
-	struct rules_entry entry = { .spam = -1 };
+	const struct rules_entry *entry = &rc->entry;
+	const char *account = rc->res.account;
+	if (strncmp(rc->run, "only:", 5) == 0)
+		account = worker_self.account;
 	struct delivery_msg dm = {
 		.qfd = qfd, .msg_offset = qf->msg_offset, .msg_size = qf->msg_size,
 		.sender = qf->sender, .recipient = qf->rcpt[rc->index].address,
-		.home = rc->home, .user = rc->account[0] ? rc->account : NULL,
-		.extension = rc->extension,
+		.home = rc->home, .user = account && account[0] ? account : NULL,
+		.extension = rc->res.extension,
 	};
 	struct msg_map mm;
 	struct mime_message parsed, *msg = NULL;
@@ -243,12 +256,7 @@ void worker_deliver(const struct qfile *qf, int qfd, const struct worker_rcpt *r
 		unmap_message(&mm);
 		return;
 	}
-	if (rc->rules_len > 0 && rules_entry_decode(rc->rules, rc->rules_len, &entry) < 0) {
-		deliver_result_set(total, DELIVERY_TEMPFAIL, "4.3.0", "%s", "malformed rules entry");
-		unmap_message(&mm);
-		return;
-	}
-	int spam_on = worker_spam_wanted(entry.spam);
+	int spam_on = worker_spam_wanted(entry->spam);
 	if (spam_on) {
 		worker_spam_get(ws, qf, mm.data, mm.len);
 		dm.extra_headers = ws->headers;
@@ -258,17 +266,17 @@ void worker_deliver(const struct qfile *qf, int qfd, const struct worker_rcpt *r
 			dm.msg_size = ws->filtered_size;
 		}
 	}
-	msg = parse_if_needed(&entry, &mm, spam_on ? ws : NULL, &parsed);
+	msg = parse_if_needed(entry, &mm, spam_on ? ws : NULL, &parsed);
 	struct rule_context ctx = {
 		.sender = qf->sender, .rcpt = dm.recipient,
-		.extension = rc->extension ? rc->extension : "",
+		.extension = rc->res.extension ? rc->res.extension : "",
 		.size = qf->msg_size,
 		.spam = spam_on && ws->checked && ws->is_spam,
 		.score = spam_on && ws->checked ? ws->score : 0,
 		.msg = msg,
 	};
 	struct walk_state w = { qf, rc, &dm, total, where, forward, done };
-	if (rules_walk(&entry, &ctx, visit, &w) == 0 && is_primary(rc)) {
+	if (rules_walk(entry, &ctx, visit, &w) == 0 && is_primary(rc)) {
 		run_writer(worker_default, rc, &dm, &one, where);
 		merge_result(total, &one);
 	}
@@ -276,6 +284,5 @@ void worker_deliver(const struct qfile *qf, int qfd, const struct worker_rcpt *r
 		snprintf(total->dsn, sizeof(total->dsn), "2.0.0");
 	if (msg != NULL)
 		mime_message_free(msg);
-	rules_entry_free(&entry);
 	unmap_message(&mm);
 }
