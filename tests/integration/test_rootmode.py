@@ -264,3 +264,27 @@ def test_split_recipient_retry_runs_only_what_failed(env):
                        (a / "Maildir" / ".sd", m2), (b / "Maildir" / ".sd-b", m2)):
         got = H.find_marked([c for _, c in H.maildir_messages(maildir)], H.mid(m))
         assert len(got) == 1, (maildir, len(got))
+
+
+def test_account_below_minimum_uid_is_refused(env, tmp_path):
+    """The spawner forks no worker for an account below minimum_uid: the
+    recipient is deferred with the reason, nothing is delivered.  (The
+    accounts of the other tests are `useradd --system` ones, uid 100-999,
+    which the default minimum_uid 100 lets through.)"""
+    ua, svc = env["a"], env["svc"]
+    assert 100 <= ua.uid < 1000
+    H.make_traversable(tmp_path)
+    d = H.Daemon(tmp_path / "d", run_as=None, single_user=False,
+                 settings={"user": svc.name, "minimum_uid": str(ua.uid + 1)},
+                 rules="low@example.test\n    maildir ~/Maildir/.low/\n",
+                 uids=f"low@example.test {ua.name}\n")
+    d.compile()
+    d.start()
+    try:
+        send(d, "low@example.test")
+        line = d.wait_log(r"^.*to=<low@example\.test>.*status=\w+.*$").group(0)
+        assert "status=deferred" in line and "below minimum_uid" in line, line
+        assert not (env["homes"] / "a" / "Maildir" / ".low").exists()
+        assert all(H.proc_ids(w)[0][0] != ua.uid for w in d.workers())
+    finally:
+        d.stop()

@@ -116,6 +116,10 @@ static void test_defaults(void **state)
 	assert_int_equal(c.recipient_delimiter, '+');
 	assert_null(c.user);
 	assert_int_equal(c.spam_concurrency, 0);       /* one per core */
+	assert_int_equal(c.minimum_uid, 100);
+	config_free(&c);
+	assert_int_equal(load_text(&c, "listen lmtp 127.0.0.1:24\nminimum_uid 1000\n"), 0);
+	assert_int_equal(c.minimum_uid, 1000);
 	config_free(&c);
 }
 
@@ -213,6 +217,8 @@ static void test_errors(void **state)
 		{ "listen lmtp 127.0.0.1:24\nmbox_lock_timeout 0s\n", "F:2: mbox_lock_timeout: between 1s and 1h" },
 		{ "listen lmtp 127.0.0.1:24\nmbox_lock_timeout 2h\n", "F:2: mbox_lock_timeout: between 1s and 1h" },
 		{ "listen lmtp 127.0.0.1:24\nmbox_lock_timeout soon\n", "F:2: mbox_lock_timeout: bad duration" },
+		{ "listen lmtp 127.0.0.1:24\nminimum_uid 0\n", "F:2: minimum_uid: bad uid \"0\"" },
+		{ "listen lmtp 127.0.0.1:24\nminimum_uid -5\n", "F:2: minimum_uid: bad uid" },
 		{ "# nothing\n", "F: no listen setting" },
 		{ "listen lmtp 127.0.0.1:24\nuser x\nhome_base /tmp\n", "exclude each other" },
 	};
