@@ -34,7 +34,12 @@ enum msg_type {
 	                         * message for this user was stopped: do not check),
 	                         * u32 n, then n x (u32 index, u64 rules_version
 	                         * (qfile_rules_version of the entry run was made from),
-	                         * str run: "all" instructions (single-user mode),
+	                         * str run, u32 verdict, u32 is_spam, i64 score
+	                         * (x 1000), str headers).
+	                         * verdict...headers: the primary part's spam verdict,
+	                         * for an "only:" part (which does not check itself;
+	                         * VERDICT_NONE and "" for the others).
+	                         * run: "all" instructions (single-user mode),
 	                         * "primary" or "primary:except:N,M" (root mode:
 	                         * all but those, which other accounts' parts run,
 	                         * plus the default delivery), or "only:N,M" (a
@@ -47,7 +52,10 @@ enum msg_type {
 	                         * str dsn ("2.0.0"), str text, str where,
 	                         * str forward (addresses, comma-separated, or ""),
 	                         * str done (the maildir/mbox/pipe instructions,
-	                         * "N,M" as in MSG_JOB's run, that delivered, or "") */
+	                         * "N,M" as in MSG_JOB's run, that delivered, or ""),
+	                         * u32 verdict, u32 is_spam, i64 score (x 1000),
+	                         * str headers (a primary part's spam verdict, which
+	                         * the qmgr hands its uid=/gid= parts) */
 	MSG_JOB_DONE,           /* str qid, u32 retiring (the worker leaves now),
 	                         * u32 spam checks done so far */
 	/* qmgr -> worker; fd = the message (LF line ends), read-only */
@@ -79,6 +87,14 @@ enum ctl_msg_type {
 	MSG_CTL_STATUS,         /* (empty) */
 	MSG_CTL_REPLY,          /* u32 ok, str text */
 };
+
+/* A part's spam verdict (MSG_RESULT of a primary part, MSG_JOB of a
+ * uid=/gid= part): none (no check wanted, or the part did not get that
+ * far), wanted but not checked (headers: the note saying why), checked. */
+enum { VERDICT_NONE = 0, VERDICT_UNCHECKED, VERDICT_CHECKED };
+/* The longest verdict header lines passed on to uid=/gid= parts; longer
+ * ones are not passed on (those copies get no X-Spam-* lines). */
+#define MSG_VERDICT_HEADERS_MAX 4096
 
 /* Recipients in one MSG_JOB: the qmgr splits larger groups, the worker
  * refuses more. */

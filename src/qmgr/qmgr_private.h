@@ -7,6 +7,7 @@
  *   outbound.c   new queue files the qmgr writes: forwards, bounces and delay
  *                warnings (DSNs)
  *   checks.c     spam check turns (spam_concurrency) and their watchdog
+ *   verdicts.c   uid=/gid= parts waiting for their primary part's spam verdict
  */
 #ifndef MP_QMGR_PRIVATE_H
 #define MP_QMGR_PRIVATE_H
@@ -53,6 +54,17 @@ struct qmsg {
 	time_t warn_retry;      /* its delay warning could not be queued: not before then */
 	struct user **spam_stopped;     /* users whose check of it was stopped */
 	size_t nspam_stopped;
+	struct job **held;      /* jobs of uid=/gid= parts waiting for verdicts */
+	size_t nheld;
+};
+
+/* The spam verdict of a recipient's primary part, which its uid=/gid=
+ * parts run with (they do not check the message themselves). */
+struct part_verdict {
+	int state;              /* VERDICT_NONE, _UNCHECKED, _CHECKED (msgtypes.h) */
+	int is_spam;
+	int64_t score_milli;
+	char *headers;          /* the lines the primary's copy got, or NULL */
 };
 
 struct job_rcpt {
@@ -67,6 +79,8 @@ struct job_rcpt {
 	char *run;              /* which instructions: "all", "primary", "only:N,..." */
 	char *done;             /* of those, the maildir/mbox/pipe instructions
 	                         * that delivered ("N,M"), or NULL */
+	int awaiting_verdict;   /* a uid=/gid= part waiting for the primary's verdict */
+	struct part_verdict verdict;    /* uid=/gid= parts: what they run with */
 };
 
 enum job_kind { JOB_DELIVER = 0, JOB_LEARN };
@@ -84,6 +98,10 @@ struct job {
 	size_t n;
 	struct job_rcpt *rcpt;
 	size_t bytes;           /* delivery jobs: the MSG_JOB payload so far */
+	int for_verdicts;       /* holds uid=/gid= parts that wait for verdicts
+	                         * (never mixed with parts that do not: two users'
+	                         * jobs could wait for each other) */
+	int held;               /* parts still waiting (verdicts.c) */
 };
 TAILQ_HEAD(job_list, job);
 
@@ -184,7 +202,20 @@ void user_enqueue(struct user *u, struct job *job);
  * part with this run list adds: the scheduler fills jobs up to
  * IPC_MAX_PAYLOAD. */
 size_t job_head_bytes(const struct qmsg *m);
-size_t job_part_bytes(const char *run);
+size_t job_part_bytes(const char *run, int for_verdict);
+
+/* verdicts.c: the uid=/gid= parts of a recipient whose entry wants a spam
+ * verdict wait for the primary part's, and run with it. */
+/* A job of such parts (job->held of them): queued once all came. */
+void verdicts_hold(struct qmsg *m, struct job *job);
+/* The primary part of recipient index reported its verdict. */
+void verdicts_got(struct qmsg *m, size_t index, const struct part_verdict *v);
+/* job ended: parts still waiting for a verdict from one of its recipients
+ * will not get one; they fail (temporarily) without running. */
+void verdicts_job_over(struct job *job);
+/* m is freed: its held jobs go too. */
+void verdicts_free(struct qmsg *m);
+void part_verdict_free(struct part_verdict *v);
 
 /* The delivery identity of a resolved address (NULL, err set, when it has
  * no account in root mode). */

@@ -62,6 +62,7 @@ static void msg_free(struct qmsg *m)
 			partial_free(m->partial[i]);
 	free(m->partial);
 	free(m->spam_stopped);
+	verdicts_free(m);
 	qfile_free(&m->qf);
 	free(m->busy);
 	free(m);
@@ -433,10 +434,12 @@ static struct user *override_user(const struct rule_instruction *in, int i,
 
 /* In root mode, the identities other than the entry's that its uid=/gid=
  * instructions need, each with the list of instruction numbers it runs
- * ("only:2,5").  Returns how many (at most max), -1 (err set) on failure. */
+ * ("only:2,5").  Returns how many (at most max), -1 (err set) on failure;
+ * wants_spam: whether the entry gets a spam verdict (which those parts
+ * then wait for, verdicts.c). */
 static int override_parts(const char *address, const void *blob, size_t len,
-    struct user *entry, struct user **users, struct buf *lists, int max, char *err,
-    size_t errlen)
+    struct user *entry, struct user **users, struct buf *lists, int max, int *wants_spam,
+    char *err, size_t errlen)
 {
 	struct rules_entry e = { 0 };
 	int n = 0;
@@ -447,6 +450,7 @@ static int override_parts(const char *address, const void *blob, size_t len,
 		snprintf(err, errlen, "malformed rules entry");
 		return -1;
 	}
+	*wants_spam = Q.cfg->spam_engine != 0 && e.spam != 0;
 	for (int i = 0; i < e.ninstr && n >= 0; i++) {
 		const struct rule_instruction *in = &e.instr[i];
 		if (!(in->has_uid || in->has_gid) || !rule_action_writes_as_user(in->action))
@@ -496,6 +500,7 @@ void sched_job_free(struct job *job)
 		free(job->rcpt[i].forward);
 		free(job->rcpt[i].run);
 		free(job->rcpt[i].done);
+		part_verdict_free(&job->rcpt[i].verdict);
 	}
 	free(job->rcpt);
 	free(job);
@@ -536,27 +541,31 @@ static void schedule_outbound(struct qmsg *m)
  * job_part_bytes), or a new one; NULL when the table is full (the rest
  * waits for the next round). */
 static struct job *job_for(struct job **jobs, int *njobs, int max, struct qmsg *m,
-    struct user *u, size_t bytes)
+    struct user *u, size_t bytes, int for_verdicts)
 {
 	for (int k = 0; k < *njobs; k++)
-		if (jobs[k]->user == u && jobs[k]->n < MSG_JOB_MAX_RCPTS &&
-		    bytes <= IPC_MAX_PAYLOAD - jobs[k]->bytes)
+		if (jobs[k]->user == u && jobs[k]->for_verdicts == for_verdicts &&
+		    jobs[k]->n < MSG_JOB_MAX_RCPTS && bytes <= IPC_MAX_PAYLOAD - jobs[k]->bytes)
 			return jobs[k];
 	if (*njobs == max)
 		return NULL;
 	struct job *j = jobs[(*njobs)++] = job_new(m, u, MSG_JOB_MAX_RCPTS);
 	j->bytes = job_head_bytes(m);
+	j->for_verdicts = for_verdicts;
 	return j;
 }
 
+/* for_verdict: a uid=/gid= part that waits for its primary part's verdict. */
 static void add_part(struct job *j, size_t i, const struct db_resolution *res,
-    const char *run)
+    const char *run, int for_verdict)
 {
 	struct job_rcpt *jr = &j->rcpt[j->n++];
 	jr->index = i;
 	jr->rules_version = qfile_rules_version(res->rules_blob, res->rules_len);
 	jr->run = xstrdup(run);
-	j->bytes += job_part_bytes(run);
+	jr->awaiting_verdict = for_verdict;
+	j->held += for_verdict;
+	j->bytes += job_part_bytes(run, for_verdict);
 }
 
 #define MAX_IDENTITIES 8        /* per recipient, its entry's included */
@@ -645,7 +654,7 @@ static void schedule_pending(struct qmsg *m)
 		struct qrcpt *rc = &m->qf.rcpt[i];
 		struct db_resolution res = { 0 };
 		struct user *u = NULL;
-		int nparts = 0;
+		int nparts = 0, wants_spam = 0;
 		if (rc->state != RCPT_PENDING || m->busy[i])
 			continue;
 		int found = Q.db ? db_resolve(Q.db, rc->address, Q.cfg->recipient_delimiter,
@@ -657,8 +666,8 @@ static void schedule_pending(struct qmsg *m)
 		if (found == 0) {
 			fail_now(m, i, DELIVERY_PERMFAIL, "5.1.1", "user unknown");
 		} else if (found > 0 && (u = sched_user_for(&res, err, sizeof(err))) != NULL) {
-			nparts = override_parts(res.address, res.rules_blob, res.rules_len, u, others, lists,
-			    MAX_IDENTITIES - 1, err, sizeof(err));
+			nparts = override_parts(res.address, res.rules_blob, res.rules_len, u, others,
+			    lists, MAX_IDENTITIES - 1, &wants_spam, err, sizeof(err));
 			if (nparts < 0)
 				fail_now(m, i, DELIVERY_TEMPFAIL, "4.3.0", err);
 		} else {
@@ -693,10 +702,10 @@ static void schedule_pending(struct qmsg *m)
 			nparts = drop_done(others, lists, nparts, rc->done);
 		}
 		/* a part too long for any job fails for good: it would for ever */
-		size_t longest = job_part_bytes(except.data);
+		size_t longest = job_part_bytes(except.data, 0);
 		for (int k = 0; k < nparts; k++)
-			if (job_part_bytes(lists[k].data) > longest)
-				longest = job_part_bytes(lists[k].data);
+			if (job_part_bytes(lists[k].data, wants_spam) > longest)
+				longest = job_part_bytes(lists[k].data, wants_spam);
 		if (longest > IPC_MAX_PAYLOAD - job_head_bytes(m)) {
 			snprintf(err, sizeof(err), "cannot hand to a worker: the list of "
 			    "instructions to run takes %zu bytes, more than one job carries", longest);
@@ -712,7 +721,8 @@ static void schedule_pending(struct qmsg *m)
 		int room = 1;
 		for (int k = 0; k <= nparts && room; k++) {
 			parts[k] = job_for(jobs, &njobs, maxjobs, m, k == 0 ? u : others[k - 1],
-			    job_part_bytes(k == 0 ? except.data : lists[k - 1].data));
+			    k == 0 ? job_part_bytes(except.data, 0) :
+			    job_part_bytes(lists[k - 1].data, wants_spam), k > 0 && wants_spam);
 			room = parts[k] != NULL;
 		}
 		if (!room) {
@@ -720,10 +730,10 @@ static void schedule_pending(struct qmsg *m)
 			db_resolution_free(&res);
 			break;
 		}
-		add_part(parts[0], i, &res, except.data);
+		add_part(parts[0], i, &res, except.data, 0);
 		buf_free(&except);
 		for (int k = 1; k <= nparts; k++)
-			add_part(parts[k], i, &res, lists[k - 1].data);
+			add_part(parts[k], i, &res, lists[k - 1].data, wants_spam);
 		m->busy[i] = (unsigned char)(nparts + 1);
 		db_resolution_free(&res);
 	}
@@ -737,7 +747,10 @@ static void schedule_pending(struct qmsg *m)
 			continue;
 		}
 		m->njobs++;
-		user_enqueue(jobs[k]->user, jobs[k]);
+		if (jobs[k]->held > 0)
+			verdicts_hold(m, jobs[k]);
+		else
+			user_enqueue(jobs[k]->user, jobs[k]);
 	}
 	if (m->njobs == 0)
 		msg_settle(m);
@@ -934,6 +947,7 @@ void sched_job_finished(struct job *job)
 	size_t *idx = xcalloc(job->n ? job->n : 1, sizeof(*idx));
 	size_t nidx = 0;
 
+	verdicts_job_over(job);
 	fill_missing_results(job, job->user ? "worker exited before reporting" :
 	    "no result from the relay");
 	for (size_t i = 0; i < job->n; i++) {

@@ -100,10 +100,13 @@ size_t job_head_bytes(const struct qmsg *m)
 	return 4 + strlen(m->qid) + 1 + 4 + 4;
 }
 
-/* What one recipient part adds: u32 index, u64 version, str run. */
-size_t job_part_bytes(const char *run)
+/* What one recipient part adds: u32 index, u64 version, str run, u32
+ * verdict, u32 is_spam, i64 score, str headers (up to
+ * MSG_VERDICT_HEADERS_MAX for a part that waits for a verdict). */
+size_t job_part_bytes(const char *run, int for_verdict)
 {
-	return 4 + 8 + 4 + strlen(run) + 1;
+	return 4 + 8 + 4 + strlen(run) + 1 + 4 + 4 + 8 + 4 +
+	    (for_verdict ? MSG_VERDICT_HEADERS_MAX : 0) + 1;
 }
 
 static int worker_send_job(struct worker *w, struct job *job)
@@ -123,12 +126,21 @@ static int worker_send_job(struct worker *w, struct job *job)
 	ipc_init(&wmsg, MSG_JOB);
 	ipc_add_str(&wmsg, m->qid);
 	ipc_add_u32(&wmsg, (uint32_t)checks_skip(m, u));
-	ipc_add_u32(&wmsg, (uint32_t)job->n);
+	size_t n = 0;
+	for (size_t i = 0; i < job->n; i++)
+		n += !job->rcpt[i].have_result;
+	ipc_add_u32(&wmsg, (uint32_t)n);
 	for (size_t i = 0; i < job->n; i++) {
 		const struct job_rcpt *jr = &job->rcpt[i];
+		if (jr->have_result)
+			continue;       /* a part whose verdict never came (verdicts.c) */
 		ipc_add_u32(&wmsg, (uint32_t)jr->index);
 		ipc_add_u64(&wmsg, jr->rules_version);
 		ipc_add_str(&wmsg, jr->run);
+		ipc_add_u32(&wmsg, (uint32_t)jr->verdict.state);
+		ipc_add_u32(&wmsg, (uint32_t)jr->verdict.is_spam);
+		ipc_add_i64(&wmsg, jr->verdict.score_milli);
+		ipc_add_str(&wmsg, jr->verdict.headers);
 	}
 	ipc_set_fd(&wmsg, fd);
 	int r = ipc_send(w->fd, &wmsg);
@@ -406,16 +418,19 @@ static void on_learn_done(struct worker *w)
 
 static void on_result(struct worker *w)
 {
-	const char *qid, *dsn, *text, *where, *forward, *done;
-	uint32_t index, status;
+	const char *qid, *dsn, *text, *where, *forward, *done, *headers;
+	uint32_t index, status, verdict, is_spam;
+	int64_t score;
 	struct job *job = w->job;
 
 	if (ipc_get_str(&wmsg, &qid) < 0 || ipc_get_u32(&wmsg, &index) < 0 ||
 	    ipc_get_u32(&wmsg, &status) < 0 || ipc_get_str(&wmsg, &dsn) < 0 ||
 	    ipc_get_str(&wmsg, &text) < 0 || ipc_get_str(&wmsg, &where) < 0 ||
 	    ipc_get_str(&wmsg, &forward) < 0 || ipc_get_str(&wmsg, &done) < 0 ||
-	    ipc_end(&wmsg) < 0 || status > DELIVERY_PERMFAIL || job == NULL ||
-	    strcmp(qid, job->msg->qid) != 0) {
+	    ipc_get_u32(&wmsg, &verdict) < 0 || ipc_get_u32(&wmsg, &is_spam) < 0 ||
+	    ipc_get_i64(&wmsg, &score) < 0 || ipc_get_str(&wmsg, &headers) < 0 ||
+	    ipc_end(&wmsg) < 0 || status > DELIVERY_PERMFAIL || verdict > VERDICT_CHECKED ||
+	    job == NULL || job->kind != JOB_DELIVER || strcmp(qid, job->msg->qid) != 0) {
 		log_warn("worker %ld sent a malformed result", (long)w->pid);
 		return;
 	}
@@ -433,6 +448,14 @@ static void on_result(struct worker *w)
 		jr->forward = forward[0] ? xstrdup(forward) : NULL;
 		free(jr->done);
 		jr->done = done[0] ? xstrdup(done) : NULL;
+		if (strncmp(jr->run, "primary", 7) == 0) {
+			/* its uid=/gid= parts may be waiting for this */
+			struct part_verdict v = { .state = (int)verdict, .is_spam = is_spam != 0,
+			    .score_milli = score, .headers = (char *)headers };
+			if (strlen(headers) > MSG_VERDICT_HEADERS_MAX)
+				v.headers = NULL;       /* the jobs have no room for more */
+			verdicts_got(job->msg, jr->index, &v);
+		}
 		return;
 	}
 	log_warn("worker %ld reported recipient %u not in its job", (long)w->pid, index);

@@ -75,8 +75,27 @@ static int check_rcpt(const struct qfile *qf, const char *qid, struct worker_rcp
 	return -1;
 }
 
+/* The verdict rc's rules ran with, for its uid=/gid= parts (only a
+ * primary part's counts). */
+static void add_verdict(const struct worker_rcpt *rc, const struct worker_spam *ws)
+{
+	uint32_t state = VERDICT_NONE;
+	const char *headers = "";
+
+	if (rc != NULL && rc->spam_used && ws->done && strncmp(rc->run, "only:", 5) != 0) {
+		state = ws->checked ? VERDICT_CHECKED : VERDICT_UNCHECKED;
+		if (ws->headers != NULL && strlen(ws->headers) <= MSG_VERDICT_HEADERS_MAX)
+			headers = ws->headers;
+	}
+	ipc_add_u32(&out, state);
+	ipc_add_u32(&out, state == VERDICT_CHECKED && ws->is_spam);
+	ipc_add_i64(&out, state == VERDICT_CHECKED ? (int64_t)(ws->score * 1000.0) : 0);
+	ipc_add_str(&out, headers);
+}
+
 static int send_result(int fd, const char *qid, uint32_t index, const struct delivery_result *r,
-    const char *where, const char *forward, const char *done)
+    const char *where, const char *forward, const char *done, const struct worker_rcpt *rc,
+    const struct worker_spam *ws)
 {
 	ipc_init(&out, MSG_RESULT);
 	ipc_add_str(&out, qid);
@@ -87,6 +106,7 @@ static int send_result(int fd, const char *qid, uint32_t index, const struct del
 	ipc_add_str(&out, where);
 	ipc_add_str(&out, forward);
 	ipc_add_str(&out, done);
+	add_verdict(rc, ws);
 	return ipc_send(fd, &out);
 }
 
@@ -191,7 +211,12 @@ static void handle_job(int fd)
 	for (uint32_t i = 0; i < n; i++) {
 		memset(&rc[i], 0, sizeof(rc[i]));
 		if (ipc_get_u32(&job, &rc[i].index) < 0 || ipc_get_u64(&job, &rc[i].version) < 0 ||
-		    ipc_get_str(&job, &rc[i].run) < 0)
+		    ipc_get_str(&job, &rc[i].run) < 0 ||
+		    ipc_get_u32(&job, &rc[i].given_verdict) < 0 ||
+		    ipc_get_u32(&job, &rc[i].given_is_spam) < 0 ||
+		    ipc_get_i64(&job, &rc[i].given_score) < 0 ||
+		    ipc_get_str(&job, &rc[i].given_headers) < 0 ||
+		    rc[i].given_verdict > VERDICT_CHECKED)
 			goto malformed;
 	}
 	if (ipc_end(&job) < 0 || qfd < 0)
@@ -217,7 +242,7 @@ static void handle_job(int fd)
 			db_resolution_free(&rc[i].res);
 		}
 		int sent = send_result(fd, qid, rc[i].index, &r, where.data ? where.data : "",
-		    forward.data ? forward.data : "", done.data ? done.data : "");
+		    forward.data ? forward.data : "", done.data ? done.data : "", &rc[i], &ws);
 		buf_free(&where);
 		buf_free(&done);
 		buf_free(&forward);

@@ -27,6 +27,12 @@ struct worker_rcpt {
 	struct db_resolution res;
 	struct rules_entry entry;
 	const char *home;       /* the entry's account's, or this worker's for "only:" */
+	/* an "only:" part: the primary part's spam verdict, from the job */
+	uint32_t given_verdict; /* VERDICT_NONE, _UNCHECKED, _CHECKED */
+	uint32_t given_is_spam;
+	int64_t given_score;    /* x 1000 */
+	const char *given_headers;
+	int spam_used;          /* worker_deliver: the rules ran with the job's verdict */
 };
 
 extern const struct config *worker_cfg;
@@ -58,7 +64,7 @@ void worker_check_end(void);
  * separated) to forward and the numbers of the maildir/mbox/pipe
  * instructions that delivered ("N,M") to done.  ws: the job's spam verdict (shared by its
  * recipients, all of this worker's user). */
-void worker_deliver(const struct qfile *qf, int qfd, const struct worker_rcpt *rc,
+void worker_deliver(const struct qfile *qf, int qfd, struct worker_rcpt *rc,
     struct worker_spam *ws, struct delivery_result *total, struct buf *where,
     struct buf *forward, struct buf *done);
 
@@ -70,6 +76,11 @@ int worker_spam_wanted(int entry_spam);
 void worker_spam_get(struct worker_spam *ws, const struct qfile *qf, const char *msg,
     size_t len);
 void worker_spam_reset(struct worker_spam *ws);
+/* A uid=/gid= part: the verdict its primary part reported (rc->given_*)
+ * instead of a check of its own; header lines other than X-Spam-* and
+ * X-Mailprocd-Spam fields are refused. */
+void worker_spam_given(struct worker_spam *ws, const struct worker_rcpt *rc,
+    const struct qfile *qf, const char *msg, size_t len);
 /* The message as this user's copy has it, for the rules' header and body
  * tests: the verdict's header lines on top, the message's own X-Spam-*
  * fields left out; msg itself when there is nothing to change. */

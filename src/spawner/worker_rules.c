@@ -226,7 +226,7 @@ static void visit(const struct rule_instruction *in, int i, int holds, const cha
 	}
 }
 
-void worker_deliver(const struct qfile *qf, int qfd, const struct worker_rcpt *rc,
+void worker_deliver(const struct qfile *qf, int qfd, struct worker_rcpt *rc,
     struct worker_spam *ws, struct delivery_result *total, struct buf *where,
     struct buf *forward, struct buf *done)
 {
@@ -257,8 +257,18 @@ void worker_deliver(const struct qfile *qf, int qfd, const struct worker_rcpt *r
 		return;
 	}
 	int spam_on = worker_spam_wanted(entry->spam);
+	struct worker_spam given;
+	if (spam_on && !is_primary(rc)) {
+		/* a uid=/gid= part checks nothing as its own user: it runs with
+		 * the primary part's verdict (qmgr/verdicts.c) */
+		memset(&given, 0, sizeof(given));
+		worker_spam_given(&given, rc, qf, mm.data, mm.len);
+		ws = &given;
+	}
 	if (spam_on) {
-		worker_spam_get(ws, qf, mm.data, mm.len);
+		if (is_primary(rc))
+			worker_spam_get(ws, qf, mm.data, mm.len);
+		rc->spam_used = 1;
 		dm.extra_headers = ws->headers;
 		if (ws->filtered) {     /* the copy without the message's own X-Spam-* */
 			dm.qfd = ws->filtered_fd;
@@ -284,5 +294,7 @@ void worker_deliver(const struct qfile *qf, int qfd, const struct worker_rcpt *r
 		snprintf(total->dsn, sizeof(total->dsn), "2.0.0");
 	if (msg != NULL)
 		mime_message_free(msg);
+	if (spam_on && !is_primary(rc))
+		worker_spam_reset(&given);
 	unmap_message(&mm);
 }

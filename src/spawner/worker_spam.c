@@ -14,6 +14,7 @@
 #include "spawner/worker_private.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
+#include "lib/msgtypes.h"
 #include "lib/xalloc.h"
 #include "mime/mime.h"
 #include "spam/spam.h"
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -154,6 +156,49 @@ void worker_spam_get(struct worker_spam *ws, const struct qfile *qf, const char 
 	ws->headers = v.headers;
 	v.headers = NULL;
 	spam_verdict_free(&v);
+}
+
+/* Header lines as a verdict has them: fields named X-Spam-... or
+ * X-Mailprocd-Spam, folded lines, printable ASCII and tabs, each line
+ * ended by LF, at most MSG_VERDICT_HEADERS_MAX bytes. */
+static int verdict_headers_valid(const char *h)
+{
+	size_t len = strlen(h);
+	int at_start = 1;
+
+	if (len > MSG_VERDICT_HEADERS_MAX || (len > 0 && h[len - 1] != '\n'))
+		return 0;
+	for (const char *p = h; *p; p++) {
+		if (at_start && *p != ' ' && *p != '\t' && strncasecmp(p, "X-Spam-", 7) != 0 &&
+		    strncasecmp(p, "X-Mailprocd-Spam:", 17) != 0)
+			return 0;
+		if (at_start && (*p == ' ' || *p == '\t') && p == h)
+			return 0;
+		at_start = *p == '\n';
+		if (*p != '\n' && *p != '\t' && (*p < 0x20 || *p > 0x7e))
+			return 0;
+	}
+	return 1;
+}
+
+void worker_spam_given(struct worker_spam *ws, const struct worker_rcpt *rc,
+    const struct qfile *qf, const char *msg, size_t len)
+{
+	ws->done = 1;
+	if (rc->given_verdict == VERDICT_NONE)
+		return;
+	if (!verdict_headers_valid(rc->given_headers)) {
+		log_warn("qid=%s user=%s: REFUSED the spam verdict header lines handed over "
+		    "for a uid=/gid= part; the copy goes without them", qf->qid, S.user);
+	} else if (rc->given_headers[0] != '\0') {
+		ws->headers = xstrdup(rc->given_headers);
+	}
+	if (rc->given_verdict != VERDICT_CHECKED)
+		return;
+	ws->checked = 1;
+	ws->is_spam = rc->given_is_spam != 0;
+	ws->score = (double)rc->given_score / 1000.0;
+	filter_old_fields(ws, qf, msg, len);
 }
 
 const char *worker_spam_view(struct worker_spam *ws, const char *msg, size_t len,

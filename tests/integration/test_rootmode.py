@@ -6,6 +6,7 @@ runs as root); skipped otherwise."""
 import grp
 import os
 import re
+import shutil
 import smtplib
 import stat
 import subprocess
@@ -286,5 +287,37 @@ def test_account_below_minimum_uid_is_refused(env, tmp_path):
         assert "status=deferred" in line and "below minimum_uid" in line, line
         assert not (env["homes"] / "a" / "Maildir" / ".low").exists()
         assert all(H.proc_ids(w)[0][0] != ua.uid for w in d.workers())
+    finally:
+        d.stop()
+
+
+@pytest.mark.skipif(shutil.which("spamassassin") is None,
+                    reason="spamassassin is not installed (scripts/setup.sh)")
+def test_uid_part_fails_when_the_primary_gives_no_verdict(env, tmp_path):
+    """With a spam engine, a uid= part waits for its primary part's spam
+    verdict.  A primary part that cannot run (no worker for an account
+    below minimum_uid) brings none: the waiting part fails with it, the
+    recipient is deferred and retried, never left hanging, and the uid=
+    part delivers nothing unchecked."""
+    ua, ub, svc = env["a"], env["b"], env["svc"]
+    low, high = sorted((ua, ub), key=lambda u: u.uid)
+    H.make_traversable(tmp_path)
+    rules = ("waits@example.test\n"
+             f"    maildir ~/Maildir/.waits/ uid={high.name}\n"
+             "    maildir ~/Maildir/\n")
+    d = H.Daemon(tmp_path / "d", run_as=None, single_user=False,
+                 settings={"user": svc.name, "minimum_uid": str(low.uid + 1),
+                           "spam_engine": "spamassassin", "retry_schedule": "1s"},
+                 rules=rules, uids=f"waits@example.test {low.name}\n")
+    d.compile()
+    d.start()
+    try:
+        send(d, "waits@example.test")
+        H.wait_for(lambda: len(re.findall(r"to=<waits@example\.test> .*status=deferred",
+                                          d.log())) >= 2,
+                   H.DEADLINE * 3, "two deferred attempts")
+        assert "without a spam verdict" in d.log(), d.log_tail()
+        home = env["homes"] / high.name[4]
+        assert not (home / "Maildir" / ".waits").exists()
     finally:
         d.stop()

@@ -14,7 +14,7 @@ keep.
 Needs root (CI runs as root) and spamassassin (scripts/setup.sh); skipped
 otherwise.  One daemon for the module (user_prefs are read when a worker
 starts: the last tests wait for a's idle worker to leave first): the tests
-run in file order, the first three before any user_prefs exist, the last
+run in file order, the first four before any user_prefs exist, the last
 two with them (each also passes alone)."""
 
 import grp
@@ -40,6 +40,7 @@ pytestmark = [
 ]
 
 A, B = "a@example.test", "b@example.test"
+SPLIT = "split@example.test"
 # The first delivery waits for the spawner to load SpamAssassin (seconds;
 # about 40 s under AddressSanitizer).
 SPAM_DEADLINE = H.DEADLINE * 3
@@ -98,7 +99,12 @@ def env(tmp_path_factory):
         rules = "# spam root-mode rules\n" + "".join(
             f"{addr}\n    if spam maildir ~/Maildir/.Junk/ ; stop\n    maildir ~/Maildir/\n\n"
             for addr in (A, B))
-        uids = f"{A} {ua.name}\n{B} {ub.name}\n"
+        # a's entry, with instructions that run as b (test 3b)
+        rules += (f"{SPLIT}\n"
+                  f"    if spam maildir ~/Maildir/.SplitJunk/ uid={ub.name} ; stop\n"
+                  f"    if not spam maildir ~/Maildir/.SplitHam/ uid={ub.name}\n"
+                  f"    maildir ~/Maildir/.split/\n")
+        uids = f"{A} {ua.name}\n{B} {ub.name}\n{SPLIT} {ua.name}\n"
         d = H.Daemon(base / "d", run_as=None, single_user=False,
                      settings={"user": svc.name, "spam_engine": "spamassassin",
                                "spam_learn_sync": "1s", "spam_timeout": "60s",
@@ -272,6 +278,41 @@ def test_learn_writes_only_the_learners_bayes_as_the_learner(env):
     # the root spawner and master left root's home alone
     assert not list(env["root_home"].iterdir()), \
         f"created in the daemon's (root's) home: {list(env['root_home'].rglob('*'))}"
+
+
+# ---------------------------------------------------------------- 3b
+
+def test_uid_part_runs_with_the_primary_parts_verdict(env):
+    """split's entry is a's, with instructions that run as b: only a's
+    worker checks the message (with a's data); b's part does not parse it
+    for spam, it runs with a's verdict: GTUBE goes to b's .SplitJunk with
+    a's verdict lines and `stop` holds for both parts; a plain message goes
+    to b's .SplitHam and a's .split."""
+    d, ua, ub, homes = env["d"], env["a"], env["b"], env["homes"]
+    m = gtube(SPLIT)
+    ham = H.make_message(to=SPLIT, body=b"Minutes of the meeting attached.\r\n")
+    assert send(d, [SPLIT], m) == {}
+    assert send(d, [SPLIT], ham) == {}
+    path, content = wait_copy(homes / "b" / "Maildir" / ".SplitJunk", H.mid(m))
+    owned(path, ub, 0o600)
+    hd = head(content)
+    assert re.search(r"(?m)^X-Spam-Flag: YES$", hd), hd
+    assert re.search(r"(?m)^X-Spam-Status: Yes, score=\d", hd), hd
+    path, content = wait_copy(homes / "b" / "Maildir" / ".SplitHam", H.mid(ham))
+    assert re.search(r"(?m)^X-Spam-Status: No, ", head(content)), head(content)
+    wait_copy(homes / "a" / "Maildir" / ".split", H.mid(ham))
+    for _ in (m, ham):
+        d.wait_log(r"to=<%s> .*status=sent" % re.escape(SPLIT), SPAM_DEADLINE)
+    H.settle()
+    assert not copies(homes / "a" / "Maildir" / ".split", H.mid(m)), "stop did not hold"
+    assert not copies(homes / "b" / "Maildir" / ".SplitHam", H.mid(m))
+    assert not copies(homes / "b" / "Maildir" / ".SplitJunk", H.mid(ham))
+    # one check per message, a's; none by b's worker
+    qids = set(re.findall(r"qid=(\S+) from=<[^>]*> to=<%s>" % re.escape(SPLIT), d.log()))
+    assert len(qids) == 2, qids
+    for q in qids:
+        checks = re.findall(r"qid=%s user=(\S+) spam=" % q, d.log())
+        assert checks == [ua.name], (q, checks)
 
 
 # ---------------------------------------------------------------- 4
