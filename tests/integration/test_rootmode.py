@@ -73,7 +73,12 @@ splitdrop@example.test
     {flaky('sd-tries')}
     maildir ~/Maildir/.sd/
 """
-        uids = f"""a@example.test {ua.name}
+        # 400 instructions that run as b (test_long_run_lists_split_into_jobs)
+        rules += "@wide.test\n" + "".join(
+            f"    if header X-Never ~ /^n$/ maildir ~/Maildir/.w/ uid={ub.name}\n"
+            for _ in range(WIDE)) + "    maildir ~/Maildir/.wide/\n"
+        uids = f"""@wide.test {ua.name}
+a@example.test {ua.name}
 b@example.test {ub.name}
 evil@example.test {ua.name}
 evil2@example.test {ub.name}
@@ -94,6 +99,9 @@ splitdrop@example.test {ua.name}
                 d_.emergency_kill()
         for u in users:
             H.delete_user(u)
+
+
+WIDE = 400
 
 
 def flaky(counter):
@@ -321,3 +329,21 @@ def test_uid_part_fails_when_the_primary_gives_no_verdict(env, tmp_path):
         assert not (home / "Maildir" / ".waits").exists()
     finally:
         d.stop()
+
+
+def test_long_run_lists_split_into_jobs(env):
+    """50 recipients of an entry with 400 uid= instructions: each part's
+    list of instructions ("primary:except:0,...,399", "only:0,...,399")
+    takes about 1.5 KB, 50 of them more than one IPC message carries: the
+    qmgr fills each job only up to what fits, and all 50 are delivered at
+    the first attempt."""
+    d = env["d"]
+    rcpts = [f"w{i}@wide.test" for i in range(50)]
+    m = H.make_message(to=rcpts[0])
+    with smtplib.SMTP("127.0.0.1", d.smtp_port, local_hostname=H.CLIENT_NAME,
+                      timeout=H.REPLY_TIMEOUT) as s:
+        assert s.sendmail(SENDER, rcpts, m) == {}
+    for r in rcpts:
+        d.wait_log(r"to=<%s> .*status=\w+" % re.escape(r), what=f"a result for {r}")
+    assert not re.search(r"to=<w\d+@wide\.test> .*status=deferred", d.log()), d.log_tail()
+    H.wait_maildir(env["homes"] / "a" / "Maildir" / ".wide", H.mid(m), count=50)

@@ -14,7 +14,7 @@ keep.
 Needs root (CI runs as root) and spamassassin (scripts/setup.sh); skipped
 otherwise.  One daemon for the module (user_prefs are read when a worker
 starts: the last tests wait for a's idle worker to leave first): the tests
-run in file order, the first four before any user_prefs exist, the last
+run in file order, the first five before any user_prefs exist, the last
 two with them (each also passes alone)."""
 
 import grp
@@ -104,7 +104,11 @@ def env(tmp_path_factory):
                   f"    if spam maildir ~/Maildir/.SplitJunk/ uid={ub.name} ; stop\n"
                   f"    if not spam maildir ~/Maildir/.SplitHam/ uid={ub.name}\n"
                   f"    maildir ~/Maildir/.split/\n")
-        uids = f"{A} {ua.name}\n{B} {ub.name}\n{SPLIT} {ua.name}\n"
+        # 50 recipients of one message, each with a part for b (test 3c)
+        rules += (f"@many.test\n"
+                  f"    maildir ~/Maildir/.many/ uid={ub.name}\n"
+                  f"    maildir ~/Maildir/.many/\n")
+        uids = f"{A} {ua.name}\n{B} {ub.name}\n{SPLIT} {ua.name}\n@many.test {ua.name}\n"
         d = H.Daemon(base / "d", run_as=None, single_user=False,
                      settings={"user": svc.name, "spam_engine": "spamassassin",
                                "spam_learn_sync": "1s", "spam_timeout": "60s",
@@ -313,6 +317,25 @@ def test_uid_part_runs_with_the_primary_parts_verdict(env):
     for q in qids:
         checks = re.findall(r"qid=%s user=(\S+) spam=" % q, d.log())
         assert checks == [ua.name], (q, checks)
+
+
+# ---------------------------------------------------------------- 3c
+
+def test_many_parts_waiting_for_verdicts_fit_their_jobs(env):
+    """50 recipients whose entries run a part as b: b's parts wait for
+    the verdicts, each job with room kept for the verdict's lines (4 KB a
+    part), so they take several jobs, each released once its verdicts
+    came; every copy is delivered at the first attempt."""
+    d, homes = env["d"], env["homes"]
+    rcpts = [f"r{i}@many.test" for i in range(50)]
+    m = H.make_message(to=rcpts[0], body=b"Agenda for Monday.\r\n")
+    assert send(d, rcpts, m) == {}
+    for r in rcpts:
+        d.wait_log(r"to=<%s> .*status=\w+" % re.escape(r), SPAM_DEADLINE,
+                   what=f"a result for {r}")
+    assert not re.search(r"to=<r\d+@many\.test> .*status=deferred", d.log()), d.log_tail()
+    for h in (homes / "a", homes / "b"):
+        H.wait_maildir(h / "Maildir" / ".many", H.mid(m), count=50)
 
 
 # ---------------------------------------------------------------- 4
