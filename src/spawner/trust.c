@@ -87,16 +87,21 @@ static int part_is_self(const struct db_resolution *res, const struct rules_entr
 			snprintf(err, errlen, "malformed part \"%s\"", run);
 			return 0;
 		}
-		for (const char *p = run + 5; *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : "") {
-			const struct rule_instruction *in = &e->instr[strtoul(p, NULL, 10)];
+		const char *p = run + 5;
+		for (;;) {
+			char *end;
+			unsigned long i = strtoul(p, &end, 10);
+			const struct rule_instruction *in = &e->instr[i];
 			if (!(in->has_uid || in->has_gid) || !rule_action_writes_as_user(in->action) ||
 			    !trust_instruction_runs_as(in, res->uid, res->gid, self)) {
-				snprintf(err, errlen, "instruction %lu (line %d) does not run as %s",
-				    strtoul(p, NULL, 10), in->line, self->account);
+				snprintf(err, errlen, "instruction %lu (line %d) does not run as %s", i,
+				    in->line, self->account);
 				return 0;
 			}
+			if (*end != ',')
+				return 1;
+			p = end + 1;
 		}
-		return 1;
 	}
 	if (strcmp(run, "primary") != 0 && strncmp(run, "primary:except:", 15) != 0) {
 		snprintf(err, errlen, "part \"%s\" is not for root mode", run);

@@ -10,7 +10,10 @@
  * entry (so `stop` and conditions mean the same everywhere) and runs only
  * its own instructions (worker_rcpt.run).  The primary part also runs the
  * actions that write nothing (forward, discard, reject) and the default
- * delivery when no instruction held.
+ * delivery when no instruction held, and is the only one to check the
+ * message for spam: the other parts run with its verdict, which the qmgr
+ * hands them (qmgr/verdicts.c).  In root mode each writer is checked to
+ * run as this worker's own uid/gid before it runs (spawner/trust.c).
  */
 #include "spawner/worker_private.h"
 #include "db/rules_entry.h"
