@@ -271,6 +271,16 @@ static int resolve_all(struct db *db, char *const *keys, size_t n,
 	return r;
 }
 
+void db_resolve_postmaster(struct db_resolution *out, const char *home_base)
+{
+	if (home_base == NULL)
+		return;
+	free(out->account);
+	free(out->home);
+	out->account = xstrdup("postmaster");
+	out->home = xasprintf("%s/postmaster", home_base);
+}
+
 int db_resolve(struct db *db, const char *address, char delimiter,
     struct db_resolution *out, char *err, size_t errlen)
 {

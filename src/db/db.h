@@ -47,5 +47,11 @@ struct db_resolution {
 int db_resolve(struct db *db, const char *address, char delimiter,
     struct db_resolution *out, char *err, size_t errlen);
 void db_resolution_free(struct db_resolution *r);
+/* Single-user mode: a postmaster the databases do not know (RFC 5321
+ * 4.5.1, accepted anyway) is delivered by default_delivery, as the
+ * virtual account `postmaster` under home_base when that is set.  Fills
+ * out (after db_resolve returned 0 for it) the same way in the qmgr and
+ * the worker, so both run the same (empty) entry. */
+void db_resolve_postmaster(struct db_resolution *out, const char *home_base);
 
 #endif

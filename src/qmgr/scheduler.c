@@ -617,10 +617,7 @@ static int postmaster_fallback(const char *address, struct db_resolution *res,
 		log_warn("<%s>: %s", address, err);
 		return 0;
 	}
-	if (Q.cfg->home_base != NULL) {
-		res->account = xstrdup("postmaster");
-		res->home = xasprintf("%s/postmaster", Q.cfg->home_base);
-	}
+	db_resolve_postmaster(res, Q.cfg->home_base);
 	log_info("<%s>: not in the databases; default delivery for the postmaster", address);
 	return 1;
 }

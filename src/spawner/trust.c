@@ -4,6 +4,7 @@
  * a worker runs as nor the rules (the commands) it runs.
  */
 #include "spawner/trust.h"
+#include "db/address.h"
 #include "db/db.h"
 #include "db/rules_entry.h"
 #include "queue/qfile.h"
@@ -135,6 +136,10 @@ int trust_worker_part(struct db *db, char delimiter, const struct trust_self *se
 		return -1;
 	}
 	int found = db_resolve(db, address, delimiter, res, why, sizeof(why));
+	if (found == 0 && !self->root_mode && address_is_postmaster(address)) {
+		db_resolve_postmaster(res, self->home_base);    /* as the qmgr did */
+		found = 1;
+	}
 	if (found <= 0) {
 		snprintf(err, errlen, "%s", found == 0 ? "unknown address" : why);
 		goto fail;

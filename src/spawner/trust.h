@@ -27,6 +27,7 @@ struct trust_self {
 	uid_t uid;
 	gid_t gid;
 	const char *account;
+	const char *home_base;  /* single-user mode: for a postmaster the databases do not know */
 };
 
 /* The spawner, root mode: the identity to fork a worker as for a request

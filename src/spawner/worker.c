@@ -272,7 +272,7 @@ void worker_main(const struct config *cfg, int fd, int root_mode, const char *ac
 	worker_cfg = cfg;
 	qmgr_fd = fd;
 	worker_self = (struct trust_self){ .root_mode = root_mode, .uid = getuid(),
-	    .gid = getgid(), .account = account };
+	    .gid = getgid(), .account = account, .home_base = cfg->home_base };
 	worker_home = home;
 	if (rules_parse_instruction(cfg->default_delivery, &default_instr, err, sizeof(err)) < 0)
 		fatal("default_delivery: %s", err);

@@ -232,7 +232,7 @@ static uint64_t version_of(struct fixture *f, const char *address)
 static int worker_check(struct fixture *f, const struct acct *self, int root_mode,
     const char *address, const char *run, uint64_t version, char *err, size_t errlen)
 {
-	struct trust_self ts = { root_mode, self->uid, self->gid, self->name };
+	struct trust_self ts = { root_mode, self->uid, self->gid, self->name, NULL };
 	struct db_resolution res;
 	struct rules_entry e;
 	int r = trust_worker_part(f->db, '+', &ts, address, run, version, &res, &e, err, errlen);
@@ -303,8 +303,8 @@ static void test_instruction_runs_as(void **state)
 	struct db_resolution r;
 	struct rules_entry e;
 	char err[256];
-	struct trust_self sa = { 1, f->a.uid, f->a.gid, f->a.name };
-	struct trust_self sb = { 1, f->b.uid, f->b.gid, f->b.name };
+	struct trust_self sa = { 1, f->a.uid, f->a.gid, f->a.name, NULL };
+	struct trust_self sb = { 1, f->b.uid, f->b.gid, f->b.name, NULL };
 
 	assert_int_equal(db_resolve(f->db, "split@example.test", '+', &r, err, sizeof(err)), 1);
 	assert_int_equal(rules_entry_decode(r.rules_blob, r.rules_len, &e), 0);
