@@ -83,6 +83,7 @@ void config_defaults(struct config *c)
 	c->spam_max_checks = 1000;
 	c->spam_learn_sync = 60;
 	c->spam_concurrency = 0;
+	c->stop_grace_time = 30;
 }
 
 /* ---- value handlers ---- */
@@ -402,6 +403,7 @@ static const struct key {
 	{ "spam_max_checks", h_count, F(spam_max_checks), 0 },
 	{ "spam_learn_sync", h_duration, F(spam_learn_sync), 0 },
 	{ "spam_concurrency", h_spam_concurrency, F(spam_concurrency), 0 },
+	{ "stop_grace_time", h_duration, F(stop_grace_time), 0 },
 };
 
 _Static_assert(sizeof(keys) / sizeof(keys[0]) <= 64, "seen[] too small");

@@ -59,6 +59,8 @@ struct config {
 	uint64_t spam_max_checks;
 	uint64_t spam_learn_sync;
 	uint64_t spam_concurrency;      /* checks at once, all users; 0 = one per core */
+	uint64_t stop_grace_time;       /* seconds work in flight may go on after SIGTERM */
+	uint64_t generation;            /* 0 at start, +1 at each reload (not a setting) */
 };
 
 #define CONFIG_DEFAULT_PATH "/etc/mailprocd/mailprocd.conf"

@@ -186,11 +186,17 @@ static void signal_children(struct master *m, int sig)
 			kill(m->child[k].pid, sig);
 }
 
-/* SIGTERM: the receiver finishes its transactions, the qmgr its jobs.
- * Whatever is still running after the grace period is killed. */
+/* Seconds the master waits beyond stop_grace_time before it kills what is
+ * left: the children cut what still runs at stop_grace_time and need a
+ * moment to log it and leave. */
+#define STOP_KILL_MARGIN 10
+
+/* SIGTERM: the receiver finishes its transactions, the qmgr its jobs, the
+ * relay its transactions, within stop_grace_time.  Whatever is still
+ * running after that and a margin is killed. */
 static void stop_all(struct master *m)
 {
-	const int grace = 60;
+	const int grace = (int)m->d->cfg.stop_grace_time + STOP_KILL_MARGIN;
 	struct timespec ts = { .tv_sec = 1 };
 
 	m->stopping = 1;

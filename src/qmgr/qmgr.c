@@ -6,7 +6,8 @@
  * and taken from incoming/ into active/; a rescan every minute catches any
  * announcement that was lost.  SIGUSR1 (from
  * `mailprocctl queue flush` through the master) retries deferred mail now.
- * SIGTERM stops handing out jobs, waits for the jobs in flight, and exits.
+ * SIGTERM stops handing out jobs, waits for the jobs in flight at the
+ * workers and the relay (stop.c), and exits.
  */
 #include "qmgr/qmgr.h"
 #include "qmgr/qmgr_private.h"
@@ -30,13 +31,11 @@
 
 #define TICK_SECONDS 5
 #define RESCAN_SECONDS 60
-#define STOP_GRACE_SECONDS 50
 
 struct qmgr Q;
 
 static struct ipc_msg rmsg;
 static time_t last_rescan;
-static time_t stop_deadline;
 
 static void scan_dir(enum qdir dir)
 {
@@ -66,14 +65,6 @@ static void open_db(void)
 		log_warn("databases: %s (retrying)", err);
 		Q.db = NULL;
 	}
-}
-
-static void maybe_finish_stop(void)
-{
-	/* relay jobs are not waited for: the relay gets SIGTERM too, and an
-	 * unrecorded job is simply sent again after the restart */
-	if (Q.stopping && (workers_busy() == 0 || time(NULL) >= stop_deadline))
-		event_base_loopbreak(Q.base);
 }
 
 static void on_receiver(evutil_socket_t fd, short what, void *arg)
@@ -119,7 +110,7 @@ static void on_spawner(evutil_socket_t fd, short what, void *arg)
 				close(wfd);
 			log_warn("malformed message from the spawner");
 		}
-		maybe_finish_stop();
+		stop_check();
 	}
 }
 
@@ -135,7 +126,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		scan_dir(QDIR_ACTIVE);
 		scan_dir(QDIR_INCOMING);
 	}
-	maybe_finish_stop();
+	stop_check();
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -144,12 +135,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		sched_retry_all_now();
 		return;
 	}
-	if (!Q.stopping) {
-		log_debug("stopping: %d job%s in flight", workers_busy(), workers_busy() == 1 ? "" : "s");
-		Q.stopping = 1;
-		stop_deadline = time(NULL) + STOP_GRACE_SECONDS;
-	}
-	maybe_finish_stop();
+	stop_begin();
+	stop_check();
 }
 
 static int open_queue_dir(const char *name)
@@ -214,6 +201,7 @@ int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int rel
 
 	workers_close_all();
 	relay_close();
+	stop_free();
 	control_close();
 	event_free(ev_recv);
 	event_free(ev_spawn);

@@ -7,6 +7,7 @@
  *   outbound.c   new queue files the qmgr writes: forwards, bounces and delay
  *                warnings (DSNs)
  *   checks.c     spam check turns (spam_concurrency) and their watchdog
+ *   stop.c       the graceful stop: the grace time, what was cut short
  */
 #ifndef MP_QMGR_PRIVATE_H
 #define MP_QMGR_PRIVATE_H
@@ -204,7 +205,17 @@ void relay_init(int fd);
 void relay_enqueue(struct job *job);
 void relay_dispatch(void);
 void relay_check_timeouts(void);
+/* Jobs handed to the relay and not answered yet. */
+int relay_inflight(void);
 void relay_close(void);
+
+/* stop.c */
+/* SIGTERM: no new jobs; those in flight get stop_grace_time. */
+void stop_begin(void);
+/* Stopping and nothing in flight (or the grace time over, what was cut
+ * logged): end the loop. */
+void stop_check(void);
+void stop_free(void);
 
 /* outbound.c */
 /* Queue a copy of m for the relay to addrs (n of them) with the original

@@ -4,7 +4,10 @@
  *
  * The relay takes several jobs at once and queues them itself; the qmgr
  * keeps at most RELAY_MAX_INFLIGHT outstanding and the rest waiting here.
- * Each job carries an id; results name it.  The master restarts a relay
+ * Each job carries an id; results name it.  Ids are unique for the
+ * daemon's lifetime, not per qmgr: the first is the realtime clock in
+ * nanoseconds when this qmgr started, so a relay that outlived an earlier
+ * qmgr can never answer for a job of ours.  The master restarts a relay
  * that dies with the same socket, so the qmgr cannot see it go: a new relay
  * says MSG_RELAY_HELLO, and every job the old one held fails temporarily
  * (and is retried).  A job unanswered for RELAY_JOB_TIMEOUT fails the same
@@ -215,9 +218,24 @@ void relay_check_timeouts(void)
 	relay_dispatch();
 }
 
+/* The first job id: after every id an earlier qmgr of this daemon gave
+ * (it started earlier and gave fewer than one a nanosecond). */
+static uint64_t first_job_id(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int relay_inflight(void)
+{
+	return R.ninflight;
+}
+
 void relay_init(int fd)
 {
 	R.fd = fd;
+	R.next_id = first_job_id();
 	TAILQ_INIT(&R.waiting);
 	TAILQ_INIT(&R.inflight);
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
@@ -234,6 +252,12 @@ void relay_close(void)
 
 	while ((job = TAILQ_FIRST(&R.inflight)) != NULL) {
 		TAILQ_REMOVE(&R.inflight, job, entry);
+		for (size_t i = 0; i < job->n; i++)
+			if (!job->rcpt[i].have_result)
+				log_warn("qid=%s: stop: cut short: forward to <%s> (relay job %llu); "
+				    "sent again after the restart", job->msg->qid,
+				    job->msg->qf.rcpt[job->rcpt[i].index].address,
+				    (unsigned long long)job->relay_id);
 		sched_job_free(job);
 	}
 	while ((job = TAILQ_FIRST(&R.waiting)) != NULL) {

@@ -5,9 +5,10 @@
  * gives the oldest job to an idle connection, or opens a new one while
  * fewer than RELAY_MAX_CONNS exist.  Results go back through an outbox
  * that is flushed as the socket takes them, so a slow qmgr never blocks
- * the loop.  When the qmgr closes its end the relay stops: queued jobs
- * are failed, idle connections say QUIT, jobs in flight finish (or are
- * dropped unsent if their results could not be read anyway), then
+ * the loop.  When the qmgr closes its end, or on SIGTERM, the relay
+ * stops: queued jobs are handed back (a temporary result), idle
+ * connections say QUIT, jobs in flight finish within stop_grace_time (or
+ * are dropped unsent if their results could not be read anyway), then
  * relay_main returns.
  */
 #include "relay/relay_private.h"
@@ -172,7 +173,13 @@ static void on_stop_grace(evutil_socket_t fd, short what, void *arg)
 	log_warn("relay: stop grace period over; dropping %d connection%s", r->nconns,
 	    r->nconns == 1 ? "" : "s");
 	TAILQ_FOREACH_SAFE(c, &r->conns, entry, next) {
-		if (c->state == CONN_TX)
+		if (c->state == CONN_TX && c->job != NULL) {
+			log_warn("relay: stop: cut short job %" PRIu64 " (%" PRIu32
+			    " recipient%s, first <%s>) while %s; it is sent again after the restart",
+			    c->job->id, c->job->nrcpt, c->job->nrcpt == 1 ? "" : "s",
+			    c->job->rcpt[0].address, tx_stage_doing(c));
+			tx_abort(c, "4.3.0", "mail system stopping");
+		} else if (c->state == CONN_TX)
 			tx_abort(c, "4.3.0", "mail system stopping");
 		else
 			conn_close(c);
@@ -183,7 +190,7 @@ static void on_stop_grace(evutil_socket_t fd, short what, void *arg)
 static void relay_stop(struct relay *r)
 {
 	struct relay_conn *c, *next;
-	struct timeval grace = { .tv_sec = RELAY_STOP_GRACE };
+	struct timeval grace = { .tv_sec = (time_t)r->cfg->stop_grace_time };
 
 	if (r->stopping)
 		return;
@@ -195,6 +202,17 @@ static void relay_stop(struct relay *r)
 		conn_stop(c);
 	event_add(r->stop_ev, &grace);
 	relay_kick(r);
+}
+
+/* SIGTERM (from the master's stop): as when the qmgr closes its end, but
+ * the qmgr is still there to record the results. */
+static void on_sigterm(evutil_socket_t sig, short what, void *arg)
+{
+	struct relay *r = arg;
+
+	log_info("relay: stopping on signal %d: %zu job%s queued, %d connection%s",
+	    (int)sig, r->nqueued, r->nqueued == 1 ? "" : "s", r->nconns, r->nconns == 1 ? "" : "s");
+	relay_stop(r);
 }
 
 /* ---- set-up ---- */
@@ -275,7 +293,11 @@ int relay_main(int ipc_fd, const struct config *cfg)
 	r->ipc_wev = event_new(r->base, ipc_fd, EV_WRITE, outbox_writable, r);
 	r->kick_ev = event_new(r->base, -1, 0, on_kick, r);
 	r->stop_ev = evtimer_new(r->base, on_stop_grace, r);
-	if (!r->ipc_rev || !r->ipc_wev || !r->kick_ev || !r->stop_ev || event_add(r->ipc_rev, NULL) < 0) {
+	r->term_ev = evsignal_new(r->base, SIGTERM, on_sigterm, r);
+	r->int_ev = evsignal_new(r->base, SIGINT, on_sigterm, r);
+	if (!r->ipc_rev || !r->ipc_wev || !r->kick_ev || !r->stop_ev || !r->term_ev || !r->int_ev ||
+	    event_add(r->ipc_rev, NULL) < 0 || event_add(r->term_ev, NULL) < 0 ||
+	    event_add(r->int_ev, NULL) < 0) {
 		log_warn("relay: cannot set up events");
 		goto fail;
 	}
@@ -295,6 +317,8 @@ int relay_main(int ipc_fd, const struct config *cfg)
 	event_free(r->ipc_wev);
 	event_free(r->kick_ev);
 	event_free(r->stop_ev);
+	event_free(r->term_ev);
+	event_free(r->int_ev);
 	if (r->dns)
 		evdns_base_free(r->dns, 1);
 	if (r->numeric_ai)
@@ -313,6 +337,10 @@ fail:
 		event_free(r->kick_ev);
 	if (r->stop_ev)
 		event_free(r->stop_ev);
+	if (r->term_ev)
+		event_free(r->term_ev);
+	if (r->int_ev)
+		event_free(r->int_ev);
 	if (r->dns)
 		evdns_base_free(r->dns, 0);
 	if (r->base)

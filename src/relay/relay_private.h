@@ -144,13 +144,14 @@ struct relay {
 	struct event *ipc_rev, *ipc_wev;
 	struct event *kick_ev;          /* deferred dispatch and clean-up */
 	struct event *stop_ev;          /* end of the stop grace period */
+	struct event *term_ev, *int_ev; /* SIGTERM, SIGINT: stop */
 	struct relay_job_list queue;
 	size_t nqueued;
 	struct relay_conn_list conns;
 	struct relay_conn_list dead;
 	int nconns;
 	struct out_list outbox;
-	int stopping;                   /* the qmgr closed its end */
+	int stopping;                   /* the qmgr closed its end, or SIGTERM */
 	int gone;                       /* the qmgr cannot read results */
 	time_t backoff_until;
 	unsigned next_conn_id;

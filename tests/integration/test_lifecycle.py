@@ -1,0 +1,254 @@
+"""test_lifecycle.py - reload (SIGHUP) and stop (SIGTERM) with work in
+flight, on the real daemon with real clients: a reload re-reads the
+configuration without restarting anything (no delivery or forward in
+flight is cut short, repeated or stalled), and a stop lets work in flight
+finish within stop_grace_time, then cuts the rest, which the next start
+delivers again (at least once)."""
+
+import asyncio
+import os
+import re
+import signal
+import smtplib
+import threading
+import time
+
+import pytest
+
+import mpharness as H
+from mpharness import SENDER
+
+# The issue's own figures: a 60 s pipe and a relay reply held 20 s.
+LONG_PIPE = 60
+RELAY_HOLD = 20
+
+# Counts its runs in $HOME/runs, then sleeps, then delivers to $HOME/out.
+def counting_pipe(seconds):
+    return (f'pipe "echo run >> $HOME/runs; sleep {seconds}; '
+            f'cat >> $HOME/out"')
+
+
+def send(d, rcpts, msg, sender=SENDER):
+    with smtplib.SMTP("127.0.0.1", d.smtp_port, local_hostname=H.CLIENT_NAME,
+                      timeout=H.REPLY_TIMEOUT) as s:
+        return s.sendmail(sender, rcpts, msg)
+
+
+def runs(d, account):
+    try:
+        return (d.home(account) / "runs").read_text().count("run")
+    except FileNotFoundError:
+        return 0
+
+
+def out_copies(d, account, msg):
+    try:
+        # the body names the Message-ID too
+        return (d.home(account) / "out").read_bytes().count(b"Message-ID: " + H.mid(msg))
+    except FileNotFoundError:
+        return 0
+
+
+def sent_lines(d, rcpt, logs=None):
+    text = d.all_logs() if logs is None else logs
+    return re.findall(r"to=<%s> .*status=sent" % re.escape(rcpt), text)
+
+
+def child_pids(d):
+    """{pid: start time} of the master's children (receiver, qmgr,
+    spawner, relay)."""
+    return {p: H.proc_stat(p)["start"] for p in d.children()}
+
+
+def reload(d):
+    os.kill(d.pid, signal.SIGHUP)
+
+
+def rewrite_config(d, **settings):
+    d.settings.update(settings)
+    d.conf.write_text(d.config_text())
+
+
+class HoldingSink(H.SmtpSink):
+    """The SMTP sink, but the reply to the end of data comes `hold`
+    seconds late.  A message counts as received when its data is complete,
+    before the reply (as at a real next hop: a client that drops the
+    connection then has still handed it over)."""
+
+    def __init__(self, hold):
+        super().__init__()
+        self.hold = hold
+        self.in_data = threading.Event()
+        handler = self.controller.handler
+        sink = self
+        plain = type(handler).handle_DATA
+
+        async def handle_DATA(server, session, envelope):
+            reply = await plain(handler, server, session, envelope)
+            sink.in_data.set()
+            await asyncio.sleep(sink.hold)
+            return reply
+
+        handler.handle_DATA = handle_DATA
+
+
+# ---------------------------------------------------------------- reload
+
+def test_reload_during_a_pipe_runs_it_once_and_does_not_stall(daemons):
+    rules = ("slow@example.test\n    " + counting_pipe(LONG_PIPE) + "\n"
+             "quick@example.test\n    maildir ~/Maildir/\n")
+    d = daemons("rp", rules=rules, homes=("slow", "quick"),
+                uids="slow@example.test slow\nquick@example.test quick\n")
+    d.start()
+    slow = H.make_message(to="slow@example.test")
+    assert send(d, ["slow@example.test"], slow) == {}
+    H.wait_for(lambda: runs(d, "slow") == 1, what="the pipe to start")
+    before = child_pids(d)
+
+    reload(d)
+    d.wait_log(r"reloaded")
+    quick = H.make_message(to="quick@example.test")
+    assert send(d, ["quick@example.test"], quick) == {}
+    # mail sent just after the reload does not wait for the pipe
+    H.wait_maildir(d.maildir("quick"), H.mid(quick),
+                   timeout=30 if H.SANITIZED else 10)
+
+    d.wait_log(r"to=<slow@example\.test> .*status=sent", LONG_PIPE + H.DEADLINE)
+    H.wait_for(d.queue_empty, what="the queue to drain")
+    H.settle()
+    assert runs(d, "slow") == 1, d.log()
+    assert out_copies(d, "slow", slow) == 1
+    assert len(sent_lines(d, "slow@example.test")) == 1
+    assert child_pids(d) == before, "a reload restarts no process"
+
+
+def test_reload_during_a_forward_sends_it_once(daemons):
+    sink = HoldingSink(RELAY_HOLD)
+    try:
+        d = daemons("rf", rules="fwd@example.test\n    forward out@remote.test\n",
+                    uids="fwd@example.test fwd\n", homes=("fwd",),
+                    settings={"relay_host": sink.address})
+        d.start()
+        m = H.make_message(to="fwd@example.test")
+        assert send(d, ["fwd@example.test"], m) == {}
+        assert sink.in_data.wait(H.DEADLINE), "the relay never reached the end of data"
+        reload(d)
+        d.wait_log(r"reloaded")
+        d.wait_log(r"to=<out@remote\.test> .*status=sent", RELAY_HOLD + H.DEADLINE)
+        H.wait_for(d.queue_empty, what="the queue to drain")
+        # long enough for a retry on the 1 s retry_schedule to go out
+        time.sleep(5)
+        assert len(sink.received(lambda x: H.mid(m) in x["data"])) == 1
+        assert len(sent_lines(d, "out@remote.test")) == 1, d.log()
+    finally:
+        sink.stop()
+
+
+def test_reload_applies_live_settings_without_restarting(daemons):
+    d = daemons("rl", settings={"max_message_size": "10M"})
+    d.start()
+    before = child_pids(d)
+    big = H.make_message(to="alice@example.test", body="x" * 5000 + "\r\n")
+    assert send(d, ["alice@example.test"], big) == {}
+    H.wait_maildir(d.maildir("alice"), H.mid(big))
+
+    [extra] = H.free_ports(1)
+    rewrite_config(d, max_message_size="2K", listen=f"smtp 127.0.0.1:{extra}")
+    reload(d)
+    d.wait_log(r"reloaded")
+    d.wait_log(r"reload: listen changed; takes effect at the next restart")
+    with H.Conn(d.smtp_port) as c:
+        ehlo = c.hello()
+        assert "SIZE 2048" in ehlo.text, ehlo
+        expect_refused(c, big)
+    with pytest.raises(OSError):
+        H.Conn(extra, timeout=2).close()
+    assert child_pids(d) == before, "a reload restarts no process"
+
+    # a broken file: the running configuration stays
+    d.conf.write_text(d.conf.read_text() + "max_sessions lots\n")
+    lineno = len(d.conf.read_text().splitlines())
+    reload(d)
+    d.wait_log(r"mailprocd\.conf:%d: max_sessions: bad number" % lineno)
+    d.wait_log(r"keeping the running configuration")
+    with H.Conn(d.smtp_port) as c:
+        assert "SIZE 2048" in c.hello().text
+        expect_refused(c, big)
+    assert child_pids(d) == before
+
+
+def expect_refused(c, msg):
+    H.expect(c.cmd(f"MAIL FROM:<{SENDER}>"), 250)
+    H.expect(c.cmd("RCPT TO:<alice@example.test>"), 250)
+    H.expect(c.cmd("DATA"), 354)
+    c.send(H.dot_stuff(msg) + b".\r\n")
+    H.expect(c.reply(), 552, "5.3.4")
+
+
+# ---------------------------------------------------------------- stop
+
+def test_stop_lets_work_in_flight_finish(daemons):
+    """A 3 s pipe and a forward whose reply comes 3 s late, both in flight
+    at SIGTERM: both finish and are recorded; the next start does nothing
+    again."""
+    sink = HoldingSink(3)
+    try:
+        rules = ("slow@example.test\n    " + counting_pipe(3) + "\n"
+                 "fwd@example.test\n    forward out@remote.test\n")
+        d = daemons("sf", rules=rules, homes=("slow", "fwd"),
+                    uids="slow@example.test slow\nfwd@example.test fwd\n",
+                    settings={"relay_host": sink.address, "stop_grace_time": "20s"})
+        d.start()
+        slow = H.make_message(to="slow@example.test")
+        fwd = H.make_message(to="fwd@example.test")
+        assert send(d, ["slow@example.test"], slow) == {}
+        assert send(d, ["fwd@example.test"], fwd) == {}
+        H.wait_for(lambda: runs(d, "slow") == 1, what="the pipe to start")
+        assert sink.in_data.wait(H.DEADLINE), "the relay never reached the end of data"
+        d.stop()
+        logs = d.all_logs()
+        assert out_copies(d, "slow", slow) == 1
+        assert len(sent_lines(d, "slow@example.test", logs)) == 1, logs
+        assert len(sent_lines(d, "out@remote.test", logs)) == 1, logs
+        assert "cut short" not in logs
+        assert d.queue_empty()
+
+        d.start()
+        H.settle()
+        time.sleep(4)
+        assert runs(d, "slow") == 1
+        assert out_copies(d, "slow", slow) == 1
+        assert len(sink.received(lambda x: H.mid(fwd) in x["data"])) == 1
+    finally:
+        sink.stop()
+
+
+def test_stop_cuts_a_pipe_longer_than_the_grace_time(daemons):
+    """stop_grace_time 2s, a pipe of 30 s (on its first run only): the
+    daemon is gone within the grace time and the master's margin, the log
+    names what was cut, and the next start runs the pipe again."""
+    grace = 2
+    pipe = ('pipe "echo run >> $HOME/runs; test -e $HOME/ran || '
+            '{ touch $HOME/ran; sleep 30; }; cat >> $HOME/out"')
+    d = daemons("sc", rules="slow@example.test\n    " + pipe + "\n",
+                uids="slow@example.test slow\n", homes=("slow",),
+                settings={"stop_grace_time": f"{grace}s"})
+    d.start()
+    m = H.make_message(to="slow@example.test")
+    assert send(d, ["slow@example.test"], m) == {}
+    H.wait_for(lambda: runs(d, "slow") == 1, what="the pipe to start")
+    t0 = time.monotonic()
+    # the master kills what is left 10 s after the grace time
+    d.stop(timeout=grace + 10 + (20 if H.SANITIZED else 5))
+    took = time.monotonic() - t0
+    assert took < grace + 10 + (20 if H.SANITIZED else 5)
+    log = d.log()
+    assert re.search(r"qid=\S+: stop: cut short: delivery to <slow@example\.test> "
+                     r"\(worker \d+ of slow\)", log), log
+    assert not sent_lines(d, "slow@example.test")
+    assert out_copies(d, "slow", m) == 0
+
+    d.start()
+    d.wait_log(r"to=<slow@example\.test> .*status=sent")
+    assert runs(d, "slow") == 2
+    assert out_copies(d, "slow", m) == 1
