@@ -63,6 +63,7 @@ struct config {
 	uint64_t generation;            /* 0 at start, +1 at each reload (not a setting) */
 };
 
+#define CONFIG_MAX_SIZE (1024 * 1024)
 #define CONFIG_DEFAULT_PATH "/etc/mailprocd/mailprocd.conf"
 
 /* Fill c with the defaults. */
@@ -70,6 +71,11 @@ void config_defaults(struct config *c);
 /* Parse a file over the defaults.  Returns the number of errors; each one is
  * printed through `report` (default: stderr) as "file:line: message". */
 int config_load(struct config *c, const char *path,
+    void (*report)(const char *msg));
+/* The same from the text in fd (read with pread from offset 0; at most
+ * CONFIG_MAX_SIZE bytes), errors named after `name`: what a child parses
+ * when the master hands it the file it validated at a reload. */
+int config_load_fd(struct config *c, int fd, const char *name,
     void (*report)(const char *msg));
 void config_free(struct config *c);
 

@@ -62,6 +62,14 @@ enum msg_type {
 	                         * earlier relay held are lost */
 };
 
+/* master -> receiver, qmgr, spawner, relay (each on its own socketpair):
+ * a reload.  The text is the configuration file as the master read and
+ * validated it; a child swaps it in (conf/config_swap.h) when generation
+ * is newer than its own (a child forked after the reload has it already). */
+enum master_msg_type {
+	MSG_CONFIG = 50,        /* u64 generation; fd = a sealed memfd with the text */
+};
+
 /* mailprocctl <-> qmgr, on run_dir/control.sock; one request, one reply */
 enum ctl_msg_type {
 	MSG_CTL_LEARN = 40,     /* str address, u32 is_spam; fd = the message (LF ends) */

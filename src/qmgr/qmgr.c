@@ -11,6 +11,7 @@
  */
 #include "qmgr/qmgr.h"
 #include "qmgr/qmgr_private.h"
+#include "conf/config_swap.h"
 #include "db/db.h"
 #include "lib/ipc.h"
 #include "lib/log.h"
@@ -139,6 +140,27 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	stop_check();
 }
 
+/* A reload from the master: the configuration is swapped in place (Q.cfg
+ * points to it); what was computed from it is computed again.  Jobs and
+ * retry timers already set go on; the next ones use the new settings. */
+static void on_master(evutil_socket_t fd, short what, void *arg)
+{
+	struct config *cfg = arg;
+	struct event *self = event_base_get_running_event(Q.base);
+	int swapped = config_swap_receive(fd, cfg);
+
+	if (swapped < 0 && self != NULL) {
+		event_del(self);        /* the master is gone; so are we soon */
+		return;
+	}
+	if (swapped <= 0)
+		return;
+	checks_set_slots();
+	log_info("configuration %llu in use", (unsigned long long)cfg->generation);
+	workers_dispatch();
+	relay_dispatch();
+}
+
 static int open_queue_dir(const char *name)
 {
 	char path[4096];
@@ -149,8 +171,8 @@ static int open_queue_dir(const char *name)
 	return fd;
 }
 
-int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
-    int control_fd, int root_mode)
+int qmgr_main(struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
+    int control_fd, int master_fd, int root_mode)
 {
 	struct passwd *pw = getpwuid(getuid());
 
@@ -178,6 +200,7 @@ int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int rel
 	struct event *ev_term = evsignal_new(Q.base, SIGTERM, on_signal, NULL);
 	struct event *ev_int = evsignal_new(Q.base, SIGINT, on_signal, NULL);
 	struct event *ev_usr1 = evsignal_new(Q.base, SIGUSR1, on_signal, NULL);
+	struct event *ev_master = event_new(Q.base, master_fd, EV_READ | EV_PERSIST, on_master, cfg);
 	struct timeval tick = { .tv_sec = TICK_SECONDS };
 	event_add(ev_recv, NULL);
 	event_add(ev_spawn, NULL);
@@ -185,6 +208,7 @@ int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int rel
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
 	event_add(ev_usr1, NULL);
+	event_add(ev_master, NULL);
 	relay_init(relay_fd);
 	control_init(control_fd);
 	Q.started = time(NULL);
@@ -209,6 +233,7 @@ int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int rel
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_usr1);
+	event_free(ev_master);
 	sched_free_all();
 	if (Q.db)
 		db_close(Q.db);

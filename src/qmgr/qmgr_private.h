@@ -134,7 +134,7 @@ struct spawn_req {
 TAILQ_HEAD(spawn_list, spawn_req);
 
 struct qmgr {
-	const struct config *cfg;
+	const struct config *cfg;       /* swapped in place by a reload */
 	int root_mode;
 	struct event_base *base;
 	struct db *db;
@@ -183,6 +183,8 @@ struct user *sched_user_for(const struct db_resolution *r, char *err, size_t err
 
 /* checks.c */
 void checks_init(void);
+/* spam_concurrency (again, after a reload). */
+void checks_set_slots(void);
 /* MSG_CHECK_WAIT from w: it gets its turn now or when one is free. */
 void checks_wait(struct worker *w);
 /* MSG_CHECK_END from w. */

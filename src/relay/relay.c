@@ -12,6 +12,7 @@
  * relay_main returns.
  */
 #include "relay/relay_private.h"
+#include "conf/config_swap.h"
 #include "lib/xalloc.h"
 
 #include <arpa/inet.h>
@@ -223,6 +224,8 @@ static int parse_relay_host(struct relay *r, const char *hp)
 	const char *colon = strrchr(hp, ':');
 	unsigned char tmp[sizeof(struct in6_addr)];
 
+	free(r->relay_host);
+	r->relay_host = xstrdup(hp);
 	if (colon == NULL || colon == hp || colon[1] == '\0')
 		return -1;
 	if (hp[0] == '[' && colon[-1] == ']')
@@ -247,11 +250,13 @@ static int resolver_setup(struct relay *r)
 		hints.ai_flags = EVUTIL_AI_NUMERICHOST | EVUTIL_AI_NUMERICSERV;
 		int e = evutil_getaddrinfo(r->host, r->port, &hints, &r->numeric_ai);
 		if (e != 0) {
-			log_warn("relay_host %s: %s", r->cfg->relay_host, evutil_gai_strerror(e));
+			log_warn("relay_host %s: %s", r->relay_host, evutil_gai_strerror(e));
 			return -1;
 		}
 		return 0;
 	}
+	if (r->dns != NULL)
+		return 0;
 	r->dns = evdns_base_new(r->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
 	if (r->dns == NULL) {
 		log_warn("relay: cannot set up the resolver");
@@ -260,7 +265,67 @@ static int resolver_setup(struct relay *r)
 	return 0;
 }
 
-int relay_main(int ipc_fd, const struct config *cfg)
+/* A new relay_host after a reload: new connections go there; those open
+ * or being set up carry on with the old one. */
+static void relay_host_changed(struct relay *r)
+{
+	char *old_host = r->host, *old_port = r->port;
+	int old_numeric = r->numeric;
+	struct evutil_addrinfo *old_ai = r->numeric_ai;
+
+	if (old_ai != NULL) {
+		r->old_ai = xreallocarray(r->old_ai, r->nold_ai + 1, sizeof(*r->old_ai));
+		r->old_ai[r->nold_ai++] = old_ai;
+		r->numeric_ai = NULL;
+	}
+	r->host = r->port = NULL;
+	if (parse_relay_host(r, r->cfg->relay_host) == 0 && resolver_setup(r) == 0) {
+		log_info("relay: relay_host is now %s", r->relay_host);
+		free(old_host);
+		free(old_port);
+		return;
+	}
+	/* cannot be: the master checked it; keep the old one */
+	log_warn("relay: cannot use relay_host %s; keeping %s:%s", r->cfg->relay_host, old_host,
+	    old_port);
+	free(r->host);
+	free(r->port);
+	if (r->numeric_ai != NULL)
+		evutil_freeaddrinfo(r->numeric_ai);
+	r->host = old_host;
+	r->port = old_port;
+	r->numeric = old_numeric;
+	r->numeric_ai = old_ai;
+	if (old_ai != NULL)
+		r->nold_ai--;
+}
+
+static void on_master(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay *r = arg;
+	int swapped = config_swap_receive(fd, r->cfg);
+
+	if (swapped < 0) {
+		event_del(r->master_ev);        /* the master is gone; so are we soon */
+		return;
+	}
+	if (swapped == 0)
+		return;
+	log_info("relay: configuration %llu in use", (unsigned long long)r->cfg->generation);
+	if (strcmp(r->cfg->relay_host, r->relay_host) != 0)
+		relay_host_changed(r);
+}
+
+static void free_old_ai(struct relay *r)
+{
+	for (size_t i = 0; i < r->nold_ai; i++)
+		evutil_freeaddrinfo(r->old_ai[i]);
+	free(r->old_ai);
+	r->old_ai = NULL;
+	r->nold_ai = 0;
+}
+
+int relay_main(int ipc_fd, struct config *cfg, int master_fd)
 {
 	struct relay R, *r = &R;
 	int fl;
@@ -295,6 +360,13 @@ int relay_main(int ipc_fd, const struct config *cfg)
 	r->stop_ev = evtimer_new(r->base, on_stop_grace, r);
 	r->term_ev = evsignal_new(r->base, SIGTERM, on_sigterm, r);
 	r->int_ev = evsignal_new(r->base, SIGINT, on_sigterm, r);
+	if (master_fd >= 0) {
+		r->master_ev = event_new(r->base, master_fd, EV_READ | EV_PERSIST, on_master, r);
+		if (r->master_ev == NULL || event_add(r->master_ev, NULL) < 0) {
+			log_warn("relay: cannot set up events");
+			goto fail;
+		}
+	}
 	if (!r->ipc_rev || !r->ipc_wev || !r->kick_ev || !r->stop_ev || !r->term_ev || !r->int_ev ||
 	    event_add(r->ipc_rev, NULL) < 0 || event_add(r->term_ev, NULL) < 0 ||
 	    event_add(r->int_ev, NULL) < 0) {
@@ -319,13 +391,17 @@ int relay_main(int ipc_fd, const struct config *cfg)
 	event_free(r->stop_ev);
 	event_free(r->term_ev);
 	event_free(r->int_ev);
+	if (r->master_ev)
+		event_free(r->master_ev);
 	if (r->dns)
 		evdns_base_free(r->dns, 1);
 	if (r->numeric_ai)
 		evutil_freeaddrinfo(r->numeric_ai);
+	free_old_ai(r);
 	event_base_free(r->base);
 	free(r->host);
 	free(r->port);
+	free(r->relay_host);
 	log_debug("relay: stopped");
 	return 0;
 fail:
@@ -341,11 +417,14 @@ fail:
 		event_free(r->term_ev);
 	if (r->int_ev)
 		event_free(r->int_ev);
+	if (r->master_ev)
+		event_free(r->master_ev);
 	if (r->dns)
 		evdns_base_free(r->dns, 0);
 	if (r->base)
 		event_base_free(r->base);
 	free(r->host);
 	free(r->port);
+	free(r->relay_host);
 	return -1;
 }

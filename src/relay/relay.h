@@ -38,7 +38,8 @@ enum relay_status { RELAY_SENT = 0, RELAY_TEMPFAIL = 1, RELAY_PERMFAIL = 2 };
  * SIGTERM: queued jobs are failed as temporary failures, jobs in flight
  * finish first, within cfg->stop_grace_time (or are abandoned, unsent,
  * when the qmgr can no longer read their results); -1 when the loop could
- * not be set up. */
-int relay_main(int ipc_fd, const struct config *cfg);
+ * not be set up.  master_fd (or -1) brings reloads (MSG_CONFIG: *cfg is
+ * swapped in place; a new relay_host is used by new connections). */
+int relay_main(int ipc_fd, struct config *cfg, int master_fd);
 
 #endif

@@ -133,13 +133,18 @@ struct out_item;
 TAILQ_HEAD(out_list, out_item);
 
 struct relay {
-	const struct config *cfg;
+	struct config *cfg;             /* swapped in place by a reload */
 	struct event_base *base;
 	struct evdns_base *dns;         /* only for a relay_host by name */
 	char *host;                     /* relay_host without port and [] */
 	char *port;
 	int numeric;                    /* host is an address */
 	struct evutil_addrinfo *numeric_ai;
+	struct evutil_addrinfo **old_ai;        /* of earlier relay_hosts: connections
+	                                         * being set up may walk them */
+	size_t nold_ai;
+	char *relay_host;               /* the relay_host host and port come from */
+	struct event *master_ev;        /* reloads from the master */
 	int ipc_fd;
 	struct event *ipc_rev, *ipc_wev;
 	struct event *kick_ev;          /* deferred dispatch and clean-up */

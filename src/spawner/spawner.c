@@ -7,10 +7,13 @@
  * socket, and kill a worker of its own whose spam check the qmgr found
  * stuck.  It never touches message data.  With spam_engine spamassassin
  * it loads SpamAssassin once at start, so that the workers it forks
- * inherit the compiled rules.
+ * inherit the compiled rules.  A reload from the master swaps its
+ * configuration in place: the workers it forks from then on get the new
+ * settings, running ones keep theirs until they retire.
  */
 #include "spawner/spawner.h"
 #include "spawner/worker.h"
+#include "conf/config_swap.h"
 #include "lib/ipc.h"
 #include "lib/log.h"
 #include "lib/msgtypes.h"
@@ -73,7 +76,7 @@ static _Noreturn void become_worker(const struct config *cfg, int root_mode,
 	worker_main(cfg, sock, account, home);
 }
 
-static void spawn(const struct config *cfg, int root_mode, int qmgr_fd, int sfd)
+static void spawn(const struct config *cfg, int root_mode, int qmgr_fd, int sfd, int master_fd)
 {
 	uint32_t reqid, uid, gid;
 	const char *account, *home;
@@ -108,6 +111,7 @@ static void spawn(const struct config *cfg, int root_mode, int qmgr_fd, int sfd)
 	if (pid == 0) {
 		close(qmgr_fd);
 		close(sfd);
+		close(master_fd);
 		close(sv[0]);
 		become_worker(cfg, root_mode, uid, gid, account, home, sv[1]);
 	}
@@ -234,7 +238,7 @@ static void wait_for_workers(int sfd, int seconds)
 	}
 }
 
-int spawner_main(const struct config *cfg, int qmgr_fd, int root_mode)
+int spawner_main(struct config *cfg, int qmgr_fd, int master_fd, int root_mode)
 {
 	sigset_t sigs;
 	sigemptyset(&sigs);
@@ -249,8 +253,9 @@ int spawner_main(const struct config *cfg, int qmgr_fd, int root_mode)
 		load_spam_engine(cfg);
 
 	for (;;) {
-		struct pollfd p[2] = { { .fd = qmgr_fd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
-		if (poll(p, 2, -1) < 0) {
+		struct pollfd p[3] = { { .fd = qmgr_fd, .events = POLLIN }, { .fd = sfd, .events = POLLIN },
+			{ .fd = master_fd, .events = POLLIN } };
+		if (poll(p, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			fatal("poll: %s", strerror(errno));
@@ -268,6 +273,14 @@ int spawner_main(const struct config *cfg, int qmgr_fd, int root_mode)
 				reap();
 			}
 		}
+		if (p[2].revents & (POLLIN | POLLHUP)) {
+			int swapped = config_swap_receive(master_fd, cfg);
+			if (swapped > 0)
+				log_info("configuration %llu in use; new workers get it",
+				    (unsigned long long)cfg->generation);
+			else if (swapped < 0)
+				master_fd = -1;         /* the master is gone: poll ignores -1 */
+		}
 		if (p[0].revents & (POLLIN | POLLHUP)) {
 			int r = ipc_recv(qmgr_fd, &in);
 			if (r == 0)
@@ -282,7 +295,7 @@ int spawner_main(const struct config *cfg, int qmgr_fd, int root_mode)
 				in.fd = -1;
 			}
 			if (in.type == MSG_SPAWN_REQ)
-				spawn(cfg, root_mode, qmgr_fd, sfd);
+				spawn(cfg, root_mode, qmgr_fd, sfd, master_fd);
 			else if (in.type == MSG_KILL_WORKER)
 				kill_worker();
 			else

@@ -166,10 +166,10 @@ def test_reload_applies_live_settings_without_restarting(daemons):
     assert child_pids(d) == before, "a reload restarts no process"
 
     # a broken file: the running configuration stays
-    d.conf.write_text(d.conf.read_text() + "max_sessions lots\n")
+    d.conf.write_text(d.conf.read_text() + "max_recipients lots\n")
     lineno = len(d.conf.read_text().splitlines())
     reload(d)
-    d.wait_log(r"mailprocd\.conf:%d: max_sessions: bad number" % lineno)
+    d.wait_log(r"mailprocd\.conf:%d: max_recipients: bad number" % lineno)
     d.wait_log(r"keeping the running configuration")
     with H.Conn(d.smtp_port) as c:
         assert "SIZE 2048" in c.hello().text

@@ -262,7 +262,7 @@ int main(int argc, char **argv)
 		close(fds[0]);
 		close(spool);
 		log_init("relay", 1, verbose);
-		int rc = relay_main(fds[1], &cfg);
+		int rc = relay_main(fds[1], &cfg, -1);
 		config_free(&cfg);
 		exit(rc == 0 ? 0 : 1);          /* exit: leak checks run */
 	}
