@@ -18,6 +18,7 @@
 #include "lib/log.h"
 #include "lib/msgtypes.h"
 #include "lib/privsep.h"
+#include "lib/xalloc.h"
 #include "spam/spam.h"
 
 #include <errno.h>
@@ -33,10 +34,38 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Seconds the spawner waits for its workers when it stops. */
-#define SPAWNER_STOP_WAIT 55        /* within the master's 60 s */
+/* At a stop: seconds past stop_grace_time before the workers still
+ * running get SIGTERM (the qmgr has cut their jobs by then), and seconds
+ * after that before SIGKILL (a pipe's group gets 2 s to go); all within
+ * the master's margin of 10 s. */
+#define SPAWNER_STOP_AFTER_GRACE 2
+#define SPAWNER_STOP_TERM_WAIT 4
 
 static struct ipc_msg in, out;
+
+/* The workers forked and not reaped yet (to stop them at the end of a
+ * stop's grace time). */
+static pid_t *worker_pids;
+static size_t nworker_pids, worker_pids_cap;
+
+static void workers_add(pid_t pid)
+{
+	if (nworker_pids == worker_pids_cap) {
+		worker_pids_cap = worker_pids_cap ? worker_pids_cap * 2 : 16;
+		worker_pids = xreallocarray(worker_pids, worker_pids_cap, sizeof(*worker_pids));
+	}
+	worker_pids[nworker_pids++] = pid;
+}
+
+static void workers_forget(pid_t pid)
+{
+	for (size_t i = 0; i < nworker_pids; i++) {
+		if (worker_pids[i] == pid) {
+			worker_pids[i] = worker_pids[--nworker_pids];
+			return;
+		}
+	}
+}
 
 static void reply_fail(int qmgr_fd, uint32_t reqid, const char *reason)
 {
@@ -116,6 +145,7 @@ static void spawn(const struct config *cfg, int root_mode, int qmgr_fd, int sfd,
 		become_worker(cfg, root_mode, uid, gid, account, home, sv[1]);
 	}
 	close(sv[1]);
+	workers_add(pid);
 	log_debug("worker pid %ld for %s (uid %lu)", (long)pid, account, (unsigned long)uid);
 	ipc_init(&out, MSG_SPAWN_OK);
 	ipc_add_u32(&out, reqid);
@@ -175,6 +205,7 @@ static void reap(void)
 	int status;
 	pid_t pid;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		workers_forget(pid);
 		if (WIFSIGNALED(status))
 			log_warn("worker %ld killed by signal %d", (long)pid, WTERMSIG(status));
 		else if (WEXITSTATUS(status) != 0)
@@ -213,8 +244,8 @@ static void load_spam_engine(const struct config *cfg)
 
 /* Reap workers until none is left (they exit once the qmgr closes their
  * sockets, a SpamAssassin worker after syncing its Bayes journal), for at
- * most `seconds`. */
-static void wait_for_workers(int sfd, int seconds)
+ * most `seconds`.  Returns 0 when none is left. */
+static int wait_for_workers(int sfd, int seconds)
 {
 	time_t deadline = time(NULL) + seconds;
 
@@ -222,13 +253,13 @@ static void wait_for_workers(int sfd, int seconds)
 		int status;
 		pid_t pid = waitpid(-1, &status, WNOHANG);
 		if (pid < 0 && errno == ECHILD)
-			return;
-		if (pid > 0)
+			return 0;
+		if (pid > 0) {
+			workers_forget(pid);
 			continue;
-		if (time(NULL) >= deadline) {
-			log_warn("workers still running %d s after stop; leaving them", seconds);
-			return;
 		}
+		if (time(NULL) >= deadline)
+			return -1;
 		struct pollfd p = { .fd = sfd, .events = POLLIN };
 		if (poll(&p, 1, 200) > 0) {
 			struct signalfd_siginfo si;
@@ -236,6 +267,30 @@ static void wait_for_workers(int sfd, int seconds)
 			(void)n;
 		}
 	}
+}
+
+/* The stop: workers finish their jobs and leave when the qmgr closes
+ * their sockets, within stop_grace_time; the daemon has stopped only when
+ * they are gone too.  Those still running then are cut short. */
+static void stop_workers(int sfd, const struct config *cfg)
+{
+	int grace = (int)cfg->stop_grace_time + SPAWNER_STOP_AFTER_GRACE;
+
+	if (wait_for_workers(sfd, grace) == 0)
+		return;
+	for (size_t i = 0; i < nworker_pids; i++) {
+		log_warn("stop: worker %ld still running %d s after the stop; stopping it",
+		    (long)worker_pids[i], grace);
+		kill(worker_pids[i], SIGTERM);
+	}
+	if (wait_for_workers(sfd, SPAWNER_STOP_TERM_WAIT) == 0)
+		return;
+	for (size_t i = 0; i < nworker_pids; i++) {
+		log_warn("stop: killing worker %ld", (long)worker_pids[i]);
+		kill(worker_pids[i], SIGKILL);
+	}
+	if (wait_for_workers(sfd, 1) < 0)
+		log_warn("workers still there after SIGKILL; leaving them");
 }
 
 int spawner_main(struct config *cfg, int qmgr_fd, int master_fd, int root_mode)
@@ -264,10 +319,7 @@ int spawner_main(struct config *cfg, int qmgr_fd, int master_fd, int root_mode)
 			struct signalfd_siginfo si;
 			if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 				if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-					/* workers finish their jobs and leave when the
-					 * qmgr closes their sockets; the daemon has
-					 * stopped only when they are gone too */
-					wait_for_workers(sfd, SPAWNER_STOP_WAIT);
+					stop_workers(sfd, cfg);
 					return 0;
 				}
 				reap();

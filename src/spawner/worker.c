@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@
 #include <unistd.h>
 
 static struct ipc_msg job, out, turn;
+static volatile sig_atomic_t stop_requested;
 static struct rule_instruction default_instr;
 static int qmgr_fd = -1;
 
@@ -197,6 +199,24 @@ malformed:
 	fatal("malformed job from qmgr");
 }
 
+/* SIGTERM from the spawner: the daemon's stop grace time is over.  A pipe
+ * running is stopped; the worker leaves when its job is over (the qmgr
+ * records nothing it did not hear: the rest is delivered again). */
+static void on_sigterm(int sig)
+{
+	stop_requested = 1;
+	deliver_pipe_stop();
+}
+
+static void catch_sigterm(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sigterm;     /* no SA_RESTART: poll() returns */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
 void worker_main(const struct config *cfg, int fd, const char *account, const char *home)
 {
 	char err[256];
@@ -210,7 +230,8 @@ void worker_main(const struct config *cfg, int fd, const char *account, const ch
 		fatal("default_delivery: %s", err);
 	deliver_set_pipe_timeout((unsigned)cfg->pipe_timeout);
 	worker_spam_init(account, home);
-	for (;;) {
+	catch_sigterm();
+	while (!stop_requested) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		int sync_ms = worker_spam_next_sync_ms();
 		int r = poll(&p, 1, sync_ms >= 0 && sync_ms < safety_ms ? sync_ms : safety_ms);
