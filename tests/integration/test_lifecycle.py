@@ -185,6 +185,64 @@ def expect_refused(c, msg):
     H.expect(c.reply(), 552, "5.3.4")
 
 
+class SecondTryRefusingSink(HoldingSink):
+    """Holds the reply to the first message's end of data `hold` seconds
+    (then 250); every later transaction waits `refuse_after` seconds at
+    RCPT and is refused with 451."""
+
+    def __init__(self, hold, refuse_after):
+        super().__init__(hold)
+        self.refuse_after = refuse_after
+        self.answered = threading.Event()
+        handler = self.controller.handler
+        sink = self
+        plain_rcpt = type(handler).handle_RCPT
+        held_data = handler.handle_DATA
+
+        async def handle_RCPT(server, session, envelope, address, options):
+            if sink.in_data.is_set():
+                await asyncio.sleep(sink.refuse_after)
+                return "451 4.3.0 not now"
+            return await plain_rcpt(handler, server, session, envelope, address, options)
+
+        async def handle_DATA(server, session, envelope):
+            reply = await held_data(server, session, envelope)
+            sink.answered.set()
+            return reply
+
+        handler.handle_RCPT = handle_RCPT
+        handler.handle_DATA = handle_DATA
+
+
+def test_relay_answer_for_an_earlier_qmgr_matches_no_job(daemons):
+    """The qmgr dies while the relay waits for the reply to a forward; the
+    master starts a new qmgr, which sends the forward again (refused this
+    time, late).  The old job's answer (sent) comes while the new job is in
+    flight: it must not be taken for the new job's (job ids are unique for
+    the daemon's lifetime, not per qmgr)."""
+    sink = SecondTryRefusingSink(hold=10, refuse_after=15)
+    try:
+        d = daemons("ids", rules="fwd@example.test\n    forward out@remote.test\n",
+                    uids="fwd@example.test fwd\n", homes=("fwd",),
+                    settings={"relay_host": sink.address, "stop_grace_time": "2s"})
+        d.start()
+        m = H.make_message(to="fwd@example.test")
+        assert send(d, ["fwd@example.test"], m) == {}
+        assert sink.in_data.wait(H.DEADLINE), "the relay never reached the end of data"
+        [qmgr] = [p for p in d.children() if d.role(p) == "mailprocd/qmgr"]
+        os.kill(qmgr, signal.SIGKILL)
+        d.wait_log(r"qmgr \(pid %d\) killed by signal 9" % qmgr)
+        # the new qmgr has sent the forward again: the relay holds it at RCPT
+        H.wait_for(lambda: sink.connections >= 2, what="the forward sent again")
+        assert sink.answered.wait(H.DEADLINE), "the first reply never came"
+        H.settle()
+        time.sleep(1)
+        assert not sent_lines(d, "out@remote.test"), d.log()
+        d.wait_log(r"relay result for unknown job \d+ ")
+    finally:
+        sink.stop()
+
+
 # ---------------------------------------------------------------- stop
 
 def test_stop_lets_work_in_flight_finish(daemons):
