@@ -177,6 +177,46 @@ def test_reload_applies_live_settings_without_restarting(daemons):
     assert child_pids(d) == before
 
 
+@pytest.mark.skipif(not H.IS_ROOT, reason="root mode needs root (CI runs as root)")
+def test_reload_in_root_mode_with_a_file_only_root_reads(tmp_path):
+    """In root mode the children run unprivileged and cannot read a 0600
+    root-owned configuration file: they get the text from the master."""
+    H.make_traversable(tmp_path)
+    homes = tmp_path / "home"
+    homes.mkdir()
+    svc = H.create_user("mpt-s-")
+    ua = H.create_user("mpt-a-", home=homes / "a")
+    d = None
+    try:
+        (homes / "a").mkdir()
+        os.chown(homes / "a", ua.uid, ua.gid)
+        d = H.Daemon(tmp_path / "d", run_as=None, single_user=False,
+                     settings={"user": svc.name, "max_message_size": "10M"},
+                     rules="a@example.test\n    maildir ~/Maildir/\n",
+                     uids=f"a@example.test {ua.name}\n")
+        d.compile()
+        os.chmod(d.conf, 0o600)
+        d.start()
+        before = child_pids(d)
+        rewrite_config(d, max_message_size="2K")
+        os.chmod(d.conf, 0o600)
+        reload(d)
+        d.wait_log(r"reloaded")
+        with H.Conn(d.smtp_port) as c:
+            assert "SIZE 2048" in c.hello().text
+        assert child_pids(d) == before
+        m = H.make_message(to="a@example.test")
+        assert send(d, ["a@example.test"], m) == {}
+        H.wait_maildir(homes / "a" / "Maildir", H.mid(m))
+        d.stop()
+        d = None
+    finally:
+        if d is not None:
+            d.emergency_kill()
+        H.delete_user(ua)
+        H.delete_user(svc)
+
+
 def expect_refused(c, msg):
     H.expect(c.cmd(f"MAIL FROM:<{SENDER}>"), 250)
     H.expect(c.cmd("RCPT TO:<alice@example.test>"), 250)
@@ -310,3 +350,47 @@ def test_stop_cuts_a_pipe_longer_than_the_grace_time(daemons):
     d.wait_log(r"to=<slow@example\.test> .*status=sent")
     assert runs(d, "slow") == 2
     assert out_copies(d, "slow", m) == 1
+
+
+def test_stop_finishes_smtp_transactions_within_the_grace_time(daemons):
+    """SIGTERM with three sessions: an idle one gets 421 4.3.2, one in the
+    middle of DATA finishes its message (250, delivered after the next
+    start), and one that stalls in its transaction is dropped at the end
+    of stop_grace_time (3 s): the daemon is gone soon after, and that
+    message, never acknowledged, is not delivered."""
+    grace = 3
+    d = daemons("ss", settings={"stop_grace_time": f"{grace}s"})
+    d.start()
+    idle, busy, stalled = (H.Conn(d.smtp_port) for _ in range(3))
+    done = H.make_message(to="alice@example.test")
+    cut = H.make_message(to="alice@example.test")
+    try:
+        for c in (idle, busy, stalled):
+            c.hello()
+        for c in (busy, stalled):
+            H.expect(c.cmd(f"MAIL FROM:<{SENDER}>"), 250)
+            H.expect(c.cmd("RCPT TO:<alice@example.test>"), 250)
+            H.expect(c.cmd("DATA"), 354)
+        half = len(done) // 2
+        busy.send(done[:half])
+        stalled.send(cut[:half])
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        os.kill(d.pid, signal.SIGTERM)
+        H.expect(idle.reply(), 421, "4.3.2")
+        idle.wait_closed()
+        busy.send(H.dot_stuff(done[half:]) + b".\r\n")
+        H.expect(busy.reply(), 250)
+        d.stop(send_signal=False, timeout=grace + 10 + (20 if H.SANITIZED else 5))
+        assert time.monotonic() - t0 < grace + 10 + (20 if H.SANITIZED else 5)
+    finally:
+        for c in (idle, busy, stalled):
+            c.close()
+    d.start()
+    H.wait_maildir(d.maildir("alice"), H.mid(done))
+    H.wait_for(d.queue_empty, what="the queue to drain")
+    H.settle()
+    assert len(H.find_marked([c for _, c in H.maildir_messages(d.maildir("alice"))],
+                             b"Message-ID: " + H.mid(done))) == 1
+    assert not H.find_marked([c for _, c in H.maildir_messages(d.maildir("alice"))],
+                             H.mid(cut))
