@@ -341,6 +341,7 @@ def test_stop_cuts_a_pipe_longer_than_the_grace_time(daemons):
     took = time.monotonic() - t0
     assert took < grace + 10 + (20 if H.SANITIZED else 5)
     log = d.log()
+    assert "killing them" not in log, log
     assert re.search(r"qid=\S+: stop: cut short: delivery to <slow@example\.test> "
                      r"\(worker \d+ of slow\)", log), log
     assert not sent_lines(d, "slow@example.test")
@@ -383,6 +384,10 @@ def test_stop_finishes_smtp_transactions_within_the_grace_time(daemons):
         H.expect(busy.reply(), 250)
         d.stop(send_signal=False, timeout=grace + 10 + (20 if H.SANITIZED else 5))
         assert time.monotonic() - t0 < grace + 10 + (20 if H.SANITIZED else 5)
+        log = d.log()
+        assert "stop grace period over; dropping 1 session" in log, log
+        # the processes left by themselves: the master killed nothing
+        assert "killing them" not in log, log
     finally:
         for c in (idle, busy, stalled):
             c.close()
