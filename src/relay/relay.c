@@ -265,8 +265,22 @@ static int resolver_setup(struct relay *r)
 	return 0;
 }
 
-/* A new relay_host after a reload: new connections go there; those open
- * or being set up carry on with the old one. */
+/* The connections to the old relay_host take no new job: idle ones say
+ * QUIT now, the others after the job they carry. */
+static void retire_connections(struct relay *r)
+{
+	struct relay_conn *c, *next;
+
+	TAILQ_FOREACH_SAFE(c, &r->conns, entry, next) {
+		c->retiring = 1;
+		if (c->state == CONN_IDLE)
+			smtp_quit(c);
+	}
+}
+
+/* A new relay_host after a reload: new jobs go there; the transactions
+ * under way, and connections being set up for a job, carry on with the old
+ * one. */
 static void relay_host_changed(struct relay *r)
 {
 	char *old_host = r->host, *old_port = r->port;
@@ -283,6 +297,8 @@ static void relay_host_changed(struct relay *r)
 		log_info("relay: relay_host is now %s", r->relay_host);
 		free(old_host);
 		free(old_port);
+		retire_connections(r);
+		relay_kick(r);
 		return;
 	}
 	/* cannot be: the master checked it; keep the old one */

@@ -39,7 +39,8 @@ enum relay_status { RELAY_SENT = 0, RELAY_TEMPFAIL = 1, RELAY_PERMFAIL = 2 };
  * finish first, within cfg->stop_grace_time (or are abandoned, unsent,
  * when the qmgr can no longer read their results); -1 when the loop could
  * not be set up.  master_fd (or -1) brings reloads (MSG_CONFIG: *cfg is
- * swapped in place; a new relay_host is used by new connections). */
+ * swapped in place; jobs after a change of relay_host go to the new one,
+ * connections to the old one close once idle). */
 int relay_main(int ipc_fd, struct config *cfg, int master_fd);
 
 #endif

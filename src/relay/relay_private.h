@@ -116,6 +116,7 @@ struct relay_conn {
 	int esmtp, pipelining, eightbitmime, size_offered;
 	uint64_t size_max;              /* 0: no limit given */
 	unsigned nmsgs;                 /* transactions started */
+	int retiring;                   /* to an old relay_host: no new job */
 	struct relay_job *job;          /* the job it carries, or NULL */
 	struct relay_tx tx;
 };

@@ -177,6 +177,30 @@ def test_reload_applies_live_settings_without_restarting(daemons):
     assert child_pids(d) == before
 
 
+def test_reload_moves_new_forwards_to_a_new_relay_host(daemons):
+    old, new = H.SmtpSink(), H.SmtpSink()
+    try:
+        d = daemons("rh", rules="fwd@example.test\n    forward out@remote.test\n",
+                    uids="fwd@example.test fwd\n", homes=("fwd",),
+                    settings={"relay_host": old.address})
+        d.start()
+        first = H.make_message(to="fwd@example.test")
+        assert send(d, ["fwd@example.test"], first) == {}
+        old.wait(lambda x: H.mid(first) in x["data"])
+        before = child_pids(d)
+        rewrite_config(d, relay_host=new.address)
+        reload(d)
+        d.wait_log(r"relay_host is now 127\.0\.0\.1:%d" % new.port)
+        second = H.make_message(to="fwd@example.test")
+        assert send(d, ["fwd@example.test"], second) == {}
+        new.wait(lambda x: H.mid(second) in x["data"])
+        assert not old.received(lambda x: H.mid(second) in x["data"])
+        assert child_pids(d) == before
+    finally:
+        old.stop()
+        new.stop()
+
+
 @pytest.mark.skipif(not H.IS_ROOT, reason="root mode needs root (CI runs as root)")
 def test_reload_in_root_mode_with_a_file_only_root_reads(tmp_path):
     """In root mode the children run unprivileged and cannot read a 0600
