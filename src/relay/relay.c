@@ -149,6 +149,16 @@ static void on_ipc_readable(evutil_socket_t fd, short what, void *arg)
 			qmgr_closed(r);
 			return;
 		}
+		if (imsg.type == MSG_RELAY_PING) {
+			uint64_t nonce;
+			if (imsg.fd >= 0)
+				close(imsg.fd);
+			if (ipc_get_u64(&imsg, &nonce) < 0 || ipc_end(&imsg) < 0)
+				log_warn("relay: malformed message from the qmgr");
+			else
+				relay_send_hello(r, nonce);
+			continue;
+		}
 		if (imsg.type != MSG_RELAY_JOB) {
 			log_warn("relay: unexpected message type %u from the qmgr", imsg.type);
 			if (imsg.fd >= 0)
@@ -390,7 +400,7 @@ int relay_main(int ipc_fd, struct config *cfg, int master_fd)
 		goto fail;
 	}
 	log_debug("relay: started, relay_host=%s", cfg->relay_host);
-	relay_send_hello(r);
+	relay_send_hello(r, 0);
 
 	event_base_dispatch(r->base);
 

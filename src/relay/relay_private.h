@@ -183,8 +183,9 @@ void relay_send_done(struct relay *r, uint64_t job_id);
 void outbox_writable(evutil_socket_t fd, short what, void *arg);
 /* Forget what waits (the qmgr is gone, or the end). */
 void outbox_drop(struct relay *r);
-/* Tell the qmgr a relay started: the jobs an earlier one held are lost. */
-void relay_send_hello(struct relay *r);
+/* Tell the qmgr a relay started (nonce 0: the jobs an earlier one held are
+ * lost), or answer its MSG_RELAY_PING. */
+void relay_send_hello(struct relay *r, uint64_t nonce);
 
 /* ---- job.c ---- */
 /* Decode a MSG_RELAY_JOB (m->fd taken over).  NULL when malformed (logged;

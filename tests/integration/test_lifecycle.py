@@ -423,3 +423,34 @@ def test_stop_finishes_smtp_transactions_within_the_grace_time(daemons):
                              b"Message-ID: " + H.mid(done))) == 1
     assert not H.find_marked([c for _, c in H.maildir_messages(d.maildir("alice"))],
                              H.mid(cut))
+
+
+def test_stop_cuts_a_forward_longer_than_the_grace_time(daemons):
+    """stop_grace_time 2s, the next host holds its reply 20 s: the relay
+    gives up at the grace time and logs the job it cut, the daemon is gone
+    by itself, and the next start sends the forward again."""
+    grace = 2
+    sink = HoldingSink(RELAY_HOLD)
+    try:
+        d = daemons("sfc", rules="fwd@example.test\n    forward out@remote.test\n",
+                    uids="fwd@example.test fwd\n", homes=("fwd",),
+                    settings={"relay_host": sink.address,
+                              "stop_grace_time": f"{grace}s"})
+        d.start()
+        m = H.make_message(to="fwd@example.test")
+        assert send(d, ["fwd@example.test"], m) == {}
+        assert sink.in_data.wait(H.DEADLINE), "the relay never reached the end of data"
+        d.stop(timeout=grace + 10 + (20 if H.SANITIZED else 5))
+        log = d.log()
+        assert "killing them" not in log, log
+        assert re.search(r"relay: stop: cut short job \d+ \(1 recipient, first "
+                         r"<out@remote\.test>\) while ", log), log
+        assert not sent_lines(d, "out@remote.test")
+
+        sink.hold = 0
+        d.start()
+        d.wait_log(r"to=<out@remote\.test> .*status=sent")
+        # at least once: the next host had the data of the first attempt
+        assert len(sink.received(lambda x: H.mid(m) in x["data"])) == 2
+    finally:
+        sink.stop()
