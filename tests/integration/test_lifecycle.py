@@ -22,6 +22,7 @@ from mpharness import SENDER
 LONG_PIPE = 60
 RELAY_HOLD = 20
 
+
 # Counts its runs in $HOME/runs, then sleeps, then delivers to $HOME/out.
 def counting_pipe(seconds):
     return (f'pipe "echo run >> $HOME/runs; sleep {seconds}; '
@@ -62,6 +63,19 @@ def child_pids(d):
 
 def reload(d):
     os.kill(d.pid, signal.SIGHUP)
+
+
+def ehlo_size(d):
+    """The SIZE the receiver offers now."""
+    with H.Conn(d.smtp_port) as c:
+        m = re.search(r"(?m)^SIZE (\d+)$", c.hello().text)
+        return int(m.group(1)) if m else None
+
+
+def wait_size(d, size):
+    """Wait until the receiver has swapped in a reload (the master's
+    "reloaded" comes once it has sent the configuration)."""
+    H.wait_for(lambda: ehlo_size(d) == size, what=f"SIZE {size} in the EHLO reply")
 
 
 def rewrite_config(d, **settings):
@@ -155,7 +169,7 @@ def test_reload_applies_live_settings_without_restarting(daemons):
     [extra] = H.free_ports(1)
     rewrite_config(d, max_message_size="2K", listen=f"smtp 127.0.0.1:{extra}")
     reload(d)
-    d.wait_log(r"reloaded")
+    wait_size(d, 2048)
     d.wait_log(r"reload: listen changed; takes effect at the next restart")
     with H.Conn(d.smtp_port) as c:
         ehlo = c.hello()
@@ -225,7 +239,7 @@ def test_reload_in_root_mode_with_a_file_only_root_reads(tmp_path):
         rewrite_config(d, max_message_size="2K")
         os.chmod(d.conf, 0o600)
         reload(d)
-        d.wait_log(r"reloaded")
+        wait_size(d, 2048)
         with H.Conn(d.smtp_port) as c:
             assert "SIZE 2048" in c.hello().text
         assert child_pids(d) == before
