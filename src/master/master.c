@@ -231,12 +231,21 @@ static void reload(struct master *m)
 	int memfd = reload_prepare(&m->d->cfg);
 	int sent = 0;
 
+	/* the spawner first: workers the qmgr asks for after its reload must
+	 * get the new settings (the spawner reads the master's socket before
+	 * the qmgr's) */
+	static const enum child_kind order[CHILD_COUNT] = {
+		CHILD_SPAWNER, CHILD_RELAY, CHILD_QMGR, CHILD_RECEIVER
+	};
+
 	if (memfd < 0)
 		return;
-	for (int k = 0; k < CHILD_COUNT; k++)
+	for (int i = 0; i < CHILD_COUNT; i++) {
+		enum child_kind k = order[i];
 		if (m->child[k].pid > 0 &&
 		    reload_send(m->config_link[k][0], child_names[k], &m->d->cfg, memfd) == 0)
 			sent++;
+	}
 	close(memfd);
 	log_info("reloaded %s (configuration %llu, sent to %d process%s)", m->d->cfg.path,
 	    (unsigned long long)m->d->cfg.generation, sent, sent == 1 ? "" : "es");

@@ -142,7 +142,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 /* A reload from the master: the configuration is swapped in place (Q.cfg
  * points to it); what was computed from it is computed again.  Jobs and
- * retry timers already set go on; the next ones use the new settings. */
+ * retry timers already set go on; the next ones use the new settings, and
+ * the workers forked before retire once idle (the spawner forks new ones
+ * with the new settings). */
 static void on_master(evutil_socket_t fd, short what, void *arg)
 {
 	struct config *cfg = arg;
@@ -157,6 +159,7 @@ static void on_master(evutil_socket_t fd, short what, void *arg)
 		return;
 	checks_set_slots();
 	log_info("configuration %llu in use", (unsigned long long)cfg->generation);
+	workers_retire_stale();
 	workers_dispatch();
 	relay_dispatch();
 }

@@ -104,6 +104,7 @@ struct worker {
 	TAILQ_ENTRY(worker) check_entry;        /* in Q.checks while not CHECK_NONE */
 	struct timespec check_since;    /* when it began waiting, then running */
 	int check_stopped;      /* the watchdog asked the spawner to kill it */
+	uint64_t generation;    /* of the configuration it was forked with */
 };
 TAILQ_HEAD(worker_list, worker);
 TAILQ_HEAD(check_list, worker);
@@ -174,6 +175,9 @@ void workers_spawn_reply(int ok, uint32_t id, pid_t pid, int fd, const char *rea
 void workers_check_spawn_timeouts(void);
 void workers_close_all(void);
 int workers_busy(void);
+/* After a reload: idle workers forked with an older configuration leave
+ * now, busy ones after their job (new ones get the new settings). */
+void workers_retire_stale(void);
 void user_enqueue(struct user *u, struct job *job);
 
 /* The delivery identity of a resolved address (NULL, err set, when it has

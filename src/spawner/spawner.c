@@ -9,7 +9,7 @@
  * it loads SpamAssassin once at start, so that the workers it forks
  * inherit the compiled rules.  A reload from the master swaps its
  * configuration in place: the workers it forks from then on get the new
- * settings, running ones keep theirs until they retire.
+ * settings (the qmgr retires the older ones once idle).
  */
 #include "spawner/spawner.h"
 #include "spawner/worker.h"

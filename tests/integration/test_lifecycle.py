@@ -215,6 +215,29 @@ def test_reload_moves_new_forwards_to_a_new_relay_host(daemons):
         new.stop()
 
 
+def test_reload_new_default_delivery_reaches_running_users(daemons):
+    """A user's worker outlives a reload (worker_idle_timeout 300s): it
+    retires once idle, and the next message is delivered by a worker with
+    the new default_delivery, while the daemon's own processes stay."""
+    d = daemons("rd", rules="", uids="dflt@example.test dflt\n", homes=("dflt",))
+    d.start()
+    first = H.make_message(to="dflt@example.test")
+    assert send(d, ["dflt@example.test"], first) == {}
+    H.wait_maildir(d.maildir("dflt"), H.mid(first))
+    [worker] = d.workers()
+    before = child_pids(d)
+    rewrite_config(d, default_delivery="maildir ~/Other/")
+    reload(d)
+    d.wait_log(r"qmgr\[\d+\]: configuration 1 in use")
+    second = H.make_message(to="dflt@example.test")
+    assert send(d, ["dflt@example.test"], second) == {}
+    H.wait_maildir(d.home("dflt") / "Other", H.mid(second))
+    assert not H.find_marked([c for _, c in H.maildir_messages(d.maildir("dflt"))],
+                             H.mid(second))
+    assert worker not in d.workers()
+    assert child_pids(d) == before
+
+
 @pytest.mark.skipif(not H.IS_ROOT, reason="root mode needs root (CI runs as root)")
 def test_reload_in_root_mode_with_a_file_only_root_reads(tmp_path):
     """In root mode the children run unprivileged and cannot read a 0600
