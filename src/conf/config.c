@@ -88,6 +88,7 @@ void config_defaults(struct config *c)
 	c->spam_concurrency = 0;
 	c->mail_spool_group = xstrdup("mail");
 	c->mbox_lock_timeout = 30;
+	c->stop_grace_time = 30;
 }
 
 /* ---- value handlers ---- */
@@ -493,6 +494,7 @@ static const struct key {
 	{ "spam_concurrency", h_spam_concurrency, F(spam_concurrency), 0 },
 	{ "mail_spool_group", h_spool_group, F(mail_spool_group), 0 },
 	{ "mbox_lock_timeout", h_lock_timeout, F(mbox_lock_timeout), 0 },
+	{ "stop_grace_time", h_duration, F(stop_grace_time), 0 },
 };
 
 _Static_assert(sizeof(keys) / sizeof(keys[0]) <= 64, "seen[] too small");
@@ -560,40 +562,32 @@ static void check_whole(struct parse_ctx *p)
 		file_error(p, "home_base (single-user mode) and user (root mode) exclude each other");
 }
 
-int config_load(struct config *c, const char *path, void (*report)(const char *msg))
+/* Parse the lines of f (closed here) into p->c. */
+static void parse_stream(struct parse_ctx *p, FILE *f)
 {
-	struct parse_ctx p = { .c = c, .file = path, .report = report ? report : default_report };
-	FILE *f = fopen(path, "re");
+	struct config *c = p->c;
 	char line[MAX_LINE + 2];
 
-	free(c->path);
-	c->path = xstrdup(path);
-	if (f == NULL) {
-		char reason[300];
-		snprintf(reason, sizeof(reason), "cannot open: %s", strerror(errno));
-		file_error(&p, reason);
-		return p.errors;
-	}
 	while (fgets(line, sizeof(line), f) != NULL) {
-		p.line++;
+		p->line++;
 		size_t len = strlen(line);
 		if (len > 0 && line[len - 1] == '\n') {
 			line[--len] = '\0';
 		} else if (!feof(f)) {
-			perr(&p, "line longer than %d bytes", MAX_LINE);
+			perr(p, "line longer than %d bytes", MAX_LINE);
 			int ch;
 			while ((ch = fgetc(f)) != EOF && ch != '\n')
 				;
 			continue;
 		}
 		if (memchr(line, '\0', len) != NULL || strlen(line) != len) {
-			perr(&p, "NUL byte in line");
+			perr(p, "NUL byte in line");
 			continue;
 		}
-		parse_line(&p, line);
+		parse_line(p, line);
 	}
 	if (ferror(f)) {
-		perr(&p, "read error: %s", strerror(errno));
+		perr(p, "read error: %s", strerror(errno));
 	}
 	fclose(f);
 	if (c->hostname == NULL) {
@@ -603,7 +597,78 @@ int config_load(struct config *c, const char *path, void (*report)(const char *m
 		host[sizeof(host) - 1] = '\0';
 		c->hostname = xstrdup(host);
 	}
-	check_whole(&p);
+	check_whole(p);
+}
+
+int config_load(struct config *c, const char *path, void (*report)(const char *msg))
+{
+	struct parse_ctx p = { .c = c, .file = path, .report = report ? report : default_report };
+	FILE *f = fopen(path, "re");
+
+	free(c->path);
+	c->path = xstrdup(path);
+	if (f == NULL) {
+		char reason[300];
+		snprintf(reason, sizeof(reason), "cannot open: %s", strerror(errno));
+		file_error(&p, reason);
+		return p.errors;
+	}
+	parse_stream(&p, f);
+	return p.errors;
+}
+
+/* The whole text of fd, read with pread (the descriptor's offset may be
+ * shared with other processes); NULL with errno set. */
+static char *read_whole(int fd, size_t *len)
+{
+	struct buf b = BUF_INIT;
+	char chunk[8192];
+	off_t off = 0;
+
+	for (;;) {
+		ssize_t n = pread(fd, chunk, sizeof(chunk), off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+			buf_free(&b);
+			errno = e;
+			return NULL;
+		}
+		if (n == 0)
+			break;
+		if (b.len + (size_t)n > CONFIG_MAX_SIZE) {
+			buf_free(&b);
+			errno = EFBIG;
+			return NULL;
+		}
+		buf_append(&b, chunk, (size_t)n);
+		off += n;
+	}
+	*len = b.len;
+	return buf_steal(&b);
+}
+
+int config_load_fd(struct config *c, int fd, const char *name, void (*report)(const char *msg))
+{
+	struct parse_ctx p = { .c = c, .file = name, .report = report ? report : default_report };
+	size_t len = 0;
+	char *text = read_whole(fd, &len);
+	FILE *f = NULL;
+
+	free(c->path);
+	c->path = xstrdup(name);
+	if (text != NULL)
+		f = len > 0 ? fmemopen(text, len, "r") : fopen("/dev/null", "re");
+	if (f == NULL) {
+		char reason[300];
+		snprintf(reason, sizeof(reason), "cannot read: %s", strerror(errno));
+		file_error(&p, reason);
+		free(text);
+		return p.errors;
+	}
+	parse_stream(&p, f);
+	free(text);
 	return p.errors;
 }
 

@@ -67,8 +67,11 @@ struct config {
 	char *mail_spool_group;         /* root mode: the group of /var/mail, for lock
 	                                 * files there; NULL = none */
 	uint64_t mbox_lock_timeout;     /* seconds an mbox delivery waits for its locks */
+	uint64_t stop_grace_time;       /* seconds work in flight may go on after SIGTERM */
+	uint64_t generation;            /* 0 at start, +1 at each reload (not a setting) */
 };
 
+#define CONFIG_MAX_SIZE (1024 * 1024)
 #define CONFIG_DEFAULT_PATH "/etc/mailprocd/mailprocd.conf"
 
 /* Fill c with the defaults. */
@@ -76,6 +79,11 @@ void config_defaults(struct config *c);
 /* Parse a file over the defaults.  Returns the number of errors; each one is
  * printed through `report` (default: stderr) as "file:line: message". */
 int config_load(struct config *c, const char *path,
+    void (*report)(const char *msg));
+/* The same from the text in fd (read with pread from offset 0; at most
+ * CONFIG_MAX_SIZE bytes), errors named after `name`: what a child parses
+ * when the master hands it the file it validated at a reload. */
+int config_load_fd(struct config *c, int fd, const char *name,
     void (*report)(const char *msg));
 void config_free(struct config *c);
 

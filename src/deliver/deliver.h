@@ -67,6 +67,10 @@ void deliver_pipe(const struct delivery_msg *m, const char *command,
     struct delivery_result *r);
 /* The pipe command timeout in seconds (default 600; 0 restores it). */
 void deliver_set_pipe_timeout(unsigned seconds);
+/* The daemon stops and its grace time is over: a running pipe command is
+ * killed (its group) and none starts, both temporary 4.3.0.  Async-signal-
+ * safe: called from the worker's SIGTERM handler. */
+void deliver_pipe_stop(void);
 
 /* Why delivering msg (len bytes, LF line ends) to rcpt would be a mail
  * loop: it has a Delivered-To: rcpt header (case-insensitive), or more

@@ -15,7 +15,10 @@
  * SIGTERM, then SIGKILL after PIPE_KILL_GRACE_MS: temporary 4.3.0.  A
  * queue file read error kills the group at once (the command must not take
  * a cut message for a whole one): temporary 4.3.0.  A command that stops
- * reading early is logged and still judged by its exit status.
+ * reading early is logged and still judged by its exit status.  After
+ * deliver_pipe_stop() (the worker's SIGTERM at the end of the daemon's
+ * stop grace time) a running command's group is killed the same way and
+ * no new one starts: temporary 4.3.0.
  *
  * Security: never runs as root.  SIGPIPE is ignored (and a SIG_IGN'ed
  * SIGCHLD set to default, so the child can be waited for) only while the
@@ -51,6 +54,12 @@
 #define PIPE_EX_TEMPFAIL 75
 
 static unsigned pipe_timeout = PIPE_DEFAULT_TIMEOUT;
+static volatile sig_atomic_t pipe_stop;
+
+void deliver_pipe_stop(void)
+{
+	pipe_stop = 1;
+}
 
 void deliver_set_pipe_timeout(unsigned seconds)
 {
@@ -211,7 +220,7 @@ static void run_round(struct pipe_run *p, int feeding, int64_t wait_ms)
 /* Wait until the child exits or deadline (monotonic ms) passes. */
 static void run_until(struct pipe_run *p, int feeding, int64_t deadline)
 {
-	while (!child_check(p) && p->read_err == 0) {
+	while (!child_check(p) && p->read_err == 0 && !(feeding && pipe_stop)) {
 		int64_t left = deadline - now_ms();
 		if (left <= 0)
 			return;
@@ -325,6 +334,10 @@ static void run_command(struct pipe_run *p, const char *command, const struct pi
 {
 	int64_t deadline = now_ms() + (int64_t)pipe_timeout * 1000;
 
+	if (pipe_stop) {
+		deliver_result_set(r, DELIVERY_TEMPFAIL, "4.3.0", "mail system stopping");
+		return;
+	}
 	if (run_start(p, command, env, r) < 0)
 		return;
 	input_write(p);
@@ -334,6 +347,11 @@ static void run_command(struct pipe_run *p, const char *command, const struct pi
 		run_reap(p);
 		deliver_result_set(r, DELIVERY_TEMPFAIL, "4.3.0", "read queue file: %s",
 		    strerror(p->read_err));
+	} else if (!p->exited && pipe_stop) {
+		run_kill(p, 1);
+		run_reap(p);
+		deliver_result_set(r, DELIVERY_TEMPFAIL, "4.3.0",
+		    "mail system stopping: command stopped");
 	} else if (!p->exited) {
 		run_kill(p, 1);
 		run_reap(p);

@@ -77,8 +77,21 @@ enum msg_type {
 	MSG_RELAY_RESULT,       /* u64 job_id, u32 rcpt_index, u32 status (0 sent,
 	                         * 1 temporary, 2 permanent), str dsn, str text */
 	MSG_RELAY_DONE,         /* u64 job_id */
-	MSG_RELAY_HELLO,        /* (empty) sent by a relay when it starts: jobs an
-	                         * earlier relay held are lost */
+	MSG_RELAY_HELLO,        /* u64 nonce: 0 when a relay starts (jobs an earlier
+	                         * relay held are lost), or the nonce of the
+	                         * MSG_RELAY_PING it answers */
+	/* qmgr -> relay, at the qmgr's start: jobs go out only after the relay
+	 * answered, so a HELLO from the relay's own start that waited in the
+	 * socket cannot be taken for a restart that lost them */
+	MSG_RELAY_PING,         /* u64 nonce (unique per qmgr) */
+};
+
+/* master -> receiver, qmgr, spawner, relay (each on its own socketpair):
+ * a reload.  The text is the configuration file as the master read and
+ * validated it; a child swaps it in (conf/config_swap.h) when generation
+ * is newer than its own (a child forked after the reload has it already). */
+enum master_msg_type {
+	MSG_CONFIG = 50,        /* u64 generation; fd = a sealed memfd with the text */
 };
 
 /* mailprocctl <-> qmgr, on run_dir/control.sock; one request, one reply */

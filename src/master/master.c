@@ -5,11 +5,13 @@
  * children, so a child that dies is simply forked again with the same
  * descriptors (after a back-off that grows while it keeps dying).  Signals
  * are blocked and taken synchronously with sigtimedwait(): no handler runs
- * at an arbitrary point.
+ * at an arbitrary point.  A reload (SIGHUP) restarts nothing: each child
+ * gets the checked configuration on its own socketpair (reload.c).
  */
 #include "master/master.h"
 #include "master/fd_limit.h"
 #include "master/listen.h"
+#include "master/reload.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/privsep.h"
@@ -50,6 +52,7 @@ struct master {
 	int recv_qmgr[2];       /* [0] receiver end, [1] qmgr end */
 	int qmgr_spawner[2];    /* [0] qmgr end, [1] spawner end */
 	int qmgr_relay[2];      /* [0] qmgr end, [1] relay end */
+	int config_link[CHILD_COUNT][2];        /* [0] master end, [1] the child's: reloads */
 	int control_fd;         /* run_dir/control.sock, for the qmgr */
 	char control_path[4096];
 	struct child child[CHILD_COUNT];
@@ -92,6 +95,11 @@ static void child_setup(struct master *m, enum child_kind kind)
 		close(m->qmgr_spawner[1]);
 	if (kind != CHILD_RELAY)
 		close(m->qmgr_relay[1]);
+	for (int k = 0; k < CHILD_COUNT; k++) {
+		close(m->config_link[k][0]);
+		if (k != (int)kind)
+			close(m->config_link[k][1]);
+	}
 
 	/* while still root in root mode: it may raise the hard limit too */
 	if (kind == CHILD_RECEIVER)
@@ -106,17 +114,18 @@ static void child_setup(struct master *m, enum child_kind kind)
 
 static int run_child(struct master *m, enum child_kind kind)
 {
-	const struct config *cfg = &m->d->cfg;
+	struct config *cfg = &m->d->cfg;
+	int link = m->config_link[kind][1];
 	switch (kind) {
 	case CHILD_RECEIVER:
-		return receiver_main(cfg, m->listen_fds, m->recv_qmgr[0]);
+		return receiver_main(cfg, m->listen_fds, m->recv_qmgr[0], link);
 	case CHILD_QMGR:
 		return qmgr_main(cfg, m->recv_qmgr[1], m->qmgr_spawner[0], m->qmgr_relay[0],
-		    m->control_fd, m->d->root_mode);
+		    m->control_fd, link, m->d->root_mode);
 	case CHILD_SPAWNER:
-		return spawner_main(cfg, m->qmgr_spawner[1], m->d->root_mode);
+		return spawner_main(cfg, m->qmgr_spawner[1], link, m->d->root_mode);
 	case CHILD_RELAY:
-		return relay_main(m->qmgr_relay[1], cfg);
+		return relay_main(m->qmgr_relay[1], cfg, link);
 	default:
 		panic("run_child: kind %d", (int)kind);
 	}
@@ -190,11 +199,17 @@ static void signal_children(struct master *m, int sig)
 			kill(m->child[k].pid, sig);
 }
 
-/* SIGTERM: the receiver finishes its transactions, the qmgr its jobs.
- * Whatever is still running after the grace period is killed. */
+/* Seconds the master waits beyond stop_grace_time before it kills what is
+ * left: the children cut what still runs at stop_grace_time and need a
+ * moment to log it and leave. */
+#define STOP_KILL_MARGIN 10
+
+/* SIGTERM: the receiver finishes its transactions, the qmgr its jobs, the
+ * relay its transactions, within stop_grace_time.  Whatever is still
+ * running after that and a margin is killed. */
 static void stop_all(struct master *m)
 {
-	const int grace = 60;
+	const int grace = (int)m->d->cfg.stop_grace_time + STOP_KILL_MARGIN;
 	struct timespec ts = { .tv_sec = 1 };
 
 	m->stopping = 1;
@@ -212,39 +227,35 @@ static void stop_all(struct master *m)
 	}
 }
 
+/* SIGHUP: check the file and swap it in here, then in every running child
+ * (one that is not running gets it when it is forked).  Nothing stops:
+ * listeners, workers, deliveries and relay transactions go on. */
 static void reload(struct master *m)
 {
-	struct config fresh;
-	config_defaults(&fresh);
-	if (config_load(&fresh, m->d->cfg.path, NULL) != 0) {
-		log_warn("reload: %s has errors; keeping the running configuration", m->d->cfg.path);
-		config_free(&fresh);
+	int memfd = reload_prepare(&m->d->cfg);
+	int sent = 0;
+
+	/* the spawner first: workers the qmgr asks for after its reload must
+	 * get the new settings (the spawner reads the master's socket before
+	 * the qmgr's) */
+	static const enum child_kind order[CHILD_COUNT] = {
+		CHILD_SPAWNER, CHILD_RELAY, CHILD_QMGR, CHILD_RECEIVER
+	};
+
+	if (memfd < 0)
 		return;
+	for (int i = 0; i < CHILD_COUNT; i++) {
+		enum child_kind k = order[i];
+		if (m->child[k].pid > 0 &&
+		    reload_send(m->config_link[k][0], child_names[k], &m->d->cfg, memfd) == 0)
+			sent++;
 	}
-	/* Listeners and identities stay as they are until a restart; the
-	 * children pick up everything else when they are forked again. */
-	int nlisten = m->d->cfg.nlisten;
-	struct listen_spec keep[CONFIG_MAX_LISTEN];
-	memcpy(keep, m->d->cfg.listen, sizeof(keep));
-	for (int i = 0; i < fresh.nlisten; i++) {
-		free(fresh.listen[i].host);
-		free(fresh.listen[i].port);
-		free(fresh.listen[i].path);
-		free(fresh.listen[i].group);
-		free(fresh.listen[i].owner);
-	}
-	memcpy(fresh.listen, keep, sizeof(keep));
-	fresh.nlisten = nlisten;
-	free(fresh.user);
-	fresh.user = m->d->cfg.user;
-	m->d->cfg.user = NULL;
-	m->d->cfg.nlisten = 0;
-	config_free(&m->d->cfg);
-	m->d->cfg = fresh;
-	log_info("reloaded %s; restarting children", m->d->cfg.path);
-	for (int k = 0; k < CHILD_COUNT; k++)
-		m->child[k].backoff = 0;
-	signal_children(m, SIGTERM);
+	close(memfd);
+	/* max_sessions may have grown: the running receiver's limit follows */
+	if (m->child[CHILD_RECEIVER].pid > 0)
+		raise_fd_limit(&m->d->cfg, m->child[CHILD_RECEIVER].pid);
+	log_info("reloaded %s (configuration %llu, sent to %d process%s)", m->d->cfg.path,
+	    (unsigned long long)m->d->cfg.generation, sent, sent == 1 ? "" : "es");
 }
 
 static int write_pidfile(struct master *m)
@@ -335,6 +346,13 @@ int master_run(struct daemon_ctx *d)
 	if (ipc_socketpair(m.recv_qmgr) < 0 || ipc_socketpair(m.qmgr_spawner) < 0 ||
 	    ipc_socketpair(m.qmgr_relay) < 0)
 		fatal("socketpair: %s", strerror(errno));
+	for (int k = 0; k < CHILD_COUNT; k++) {
+		if (ipc_socketpair(m.config_link[k]) < 0)
+			fatal("socketpair: %s", strerror(errno));
+		/* the master never waits for a child; a child polls its end */
+		for (int e = 0; e < 2; e++)
+			fcntl(m.config_link[k][e], F_SETFL, fcntl(m.config_link[k][e], F_GETFL) | O_NONBLOCK);
+	}
 
 	log_info("starting (%s mode, pid %ld)", d->root_mode ? "root" : "single-user", (long)getpid());
 	/* spawner first, so the qmgr's first request finds it */

@@ -46,6 +46,11 @@ static long grace_seconds(void)
 void checks_init(void)
 {
 	TAILQ_INIT(&Q.checks);
+	checks_set_slots();
+}
+
+void checks_set_slots(void)
+{
 	Q.check_slots = (int)Q.cfg->spam_concurrency;
 	if (Q.check_slots <= 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -6,10 +6,12 @@
  * and taken from incoming/ into active/; a rescan every minute catches any
  * announcement that was lost.  SIGUSR1 (from
  * `mailprocctl queue flush` through the master) retries deferred mail now.
- * SIGTERM stops handing out jobs, waits for the jobs in flight, and exits.
+ * SIGTERM stops handing out jobs, waits for the jobs in flight at the
+ * workers and the relay (stop.c), and exits.
  */
 #include "qmgr/qmgr.h"
 #include "qmgr/qmgr_private.h"
+#include "conf/config_swap.h"
 #include "db/db.h"
 #include "lib/ipc.h"
 #include "lib/log.h"
@@ -30,13 +32,11 @@
 
 #define TICK_SECONDS 5
 #define RESCAN_SECONDS 60
-#define STOP_GRACE_SECONDS 50
 
 struct qmgr Q;
 
 static struct ipc_msg rmsg;
 static time_t last_rescan;
-static time_t stop_deadline;
 
 static void scan_dir(enum qdir dir)
 {
@@ -66,14 +66,6 @@ static void open_db(void)
 		log_warn("databases: %s (retrying)", err);
 		Q.db = NULL;
 	}
-}
-
-static void maybe_finish_stop(void)
-{
-	/* relay jobs are not waited for: the relay gets SIGTERM too, and an
-	 * unrecorded job is simply sent again after the restart */
-	if (Q.stopping && (workers_busy() == 0 || time(NULL) >= stop_deadline))
-		event_base_loopbreak(Q.base);
 }
 
 static void on_receiver(evutil_socket_t fd, short what, void *arg)
@@ -119,7 +111,7 @@ static void on_spawner(evutil_socket_t fd, short what, void *arg)
 				close(wfd);
 			log_warn("malformed message from the spawner");
 		}
-		maybe_finish_stop();
+		stop_check();
 	}
 }
 
@@ -135,7 +127,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		scan_dir(QDIR_ACTIVE);
 		scan_dir(QDIR_INCOMING);
 	}
-	maybe_finish_stop();
+	stop_check();
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -144,12 +136,32 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		sched_retry_all_now();
 		return;
 	}
-	if (!Q.stopping) {
-		log_debug("stopping: %d job%s in flight", workers_busy(), workers_busy() == 1 ? "" : "s");
-		Q.stopping = 1;
-		stop_deadline = time(NULL) + STOP_GRACE_SECONDS;
+	stop_begin();
+	stop_check();
+}
+
+/* A reload from the master: the configuration is swapped in place (Q.cfg
+ * points to it); what was computed from it is computed again.  Jobs and
+ * retry timers already set go on; the next ones use the new settings, and
+ * the workers forked before retire once idle (the spawner forks new ones
+ * with the new settings). */
+static void on_master(evutil_socket_t fd, short what, void *arg)
+{
+	struct config *cfg = arg;
+	struct event *self = event_base_get_running_event(Q.base);
+	int swapped = config_swap_receive(fd, cfg);
+
+	if (swapped < 0 && self != NULL) {
+		event_del(self);        /* the master is gone; so are we soon */
+		return;
 	}
-	maybe_finish_stop();
+	if (swapped <= 0)
+		return;
+	checks_set_slots();
+	log_info("configuration %llu in use", (unsigned long long)cfg->generation);
+	workers_retire_stale();
+	workers_dispatch();
+	relay_dispatch();
 }
 
 static int open_queue_dir(const char *name)
@@ -162,8 +174,8 @@ static int open_queue_dir(const char *name)
 	return fd;
 }
 
-int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
-    int control_fd, int root_mode)
+int qmgr_main(struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
+    int control_fd, int master_fd, int root_mode)
 {
 	struct passwd *pw = getpwuid(getuid());
 
@@ -191,6 +203,7 @@ int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int rel
 	struct event *ev_term = evsignal_new(Q.base, SIGTERM, on_signal, NULL);
 	struct event *ev_int = evsignal_new(Q.base, SIGINT, on_signal, NULL);
 	struct event *ev_usr1 = evsignal_new(Q.base, SIGUSR1, on_signal, NULL);
+	struct event *ev_master = event_new(Q.base, master_fd, EV_READ | EV_PERSIST, on_master, cfg);
 	struct timeval tick = { .tv_sec = TICK_SECONDS };
 	event_add(ev_recv, NULL);
 	event_add(ev_spawn, NULL);
@@ -198,6 +211,7 @@ int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int rel
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
 	event_add(ev_usr1, NULL);
+	event_add(ev_master, NULL);
 	relay_init(relay_fd);
 	control_init(control_fd);
 	Q.started = time(NULL);
@@ -214,6 +228,7 @@ int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int rel
 
 	workers_close_all();
 	relay_close();
+	stop_free();
 	control_close();
 	event_free(ev_recv);
 	event_free(ev_spawn);
@@ -221,6 +236,7 @@ int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int rel
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_usr1);
+	event_free(ev_master);
 	sched_free_all();
 	if (Q.db)
 		db_close(Q.db);

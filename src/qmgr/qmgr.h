@@ -12,9 +12,10 @@
  * invoking user.  receiver_fd delivers MSG_QUEUE_NEW; spawner_fd is the
  * request channel to the spawner; relay_fd carries forwards and bounces to
  * the relay; control_fd is the listening control socket (mailprocctl learn
- * and status), or -1.  SIGUSR1 retries deferred mail now; SIGTERM stops after the
- * jobs in flight.  Returns the exit status. */
-int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
-    int control_fd, int root_mode);
+ * and status), or -1; master_fd brings reloads (MSG_CONFIG: *cfg is swapped
+ * in place).  SIGUSR1 retries deferred mail now; SIGTERM stops after the
+ * jobs in flight (within stop_grace_time).  Returns the exit status. */
+int qmgr_main(struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
+    int control_fd, int master_fd, int root_mode);
 
 #endif

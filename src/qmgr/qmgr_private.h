@@ -8,6 +8,7 @@
  *                warnings (DSNs)
  *   checks.c     spam check turns (spam_concurrency) and their watchdog
  *   verdicts.c   uid=/gid= parts waiting for their primary part's spam verdict
+ *   stop.c       the graceful stop: the grace time, what was cut short
  */
 #ifndef MP_QMGR_PRIVATE_H
 #define MP_QMGR_PRIVATE_H
@@ -122,6 +123,7 @@ struct worker {
 	TAILQ_ENTRY(worker) check_entry;        /* in Q.checks while not CHECK_NONE */
 	struct timespec check_since;    /* when it began waiting, then running */
 	int check_stopped;      /* the watchdog asked the spawner to kill it */
+	uint64_t generation;    /* of the configuration it was forked with */
 };
 TAILQ_HEAD(worker_list, worker);
 TAILQ_HEAD(check_list, worker);
@@ -157,7 +159,7 @@ struct spawn_req {
 TAILQ_HEAD(spawn_list, spawn_req);
 
 struct qmgr {
-	const struct config *cfg;
+	const struct config *cfg;       /* swapped in place by a reload */
 	int root_mode;
 	struct event_base *base;
 	struct db *db;
@@ -197,6 +199,9 @@ void workers_spawn_reply(int ok, uint32_t id, pid_t pid, int fd, const char *rea
 void workers_check_spawn_timeouts(void);
 void workers_close_all(void);
 int workers_busy(void);
+/* After a reload: idle workers forked with an older configuration leave
+ * now, busy ones after their job (new ones get the new settings). */
+void workers_retire_stale(void);
 void user_enqueue(struct user *u, struct job *job);
 /* The size of a MSG_JOB for m without recipients, and what each recipient
  * part with this run list adds: the scheduler fills jobs up to
@@ -224,6 +229,8 @@ struct user *sched_user_for(const struct db_resolution *r, char *err, size_t err
 
 /* checks.c */
 void checks_init(void);
+/* spam_concurrency (again, after a reload). */
+void checks_set_slots(void);
 /* MSG_CHECK_WAIT from w: it gets its turn now or when one is free. */
 void checks_wait(struct worker *w);
 /* MSG_CHECK_END from w. */
@@ -246,7 +253,17 @@ void relay_init(int fd);
 void relay_enqueue(struct job *job);
 void relay_dispatch(void);
 void relay_check_timeouts(void);
+/* Jobs handed to the relay and not answered yet. */
+int relay_inflight(void);
 void relay_close(void);
+
+/* stop.c */
+/* SIGTERM: no new jobs; those in flight get stop_grace_time. */
+void stop_begin(void);
+/* Stopping and nothing in flight (or the grace time over, what was cut
+ * logged): end the loop. */
+void stop_check(void);
+void stop_free(void);
 
 /* outbound.c */
 /* Queue a copy of m for the relay to addrs (n of them) with the original

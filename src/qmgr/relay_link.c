@@ -4,11 +4,17 @@
  *
  * The relay takes several jobs at once and queues them itself; the qmgr
  * keeps at most RELAY_MAX_INFLIGHT outstanding and the rest waiting here.
- * Each job carries an id; results name it.  The master restarts a relay
+ * Each job carries an id; results name it.  Ids are unique for the
+ * daemon's lifetime, not per qmgr: the first is the realtime clock in
+ * nanoseconds when this qmgr started, so a relay that outlived an earlier
+ * qmgr can never answer for a job of ours.  The master restarts a relay
  * that dies with the same socket, so the qmgr cannot see it go: a new relay
  * says MSG_RELAY_HELLO, and every job the old one held fails temporarily
  * (and is retried).  A job unanswered for RELAY_JOB_TIMEOUT fails the same
- * way.
+ * way.  No job goes out before the relay has answered this qmgr's
+ * MSG_RELAY_PING: the HELLO of a relay started before the qmgr may still
+ * wait in the socket, and must not fail jobs the relay is sending (they
+ * would go out twice).
  */
 #include "qmgr/qmgr_private.h"
 #include "lib/ipc.h"
@@ -37,6 +43,8 @@ static struct {
 	struct job_list inflight;
 	int ninflight;
 	uint64_t next_id;
+	uint64_t nonce;         /* of our MSG_RELAY_PING */
+	int ready;              /* the relay answered it */
 } R = { .fd = -1 };
 
 static struct ipc_msg rmsg;
@@ -82,7 +90,7 @@ void relay_dispatch(void)
 {
 	struct job *job;
 
-	while (!Q.stopping && R.ninflight < RELAY_MAX_INFLIGHT &&
+	while (!Q.stopping && R.ready && R.ninflight < RELAY_MAX_INFLIGHT &&
 	    (job = TAILQ_FIRST(&R.waiting)) != NULL) {
 		TAILQ_REMOVE(&R.waiting, job, entry);
 		send_job(job);
@@ -163,6 +171,38 @@ static void on_done(void)
 	job_done(job);
 }
 
+/* The relay's HELLO: the answer to our ping (jobs may go out), or a relay
+ * that started after that (the jobs the one before held are lost); any
+ * other is from before our time. */
+static void on_hello(void)
+{
+	uint64_t nonce;
+
+	if (ipc_get_u64(&rmsg, &nonce) < 0 || ipc_end(&rmsg) < 0) {
+		log_warn("malformed message from the relay");
+		return;
+	}
+	if (nonce == R.nonce && !R.ready) {
+		R.ready = 1;
+		log_debug("the relay is ready");
+	} else if (nonce == 0 && R.ready) {
+		if (R.ninflight > 0)
+			log_warn("relay restarted with %d job%s in flight; retrying them later",
+			    R.ninflight, R.ninflight == 1 ? "" : "s");
+		fail_inflight("the relay restarted during delivery");
+	}
+}
+
+/* Until the relay answers (it may be starting, or stopping and not
+ * reading): again at every tick. */
+static void send_ping(void)
+{
+	ipc_init(&rmsg, MSG_RELAY_PING);
+	ipc_add_u64(&rmsg, R.nonce);
+	if (ipc_send(R.fd, &rmsg) < 0)
+		log_debug("cannot ping the relay: %s", strerror(errno));
+}
+
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
 	for (;;) {
@@ -181,14 +221,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 			on_done();
 			break;
 		case MSG_RELAY_HELLO:
-			if (ipc_end(&rmsg) < 0) {
-				log_warn("malformed message from the relay");
-				break;
-			}
-			if (R.ninflight > 0)
-				log_warn("relay restarted with %d job%s in flight; retrying them later",
-				    R.ninflight, R.ninflight == 1 ? "" : "s");
-			fail_inflight("the relay restarted during delivery");
+			on_hello();
 			break;
 		default:
 			log_warn("unexpected message type %u from the relay", rmsg.type);
@@ -203,6 +236,8 @@ void relay_check_timeouts(void)
 	time_t now = time(NULL);
 	struct job *job, *next;
 
+	if (!R.ready)
+		send_ping();
 	for (job = TAILQ_FIRST(&R.inflight); job != NULL; job = next) {
 		next = TAILQ_NEXT(job, entry);
 		if (now - job->relay_sent < RELAY_JOB_TIMEOUT)
@@ -215,15 +250,32 @@ void relay_check_timeouts(void)
 	relay_dispatch();
 }
 
+/* The first job id: after every id an earlier qmgr of this daemon gave
+ * (it started earlier and gave fewer than one a nanosecond). */
+static uint64_t first_job_id(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int relay_inflight(void)
+{
+	return R.ninflight;
+}
+
 void relay_init(int fd)
 {
 	R.fd = fd;
+	R.next_id = first_job_id();
+	R.nonce = R.next_id;
 	TAILQ_INIT(&R.waiting);
 	TAILQ_INIT(&R.inflight);
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	R.ev = event_new(Q.base, fd, EV_READ | EV_PERSIST, on_readable, NULL);
 	if (R.ev == NULL || event_add(R.ev, NULL) < 0)
 		fatal("cannot watch the relay socket");
+	send_ping();
 }
 
 /* Stopping: jobs still out or waiting are forgotten, not failed (nothing
@@ -234,6 +286,12 @@ void relay_close(void)
 
 	while ((job = TAILQ_FIRST(&R.inflight)) != NULL) {
 		TAILQ_REMOVE(&R.inflight, job, entry);
+		for (size_t i = 0; i < job->n; i++)
+			if (!job->rcpt[i].have_result)
+				log_warn("qid=%s: stop: cut short: forward to <%s> (relay job %llu); "
+				    "sent again after the restart", job->msg->qid,
+				    job->msg->qf.rcpt[job->rcpt[i].index].address,
+				    (unsigned long long)job->relay_id);
 		sched_job_free(job);
 	}
 	while ((job = TAILQ_FIRST(&R.waiting)) != NULL) {

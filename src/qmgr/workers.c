@@ -7,7 +7,9 @@
  * pass, so a user with a flood of mail cannot take another user's turn.
  * Workers are started by the spawner on request; an idle worker is retired
  * after worker_idle_timeout by closing its socket, and at the max_workers
- * cap the least recently used idle worker makes room.
+ * cap the least recently used idle worker makes room.  After a reload the
+ * workers forked before it retire (idle ones at once, busy ones after
+ * their job), so that every delivery soon runs with the new settings.
  */
 #include "qmgr/qmgr_private.h"
 #include "lib/ipc.h"
@@ -323,6 +325,7 @@ void workers_spawn_reply(int ok, uint32_t id, pid_t pid, int fd, const char *rea
 	w->user = u;
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	w->started = time(NULL);
+	w->generation = Q.cfg->generation;
 	w->read_ev = event_new(Q.base, fd, EV_READ | EV_PERSIST, worker_readable, w);
 	w->idle_ev = evtimer_new(Q.base, idle_expired, w);
 	event_add(w->read_ev, NULL);
@@ -394,6 +397,13 @@ static int on_job_done(struct worker *w)
 	if (retiring) {
 		log_debug("worker %ld of %s retires after %u spam checks", (long)w->pid,
 		    w->user->account, checks);
+		worker_remove(w);
+		return 1;
+	}
+	/* (unless finishing the job gave it another: then after that one) */
+	if (w->job == NULL && w->generation < Q.cfg->generation) {
+		log_debug("worker %ld of %s retires: the configuration was reloaded",
+		    (long)w->pid, w->user->account);
 		worker_remove(w);
 		return 1;
 	}
@@ -507,6 +517,27 @@ static void idle_expired(evutil_socket_t fd, short what, void *arg)
 		log_debug("retiring idle worker %ld of %s", (long)w->pid, w->user->account);
 		worker_remove(w);
 	}
+}
+
+static int retire_stale_idle(const char *key, void *value, void *ctx)
+{
+	struct user *u = value;
+	struct worker *w, *next;
+
+	for (w = TAILQ_FIRST(&u->workers); w != NULL; w = next) {
+		next = TAILQ_NEXT(w, entry);
+		if (w->job == NULL && w->generation < Q.cfg->generation) {
+			log_debug("retiring idle worker %ld of %s: the configuration was reloaded",
+			    (long)w->pid, u->account);
+			worker_remove(w);
+		}
+	}
+	return 0;
+}
+
+void workers_retire_stale(void)
+{
+	strmap_each(Q.users, retire_stale_idle, NULL);
 }
 
 static int count_busy(const char *key, void *value, void *ctx)

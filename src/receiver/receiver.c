@@ -7,11 +7,13 @@
  * count for max_sessions and the count per client address for
  * max_sessions_per_client (client_count.c).  SIGTERM stops accepting, closes idle sessions
  * with 421, lets sessions in a transaction finish for up to
- * RECEIVER_STOP_GRACE seconds, then returns.
+ * stop_grace_time, then returns.  A reload from the master swaps the
+ * configuration in place: sessions and listeners go on.
  */
 #include "receiver/receiver.h"
 #include "receiver/receiver_private.h"
 #include "receiver/commit_pool.h"
+#include "conf/config_swap.h"
 #include "db/db.h"
 #include "lib/ipc.h"
 #include "lib/msgtypes.h"
@@ -211,7 +213,7 @@ static void on_grace_over(evutil_socket_t fd, short what, void *arg)
 static void on_sigterm(evutil_socket_t sig, short what, void *arg)
 {
 	struct receiver *r = arg;
-	struct timeval grace = { .tv_sec = RECEIVER_STOP_GRACE };
+	struct timeval grace = { .tv_sec = (time_t)r->cfg->stop_grace_time };
 	struct session *s, *next;
 
 	if (r->stopping)
@@ -228,6 +230,24 @@ static void on_sigterm(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	event_add(r->ev_grace, &grace);
+}
+
+/* ---- reloading ---- */
+
+static void on_master(evutil_socket_t fd, short what, void *arg)
+{
+	struct receiver *r = arg;
+	int swapped = config_swap_receive(fd, r->cfg);
+
+	if (swapped < 0) {
+		event_del(r->ev_master);        /* the master is gone; so are we soon */
+		return;
+	}
+	if (swapped == 0)
+		return;
+	/* the old strings are freed: nothing may point to them */
+	r->hostname = r->cfg->hostname ? r->cfg->hostname : "localhost";
+	log_info("configuration %llu in use", (unsigned long long)r->cfg->generation);
 }
 
 /* ---- set-up and tear-down ---- */
@@ -249,6 +269,8 @@ static void receiver_free(struct receiver *r)
 	if (r->ev_accept_retry)
 		event_free(r->ev_accept_retry);
 	client_count_free(r->clients);
+	if (r->ev_master)
+		event_free(r->ev_master);
 	if (r->db)
 		db_close(r->db);
 	if (r->base)
@@ -263,7 +285,7 @@ static void set_nonblocking(int fd)
 		log_warn("cannot make the qmgr socket non-blocking: %s", strerror(errno));
 }
 
-int receiver_main(const struct config *cfg, const int *listen_fds, int qmgr_fd)
+int receiver_main(struct config *cfg, const int *listen_fds, int qmgr_fd, int master_fd)
 {
 	struct receiver *r = xcalloc(1, sizeof(*r));
 	int status = 0;
@@ -284,8 +306,10 @@ int receiver_main(const struct config *cfg, const int *listen_fds, int qmgr_fd)
 	r->ev_sigterm = evsignal_new(r->base, SIGTERM, on_sigterm, r);
 	r->ev_grace = evtimer_new(r->base, on_grace_over, r);
 	r->ev_accept_retry = evtimer_new(r->base, on_accept_retry, r);
+	r->ev_master = event_new(r->base, master_fd, EV_READ | EV_PERSIST, on_master, r);
 	if (r->ev_sigterm == NULL || r->ev_grace == NULL || r->ev_accept_retry == NULL ||
-	    event_add(r->ev_sigterm, NULL) < 0)
+	    r->ev_master == NULL || event_add(r->ev_sigterm, NULL) < 0 ||
+	    event_add(r->ev_master, NULL) < 0)
 		fatal("cannot set up the event loop");
 
 	r->commits = commit_pool_start(r->base, RECEIVER_COMMIT_THREADS);

@@ -13,7 +13,9 @@
  * socket for cfg->listen[i] (-1 for kinds the receiver does not serve).
  * qmgr_fd is a SOCK_SEQPACKET socket on which MSG_QUEUE_NEW is sent after
  * each commit.  Returns the exit status: SIGTERM stops accepting, lets
- * sessions finish their transaction (bounded), then returns 0. */
-int receiver_main(const struct config *cfg, const int *listen_fds, int qmgr_fd);
+ * sessions finish their transaction (within stop_grace_time), then returns
+ * 0.  master_fd brings reloads (MSG_CONFIG: *cfg is swapped in place; new
+ * limits apply to the next command, sessions go on). */
+int receiver_main(struct config *cfg, const int *listen_fds, int qmgr_fd, int master_fd);
 
 #endif

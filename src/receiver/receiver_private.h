@@ -42,8 +42,6 @@ struct receiver;
 #define SESSION_OUTPUT_HIGH (64 * 1024)
 /* Unprocessed input beyond which libevent stops reading the socket. */
 #define SESSION_INPUT_HIGH (64 * 1024)
-/* How long sessions in a transaction may go on after SIGTERM. */
-#define RECEIVER_STOP_GRACE 30
 /* Threads that commit queue files (fsync) while the loop goes on. */
 #define RECEIVER_COMMIT_THREADS 8
 
@@ -57,14 +55,15 @@ struct session;
 TAILQ_HEAD(session_list, session);
 
 struct receiver {
-	const struct config *cfg;
-	const char *hostname;
+	struct config *cfg;             /* swapped in place by a reload */
+	const char *hostname;           /* cfg's: set again after a reload */
 	struct event_base *base;
 	struct listener listeners[CONFIG_MAX_LISTEN];
 	int nlisteners;
 	struct event *ev_sigterm;
 	struct event *ev_grace;         /* end of the stop grace period */
 	struct event *ev_accept_retry;  /* listeners paused after EMFILE */
+	struct event *ev_master;        /* reloads from the master */
 	struct session_list sessions;
 	uint64_t nsessions;
 	struct client_count *clients;   /* sessions per client IP address */

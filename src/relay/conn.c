@@ -130,7 +130,7 @@ void conn_ready(struct relay_conn *c)
 		struct relay_job *job = c->job;
 		c->job = NULL;
 		if (job == NULL) {
-			if (r->stopping || c->nmsgs >= RELAY_MAX_MSGS_PER_CONN) {
+			if (r->stopping || c->retiring || c->nmsgs >= RELAY_MAX_MSGS_PER_CONN) {
 				smtp_quit(c);
 				return;
 			}

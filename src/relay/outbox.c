@@ -47,8 +47,7 @@ static void outbox_flush(struct relay *r)
 
 	while ((o = TAILQ_FIRST(&r->outbox)) != NULL) {
 		ipc_init(&omsg, o->type);
-		if (o->type != MSG_RELAY_HELLO)
-			ipc_add_u64(&omsg, o->job_id);
+		ipc_add_u64(&omsg, o->job_id);  /* HELLO: the nonce */
 		if (o->type == MSG_RELAY_RESULT) {
 			ipc_add_u32(&omsg, o->index);
 			ipc_add_u32(&omsg, o->status);
@@ -106,10 +105,11 @@ void relay_send_done(struct relay *r, uint64_t job_id)
 	outbox_add(r, o);
 }
 
-void relay_send_hello(struct relay *r)
+void relay_send_hello(struct relay *r, uint64_t nonce)
 {
 	struct out_item *o = xcalloc(1, sizeof(*o));
 	o->type = MSG_RELAY_HELLO;
+	o->job_id = nonce;
 	outbox_add(r, o);
 }
 

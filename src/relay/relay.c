@@ -5,12 +5,14 @@
  * gives the oldest job to an idle connection, or opens a new one while
  * fewer than RELAY_MAX_CONNS exist.  Results go back through an outbox
  * that is flushed as the socket takes them, so a slow qmgr never blocks
- * the loop.  When the qmgr closes its end the relay stops: queued jobs
- * are failed, idle connections say QUIT, jobs in flight finish (or are
- * dropped unsent if their results could not be read anyway), then
+ * the loop.  When the qmgr closes its end, or on SIGTERM, the relay
+ * stops: queued jobs are handed back (a temporary result), idle
+ * connections say QUIT, jobs in flight finish within stop_grace_time (or
+ * are dropped unsent if their results could not be read anyway), then
  * relay_main returns.
  */
 #include "relay/relay_private.h"
+#include "conf/config_swap.h"
 #include "lib/xalloc.h"
 
 #include <arpa/inet.h>
@@ -147,6 +149,16 @@ static void on_ipc_readable(evutil_socket_t fd, short what, void *arg)
 			qmgr_closed(r);
 			return;
 		}
+		if (imsg.type == MSG_RELAY_PING) {
+			uint64_t nonce;
+			if (imsg.fd >= 0)
+				close(imsg.fd);
+			if (ipc_get_u64(&imsg, &nonce) < 0 || ipc_end(&imsg) < 0)
+				log_warn("relay: malformed message from the qmgr");
+			else
+				relay_send_hello(r, nonce);
+			continue;
+		}
 		if (imsg.type != MSG_RELAY_JOB) {
 			log_warn("relay: unexpected message type %u from the qmgr", imsg.type);
 			if (imsg.fd >= 0)
@@ -172,7 +184,13 @@ static void on_stop_grace(evutil_socket_t fd, short what, void *arg)
 	log_warn("relay: stop grace period over; dropping %d connection%s", r->nconns,
 	    r->nconns == 1 ? "" : "s");
 	TAILQ_FOREACH_SAFE(c, &r->conns, entry, next) {
-		if (c->state == CONN_TX)
+		if (c->state == CONN_TX && c->job != NULL) {
+			log_warn("relay: stop: cut short job %" PRIu64 " (%" PRIu32
+			    " recipient%s, first <%s>) while %s; it is sent again after the restart",
+			    c->job->id, c->job->nrcpt, c->job->nrcpt == 1 ? "" : "s",
+			    c->job->rcpt[0].address, tx_stage_doing(c));
+			tx_abort(c, "4.3.0", "mail system stopping");
+		} else if (c->state == CONN_TX)
 			tx_abort(c, "4.3.0", "mail system stopping");
 		else
 			conn_close(c);
@@ -183,7 +201,7 @@ static void on_stop_grace(evutil_socket_t fd, short what, void *arg)
 static void relay_stop(struct relay *r)
 {
 	struct relay_conn *c, *next;
-	struct timeval grace = { .tv_sec = RELAY_STOP_GRACE };
+	struct timeval grace = { .tv_sec = (time_t)r->cfg->stop_grace_time };
 
 	if (r->stopping)
 		return;
@@ -197,6 +215,17 @@ static void relay_stop(struct relay *r)
 	relay_kick(r);
 }
 
+/* SIGTERM (from the master's stop): as when the qmgr closes its end, but
+ * the qmgr is still there to record the results. */
+static void on_sigterm(evutil_socket_t sig, short what, void *arg)
+{
+	struct relay *r = arg;
+
+	log_info("relay: stopping on signal %d: %zu job%s queued, %d connection%s",
+	    (int)sig, r->nqueued, r->nqueued == 1 ? "" : "s", r->nconns, r->nconns == 1 ? "" : "s");
+	relay_stop(r);
+}
+
 /* ---- set-up ---- */
 
 /* Split relay_host "HOST:PORT" (HOST may be "[v6 address]"). */
@@ -205,6 +234,8 @@ static int parse_relay_host(struct relay *r, const char *hp)
 	const char *colon = strrchr(hp, ':');
 	unsigned char tmp[sizeof(struct in6_addr)];
 
+	free(r->relay_host);
+	r->relay_host = xstrdup(hp);
 	if (colon == NULL || colon == hp || colon[1] == '\0')
 		return -1;
 	if (hp[0] == '[' && colon[-1] == ']')
@@ -229,11 +260,13 @@ static int resolver_setup(struct relay *r)
 		hints.ai_flags = EVUTIL_AI_NUMERICHOST | EVUTIL_AI_NUMERICSERV;
 		int e = evutil_getaddrinfo(r->host, r->port, &hints, &r->numeric_ai);
 		if (e != 0) {
-			log_warn("relay_host %s: %s", r->cfg->relay_host, evutil_gai_strerror(e));
+			log_warn("relay_host %s: %s", r->relay_host, evutil_gai_strerror(e));
 			return -1;
 		}
 		return 0;
 	}
+	if (r->dns != NULL)
+		return 0;
 	r->dns = evdns_base_new(r->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
 	if (r->dns == NULL) {
 		log_warn("relay: cannot set up the resolver");
@@ -242,7 +275,83 @@ static int resolver_setup(struct relay *r)
 	return 0;
 }
 
-int relay_main(int ipc_fd, const struct config *cfg)
+/* The connections to the old relay_host take no new job: idle ones say
+ * QUIT now, the others after the job they carry. */
+static void retire_connections(struct relay *r)
+{
+	struct relay_conn *c, *next;
+
+	TAILQ_FOREACH_SAFE(c, &r->conns, entry, next) {
+		c->retiring = 1;
+		if (c->state == CONN_IDLE)
+			smtp_quit(c);
+	}
+}
+
+/* A new relay_host after a reload: new jobs go there; the transactions
+ * under way, and connections being set up for a job, carry on with the old
+ * one. */
+static void relay_host_changed(struct relay *r)
+{
+	char *old_host = r->host, *old_port = r->port;
+	int old_numeric = r->numeric;
+	struct evutil_addrinfo *old_ai = r->numeric_ai;
+
+	if (old_ai != NULL) {
+		r->old_ai = xreallocarray(r->old_ai, r->nold_ai + 1, sizeof(*r->old_ai));
+		r->old_ai[r->nold_ai++] = old_ai;
+		r->numeric_ai = NULL;
+	}
+	r->host = r->port = NULL;
+	if (parse_relay_host(r, r->cfg->relay_host) == 0 && resolver_setup(r) == 0) {
+		log_info("relay: relay_host is now %s", r->relay_host);
+		free(old_host);
+		free(old_port);
+		retire_connections(r);
+		relay_kick(r);
+		return;
+	}
+	/* cannot be: the master checked it; keep the old one */
+	log_warn("relay: cannot use relay_host %s; keeping %s:%s", r->cfg->relay_host, old_host,
+	    old_port);
+	free(r->host);
+	free(r->port);
+	if (r->numeric_ai != NULL)
+		evutil_freeaddrinfo(r->numeric_ai);
+	r->host = old_host;
+	r->port = old_port;
+	r->numeric = old_numeric;
+	r->numeric_ai = old_ai;
+	if (old_ai != NULL)
+		r->nold_ai--;
+}
+
+static void on_master(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay *r = arg;
+	int swapped = config_swap_receive(fd, r->cfg);
+
+	if (swapped < 0) {
+		event_del(r->master_ev);        /* the master is gone; so are we soon */
+		return;
+	}
+	if (swapped == 0)
+		return;
+	log_info("relay: configuration %llu in use", (unsigned long long)r->cfg->generation);
+	if (strcmp(r->cfg->relay_host, r->relay_host) != 0)
+		relay_host_changed(r);
+}
+
+static void free_old_ai(struct relay *r)
+{
+	for (size_t i = 0; i < r->nold_ai; i++)
+		evutil_freeaddrinfo(r->old_ai[i]);
+	free(r->old_ai);
+	r->old_ai = NULL;
+	r->nold_ai = 0;
+}
+
+int relay_main(int ipc_fd, struct config *cfg, int master_fd)
 {
 	struct relay R, *r = &R;
 	int fl;
@@ -275,12 +384,23 @@ int relay_main(int ipc_fd, const struct config *cfg)
 	r->ipc_wev = event_new(r->base, ipc_fd, EV_WRITE, outbox_writable, r);
 	r->kick_ev = event_new(r->base, -1, 0, on_kick, r);
 	r->stop_ev = evtimer_new(r->base, on_stop_grace, r);
-	if (!r->ipc_rev || !r->ipc_wev || !r->kick_ev || !r->stop_ev || event_add(r->ipc_rev, NULL) < 0) {
+	r->term_ev = evsignal_new(r->base, SIGTERM, on_sigterm, r);
+	r->int_ev = evsignal_new(r->base, SIGINT, on_sigterm, r);
+	if (master_fd >= 0) {
+		r->master_ev = event_new(r->base, master_fd, EV_READ | EV_PERSIST, on_master, r);
+		if (r->master_ev == NULL || event_add(r->master_ev, NULL) < 0) {
+			log_warn("relay: cannot set up events");
+			goto fail;
+		}
+	}
+	if (!r->ipc_rev || !r->ipc_wev || !r->kick_ev || !r->stop_ev || !r->term_ev || !r->int_ev ||
+	    event_add(r->ipc_rev, NULL) < 0 || event_add(r->term_ev, NULL) < 0 ||
+	    event_add(r->int_ev, NULL) < 0) {
 		log_warn("relay: cannot set up events");
 		goto fail;
 	}
 	log_debug("relay: started, relay_host=%s", cfg->relay_host);
-	relay_send_hello(r);
+	relay_send_hello(r, 0);
 
 	event_base_dispatch(r->base);
 
@@ -295,13 +415,19 @@ int relay_main(int ipc_fd, const struct config *cfg)
 	event_free(r->ipc_wev);
 	event_free(r->kick_ev);
 	event_free(r->stop_ev);
+	event_free(r->term_ev);
+	event_free(r->int_ev);
+	if (r->master_ev)
+		event_free(r->master_ev);
 	if (r->dns)
 		evdns_base_free(r->dns, 1);
 	if (r->numeric_ai)
 		evutil_freeaddrinfo(r->numeric_ai);
+	free_old_ai(r);
 	event_base_free(r->base);
 	free(r->host);
 	free(r->port);
+	free(r->relay_host);
 	log_debug("relay: stopped");
 	return 0;
 fail:
@@ -313,11 +439,18 @@ fail:
 		event_free(r->kick_ev);
 	if (r->stop_ev)
 		event_free(r->stop_ev);
+	if (r->term_ev)
+		event_free(r->term_ev);
+	if (r->int_ev)
+		event_free(r->int_ev);
+	if (r->master_ev)
+		event_free(r->master_ev);
 	if (r->dns)
 		evdns_base_free(r->dns, 0);
 	if (r->base)
 		event_base_free(r->base);
 	free(r->host);
 	free(r->port);
+	free(r->relay_host);
 	return -1;
 }

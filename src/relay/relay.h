@@ -28,18 +28,19 @@
 /* After a connection could not be set up while others work: open no new
  * connection for this long (the server may limit connections). */
 #define RELAY_CONNECT_BACKOFF 10
-/* After the qmgr closed its end: in-flight jobs get this long to finish. */
-#define RELAY_STOP_GRACE 900
 
 /* The status field of MSG_RELAY_RESULT (the values of enum
  * delivery_status). */
 enum relay_status { RELAY_SENT = 0, RELAY_TEMPFAIL = 1, RELAY_PERMFAIL = 2 };
 
 /* Serve jobs from the qmgr on ipc_fd (a SOCK_SEQPACKET socket) in one
- * libevent loop.  Returns 0 when the qmgr has closed its end: queued jobs
- * are failed as temporary failures, jobs in flight finish first (or are
- * abandoned, unsent, when the qmgr can no longer read their results);
- * -1 when the loop could not be set up. */
-int relay_main(int ipc_fd, const struct config *cfg);
+ * libevent loop.  Returns 0 when the qmgr has closed its end or after
+ * SIGTERM: queued jobs are failed as temporary failures, jobs in flight
+ * finish first, within cfg->stop_grace_time (or are abandoned, unsent,
+ * when the qmgr can no longer read their results); -1 when the loop could
+ * not be set up.  master_fd (or -1) brings reloads (MSG_CONFIG: *cfg is
+ * swapped in place; jobs after a change of relay_host go to the new one,
+ * connections to the old one close once idle). */
+int relay_main(int ipc_fd, struct config *cfg, int master_fd);
 
 #endif

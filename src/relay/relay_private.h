@@ -116,6 +116,7 @@ struct relay_conn {
 	int esmtp, pipelining, eightbitmime, size_offered;
 	uint64_t size_max;              /* 0: no limit given */
 	unsigned nmsgs;                 /* transactions started */
+	int retiring;                   /* to an old relay_host: no new job */
 	struct relay_job *job;          /* the job it carries, or NULL */
 	struct relay_tx tx;
 };
@@ -133,24 +134,30 @@ struct out_item;
 TAILQ_HEAD(out_list, out_item);
 
 struct relay {
-	const struct config *cfg;
+	struct config *cfg;             /* swapped in place by a reload */
 	struct event_base *base;
 	struct evdns_base *dns;         /* only for a relay_host by name */
 	char *host;                     /* relay_host without port and [] */
 	char *port;
 	int numeric;                    /* host is an address */
 	struct evutil_addrinfo *numeric_ai;
+	struct evutil_addrinfo **old_ai;        /* of earlier relay_hosts: connections
+	                                         * being set up may walk them */
+	size_t nold_ai;
+	char *relay_host;               /* the relay_host host and port come from */
+	struct event *master_ev;        /* reloads from the master */
 	int ipc_fd;
 	struct event *ipc_rev, *ipc_wev;
 	struct event *kick_ev;          /* deferred dispatch and clean-up */
 	struct event *stop_ev;          /* end of the stop grace period */
+	struct event *term_ev, *int_ev; /* SIGTERM, SIGINT: stop */
 	struct relay_job_list queue;
 	size_t nqueued;
 	struct relay_conn_list conns;
 	struct relay_conn_list dead;
 	int nconns;
 	struct out_list outbox;
-	int stopping;                   /* the qmgr closed its end */
+	int stopping;                   /* the qmgr closed its end, or SIGTERM */
 	int gone;                       /* the qmgr cannot read results */
 	time_t backoff_until;
 	unsigned next_conn_id;
@@ -176,8 +183,9 @@ void relay_send_done(struct relay *r, uint64_t job_id);
 void outbox_writable(evutil_socket_t fd, short what, void *arg);
 /* Forget what waits (the qmgr is gone, or the end). */
 void outbox_drop(struct relay *r);
-/* Tell the qmgr a relay started: the jobs an earlier one held are lost. */
-void relay_send_hello(struct relay *r);
+/* Tell the qmgr a relay started (nonce 0: the jobs an earlier one held are
+ * lost), or answer its MSG_RELAY_PING. */
+void relay_send_hello(struct relay *r, uint64_t nonce);
 
 /* ---- job.c ---- */
 /* Decode a MSG_RELAY_JOB (m->fd taken over).  NULL when malformed (logged;

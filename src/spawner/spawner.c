@@ -12,13 +12,16 @@
  * itself (read-only) and forks only as the identity they give, never
  * below minimum_uid nor with gid 0 (trust.c).  With spam_engine spamassassin
  * it loads SpamAssassin once at start, so that the workers it forks
- * inherit the compiled rules.
+ * inherit the compiled rules.  A reload from the master swaps its
+ * configuration in place: the workers it forks from then on get the new
+ * settings (the qmgr retires the older ones once idle).
  */
 #include "spawner/spawner.h"
 #include "spawner/trust.h"
 #include "spawner/worker.h"
 #include "db/db.h"
 #include "deliver/deliver.h"
+#include "conf/config_swap.h"
 #include "lib/ipc.h"
 #include "lib/log.h"
 #include "lib/msgtypes.h"
@@ -39,8 +42,12 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Seconds the spawner waits for its workers when it stops. */
-#define SPAWNER_STOP_WAIT 55        /* within the master's 60 s */
+/* At a stop: seconds past stop_grace_time before the workers still
+ * running get SIGTERM (the qmgr has cut their jobs by then), and seconds
+ * after that before SIGKILL (a pipe's group gets 2 s to go); all within
+ * the master's margin of 10 s. */
+#define SPAWNER_STOP_AFTER_GRACE 2
+#define SPAWNER_STOP_TERM_WAIT 4
 
 static struct ipc_msg in, out;
 /* root mode: mail_spool_group, resolved at start; (gid_t)-1 when none */
@@ -57,6 +64,30 @@ static struct db *databases(const struct config *cfg)
 		spawner_db = NULL;
 	}
 	return spawner_db;
+}
+
+/* The workers forked and not reaped yet (to stop them at the end of a
+ * stop's grace time). */
+static pid_t *worker_pids;
+static size_t nworker_pids, worker_pids_cap;
+
+static void workers_add(pid_t pid)
+{
+	if (nworker_pids == worker_pids_cap) {
+		worker_pids_cap = worker_pids_cap ? worker_pids_cap * 2 : 16;
+		worker_pids = xreallocarray(worker_pids, worker_pids_cap, sizeof(*worker_pids));
+	}
+	worker_pids[nworker_pids++] = pid;
+}
+
+static void workers_forget(pid_t pid)
+{
+	for (size_t i = 0; i < nworker_pids; i++) {
+		if (worker_pids[i] == pid) {
+			worker_pids[i] = worker_pids[--nworker_pids];
+			return;
+		}
+	}
 }
 
 static void reply_fail(int qmgr_fd, uint32_t reqid, const char *reason)
@@ -113,7 +144,7 @@ static _Noreturn void become_worker(const struct config *cfg, int root_mode,
 
 /* Fork a worker as id and hand the qmgr its socket. */
 static void spawn_as(const struct config *cfg, int root_mode, int qmgr_fd, int sfd,
-    uint32_t reqid, const struct db_identity *id)
+    int master_fd, uint32_t reqid, const struct db_identity *id)
 {
 	int sv[2];
 
@@ -132,12 +163,14 @@ static void spawn_as(const struct config *cfg, int root_mode, int qmgr_fd, int s
 	if (pid == 0) {
 		close(qmgr_fd);
 		close(sfd);
+		close(master_fd);
 		close(sv[0]);
 		db_close(spawner_db);   /* the worker opens its own */
 		spawner_db = NULL;
 		become_worker(cfg, root_mode, id->uid, id->gid, id->account, id->home, sv[1]);
 	}
 	close(sv[1]);
+	workers_add(pid);
 	log_debug("worker pid %ld for %s (uid %lu)", (long)pid, id->account,
 	    (unsigned long)id->uid);
 	ipc_init(&out, MSG_SPAWN_OK);
@@ -179,7 +212,7 @@ static int single_user_identity(const struct config *cfg, uint32_t uid, uint32_t
 	return 0;
 }
 
-static void spawn(const struct config *cfg, int root_mode, int qmgr_fd, int sfd)
+static void spawn(const struct config *cfg, int root_mode, int qmgr_fd, int sfd, int master_fd)
 {
 	uint32_t reqid, uid, gid, part;
 	const char *account, *address;
@@ -201,7 +234,7 @@ static void spawn(const struct config *cfg, int root_mode, int qmgr_fd, int sfd)
 		reply_fail(qmgr_fd, reqid, err);
 		return;
 	}
-	spawn_as(cfg, root_mode, qmgr_fd, sfd, reqid, &id);
+	spawn_as(cfg, root_mode, qmgr_fd, sfd, master_fd, reqid, &id);
 	db_identity_free(&id);
 }
 
@@ -252,6 +285,7 @@ static void reap(void)
 	int status;
 	pid_t pid;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		workers_forget(pid);
 		if (WIFSIGNALED(status))
 			log_warn("worker %ld killed by signal %d", (long)pid, WTERMSIG(status));
 		else if (WEXITSTATUS(status) != 0)
@@ -311,8 +345,8 @@ static void load_spam_engine(const struct config *cfg)
 
 /* Reap workers until none is left (they exit once the qmgr closes their
  * sockets, a SpamAssassin worker after syncing its Bayes journal), for at
- * most `seconds`. */
-static void wait_for_workers(int sfd, int seconds)
+ * most `seconds`.  Returns 0 when none is left. */
+static int wait_for_workers(int sfd, int seconds)
 {
 	time_t deadline = time(NULL) + seconds;
 
@@ -320,13 +354,13 @@ static void wait_for_workers(int sfd, int seconds)
 		int status;
 		pid_t pid = waitpid(-1, &status, WNOHANG);
 		if (pid < 0 && errno == ECHILD)
-			return;
-		if (pid > 0)
+			return 0;
+		if (pid > 0) {
+			workers_forget(pid);
 			continue;
-		if (time(NULL) >= deadline) {
-			log_warn("workers still running %d s after stop; leaving them", seconds);
-			return;
 		}
+		if (time(NULL) >= deadline)
+			return -1;
 		struct pollfd p = { .fd = sfd, .events = POLLIN };
 		if (poll(&p, 1, 200) > 0) {
 			struct signalfd_siginfo si;
@@ -336,7 +370,31 @@ static void wait_for_workers(int sfd, int seconds)
 	}
 }
 
-int spawner_main(const struct config *cfg, int qmgr_fd, int root_mode)
+/* The stop: workers finish their jobs and leave when the qmgr closes
+ * their sockets, within stop_grace_time; the daemon has stopped only when
+ * they are gone too.  Those still running then are cut short. */
+static void stop_workers(int sfd, const struct config *cfg)
+{
+	int grace = (int)cfg->stop_grace_time + SPAWNER_STOP_AFTER_GRACE;
+
+	if (wait_for_workers(sfd, grace) == 0)
+		return;
+	for (size_t i = 0; i < nworker_pids; i++) {
+		log_warn("stop: worker %ld still running %d s after the stop; stopping it",
+		    (long)worker_pids[i], grace);
+		kill(worker_pids[i], SIGTERM);
+	}
+	if (wait_for_workers(sfd, SPAWNER_STOP_TERM_WAIT) == 0)
+		return;
+	for (size_t i = 0; i < nworker_pids; i++) {
+		log_warn("stop: killing worker %ld", (long)worker_pids[i]);
+		kill(worker_pids[i], SIGKILL);
+	}
+	if (wait_for_workers(sfd, 1) < 0)
+		log_warn("workers still there after SIGKILL; leaving them");
+}
+
+int spawner_main(struct config *cfg, int qmgr_fd, int master_fd, int root_mode)
 {
 	sigset_t sigs;
 	sigemptyset(&sigs);
@@ -353,8 +411,9 @@ int spawner_main(const struct config *cfg, int qmgr_fd, int root_mode)
 		load_spam_engine(cfg);
 
 	for (;;) {
-		struct pollfd p[2] = { { .fd = qmgr_fd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
-		if (poll(p, 2, -1) < 0) {
+		struct pollfd p[3] = { { .fd = qmgr_fd, .events = POLLIN }, { .fd = sfd, .events = POLLIN },
+			{ .fd = master_fd, .events = POLLIN } };
+		if (poll(p, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			fatal("poll: %s", strerror(errno));
@@ -363,14 +422,19 @@ int spawner_main(const struct config *cfg, int qmgr_fd, int root_mode)
 			struct signalfd_siginfo si;
 			if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 				if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-					/* workers finish their jobs and leave when the
-					 * qmgr closes their sockets; the daemon has
-					 * stopped only when they are gone too */
-					wait_for_workers(sfd, SPAWNER_STOP_WAIT);
+					stop_workers(sfd, cfg);
 					return 0;
 				}
 				reap();
 			}
+		}
+		if (p[2].revents & (POLLIN | POLLHUP)) {
+			int swapped = config_swap_receive(master_fd, cfg);
+			if (swapped > 0)
+				log_info("configuration %llu in use; new workers get it",
+				    (unsigned long long)cfg->generation);
+			else if (swapped < 0)
+				master_fd = -1;         /* the master is gone: poll ignores -1 */
 		}
 		if (p[0].revents & (POLLIN | POLLHUP)) {
 			int r = ipc_recv(qmgr_fd, &in);
@@ -386,7 +450,7 @@ int spawner_main(const struct config *cfg, int qmgr_fd, int root_mode)
 				in.fd = -1;
 			}
 			if (in.type == MSG_SPAWN_REQ)
-				spawn(cfg, root_mode, qmgr_fd, sfd);
+				spawn(cfg, root_mode, qmgr_fd, sfd, master_fd);
 			else if (in.type == MSG_KILL_WORKER)
 				kill_worker();
 			else

@@ -9,6 +9,9 @@
 
 #include "conf/config.h"
 
-int spawner_main(const struct config *cfg, int qmgr_fd, int root_mode);
+/* master_fd brings reloads (MSG_CONFIG: *cfg is swapped in place, and the
+ * workers forked from then on get the new settings; the qmgr retires the
+ * running ones once idle). */
+int spawner_main(struct config *cfg, int qmgr_fd, int master_fd, int root_mode);
 
 #endif

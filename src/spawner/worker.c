@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@
 #include <unistd.h>
 
 static struct ipc_msg job, out, turn;
+static volatile sig_atomic_t stop_requested;
 static struct rule_instruction default_instr;
 static int qmgr_fd = -1;
 static struct db *worker_db;
@@ -261,6 +263,24 @@ malformed:
 	fatal("malformed job from qmgr");
 }
 
+/* SIGTERM from the spawner: the daemon's stop grace time is over.  A pipe
+ * running is stopped; the worker leaves when its job is over (the qmgr
+ * records nothing it did not hear: the rest is delivered again). */
+static void on_sigterm(int sig)
+{
+	stop_requested = 1;
+	deliver_pipe_stop();
+}
+
+static void catch_sigterm(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sigterm;     /* no SA_RESTART: poll() returns */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
 void worker_main(const struct config *cfg, int fd, int root_mode, const char *account,
     const char *home)
 {
@@ -279,7 +299,8 @@ void worker_main(const struct config *cfg, int fd, int root_mode, const char *ac
 	deliver_set_pipe_timeout((unsigned)cfg->pipe_timeout);
 	deliver_set_lock_timeout_ms((unsigned)cfg->mbox_lock_timeout * 1000);
 	worker_spam_init(account, home);
-	for (;;) {
+	catch_sigterm();
+	while (!stop_requested) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		int sync_ms = worker_spam_next_sync_ms();
 		int r = poll(&p, 1, sync_ms >= 0 && sync_ms < safety_ms ? sync_ms : safety_ms);

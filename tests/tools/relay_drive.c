@@ -182,7 +182,7 @@ static int report(void)
 		printf("done %" PRIu64 "\n", id);
 		return 1;
 	}
-	if (m.type == MSG_RELAY_HELLO && ipc_end(&m) == 0)
+	if (m.type == MSG_RELAY_HELLO && ipc_get_u64(&m, &id) == 0 && ipc_end(&m) == 0)
 		return 0;       /* the relay's greeting at start */
 	fprintf(stderr, "relay_drive: malformed message type %u from the relay\n", m.type);
 	exit(1);
@@ -262,7 +262,7 @@ int main(int argc, char **argv)
 		close(fds[0]);
 		close(spool);
 		log_init("relay", 1, verbose);
-		int rc = relay_main(fds[1], &cfg);
+		int rc = relay_main(fds[1], &cfg, -1);
 		config_free(&cfg);
 		exit(rc == 0 ? 0 : 1);          /* exit: leak checks run */
 	}
