@@ -73,6 +73,7 @@ void config_defaults(struct config *c)
 	c->max_queue_lifetime = 5 * 86400;
 	c->recipient_delimiter = '+';
 	c->max_workers = 200;
+	c->max_active_messages = 20000;
 	c->pipe_timeout = 600;
 	c->delay_warning_time = 4 * 3600;
 	c->spam_engine = 0;
@@ -392,6 +393,7 @@ static const struct key {
 	{ "max_queue_lifetime", h_duration, F(max_queue_lifetime), 0 },
 	{ "recipient_delimiter", h_delimiter, F(recipient_delimiter), 0 },
 	{ "max_workers", h_count, F(max_workers), 0 },
+	{ "max_active_messages", h_count, F(max_active_messages), 0 },
 	{ "pipe_timeout", h_duration, F(pipe_timeout), 0 },
 	{ "delay_warning_time", h_duration, F(delay_warning_time), 0 },
 	{ "spam_engine", h_spam_engine, 0, 0 },

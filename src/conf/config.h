@@ -49,6 +49,7 @@ struct config {
 	uint64_t max_queue_lifetime;    /* seconds */
 	char recipient_delimiter;       /* '\0' when none */
 	uint64_t max_workers;
+	uint64_t max_active_messages;   /* messages the qmgr holds in memory */
 	uint64_t pipe_timeout;
 	uint64_t body_match_limit;      /* decoded body text `body` conditions see */
 	uint64_t delay_warning_time;    /* 0 = none */

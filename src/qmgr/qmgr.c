@@ -1,10 +1,14 @@
 /*
  * qmgr.c - the queue manager process: start-up, event loop, signals.
  *
- * At start it loads every message in deferred/, active/ and (committed)
- * incoming/.  New messages are announced by the receiver (MSG_QUEUE_NEW)
- * and taken from incoming/ into active/; a rescan every minute catches any
- * announcement that was lost.  SIGUSR1 (from
+ * At start it loads the messages in deferred/, active/ and (committed)
+ * incoming/, up to max_active_messages (the active set).  New messages are
+ * announced by the receiver (MSG_QUEUE_NEW) and taken from incoming/ into
+ * active/; a rescan every minute catches any announcement that was lost.
+ * What does not fit in the active set stays on disk and is loaded as room
+ * frees (a refill), new mail and due deferred mail in turns so that
+ * neither starves the other; a file in deferred/ is due when its mtime
+ * (set when its message was put back to disk) has come.  SIGUSR1 (from
  * `mailprocctl queue flush` through the master) retries deferred mail now.
  * SIGTERM stops handing out jobs, waits for the jobs in flight, and exits.
  */
@@ -22,6 +26,7 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,11 +43,24 @@ static struct ipc_msg rmsg;
 static time_t last_rescan;
 static time_t stop_deadline;
 
-static void scan_dir(enum qdir dir)
+static struct event *refill_ev;
+
+/* Queue ids in one directory not loaded yet, at most max (*more set when
+ * there were more); for deferred/ only those due by now. */
+struct qid_list {
+	struct {
+		char qid[QID_MAX];
+		enum qdir dir;
+	} *v;
+	size_t n;
+};
+
+static void collect_dir(enum qdir dir, time_t now, size_t max, struct qid_list *l, int *more)
 {
 	int fd = dup(Q.queue_dirfd[dir]);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *de;
+	struct stat st;
 
 	if (d == NULL) {
 		log_warn("cannot scan the queue: %s", strerror(errno));
@@ -51,10 +69,82 @@ static void scan_dir(enum qdir dir)
 		return;
 	}
 	rewinddir(d);
-	while ((de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.')
-			sched_load(de->d_name, dir);
+	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+		if (len >= QID_MAX || !qid_valid(de->d_name) || strmap_get(Q.msgs, de->d_name) != NULL)
+			continue;
+		if (dir == QDIR_DEFERRED && !Q.flushing &&
+		    fstatat(Q.queue_dirfd[dir], de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    st.st_mtime > now)
+			continue;
+		if (l->n == max) {
+			*more = 1;
+			break;
+		}
+		memcpy(l->v[l->n].qid, de->d_name, len + 1);
+		l->v[l->n++].dir = dir;
+	}
 	closedir(d);
+}
+
+/* Load what is on disk and not in memory, as far as the active set has
+ * room: active/ and incoming/ (new mail, and mail taken before a restart)
+ * in turns with the due files of deferred/. */
+static void refill(void)
+{
+	size_t limit = Q.cfg->max_active_messages, loaded = strmap_count(Q.msgs);
+	size_t room = (loaded < limit ? limit - loaded : 0);
+	struct qmsg *m;
+	struct qid_list fresh = { 0 }, due = { 0 };
+	enum qdir fresh_from[2] = { QDIR_ACTIVE, QDIR_INCOMING };
+	time_t now = time(NULL);
+	int more = 0;
+
+	TAILQ_FOREACH(m, &Q.waiting, waiting)
+		room++;                 /* each can make room (sched_room) */
+	Q.flushing = Q.flush_disk;
+	Q.flush_disk = 0;
+	Q.backlog = 0;
+	if (room == 0) {
+		Q.backlog = 1;          /* do not know: look when room frees */
+		Q.flushing = 0;
+		return;
+	}
+	fresh.v = xcalloc(room, sizeof(*fresh.v));
+	due.v = xcalloc(room, sizeof(*due.v));
+	for (int k = 0; k < 2; k++)
+		collect_dir(fresh_from[k], now, room, &fresh, &more);
+	/* the rest goes in turns with new mail; when new mail leaves room,
+	 * deferred mail takes it, and the other way round */
+	collect_dir(QDIR_DEFERRED, now, room, &due, &more);
+	for (size_t i = 0; i < fresh.n || i < due.n; i++) {
+		if (i < fresh.n && sched_load(fresh.v[i].qid, fresh.v[i].dir) < 0)
+			break;
+		if (i < due.n && sched_load(due.v[i].qid, QDIR_DEFERRED) < 0)
+			break;
+	}
+	if (more)
+		Q.backlog = 1;
+	Q.flushing = 0;
+	free(fresh.v);
+	free(due.v);
+}
+
+static void refill_fire(evutil_socket_t fd, short what, void *arg)
+{
+	if (!Q.stopping)
+		refill();
+}
+
+void qmgr_refill_soon(void)
+{
+	/* at once while the active set is far from full; else at most once a
+	 * second, so that a large backlog is not scanned per message */
+	size_t limit = Q.cfg->max_active_messages;
+	struct timeval tv = { .tv_sec = strmap_count(Q.msgs) < limit - limit / 4 ? 0 : 1 };
+
+	if (refill_ev != NULL && !evtimer_pending(refill_ev, NULL))
+		evtimer_add(refill_ev, &tv);
 }
 
 static void open_db(void)
@@ -92,7 +182,11 @@ static void on_receiver(evutil_socket_t fd, short what, void *arg)
 			continue;
 		}
 		open_db();
-		sched_load(qid, QDIR_INCOMING);
+		/* with mail left on disk, the refill takes turns */
+		if (Q.backlog)
+			qmgr_refill_soon();
+		else
+			sched_load(qid, QDIR_INCOMING);
 	}
 }
 
@@ -132,8 +226,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	relay_check_timeouts();
 	if (!Q.stopping && now - last_rescan >= RESCAN_SECONDS) {
 		last_rescan = now;
-		scan_dir(QDIR_ACTIVE);
-		scan_dir(QDIR_INCOMING);
+		refill();
+		sched_retry_unremovable();
 	}
 	maybe_finish_stop();
 }
@@ -175,6 +269,7 @@ int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int rel
 	Q.self_home = xstrdup(pw ? pw->pw_dir : "/");
 	TAILQ_INIT(&Q.ring);
 	TAILQ_INIT(&Q.spawns);
+	TAILQ_INIT(&Q.waiting);
 	checks_init();
 	Q.queue_dirfd[QDIR_ACTIVE] = open_queue_dir("active");
 	Q.queue_dirfd[QDIR_DEFERRED] = open_queue_dir("deferred");
@@ -198,17 +293,16 @@ int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int rel
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
 	event_add(ev_usr1, NULL);
+	refill_ev = evtimer_new(Q.base, refill_fire, NULL);
 	relay_init(relay_fd);
 	control_init(control_fd);
 	Q.started = time(NULL);
 
 	open_db();
 	last_rescan = time(NULL);
-	scan_dir(QDIR_DEFERRED);
-	scan_dir(QDIR_ACTIVE);
-	scan_dir(QDIR_INCOMING);
-	log_info("started: %zu message%s in the queue", strmap_count(Q.msgs),
-	    strmap_count(Q.msgs) == 1 ? "" : "s");
+	refill();
+	log_info("started: %zu message%s in the queue%s", strmap_count(Q.msgs),
+	    strmap_count(Q.msgs) == 1 ? "" : "s", Q.backlog ? " (more on disk)" : "");
 
 	event_base_dispatch(Q.base);
 
@@ -221,6 +315,8 @@ int qmgr_main(const struct config *cfg, int receiver_fd, int spawner_fd, int rel
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_usr1);
+	event_free(refill_ev);
+	refill_ev = NULL;
 	sched_free_all();
 	if (Q.db)
 		db_close(Q.db);

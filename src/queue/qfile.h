@@ -31,6 +31,10 @@
  *   'W' "unixtime"      a delay warning (DSN, Action: delayed) to the sender
  *       was queued at that time; none is sent again (a crash between
  *       queueing it and this record may send a second one)
+ *   'Z' "unixtime"      finished at that time: every recipient is done and
+ *       the bounce, if one was due, is queued; nothing is delivered or
+ *       bounced again, the file only waits to be removed (written when
+ *       the removal failed, e.g. a read-only directory)
  *
  * A committed file has the owner-execute bit set (QFILE_MODE_COMMITTED), set
  * before the fsync that makes it durable.  A file without the mark is still
@@ -83,6 +87,11 @@ int queue_purge_incoming(const char *queue_dir);
  * "deferred" or "corrupt"; to: any of these but "incoming"; an existing target is not replaced) and fsync
  * the destination directory.  -1 with errno on failure. */
 int queue_move(const char *queue_dir, const char *qid, const char *from, const char *to);
+/* Remove the finished file qid from the queue subdirectory open as dirfd,
+ * then fsync the directory so that the removal is durable (a failed fsync
+ * is logged; the file is gone either way).  -1 with errno when it could
+ * not be removed. */
+int queue_remove(int dirfd, const char *qid);
 
 /* ---- writing (receiver) ---- */
 
@@ -142,6 +151,7 @@ struct qfile {
 	int eightbit;
 	int outbound;           /* 'X': recipients go to the relay */
 	int64_t warned;         /* 'W': unix time its delay warning was queued, 0 if none */
+	int64_t finished;       /* 'Z': unix time it was finished, 0 if not */
 	size_t nrcpt;
 	struct qrcpt *rcpt;
 	off_t msg_offset;       /* where the message starts in the file */
@@ -181,6 +191,14 @@ int qfile_done_union(char **done, const char *list);
 int qfile_list_has(const char *list, unsigned long n);
 /* Record that the delay warning was queued at when (> 0; else EINVAL). */
 int qfile_append_warned(int fd, int64_t when);
+/* Record that the message was finished at when ('Z'; > 0, else EINVAL):
+ * all recipients done, its bounce queued. */
+int qfile_append_finished(int fd, int64_t when);
+/* Record the state in q of recipients idx[0..n-1] (a done one: 'D'; a
+ * pending one: its 'P' if it has a done list, then 'F' with last_attempt
+ * and last_error) and fdatasync once.  All or nothing: on failure what was
+ * written is cut off again, and -1 with errno. */
+int qfile_append_states(int fd, const struct qfile *q, const size_t *idx, size_t n);
 /* Cut a torn record off the end (file longer than q->end_offset) so that
  * new state records can be appended (a record appended after a torn one
  * would be unreadable); call it after qfile_read() and before the first
