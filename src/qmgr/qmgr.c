@@ -73,7 +73,7 @@ static void collect_dir(enum qdir dir, time_t now, size_t max, struct qid_list *
 		size_t len = strlen(de->d_name);
 		if (len >= QID_MAX || !qid_valid(de->d_name) || strmap_get(Q.msgs, de->d_name) != NULL)
 			continue;
-		if (dir == QDIR_DEFERRED && !Q.flushing &&
+		if (dir == QDIR_DEFERRED &&
 		    fstatat(Q.queue_dirfd[dir], de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    st.st_mtime > now)
 			continue;
@@ -102,12 +102,9 @@ static void refill(void)
 
 	TAILQ_FOREACH(m, &Q.waiting, waiting)
 		room++;                 /* each can make room (sched_room) */
-	Q.flushing = Q.flush_disk;
-	Q.flush_disk = 0;
 	Q.backlog = 0;
 	if (room == 0) {
 		Q.backlog = 1;          /* do not know: look when room frees */
-		Q.flushing = 0;
 		return;
 	}
 	fresh.v = xcalloc(room, sizeof(*fresh.v));
@@ -125,7 +122,6 @@ static void refill(void)
 	}
 	if (more)
 		Q.backlog = 1;
-	Q.flushing = 0;
 	free(fresh.v);
 	free(due.v);
 }
@@ -134,6 +130,33 @@ static void refill_fire(evutil_socket_t fd, short what, void *arg)
 {
 	if (!Q.stopping)
 		refill();
+}
+
+void qmgr_flush_disk(void)
+{
+	struct qid_list l = { 0 };
+	size_t max = 0;
+	int more = 0;
+	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_sec = QMGR_MTIME_FLUSHED } };
+
+	/* as many as there are files: count them first */
+	do {
+		max = max ? max * 2 : 1024;
+		free(l.v);
+		l.v = xcalloc(max, sizeof(*l.v));
+		l.n = 0;
+		more = 0;
+		collect_dir(QDIR_DEFERRED, (time_t)INT64_MAX, max, &l, &more);
+	} while (more);
+	for (size_t i = 0; i < l.n; i++)
+		if (utimensat(Q.queue_dirfd[QDIR_DEFERRED], l.v[i].qid, times, AT_SYMLINK_NOFOLLOW) < 0 &&
+		    errno != ENOENT)
+			log_warn("qid=%s: cannot mark it for the flush: %s", l.v[i].qid, strerror(errno));
+	if (l.n > 0)
+		log_info("flush: %zu deferred message%s on disk retried as room frees", l.n,
+		    l.n == 1 ? "" : "s");
+	free(l.v);
+	refill();
 }
 
 void qmgr_refill_soon(void)

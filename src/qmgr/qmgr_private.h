@@ -152,9 +152,6 @@ struct qmgr {
 	struct qmsg_list waiting;       /* deferred, waiting for a timer: the ones that
 	                                 * make room when the active set is full */
 	int backlog;                    /* messages left on disk for lack of room */
-	int flush_disk;                 /* a flush: the next refill loads deferred/
-	                                 * whatever its files' retry times */
-	int flushing;                   /* during that refill */
 	unsigned long evicted;          /* waiting messages put back to disk */
 	struct strmap *users;           /* key -> struct user */
 	struct user_list ring;          /* users with waiting jobs, round-robin */
@@ -197,6 +194,10 @@ void sched_job_free(struct job *job);
 /* Messages left on disk for lack of room: load them as room frees, new
  * mail (incoming/, active/) and due deferred mail in turns. */
 void qmgr_refill_soon(void);
+/* A flush: the files of deferred/ not loaded are due now, and retried
+ * at once when loaded (their mtime set to QMGR_MTIME_FLUSHED). */
+void qmgr_flush_disk(void);
+#define QMGR_MTIME_FLUSHED 0
 
 /* workers.c */
 void workers_dispatch(void);

@@ -7,7 +7,9 @@
  * Each job carries an id; results name it.  The master restarts a relay
  * that dies with the same socket, so the qmgr cannot see it go: a new relay
  * says MSG_RELAY_HELLO, and every job the old one held fails temporarily
- * (and is retried).  A job unanswered for RELAY_JOB_TIMEOUT fails the same
+ * (and is retried).  No job goes before the first hello: one sent earlier
+ * (a bounce queued at start-up) would be taken for the old relay's, failed
+ * and sent again.  A job unanswered for RELAY_JOB_TIMEOUT fails the same
  * way.
  */
 #include "qmgr/qmgr_private.h"
@@ -37,6 +39,7 @@ static struct {
 	struct job_list inflight;
 	int ninflight;
 	uint64_t next_id;
+	int ready;              /* the relay said hello: jobs may go */
 } R = { .fd = -1 };
 
 static struct ipc_msg rmsg;
@@ -82,7 +85,7 @@ void relay_dispatch(void)
 {
 	struct job *job;
 
-	while (!Q.stopping && R.ninflight < RELAY_MAX_INFLIGHT &&
+	while (!Q.stopping && R.ready && R.ninflight < RELAY_MAX_INFLIGHT &&
 	    (job = TAILQ_FIRST(&R.waiting)) != NULL) {
 		TAILQ_REMOVE(&R.waiting, job, entry);
 		send_job(job);
@@ -189,6 +192,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 				log_warn("relay restarted with %d job%s in flight; retrying them later",
 				    R.ninflight, R.ninflight == 1 ? "" : "s");
 			fail_inflight("the relay restarted during delivery");
+			R.ready = 1;
 			break;
 		default:
 			log_warn("unexpected message type %u from the relay", rmsg.type);

@@ -293,6 +293,8 @@ static void arm_retry(struct qmsg *m)
 	if (m->dir == QDIR_DEFERRED && !m->in_waiting) {
 		TAILQ_INSERT_TAIL(&Q.waiting, m, waiting);
 		m->in_waiting = 1;
+		if (Q.backlog)
+			qmgr_refill_soon();     /* it can make room */
 	}
 }
 
@@ -477,8 +479,7 @@ void sched_retry_all_now(void)
 	free(l.items);
 	log_info("flush: %zu deferred message%s retried", l.n, l.n == 1 ? "" : "s");
 	/* and those waiting on disk for lack of room, as room frees */
-	Q.flush_disk = 1;
-	qmgr_refill_soon();
+	qmgr_flush_disk();
 }
 
 /* ---- resolving recipients into jobs ---- */
@@ -894,6 +895,8 @@ int sched_load(const char *qid, enum qdir dir)
 		close(fd);
 		return 0;
 	}
+	struct stat st;
+	int flushed = dir == QDIR_DEFERRED && fstat(fd, &st) == 0 && st.st_mtime == QMGR_MTIME_FLUSHED;
 	struct qmsg *m = xcalloc(1, sizeof(*m));
 	snprintf(m->qid, sizeof(m->qid), "%s", qid);
 	m->dir = dir;
@@ -923,7 +926,7 @@ int sched_load(const char *qid, enum qdir dir)
 		return 0;
 	}
 	if (dir == QDIR_DEFERRED && pending_count(m) > 0) {
-		m->retry_now = Q.flushing;      /* loaded by a flush: retried now */
+		m->retry_now = flushed;         /* retried now, not by retry_schedule */
 		arm_retry(m);   /* at once when its time has already come */
 		return 0;
 	}

@@ -60,6 +60,8 @@
 #define QFILE_MAX_RCPTS 100000          /* 'R' records per file */
 #define QFILE_MAX_FIELD 65536           /* payload of an envelope record */
 #define QFILE_MAX_DETAIL 1024           /* detail text of a state record */
+/* Bytes reserved past a committed file's end for its state records. */
+#define QFILE_STATE_RESERVE 4096
 
 /* RCPT_REFUSED: refused at DATA (LMTP, over the entry's maxsize): the
  * client was told, so nothing is delivered and nothing bounced. */

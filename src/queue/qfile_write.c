@@ -7,7 +7,8 @@
  * time costs few system calls (a 4 KB message is one write(2)).  The 'M'
  * record is written with a placeholder length, fixed at commit (in the
  * buffer when it is still there, else with pwrite(2)).  Commit: flush, 'E',
- * set the owner-execute bit (the "committed" mark, as Postfix does), fsync,
+ * reserve QFILE_STATE_RESERVE bytes past the end (fallocate, size kept)
+ * for the state records, set the owner-execute bit (the "committed" mark, as Postfix does), fsync,
  * close, fsync incoming/; only then is the message accepted.  The file stays
  * in incoming/ until the qmgr takes it.  Marking in place instead of
  * renaming means one journal commit per message instead of two: the file
@@ -326,9 +327,21 @@ static int qw_finish(struct qwriter *w)
 	return qw_flush(w);
 }
 
-/* Mark, fsync, close (checked).  The file stays in incoming/. */
+/* Room past the end of the file for its state records, so that the
+ * results of its deliveries can be recorded on a full disk (a file that
+ * ends on a page boundary of a full tmpfs takes no byte more without it).
+ * Not kept when the file system cannot (no fallocate, or already full). */
+static void qw_reserve(struct qwriter *w)
+{
+	off_t end = lseek(w->fd, 0, SEEK_END);
+	if (end >= 0)
+		(void)fallocate(w->fd, FALLOC_FL_KEEP_SIZE, end, QFILE_STATE_RESERVE);
+}
+
+/* Reserve, mark, fsync, close (checked).  The file stays in incoming/. */
 static int qw_publish(struct qwriter *w)
 {
+	qw_reserve(w);
 	if (fchmod(w->fd, QFILE_MODE_COMMITTED) < 0 || fsync(w->fd) < 0)
 		return -1;
 	int fd = w->fd;

@@ -1,0 +1,216 @@
+"""test_results_record.py - results before removal: every delivery result
+is in the queue file before anything acts on it (removing the file,
+queueing the bounce, forgetting the message), so that a finished message
+is never delivered again: not when its file cannot be removed (read-only
+queue directory; the qmgr rescans every 60 s), not when its bounce cannot
+be queued (full disk) and the daemon restarts.  Also the active set
+(max_active_messages): the qmgr holds at most that many messages, the
+rest waits on disk and all are delivered."""
+
+import errno
+import os
+import re
+import smtplib
+import time
+
+import pytest
+
+import mpharness as H
+
+SLOW = "slow@example.test"
+NOPE = "nope@example.test"
+
+
+def rules(root):
+    """slow@ waits until root/go exists (root/started says it runs), then
+    counts its delivery in root/count; nope@ always refuses; alice@ and
+    later@ (pipe exit 75) for the active set."""
+    return f"""# rules for test_results_record.py
+{SLOW}
+    pipe "touch {root}/started; while [ ! -e {root}/go ]; do sleep 0.1; done; cat > /dev/null; echo x >> {root}/count"
+
+{NOPE}
+    reject "no"
+
+later@example.test
+    pipe "cat > /dev/null; echo not now >&2; exit 75"
+
+alice@example.test
+    maildir ~/Maildir/
+"""
+
+
+UIDS = (f"{SLOW} slow\n{NOPE} slow\nlater@example.test slow\n"
+        "alice@example.test alice\n")
+HOMES = ("slow", "alice")
+
+
+@pytest.fixture(scope="module")
+def sink():
+    s = H.SmtpSink()
+    yield s
+    s.stop()
+
+
+def make(daemons, tmp_path, name, **settings):
+    root = tmp_path / name
+    conf = {"retry_schedule": "1h", "max_queue_lifetime": "1d"}
+    conf.update(settings)
+    return daemons(name, rules=rules(root), uids=UIDS, homes=HOMES,
+                   settings=conf)
+
+
+def send(d, sender, rcpts, msg):
+    with smtplib.SMTP("127.0.0.1", d.smtp_port, local_hostname=H.CLIENT_NAME,
+                      timeout=H.REPLY_TIMEOUT) as s:
+        assert s.sendmail(sender, rcpts, msg) == {}
+
+
+def copies(d):
+    try:
+        return (d.root / "count").read_text().count("x")
+    except FileNotFoundError:
+        return 0
+
+
+def start_slow_delivery(d, rcpts, sender=H.SENDER):
+    """Send a message to rcpts (slow@ among them) and wait until slow@'s
+    pipe runs, its file in active/."""
+    msg = H.make_message(to=SLOW)
+    send(d, sender, rcpts, msg)
+    H.wait_for(lambda: (d.root / "started").exists(), H.DEADLINE,
+               "slow@'s pipe to start")
+    [qid] = d.queue_files("active")
+    return qid
+
+
+def test_unremovable_file_is_delivered_once(daemons, tmp_path, run_as):
+    """The queue's active/ and deferred/ turn read-only after the message
+    was accepted: the results can still be appended to its file, which
+    cannot be removed.  It is delivered once, not again at the rescans
+    (every 60 s), and the log says once that it cannot be removed; after a
+    restart (which makes the directories writable again) it is removed
+    without a delivery."""
+    if not H.IS_ROOT or run_as is None:
+        pytest.skip("needs root to run the daemon as an account that "
+                    "directory modes apply to")
+    d = make(daemons, tmp_path, "ro")
+    d.start()
+    qid = start_slow_delivery(d, [SLOW])
+    for sub in ("active", "deferred"):
+        os.chmod(d.queue_dir / sub, 0o500)
+    try:
+        (d.root / "go").touch()
+        H.wait_for(lambda: copies(d) == 1, H.DEADLINE, "the delivery")
+        d.wait_log(rf"qid={qid}: cannot remove the finished queue file .*"
+                   r"Permission denied", H.DEADLINE)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 80:      # past a rescan (60 s)
+            assert copies(d) == 1, "delivered again"
+            time.sleep(1)
+        assert copies(d) == 1
+        assert len(re.findall(rf"qid={qid}: cannot remove", d.log())) == 1
+        assert len(re.findall(rf"qid={qid} from=.* status=sent", d.log())) == 1
+        assert qid in d.queue_files("active")
+        d.stop()
+    finally:
+        for sub in ("active", "deferred"):
+            os.chmod(d.queue_dir / sub, 0o700)
+    d.start()
+    H.wait_for(lambda: qid not in d.queue_files("active"), H.DEADLINE,
+               "the finished file to go after the restart")
+    time.sleep(2)
+    assert copies(d) == 1
+    assert not re.search(rf"qid={qid} from=.* status=", d.log())
+
+
+def fill(path):
+    """Fill the file system of path with path/filler."""
+    filler = path / "filler"
+    chunk = b"\0" * 65536
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(chunk)
+        except OSError as e:
+            assert e.errno == errno.ENOSPC, e
+        try:
+            while True:
+                f.write(b"\0" * 512)
+        except OSError as e:
+            assert e.errno == errno.ENOSPC, e
+    return filler
+
+
+def test_bounce_not_queued_then_restart(daemons, tmp_path, tmpfs, run_as, sink):
+    """slow@ is delivered and nope@ refused while the queue's disk is full:
+    the bounce cannot be queued.  After a restart with room again, slow@
+    is not delivered a second time, and the bounce goes out once."""
+    qfs = tmp_path / "qfs"
+    d = make(daemons, tmp_path, "full", queue_dir=qfs / "queue",
+             relay_host=sink.address)
+    tmpfs(qfs, "2m", owner=run_as)
+    d.start()
+    sender = "full@remote.test"
+    qid = start_slow_delivery(d, [SLOW, NOPE], sender)
+    filler = fill(qfs)
+    (d.root / "go").touch()
+    H.wait_for(lambda: copies(d) == 1, H.DEADLINE, "the delivery")
+    d.wait_log(rf"qid={qid}: cannot (queue|create|write) the bounce", H.DEADLINE)
+    assert not sink.received(lambda x: x["to"] == [sender])
+    d.stop()
+    filler.unlink()
+    d.start()
+    [bounce] = sink.wait(lambda x: x["to"] == [sender], timeout=H.DEADLINE)
+    _, blocks = H.parse_dsn(bounce["data"])
+    assert [b["Final-Recipient"] for b in blocks] == [f"rfc822; {NOPE}"]
+    H.wait_for(d.queue_empty, H.DEADLINE, "an empty queue")
+    time.sleep(2)
+    assert copies(d) == 1, "slow@ delivered again after the restart"
+    assert len(sink.received(lambda x: x["to"] == [sender])) == 1
+
+
+def status_active(d):
+    out = d.ctl("status").out
+    m = re.search(r"active messages=(\d+) limit=(\d+) peak=(\d+) "
+                  r"backlog=(\w+) evicted=(\d+)", out)
+    assert m, out
+    return {k: int(v) if v.isdigit() else v for k, v in
+            zip(("loaded", "limit", "peak", "backlog", "evicted"), m.groups())}
+
+
+def test_active_limit(daemons, tmp_path):
+    """max_active_messages 20: 30 messages wait for a retry an hour away
+    (more than the limit), then 200 new ones come: all 200 are delivered,
+    the qmgr never holds more than 20 (waiting ones go back to disk to
+    make room), and the waiting ones are still queued and retried by a
+    flush."""
+    d = make(daemons, tmp_path, "limit", max_active_messages="20")
+    d.start()
+    for i in range(30):
+        send(d, "later@remote.test", ["later@example.test"],
+             H.make_message(to="later@example.test"))
+    H.wait_for(lambda: len(d.queue_files("deferred")) == 30, H.DEADLINE,
+               "30 deferred messages")
+    msgs = [H.make_message(to="alice@example.test") for _ in range(200)]
+    with smtplib.SMTP("127.0.0.1", d.smtp_port, local_hostname=H.CLIENT_NAME,
+                      timeout=H.REPLY_TIMEOUT) as s:
+        for m in msgs:
+            assert s.sendmail(H.SENDER, ["alice@example.test"], m) == {}
+    H.wait_for(lambda: len(H.maildir_messages(d.maildir("alice"))) >= 200,
+               H.DEADLINE * 3, "200 deliveries")
+    got = [x for _, x in H.maildir_messages(d.maildir("alice"))]
+    for m in msgs:
+        assert len(H.find_marked(got, H.mid(m))) == 1
+    st = status_active(d)
+    assert st["limit"] == 20
+    assert st["peak"] <= 20, st
+    assert st["evicted"] > 0, st
+    assert len(d.queue_files("deferred")) == 30
+    # a flush retries the ones on disk too
+    before = len(re.findall(r"to=<later@example.test> .*status=deferred", d.log()))
+    d.ctl("queue", "flush")
+    H.wait_for(lambda: len(re.findall(r"to=<later@example.test> .*status=deferred",
+                                      d.log())) >= before + 30,
+               H.DEADLINE, "30 retries after the flush")
+    assert status_active(d)["peak"] <= 20
