@@ -84,19 +84,20 @@ def start_slow_delivery(d, rcpts, sender=H.SENDER):
     return qid
 
 
-def test_unremovable_file_is_delivered_once(daemons, tmp_path, run_as):
+def test_unremovable_file_is_delivered_once(daemons, tmp_path, run_as, sink):
     """The queue's active/ and deferred/ turn read-only after the message
     was accepted: the results can still be appended to its file, which
-    cannot be removed.  It is delivered once, not again at the rescans
-    (every 60 s), and the log says once that it cannot be removed; after a
-    restart (which makes the directories writable again) it is removed
-    without a delivery."""
+    cannot be removed.  slow@ is delivered once, not again at the rescans
+    (every 60 s), nope@'s bounce goes once, and the log says once that the
+    file cannot be removed; after a restart (which makes the directories
+    writable again) it is removed without a delivery or a bounce."""
     if not H.IS_ROOT or run_as is None:
         pytest.skip("needs root to run the daemon as an account that "
                     "directory modes apply to")
-    d = make(daemons, tmp_path, "ro")
+    d = make(daemons, tmp_path, "ro", relay_host=sink.address)
     d.start()
-    qid = start_slow_delivery(d, [SLOW])
+    sender = "ro@remote.test"
+    qid = start_slow_delivery(d, [SLOW, NOPE], sender)
     for sub in ("active", "deferred"):
         os.chmod(d.queue_dir / sub, 0o500)
     try:
@@ -112,6 +113,7 @@ def test_unremovable_file_is_delivered_once(daemons, tmp_path, run_as):
         assert len(re.findall(rf"qid={qid}: cannot remove", d.log())) == 1
         assert len(re.findall(rf"qid={qid} from=.* status=sent", d.log())) == 1
         assert qid in d.queue_files("active")
+        assert len(sink.received(lambda x: x["to"] == [sender])) == 1
         d.stop()
     finally:
         for sub in ("active", "deferred"):
@@ -122,6 +124,8 @@ def test_unremovable_file_is_delivered_once(daemons, tmp_path, run_as):
     time.sleep(2)
     assert copies(d) == 1
     assert not re.search(rf"qid={qid} from=.* status=", d.log())
+    assert not re.search(rf"qid={qid}: bounce queued", d.log())
+    assert len(sink.received(lambda x: x["to"] == [sender])) == 1
 
 
 def fill(path):
