@@ -591,6 +591,15 @@ static struct job *job_new(struct qmsg *m, struct user *u, size_t max)
 	return j;
 }
 
+/* A job is built with room for its kind's most recipients (some 30 KB);
+ * the one waiting in a queue keeps only what it uses, or thousands of
+ * waiting jobs hold hundreds of MB. */
+static void job_fit(struct job *j)
+{
+	if (j->n > 0)
+		j->rcpt = xreallocarray(j->rcpt, j->n, sizeof(*j->rcpt));
+}
+
 void sched_job_free(struct job *job)
 {
 	for (size_t i = 0; i < job->n; i++) {
@@ -797,6 +806,7 @@ static void schedule_pending(struct qmsg *m)
 			continue;
 		}
 		m->njobs++;
+		job_fit(jobs[k]);
 		user_enqueue(jobs[k]->user, jobs[k]);
 	}
 	if (m->njobs == 0)
