@@ -1082,7 +1082,13 @@ void sched_job_finished(struct job *job)
 
 static int free_one(const char *key, void *value, void *ctx)
 {
-	msg_free(value);
+	struct qmsg *m = value;
+	/* a last try for results still waiting to be recorded (disk full):
+	 * without them a restart delivers those recipients again */
+	if (memchr(m->unrecorded, 1, m->qf.nrcpt) != NULL && msg_record(m) < 0)
+		log_warn("qid=%s: stopping with delivery results not recorded: %s; they are "
+		    "delivered again after the restart", m->qid, strerror(errno));
+	msg_free(m);
 	return 0;
 }
 

@@ -218,3 +218,37 @@ def test_active_limit(daemons, tmp_path):
                                       d.log())) >= before + 30,
                H.DEADLINE, "30 retries after the flush")
     assert status_active(d)["peak"] <= 20
+
+
+def test_results_unrecorded_are_kept_and_recorded_at_stop(daemons, tmp_path, run_as):
+    """The queue file cannot be written when slow@'s delivery ends
+    (later@ defers): the results stay in memory and the message is left
+    alone (not deferred, not delivered again); once the file is writable
+    again, stopping the daemon records them, and after the restart slow@
+    is not delivered a second time."""
+    if not H.IS_ROOT or run_as is None:
+        pytest.skip("needs root to run the daemon as an account that "
+                    "file modes apply to")
+    d = make(daemons, tmp_path, "unrec")
+    d.start()
+    qid = start_slow_delivery(d, [SLOW, "later@example.test"])
+    path = d.queue_dir / "active" / qid
+    os.chmod(path, 0o500)
+    try:
+        (d.root / "go").touch()
+        H.wait_for(lambda: copies(d) == 1, H.DEADLINE, "the delivery")
+        time.sleep(2)
+        assert copies(d) == 1
+        assert qid in d.queue_files("active"), "deferred before its results were recorded"
+        d.wait_log(rf"qid={qid}: cannot record 2 delivery results: Permission denied",
+                   H.DEADLINE)
+    finally:
+        for sub in ("active", "deferred"):
+            if (d.queue_dir / sub / qid).exists():
+                os.chmod(d.queue_dir / sub / qid, 0o700)
+    d.stop()
+    assert "stopping with delivery results not recorded" not in d.log()
+    d.start()
+    d.wait_log(rf"qid={qid} from=.* to=<later@example.test> .*status=deferred", H.DEADLINE)
+    time.sleep(2)
+    assert copies(d) == 1, "slow@ delivered again after the restart"
