@@ -4,10 +4,15 @@
  * A message is loaded from its queue file; each recipient not yet done is
  * resolved in the databases and grouped into one job per delivery identity
  * (user).  When a job's results come back they are applied to the
- * recipients, written to the queue file as state records (fsynced) and
- * logged, one line per recipient.  A message whose recipients are all done
- * is removed; one with temporary failures moves to deferred/ and waits for
- * its retry time from retry_schedule.
+ * recipients and logged, one line per recipient, and written to the queue
+ * file as state records by msg_record, the one gate every result passes:
+ * nothing acts on a result (removing the file, queueing the bounce,
+ * deferring or forgetting the message) before that call succeeded.  A
+ * message whose recipients are all done is removed (durably); one with
+ * temporary failures moves to deferred/ and waits for its retry time from
+ * retry_schedule.  The messages in memory are the active set, at most
+ * max_active_messages; a deferred one waiting for its timer may go back
+ * to disk to make room (evict_one).
  *
  * A deferred message's timer also brings its delay warning: it fires at the
  * earlier of the next retry and arrival + delay_warning_time (while no
@@ -948,7 +953,12 @@ int sched_load(const char *qid, enum qdir dir)
 
 /* The recipient's rules forwarded it: queue the copy now.  Only a
  * recipient whose other deliveries all succeeded forwards (a retry would
- * forward again); a forward that cannot be queued is a temporary failure. */
+ * forward again); a forward that cannot be queued is a temporary failure.
+ * The copy is durable before the recipient's result is even applied, and
+ * the result is recorded after: a crash in between forwards twice (the
+ * recipient is delivered again), the other order could lose the forward.
+ * While the daemon runs, a result that cannot be recorded stays in memory,
+ * so nothing is forwarded twice then. */
 static void queue_forward(struct qmsg *m, struct job_rcpt *jr)
 {
 	char *list = xstrdup(jr->forward);
