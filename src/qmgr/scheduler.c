@@ -896,10 +896,6 @@ int sched_load(const char *qid, enum qdir dir)
 {
 	if (!qid_valid(qid) || strmap_get(Q.msgs, qid) != NULL)
 		return 0;
-	if (!sched_room()) {
-		Q.backlog = 1;
-		return -1;
-	}
 	int fd = openat(Q.queue_dirfd[dir], qid, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		if (errno != ENOENT)
@@ -909,6 +905,11 @@ int sched_load(const char *qid, enum qdir dir)
 	if (dir == QDIR_INCOMING && !committed_file(fd)) {
 		close(fd);
 		return 0;
+	}
+	if (!sched_room()) {
+		close(fd);
+		Q.backlog = 1;
+		return -1;
 	}
 	struct stat st;
 	int flushed = dir == QDIR_DEFERRED && fstat(fd, &st) == 0 && st.st_mtime == QMGR_MTIME_FLUSHED;
