@@ -8,9 +8,11 @@ waits until all are deferred, and prints the qmgr's resident memory now
 (VmRSS) and at its peak (VmHWM), with the active set from `mailprocctl
 status`.
 
-    MAILPROCD_BUILD=$PWD/build /usr/bin/python3 bench/qmgr_rss.py [N] [key=value ...]
+    MAILPROCD_BUILD=$PWD/build /usr/bin/python3 bench/qmgr_rss.py [--forward] [N] [key=value ...]
 
 Extra key=value pairs go into mailprocd.conf (e.g. max_active_messages=1000).
+--forward: the recipient forwards instead, to a relay_host where nothing
+listens, so the N forwards (outbound queue files, relay jobs) defer.
 Run it as an ordinary user or as root (then the daemon runs as a throwaway
 account, as in the integration tests).
 """
@@ -28,6 +30,9 @@ import mpharness as H  # noqa: E402
 RULES = """later@example.test
     pipe "cat > /dev/null; exit 75"
 """
+FORWARD_RULES = """later@example.test
+    forward someone@remote.test
+"""
 UIDS = "later@example.test later\n"
 
 
@@ -36,17 +41,24 @@ def proc_kb(pid, field):
 
 
 def main():
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
+    args = sys.argv[1:]
+    forward = "--forward" in args
+    args = [a for a in args if a != "--forward"]
+    n = int(args[0]) if args else 10000
     settings = {"retry_schedule": "1h", "max_queue_lifetime": "1d",
                 "max_sessions": "20"}
-    for kv in sys.argv[2:]:
+    if forward:
+        [closed] = H.free_ports(1)
+        settings["relay_host"] = f"127.0.0.1:{closed}"
+    for kv in args[1:]:
         k, v = kv.split("=", 1)
         settings[k] = v
     acct = H.create_user("mpb-") if H.IS_ROOT else None
     try:
         with tempfile.TemporaryDirectory() as tmp:
             H.make_traversable(tmp)
-            d = H.Daemon(Path(tmp) / "d", run_as=acct, rules=RULES, uids=UIDS,
+            d = H.Daemon(Path(tmp) / "d", run_as=acct,
+                         rules=FORWARD_RULES if forward else RULES, uids=UIDS,
                          homes=("later",), settings=settings)
             d.compile()
             d.start()

@@ -638,12 +638,19 @@ static void schedule_outbound(struct qmsg *m)
 		if (m->qf.rcpt[i].state != RCPT_PENDING || m->busy[i])
 			continue;
 		if (j == NULL || j->n == MSG_RELAY_MAX_RCPTS) {
+			if (j != NULL) {
+				job_fit(j);
+				relay_enqueue(j);
+			}
 			j = job_new(m, NULL, MSG_RELAY_MAX_RCPTS);
 			m->njobs++;
-			relay_enqueue(j);
 		}
 		j->rcpt[j->n++].index = i;
 		m->busy[i] = 1;
+	}
+	if (j != NULL) {
+		job_fit(j);
+		relay_enqueue(j);
 	}
 	if (m->njobs == 0)
 		msg_settle(m);
