@@ -3,7 +3,9 @@ is in the queue file before anything acts on it (removing the file,
 queueing the bounce, forgetting the message), so that a finished message
 is never delivered again: not when its file cannot be removed (read-only
 queue directory; the qmgr rescans every 60 s), not when its bounce cannot
-be queued (full disk) and the daemon restarts.  Also the active set
+be queued (full disk) and the daemon restarts, not when its results
+cannot be written for a while (kept in memory, recorded at the latest
+when the daemon stops).  Also the active set
 (max_active_messages): the qmgr holds at most that many messages, the
 rest waits on disk and all are delivered."""
 
