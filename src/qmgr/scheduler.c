@@ -406,9 +406,6 @@ static void msg_settle(struct qmsg *m)
  * good (its last temporary error goes into the bounce). */
 static void expire_pending(struct qmsg *m)
 {
-	size_t *idx = xcalloc(m->qf.nrcpt, sizeof(*idx));
-	size_t n = 0;
-
 	for (size_t i = 0; i < m->qf.nrcpt; i++) {
 		struct qrcpt *rc = &m->qf.rcpt[i];
 		if (rc->state != RCPT_PENDING)
@@ -419,10 +416,8 @@ static void expire_pending(struct qmsg *m)
 		if (rc->last_error == NULL)
 			rc->last_error = xstrdup("4.4.7 message expired in the queue");
 		rc->state = RCPT_EXPIRED;
-		m->unrecorded[i] = 1;
-		idx[n++] = i;
+		m->unrecorded[i] = 1;   /* msg_settle records them first */
 	}
-	free(idx);
 	msg_settle(m);
 }
 
