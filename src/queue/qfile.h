@@ -27,7 +27,7 @@
  *       before the 'F' of that attempt.  version (16 hex digits,
  *       qfile_rules_version) names the rules entry the numbers refer to:
  *       records of one version add up, one of another replaces the list
- *   and, once per message, a message state record:
+ *   and message state records (the last of a type counts):
  *   'W' "unixtime"      a delay warning (DSN, Action: delayed) to the sender
  *       was queued at that time; none is sent again (a crash between
  *       queueing it and this record may send a second one)
@@ -44,7 +44,9 @@
  *
  * Layout of queue_dir: incoming/ (being written, or committed and not yet
  * taken by the qmgr), active/ (taken by the qmgr), deferred/ (waiting for a
- * retry), corrupt/ (unparseable, kept for a person).
+ * retry; a file the qmgr put back to disk for lack of room has its mtime
+ * set to when it is due, 0 after a flush), corrupt/ (unparseable, kept
+ * for a person).
  */
 #ifndef MP_QFILE_H
 #define MP_QFILE_H
