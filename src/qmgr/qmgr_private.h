@@ -240,11 +240,12 @@ void relay_close(void);
 
 /* outbound.c */
 /* Queue a copy of m for the relay to addrs (n of them) with the original
- * envelope sender and "Delivered-To: <rcpt>" on top, where rcpt is the
- * recipient of m that forwards.  0, or -1 (logged) when it could not be
- * made durable. */
-int outbound_forward(const struct qmsg *m, const char *rcpt, const char *const *addrs,
-    size_t n);
+ * envelope sender and "Delivered-To: <rcpt>" on top, where rcpt is
+ * recipient index of m, the one that forwards.  Its queue id is m's, 'F'
+ * and index: when that is queued already (a second try after a crash),
+ * nothing is written.  0, or -1 (logged) when it could not be made
+ * durable. */
+int outbound_forward(const struct qmsg *m, size_t index, const char *const *addrs, size_t n);
 /* Queue one delivery status notification to m's sender listing every
  * recipient that bounced or expired.  0 when done or not needed (null
  * sender, nothing failed), -1 (logged) when it could not be made durable. */

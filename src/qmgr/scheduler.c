@@ -958,8 +958,10 @@ int sched_load(const char *qid, enum qdir dir)
  * recipient whose other deliveries all succeeded forwards (a retry would
  * forward again); a forward that cannot be queued is a temporary failure.
  * The copy is durable before the recipient's result is even applied, and
- * the result is recorded after: a crash in between forwards twice (the
- * recipient is delivered again), the other order could lose the forward.
+ * the result is recorded after: the other order could lose the forward.
+ * A crash in between delivers the recipient again, and its forward is
+ * queued again only if the first copy has left the queue already (its
+ * queue id is made of m's and the recipient's, see outbound_forward).
  * While the daemon runs, a result that cannot be recorded stays in memory,
  * so nothing is forwarded twice then. */
 static void queue_forward(struct qmsg *m, struct job_rcpt *jr)
@@ -971,7 +973,7 @@ static void queue_forward(struct qmsg *m, struct job_rcpt *jr)
 	for (char *save = NULL, *a = strtok_r(list, ",", &save); a != NULL && n < MSG_FORWARD_MAX;
 	    a = strtok_r(NULL, ",", &save))
 		addrs[n++] = a;
-	if (n > 0 && outbound_forward(m, m->qf.rcpt[jr->index].address, addrs, n) < 0) {
+	if (n > 0 && outbound_forward(m, jr->index, addrs, n) < 0) {
 		jr->result.status = DELIVERY_TEMPFAIL;
 		snprintf(jr->result.dsn, sizeof(jr->result.dsn), "4.3.0");
 		snprintf(jr->result.text, sizeof(jr->result.text), "cannot queue the forward");

@@ -110,6 +110,11 @@ struct qwriter;
 struct qwriter *qwriter_open(const char *queue_dir, const char *helo,
     const char *client_addr, const char *protocol, const char *sender,
     const char *const *rcpts, size_t nrcpts, int flags);
+/* As qwriter_open, with the queue id qid instead of a fresh one: NULL with
+ * EEXIST when incoming/<qid> exists, EINVAL for a bad qid. */
+struct qwriter *qwriter_open_id(const char *queue_dir, const char *qid, const char *helo,
+    const char *client_addr, const char *protocol, const char *sender,
+    const char *const *rcpts, size_t nrcpts, int flags);
 const char *qwriter_qid(const struct qwriter *w);
 /* Append message bytes (already dot-unstuffed, line ends converted to
  * LF; the caller converted CRLF).  -1 with errno on failure; usable only for

@@ -37,13 +37,17 @@ def rules(root):
 later@example.test
     pipe "cat > /dev/null; echo not now >&2; exit 75"
 
+fwd@example.test
+    pipe "touch {root}/started; while [ ! -e {root}/go ]; do sleep 0.1; done; cat > /dev/null; echo x >> {root}/count"
+    forward someone@remote.test
+
 alice@example.test
     maildir ~/Maildir/
 """
 
 
 UIDS = (f"{SLOW} slow\n{NOPE} slow\nlater@example.test slow\n"
-        "alice@example.test alice\n")
+        "alice@example.test alice\nfwd@example.test slow\n")
 HOMES = ("slow", "alice")
 
 
@@ -254,3 +258,38 @@ def test_results_unrecorded_are_kept_and_recorded_at_stop(daemons, tmp_path, run
     d.wait_log(rf"qid={qid} from=.* to=<later@example.test> .*status=deferred", H.DEADLINE)
     time.sleep(2)
     assert copies(d) == 1, "slow@ delivered again after the restart"
+
+
+def test_forward_queued_again_is_not_doubled(daemons, tmp_path, run_as):
+    """fwd@ delivers and forwards (the relay defers the forward: 450); the
+    original's file cannot take its result, and the daemon crashes.  After
+    the restart fwd@ is delivered again (at-least-once), but its forward,
+    still queued, is not queued a second time (its queue id is the
+    original's and the recipient's)."""
+    if not H.IS_ROOT or run_as is None:
+        pytest.skip("needs root to run the daemon as an account that "
+                    "file modes apply to")
+    later = H.SmtpSink(reject={"someone@remote.test": "450 4.2.0 try later"})
+    try:
+        d = make(daemons, tmp_path, "fwd", relay_host=later.address)
+        d.start()
+        qid = start_slow_delivery(d, ["fwd@example.test"])
+        path = d.queue_dir / "active" / qid
+        os.chmod(path, 0o500)
+        (d.root / "go").touch()
+        H.wait_for(lambda: copies(d) == 1, H.DEADLINE, "the delivery")
+        d.wait_log(rf"qid={qid}: forward queued as (\w+)", H.DEADLINE)
+        d.wait_log(r"to=<someone@remote.test> .*status=deferred", H.DEADLINE)
+        d.crash()
+        os.chmod(path, 0o700)
+        d.start()
+        H.wait_for(lambda: copies(d) == 2, H.DEADLINE, "the delivery again")
+        H.wait_for(lambda: qid not in d.queue_files("active"), H.DEADLINE,
+                   "the original to be done")
+        time.sleep(2)
+        left = [f for s in ("incoming", "active", "deferred")
+                for f in d.queue_files(s)]
+        assert len(left) == 1, f"forwards queued: {left}"
+        assert f"qid={qid}: forward queued already as {left[0]}" in d.log()
+    finally:
+        later.stop()

@@ -537,6 +537,35 @@ static void test_append_states(void **state)
 	close(fd);
 }
 
+/* A writer with a given queue id: created once, EEXIST the second time
+ * (a forward queued again), EINVAL for an id that is no id. */
+static void test_open_with_id(void **state)
+{
+	struct fixture *f = *state;
+	struct qwriter *w = qwriter_open_id(f->dir, "0ABCF3", "h", "a", "forward", "s@x.test",
+	    three_rcpts, 3, QW_OUTBOUND);
+	assert_non_null(w);
+	assert_string_equal(qwriter_qid(w), "0ABCF3");
+	assert_int_equal(qwriter_write(w, "m\n", 2), 0);
+	assert_int_equal(qwriter_commit(w), 0);
+	int fd = open(path_of(f->dir, "incoming", "0ABCF3"), O_RDONLY);
+	assert_true(fd >= 0);
+	struct qfile q;
+	assert_int_equal(qfile_read(fd, &q), 0);
+	assert_string_equal(q.qid, "0ABCF3");
+	assert_int_equal(q.outbound, 1);
+	qfile_free(&q);
+	close(fd);
+
+	errno = 0;
+	assert_null(qwriter_open_id(f->dir, "0ABCF3", "h", "a", "forward", "s@x.test",
+	    three_rcpts, 3, QW_OUTBOUND));
+	assert_int_equal(errno, EEXIST);
+	assert_null(qwriter_open_id(f->dir, "../x", "h", "a", "forward", "s@x.test",
+	    three_rcpts, 3, QW_OUTBOUND));
+	assert_int_equal(errno, EINVAL);
+}
+
 /* A committed file has QFILE_STATE_RESERVE bytes allocated past its end,
  * for its state records on a full disk (where the file system can). */
 static void test_state_reserve(void **state)
@@ -1307,6 +1336,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_finished_record, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_states, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_reserve, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_with_id, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
