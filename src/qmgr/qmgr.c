@@ -44,18 +44,25 @@ static time_t last_rescan;
 static time_t stop_deadline;
 
 static struct event *refill_ev;
+/* Whose turn it is at the next room in the active set: due deferred mail
+ * (1) or new mail (0).  Kept across refills: when room frees one message
+ * at a time, a refill that always began with new mail would never load
+ * deferred mail while new mail waits. */
+static int deferred_turn;
 
-/* Queue ids in one directory not loaded yet, at most max (*more set when
- * there were more); for deferred/ only those due by now. */
+/* Queue ids on disk not loaded yet, each with the time it is due: the
+ * mtime of a file in deferred/ (only those due by now are taken), the
+ * arrival order of new mail (its queue id begins with the time). */
 struct qid_list {
-	struct {
+	struct qid_entry {
 		char qid[QID_MAX];
 		enum qdir dir;
+		time_t due;
 	} *v;
-	size_t n;
+	size_t n, cap;
 };
 
-static void collect_dir(enum qdir dir, time_t now, size_t max, struct qid_list *l, int *more)
+static void collect_dir(enum qdir dir, time_t now, struct qid_list *l)
 {
 	int fd = dup(Q.queue_dirfd[dir]);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -71,56 +78,68 @@ static void collect_dir(enum qdir dir, time_t now, size_t max, struct qid_list *
 	rewinddir(d);
 	while ((de = readdir(d)) != NULL) {
 		size_t len = strlen(de->d_name);
+		time_t due = 0;
 		if (len >= QID_MAX || !qid_valid(de->d_name) || strmap_get(Q.msgs, de->d_name) != NULL)
 			continue;
-		if (dir == QDIR_DEFERRED &&
-		    fstatat(Q.queue_dirfd[dir], de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    st.st_mtime > now)
-			continue;
-		if (l->n == max) {
-			*more = 1;
-			break;
+		if (dir == QDIR_DEFERRED) {
+			if (fstatat(Q.queue_dirfd[dir], de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    st.st_mtime > now)
+				continue;
+			due = st.st_mtime;
+		}
+		if (l->n == l->cap) {
+			l->cap = l->cap ? 2 * l->cap : 256;
+			l->v = xreallocarray(l->v, l->cap, sizeof(*l->v));
 		}
 		memcpy(l->v[l->n].qid, de->d_name, len + 1);
-		l->v[l->n++].dir = dir;
+		l->v[l->n].dir = dir;
+		l->v[l->n++].due = due;
 	}
 	closedir(d);
 }
 
+/* Oldest first: by due time, then by queue id (arrival). */
+static int entry_cmp(const void *a, const void *b)
+{
+	const struct qid_entry *x = a, *y = b;
+	if (x->due != y->due)
+		return x->due < y->due ? -1 : 1;
+	return strcmp(x->qid, y->qid);
+}
+
 /* Load what is on disk and not in memory, as far as the active set has
- * room: active/ and incoming/ (new mail, and mail taken before a restart)
- * in turns with the due files of deferred/. */
+ * room, oldest first: new mail (active/ and incoming/: mail taken before a
+ * restart, and mail the receiver announced while there was no room) in
+ * turns with the due files of deferred/. */
 static void refill(void)
 {
 	size_t limit = Q.cfg->max_active_messages, loaded = strmap_count(Q.msgs);
 	size_t room = (loaded < limit ? limit - loaded : 0);
 	struct qmsg *m;
 	struct qid_list fresh = { 0 }, due = { 0 };
-	enum qdir fresh_from[2] = { QDIR_ACTIVE, QDIR_INCOMING };
 	time_t now = time(NULL);
-	int more = 0;
 
 	TAILQ_FOREACH(m, &Q.waiting, waiting)
-		room++;                 /* each can make room (sched_room) */
+		room += m->due > now;   /* each can make room (sched_room) */
 	Q.backlog = 0;
 	if (room == 0) {
 		Q.backlog = 1;          /* do not know: look when room frees */
 		return;
 	}
-	fresh.v = xcalloc(room, sizeof(*fresh.v));
-	due.v = xcalloc(room, sizeof(*due.v));
-	for (int k = 0; k < 2; k++)
-		collect_dir(fresh_from[k], now, room, &fresh, &more);
-	/* the rest goes in turns with new mail; when new mail leaves room,
-	 * deferred mail takes it, and the other way round */
-	collect_dir(QDIR_DEFERRED, now, room, &due, &more);
-	for (size_t i = 0; i < fresh.n || i < due.n; i++) {
-		if (i < fresh.n && sched_load(fresh.v[i].qid, fresh.v[i].dir) < 0)
-			break;
-		if (i < due.n && sched_load(due.v[i].qid, QDIR_DEFERRED) < 0)
-			break;
+	collect_dir(QDIR_ACTIVE, now, &fresh);
+	collect_dir(QDIR_INCOMING, now, &fresh);
+	collect_dir(QDIR_DEFERRED, now, &due);
+	qsort(fresh.v, fresh.n, sizeof(*fresh.v), entry_cmp);
+	qsort(due.v, due.n, sizeof(*due.v), entry_cmp);
+	size_t f = 0, g = 0;
+	while (f < fresh.n || g < due.n) {
+		int take_due = g < due.n && (deferred_turn || f == fresh.n);
+		struct qid_entry *e = take_due ? &due.v[g++] : &fresh.v[f++];
+		if (sched_load(e->qid, e->dir) < 0)
+			break;          /* no room: the turn stays with its side */
+		deferred_turn = !take_due;
 	}
-	if (more)
+	if (f < fresh.n || g < due.n)
 		Q.backlog = 1;
 	free(fresh.v);
 	free(due.v);
@@ -135,19 +154,9 @@ static void refill_fire(evutil_socket_t fd, short what, void *arg)
 void qmgr_flush_disk(void)
 {
 	struct qid_list l = { 0 };
-	size_t max = 0;
-	int more = 0;
 	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_sec = QMGR_MTIME_FLUSHED } };
 
-	/* as many as there are files: count them first */
-	do {
-		max = max ? max * 2 : 1024;
-		free(l.v);
-		l.v = xcalloc(max, sizeof(*l.v));
-		l.n = 0;
-		more = 0;
-		collect_dir(QDIR_DEFERRED, (time_t)INT64_MAX, max, &l, &more);
-	} while (more);
+	collect_dir(QDIR_DEFERRED, (time_t)INT64_MAX, &l);
 	for (size_t i = 0; i < l.n; i++)
 		if (utimensat(Q.queue_dirfd[QDIR_DEFERRED], l.v[i].qid, times, AT_SYMLINK_NOFOLLOW) < 0 &&
 		    errno != ENOENT)
@@ -164,9 +173,11 @@ void qmgr_refill_soon(void)
 	/* at once while the active set is far from full; else at most once a
 	 * second, so that a large backlog is not scanned per message */
 	size_t limit = Q.cfg->max_active_messages;
-	struct timeval tv = { .tv_sec = strmap_count(Q.msgs) < limit - limit / 4 ? 0 : 1 };
+	int far = strmap_count(Q.msgs) < limit - limit / 4;
+	struct timeval tv = { .tv_sec = far ? 0 : 1 };
 
-	if (refill_ev != NULL && !evtimer_pending(refill_ev, NULL))
+	/* a pending one-second refill is brought forward once room is large */
+	if (refill_ev != NULL && (far || !evtimer_pending(refill_ev, NULL)))
 		evtimer_add(refill_ev, &tv);
 }
 

@@ -213,6 +213,7 @@ static uint64_t retry_delay(int attempts)
 static void retry_fire(evutil_socket_t fd, short what, void *arg);
 static void schedule_pending(struct qmsg *m);
 static void msg_settle(struct qmsg *m);
+static int evict_msg(struct qmsg *m, time_t now);
 
 /* Move a queue file between active/ and deferred/.  -1 when the file is
  * gone (deleted by an administrator). */
@@ -400,6 +401,11 @@ static void msg_settle(struct qmsg *m)
 		return;
 	}
 	arm_retry(m);
+	/* with mail waiting on disk for room, a message just deferred waits
+	 * for its retry on disk too (as Postfix's do): its room goes to the
+	 * others in turn */
+	if (Q.backlog && evict_msg(m, time(NULL)) == 0)
+		qmgr_refill_soon();
 }
 
 /* Past max_queue_lifetime: every recipient still pending has failed for
@@ -863,29 +869,38 @@ static void load_failed(const char *qid, enum qdir dir, int err)
 	}
 }
 
-/* Put the waiting deferred message that has waited longest back to disk:
- * its file's mtime says when its timer was due (the scans load a file of
- * deferred/ only once its mtime has come).  0 when one was. */
+/* Put m, deferred and waiting for its timer, back to disk: its file's
+ * mtime says when the timer was due (the scans load a file of deferred/
+ * only once its mtime has come).  Not one whose time has come (it is about
+ * to run: it was loaded for that), nor one busy.  0 when it went. */
+static int evict_msg(struct qmsg *m, time_t now)
+{
+	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_sec = m->due } };
+
+	if (!m->in_waiting || m->due <= now || m->njobs > 0 || m->dir != QDIR_DEFERRED ||
+	    (m->settle_ev != NULL && evtimer_pending(m->settle_ev, NULL)))
+		return -1;
+	if (utimensat(Q.queue_dirfd[QDIR_DEFERRED], m->qid, times, AT_SYMLINK_NOFOLLOW) < 0) {
+		log_warn("qid=%s: cannot note its retry time: %s", m->qid, strerror(errno));
+		return -1;
+	}
+	log_debug("qid=%s: back to disk until %lld", m->qid, (long long)m->due);
+	strmap_del(Q.msgs, m->qid);
+	msg_free(m);
+	Q.evicted++;
+	return 0;
+}
+
+/* Make room: the waiting message that has waited longest goes back to
+ * disk.  0 when one did. */
 static int evict_one(void)
 {
 	struct qmsg *m;
+	time_t now = time(NULL);
 
-	TAILQ_FOREACH(m, &Q.waiting, waiting) {
-		struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_sec = m->due } };
-		if (m->njobs > 0 || m->dir != QDIR_DEFERRED ||
-		    (m->settle_ev != NULL && evtimer_pending(m->settle_ev, NULL)))
-			continue;
-		if (utimensat(Q.queue_dirfd[QDIR_DEFERRED], m->qid, times, AT_SYMLINK_NOFOLLOW) < 0) {
-			log_warn("qid=%s: cannot note its retry time: %s", m->qid, strerror(errno));
-			continue;
-		}
-		log_debug("qid=%s: back to disk until %lld (active set full)", m->qid,
-		    (long long)m->due);
-		strmap_del(Q.msgs, m->qid);
-		msg_free(m);
-		Q.evicted++;
-		return 0;
-	}
+	TAILQ_FOREACH(m, &Q.waiting, waiting)
+		if (evict_msg(m, now) == 0)
+			return 0;
 	return -1;
 }
 

@@ -43,11 +43,14 @@ fwd@example.test
 
 alice@example.test
     maildir ~/Maildir/
+
+busy@example.test
+    pipe "sleep 0.1; cat > /dev/null; echo x >> {root}/busy"
 """
 
 
 UIDS = (f"{SLOW} slow\n{NOPE} slow\nlater@example.test slow\n"
-        "alice@example.test alice\nfwd@example.test slow\n")
+        "alice@example.test alice\nfwd@example.test slow\nbusy@example.test alice\n")
 HOMES = ("slow", "alice")
 
 
@@ -293,3 +296,53 @@ def test_forward_queued_again_is_not_doubled(daemons, tmp_path, run_as):
         assert f"qid={qid}: forward queued already as {left[0]}" in d.log()
     finally:
         later.stop()
+
+
+def test_active_limit_takes_turns(daemons, tmp_path):
+    """max_active_messages 10: 30 messages to later@ defer and come due
+    every second while new mail to busy@ (delivered one at a time, slower
+    than it comes) keeps a backlog in incoming/: the deferred ones are
+    still retried, every one of them, while the new mail flows; then all
+    the new mail is delivered."""
+    import threading
+    d = make(daemons, tmp_path, "turns", max_active_messages="10",
+             retry_schedule="1s")
+    d.start()
+    for i in range(30):
+        send(d, "later@remote.test", ["later@example.test"],
+             H.make_message(to="later@example.test"))
+    rx = re.compile(r"qid=(\w+) from=<later@remote.test> to=<later@example.test> "
+                    r".*status=deferred")
+
+    def attempts():
+        counts = {}
+        for q in rx.findall(d.log()):
+            counts[q] = counts.get(q, 0) + 1
+        return counts
+    H.wait_for(lambda: len(attempts()) == 30, H.DEADLINE, "30 deferred messages")
+    stop = threading.Event()
+    sent = []
+
+    def flood():
+        with smtplib.SMTP("127.0.0.1", d.smtp_port, local_hostname=H.CLIENT_NAME,
+                          timeout=H.REPLY_TIMEOUT) as s:
+            while not stop.is_set():
+                assert s.sendmail(H.SENDER, ["busy@example.test"],
+                                  H.make_message(to="busy@example.test")) == {}
+                sent.append(1)
+                time.sleep(0.04)        # faster than busy@'s deliveries
+    t = threading.Thread(target=flood)
+    t.start()
+    try:
+        H.wait_for(lambda: len(d.queue_files("incoming")) >= 10, H.DEADLINE,
+                   "a backlog of new mail")
+        base = attempts()
+        H.wait_for(lambda: all(n >= base[q] + 2 for q, n in attempts().items()),
+                   H.DEADLINE * 2, "every deferred message retried twice during the flood")
+        assert len(d.queue_files("incoming")) > 0, "the backlog went"
+    finally:
+        stop.set()
+        t.join()
+    H.wait_for(lambda: len((d.root / "busy").read_text().split()) >= len(sent),
+               H.DEADLINE * 3, "the new mail delivered")
+    assert status_active(d)["peak"] <= 10
