@@ -129,8 +129,10 @@ static void refill(void)
 	collect_dir(QDIR_ACTIVE, now, &fresh);
 	collect_dir(QDIR_INCOMING, now, &fresh);
 	collect_dir(QDIR_DEFERRED, now, &due);
-	qsort(fresh.v, fresh.n, sizeof(*fresh.v), entry_cmp);
-	qsort(due.v, due.n, sizeof(*due.v), entry_cmp);
+	if (fresh.n > 1)
+		qsort(fresh.v, fresh.n, sizeof(*fresh.v), entry_cmp);
+	if (due.n > 1)
+		qsort(due.v, due.n, sizeof(*due.v), entry_cmp);
 	size_t f = 0, g = 0;
 	while (f < fresh.n || g < due.n) {
 		int take_due = g < due.n && (deferred_turn || f == fresh.n);
