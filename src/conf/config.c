@@ -76,6 +76,7 @@ void config_defaults(struct config *c)
 	c->recipient_delimiter = '+';
 	c->max_workers = 200;
 	c->minimum_uid = 100;
+	c->max_active_messages = 20000;
 	c->pipe_timeout = 600;
 	c->delay_warning_time = 4 * 3600;
 	c->spam_engine = 0;
@@ -482,6 +483,7 @@ static const struct key {
 	{ "recipient_delimiter", h_delimiter, F(recipient_delimiter), 0 },
 	{ "max_workers", h_count, F(max_workers), 0 },
 	{ "minimum_uid", h_minimum_uid, F(minimum_uid), 0 },
+	{ "max_active_messages", h_count, F(max_active_messages), 0 },
 	{ "pipe_timeout", h_duration, F(pipe_timeout), 0 },
 	{ "delay_warning_time", h_duration, F(delay_warning_time), 0 },
 	{ "spam_engine", h_spam_engine, 0, 0 },

@@ -54,6 +54,7 @@ struct config {
 	char recipient_delimiter;       /* '\0' when none */
 	uint64_t max_workers;
 	uint64_t minimum_uid;           /* root mode: no worker runs with a lower uid */
+	uint64_t max_active_messages;   /* messages the qmgr holds in memory */
 	uint64_t pipe_timeout;
 	uint64_t body_match_limit;      /* decoded body text `body` conditions see */
 	uint64_t delay_warning_time;    /* 0 = none */

@@ -159,6 +159,9 @@ static void status(struct control_conn *c)
 	buf_printf(&b, "qmgr pid=%ld uptime=%lds messages=%zu workers=%d spawning=%d\n",
 	    (long)getpid(), (long)(time(NULL) - Q.started), strmap_count(Q.msgs), Q.nworkers,
 	    Q.nspawning);
+	buf_printf(&b, "active messages=%zu limit=%llu peak=%zu backlog=%s evicted=%lu\n",
+	    strmap_count(Q.msgs), (unsigned long long)Q.cfg->max_active_messages, Q.peak_msgs,
+	    Q.backlog ? "yes" : "no", Q.evicted);
 	buf_printf(&b, "deliveries sent=%lu deferred=%lu bounced=%lu\n", Q.count_sent,
 	    Q.count_deferred, Q.count_bounced);
 	if (Q.cfg->spam_engine)

@@ -12,7 +12,9 @@
  * written and committed in incoming/ like the receiver's, then loaded, and
  * their recipients go to the relay.  Only once the new file is durable is
  * the original recipient recorded as done, so a crash may repeat a forward
- * or a bounce but never loses one.  Likewise the scheduler records a delay
+ * or a bounce but never loses one; a forward's queue id is the original's,
+ * 'F' and the recipient's index, created with O_EXCL, so that a forward
+ * queued again finds the first one while it is still queued.  Likewise the scheduler records a delay
  * warning ('W') only once it is queued: a crash in between sends it twice.
  */
 #include "qmgr/qmgr_private.h"
@@ -24,6 +26,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,19 +60,52 @@ static int commit_and_load(struct qwriter *w, const char *what, const struct qms
 	return 0;
 }
 
-int outbound_forward(const struct qmsg *m, const char *rcpt, const char *const *addrs,
-    size_t n)
+/* Whether the forward fid is queued already (committed in incoming/, or
+ * in active/ or deferred/).  A file of that name in incoming/ without the
+ * committed mark was cut short by a crash of the qmgr: removed. */
+static int forward_queued(const struct qmsg *m, const char *fid)
+{
+	struct stat st;
+
+	if (fstatat(Q.queue_dirfd[QDIR_ACTIVE], fid, &st, AT_SYMLINK_NOFOLLOW) == 0 ||
+	    fstatat(Q.queue_dirfd[QDIR_DEFERRED], fid, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		return 1;
+	if (fstatat(Q.queue_dirfd[QDIR_INCOMING], fid, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return 0;
+	if (qfile_mode_committed(st.st_mode))
+		return 1;
+	log_info("qid=%s: removing the forward %s cut short", m->qid, fid);
+	if (unlinkat(Q.queue_dirfd[QDIR_INCOMING], fid, 0) < 0 && errno != ENOENT)
+		log_warn("qid=%s: cannot remove %s: %s", m->qid, fid, strerror(errno));
+	return 0;
+}
+
+int outbound_forward(const struct qmsg *m, size_t index, const char *const *addrs, size_t n)
 {
 	const char *host = Q.cfg->hostname ? Q.cfg->hostname : "localhost";
+	const char *rcpt = m->qf.rcpt[index].address;
 	int flags = QW_OUTBOUND | (m->qf.eightbit ? QW_8BITMIME : 0);
 	struct buf top = BUF_INIT;
 	char *chunk = NULL;
-	int fd = open_original(m);
+	char fid[QID_MAX];
 
+	/* one queue id per original and recipient: queued again (the
+	 * recipient delivered again after a crash before its result was
+	 * recorded), it finds the first copy if that is still queued */
+	if (snprintf(fid, sizeof(fid), "%sF%zu", m->qid, index) >= (int)sizeof(fid) ||
+	    !qid_valid(fid))
+		fid[0] = '\0';         /* too long: a fresh id */
+	if (fid[0] != '\0' && forward_queued(m, fid)) {
+		log_info("qid=%s: forward queued already as %s", m->qid, fid);
+		return 0;
+	}
+	int fd = open_original(m);
 	if (fd < 0)
 		return -1;
-	struct qwriter *w = qwriter_open(Q.cfg->queue_dir, host, "local", "forward",
-	    m->qf.sender, addrs, n, flags);
+	struct qwriter *w = fid[0] != '\0' ?
+	    qwriter_open_id(Q.cfg->queue_dir, fid, host, "local", "forward", m->qf.sender, addrs,
+	    n, flags) :
+	    qwriter_open(Q.cfg->queue_dir, host, "local", "forward", m->qf.sender, addrs, n, flags);
 	if (w == NULL) {
 		log_warn("qid=%s: cannot create the forward: %s", m->qid, strerror(errno));
 		close(fd);

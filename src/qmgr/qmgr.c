@@ -1,10 +1,14 @@
 /*
  * qmgr.c - the queue manager process: start-up, event loop, signals.
  *
- * At start it loads every message in deferred/, active/ and (committed)
- * incoming/.  New messages are announced by the receiver (MSG_QUEUE_NEW)
- * and taken from incoming/ into active/; a rescan every minute catches any
- * announcement that was lost.  SIGUSR1 (from
+ * At start it loads the messages in deferred/, active/ and (committed)
+ * incoming/, up to max_active_messages (the active set).  New messages are
+ * announced by the receiver (MSG_QUEUE_NEW) and taken from incoming/ into
+ * active/; a rescan every minute catches any announcement that was lost.
+ * What does not fit in the active set stays on disk and is loaded as room
+ * frees (a refill), new mail and due deferred mail in turns so that
+ * neither starves the other; a file in deferred/ is due when its mtime
+ * (set when its message was put back to disk) has come.  SIGUSR1 (from
  * `mailprocctl queue flush` through the master) retries deferred mail now.
  * SIGTERM stops handing out jobs, waits for the jobs in flight at the
  * workers and the relay (stop.c), and exits.
@@ -24,6 +28,7 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,11 +43,31 @@ struct qmgr Q;
 static struct ipc_msg rmsg;
 static time_t last_rescan;
 
-static void scan_dir(enum qdir dir)
+static struct event *refill_ev;
+/* Whose turn it is at the next room in the active set: due deferred mail
+ * (1) or new mail (0).  Kept across refills: when room frees one message
+ * at a time, a refill that always began with new mail would never load
+ * deferred mail while new mail waits. */
+static int deferred_turn;
+
+/* Queue ids on disk not loaded yet, each with the time it is due: the
+ * mtime of a file in deferred/ (only those due by now are taken), the
+ * arrival order of new mail (its queue id begins with the time). */
+struct qid_list {
+	struct qid_entry {
+		char qid[QID_MAX];
+		enum qdir dir;
+		time_t due;
+	} *v;
+	size_t n, cap;
+};
+
+static void collect_dir(enum qdir dir, time_t now, struct qid_list *l)
 {
 	int fd = dup(Q.queue_dirfd[dir]);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *de;
+	struct stat st;
 
 	if (d == NULL) {
 		log_warn("cannot scan the queue: %s", strerror(errno));
@@ -51,10 +76,111 @@ static void scan_dir(enum qdir dir)
 		return;
 	}
 	rewinddir(d);
-	while ((de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.')
-			sched_load(de->d_name, dir);
+	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+		time_t due = 0;
+		if (len >= QID_MAX || !qid_valid(de->d_name) || strmap_get(Q.msgs, de->d_name) != NULL)
+			continue;
+		if (dir == QDIR_DEFERRED) {
+			if (fstatat(Q.queue_dirfd[dir], de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    st.st_mtime > now)
+				continue;
+			due = st.st_mtime;
+		}
+		if (l->n == l->cap) {
+			l->cap = l->cap ? 2 * l->cap : 256;
+			l->v = xreallocarray(l->v, l->cap, sizeof(*l->v));
+		}
+		memcpy(l->v[l->n].qid, de->d_name, len + 1);
+		l->v[l->n].dir = dir;
+		l->v[l->n++].due = due;
+	}
 	closedir(d);
+}
+
+/* Oldest first: by due time, then by queue id (arrival). */
+static int entry_cmp(const void *a, const void *b)
+{
+	const struct qid_entry *x = a, *y = b;
+	if (x->due != y->due)
+		return x->due < y->due ? -1 : 1;
+	return strcmp(x->qid, y->qid);
+}
+
+/* Load what is on disk and not in memory, as far as the active set has
+ * room, oldest first: new mail (active/ and incoming/: mail taken before a
+ * restart, and mail the receiver announced while there was no room) in
+ * turns with the due files of deferred/. */
+static void refill(void)
+{
+	size_t limit = Q.cfg->max_active_messages, loaded = strmap_count(Q.msgs);
+	size_t room = (loaded < limit ? limit - loaded : 0);
+	struct qmsg *m;
+	struct qid_list fresh = { 0 }, due = { 0 };
+	time_t now = time(NULL);
+
+	TAILQ_FOREACH(m, &Q.waiting, waiting)
+		room += m->due > now;   /* each can make room (sched_room) */
+	Q.backlog = 0;
+	if (room == 0) {
+		Q.backlog = 1;          /* do not know: look when room frees */
+		return;
+	}
+	collect_dir(QDIR_ACTIVE, now, &fresh);
+	collect_dir(QDIR_INCOMING, now, &fresh);
+	collect_dir(QDIR_DEFERRED, now, &due);
+	if (fresh.n > 1)
+		qsort(fresh.v, fresh.n, sizeof(*fresh.v), entry_cmp);
+	if (due.n > 1)
+		qsort(due.v, due.n, sizeof(*due.v), entry_cmp);
+	size_t f = 0, g = 0;
+	while (f < fresh.n || g < due.n) {
+		int take_due = g < due.n && (deferred_turn || f == fresh.n);
+		struct qid_entry *e = take_due ? &due.v[g++] : &fresh.v[f++];
+		if (sched_load(e->qid, e->dir) < 0)
+			break;          /* no room: the turn stays with its side */
+		deferred_turn = !take_due;
+	}
+	if (f < fresh.n || g < due.n)
+		Q.backlog = 1;
+	free(fresh.v);
+	free(due.v);
+}
+
+static void refill_fire(evutil_socket_t fd, short what, void *arg)
+{
+	if (!Q.stopping)
+		refill();
+}
+
+void qmgr_flush_disk(void)
+{
+	struct qid_list l = { 0 };
+	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_sec = QMGR_MTIME_FLUSHED } };
+
+	collect_dir(QDIR_DEFERRED, (time_t)INT64_MAX, &l);
+	for (size_t i = 0; i < l.n; i++)
+		if (utimensat(Q.queue_dirfd[QDIR_DEFERRED], l.v[i].qid, times, AT_SYMLINK_NOFOLLOW) < 0 &&
+		    errno != ENOENT)
+			log_warn("qid=%s: cannot mark it for the flush: %s", l.v[i].qid, strerror(errno));
+	if (l.n > 0)
+		log_info("flush: %zu deferred message%s on disk retried as room frees", l.n,
+		    l.n == 1 ? "" : "s");
+	free(l.v);
+	refill();
+}
+
+void qmgr_refill_soon(void)
+{
+	/* at once while the active set is far from full; else at most once a
+	 * second, so that a large backlog is not scanned per message */
+	size_t limit = Q.cfg->max_active_messages;
+	int far = strmap_count(Q.msgs) < limit - limit / 4;
+	struct timeval tv = { .tv_sec = far ? 0 : 1 };
+
+	/* a pending one-second refill is brought forward once room is large */
+	if (refill_ev != NULL && (far || !evtimer_pending(refill_ev, NULL)))
+		evtimer_add(refill_ev, &tv);
 }
 
 static void open_db(void)
@@ -84,7 +210,11 @@ static void on_receiver(evutil_socket_t fd, short what, void *arg)
 			continue;
 		}
 		open_db();
-		sched_load(qid, QDIR_INCOMING);
+		/* with mail left on disk, the refill takes turns */
+		if (Q.backlog)
+			qmgr_refill_soon();
+		else
+			sched_load(qid, QDIR_INCOMING);
 	}
 }
 
@@ -124,8 +254,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	relay_check_timeouts();
 	if (!Q.stopping && now - last_rescan >= RESCAN_SECONDS) {
 		last_rescan = now;
-		scan_dir(QDIR_ACTIVE);
-		scan_dir(QDIR_INCOMING);
+		refill();
+		sched_retry_unremovable();
 	}
 	stop_check();
 }
@@ -187,6 +317,7 @@ int qmgr_main(struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
 	Q.self_home = xstrdup(pw ? pw->pw_dir : "/");
 	TAILQ_INIT(&Q.ring);
 	TAILQ_INIT(&Q.spawns);
+	TAILQ_INIT(&Q.waiting);
 	checks_init();
 	Q.queue_dirfd[QDIR_ACTIVE] = open_queue_dir("active");
 	Q.queue_dirfd[QDIR_DEFERRED] = open_queue_dir("deferred");
@@ -212,17 +343,16 @@ int qmgr_main(struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
 	event_add(ev_int, NULL);
 	event_add(ev_usr1, NULL);
 	event_add(ev_master, NULL);
+	refill_ev = evtimer_new(Q.base, refill_fire, NULL);
 	relay_init(relay_fd);
 	control_init(control_fd);
 	Q.started = time(NULL);
 
 	open_db();
 	last_rescan = time(NULL);
-	scan_dir(QDIR_DEFERRED);
-	scan_dir(QDIR_ACTIVE);
-	scan_dir(QDIR_INCOMING);
-	log_info("started: %zu message%s in the queue", strmap_count(Q.msgs),
-	    strmap_count(Q.msgs) == 1 ? "" : "s");
+	refill();
+	log_info("started: %zu message%s in the queue%s", strmap_count(Q.msgs),
+	    strmap_count(Q.msgs) == 1 ? "" : "s", Q.backlog ? " (more on disk)" : "");
 
 	event_base_dispatch(Q.base);
 
@@ -237,6 +367,8 @@ int qmgr_main(struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
 	event_free(ev_int);
 	event_free(ev_usr1);
 	event_free(ev_master);
+	event_free(refill_ev);
+	refill_ev = NULL;
 	sched_free_all();
 	if (Q.db)
 		db_close(Q.db);

@@ -45,11 +45,19 @@ struct qmsg {
 	enum qdir dir;
 	struct qfile qf;
 	unsigned char *busy;    /* per recipient: parts in jobs not finished */
+	unsigned char *unrecorded;      /* per recipient: its result is in memory,
+	                         * not yet in the queue file (msg_record) */
 	struct rcpt_partial **partial;  /* per recipient, while busy > 1; lazily */
 	int njobs;              /* jobs waiting or running */
-	struct event *retry_ev; /* while deferred (retries and the delay warning), or
-	                         * waiting to retry its bounce */
+	struct event *retry_ev; /* while deferred (retries and the delay warning) */
+	struct event *settle_ev;        /* waiting to try again to record its results
+	                         * or queue its bounce (disk full) */
 	int bounced;            /* its bounce is queued (or none was needed) */
+	int unremovable;        /* finished, but its file cannot be removed: kept,
+	                         * never delivered again (logged once) */
+	time_t due;             /* while waiting in deferred/: when its timer fires */
+	TAILQ_ENTRY(qmsg) waiting;      /* in Q.waiting while in_waiting */
+	int in_waiting;
 	time_t next_retry;
 	int retry_now;          /* the next retry is due at once, not by retry_schedule */
 	time_t warn_retry;      /* its delay warning could not be queued: not before then */
@@ -157,6 +165,7 @@ struct spawn_req {
 	time_t sent;
 };
 TAILQ_HEAD(spawn_list, spawn_req);
+TAILQ_HEAD(qmsg_list, qmsg);
 
 struct qmgr {
 	const struct config *cfg;       /* swapped in place by a reload */
@@ -164,7 +173,12 @@ struct qmgr {
 	struct event_base *base;
 	struct db *db;
 	int spawner_fd;
-	struct strmap *msgs;            /* qid -> struct qmsg */
+	struct strmap *msgs;            /* qid -> struct qmsg: the active set */
+	size_t peak_msgs;               /* the most messages loaded at once */
+	struct qmsg_list waiting;       /* deferred, waiting for a timer: the ones that
+	                                 * make room when the active set is full */
+	int backlog;                    /* messages left on disk for lack of room */
+	unsigned long evicted;          /* waiting messages put back to disk */
 	struct strmap *users;           /* key -> struct user */
 	struct user_list ring;          /* users with waiting jobs, round-robin */
 	struct spawn_list spawns;
@@ -184,7 +198,16 @@ struct qmgr {
 extern struct qmgr Q;
 
 /* scheduler.c */
-void sched_load(const char *qid, enum qdir dir);
+/* Load qid from dir and schedule it.  0 when it is loaded, was already, or
+ * is not to be loaded (gone, not committed, not due: see sched_due); -1
+ * when the active set is full (max_active_messages): it stays on disk and
+ * Q.backlog is set. */
+int sched_load(const char *qid, enum qdir dir);
+/* Whether the active set has room for one more message, making it by
+ * putting a waiting deferred message back to disk if need be. */
+int sched_room(void);
+/* Try again to remove the finished files that could not be removed. */
+void sched_retry_unremovable(void);
 void sched_job_finished(struct job *job);
 /* A delivery job could not run (or ended early): its recipients without a
  * result get a temporary failure with reason, then as sched_job_finished. */
@@ -192,6 +215,15 @@ void sched_job_failed(struct job *job, const char *reason);
 void sched_retry_all_now(void);
 void sched_free_all(void);
 void sched_job_free(struct job *job);
+
+/* qmgr.c */
+/* Messages left on disk for lack of room: load them as room frees, new
+ * mail (incoming/, active/) and due deferred mail in turns. */
+void qmgr_refill_soon(void);
+/* A flush: the files of deferred/ not loaded are due now, and retried
+ * at once when loaded (their mtime set to QMGR_MTIME_FLUSHED). */
+void qmgr_flush_disk(void);
+#define QMGR_MTIME_FLUSHED 0
 
 /* workers.c */
 void workers_dispatch(void);
@@ -267,11 +299,12 @@ void stop_free(void);
 
 /* outbound.c */
 /* Queue a copy of m for the relay to addrs (n of them) with the original
- * envelope sender and "Delivered-To: <rcpt>" on top, where rcpt is the
- * recipient of m that forwards.  0, or -1 (logged) when it could not be
- * made durable. */
-int outbound_forward(const struct qmsg *m, const char *rcpt, const char *const *addrs,
-    size_t n);
+ * envelope sender and "Delivered-To: <rcpt>" on top, where rcpt is
+ * recipient index of m, the one that forwards.  Its queue id is m's, 'F'
+ * and index: when that is queued already (a second try after a crash),
+ * nothing is written.  0, or -1 (logged) when it could not be made
+ * durable. */
+int outbound_forward(const struct qmsg *m, size_t index, const char *const *addrs, size_t n);
 /* Queue one delivery status notification to m's sender listing every
  * recipient that bounced or expired.  0 when done or not needed (null
  * sender, nothing failed), -1 (logged) when it could not be made durable. */

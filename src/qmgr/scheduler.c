@@ -4,10 +4,15 @@
  * A message is loaded from its queue file; each recipient not yet done is
  * resolved in the databases and grouped into one job per delivery identity
  * (user).  When a job's results come back they are applied to the
- * recipients, written to the queue file as state records (fsynced) and
- * logged, one line per recipient.  A message whose recipients are all done
- * is removed; one with temporary failures moves to deferred/ and waits for
- * its retry time from retry_schedule.
+ * recipients and logged, one line per recipient, and written to the queue
+ * file as state records by msg_record, the one gate every result passes:
+ * nothing acts on a result (removing the file, queueing the bounce,
+ * deferring or forgetting the message) before that call succeeded.  A
+ * message whose recipients are all done is removed (durably); one with
+ * temporary failures moves to deferred/ and waits for its retry time from
+ * retry_schedule.  The messages in memory are the active set, at most
+ * max_active_messages; a deferred one waiting for its timer may go back
+ * to disk to make room (evict_one).
  *
  * A deferred message's timer also brings its delay warning: it fires at the
  * earlier of the next retry and arrival + delay_warning_time (while no
@@ -37,9 +42,10 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-/* Seconds before another try at queueing a bounce or a delay warning that
- * failed (disk full). */
+/* Seconds before another try at queueing a bounce or a delay warning, or
+ * at recording results, that failed (disk full). */
 #define BOUNCE_RETRY_SECONDS 60
+#define SETTLE_RETRY_SECONDS BOUNCE_RETRY_SECONDS
 
 static const char *const qdir_names[QDIR_COUNT] = { "active", "deferred", "incoming" };
 
@@ -53,10 +59,42 @@ static void partial_free(struct rcpt_partial *p)
 	free(p);
 }
 
+/* Messages collected from Q.msgs, to act on after the walk (acting may
+ * remove entries from the map). */
+struct msg_list {
+	struct qmsg **items;
+	size_t n;
+};
+
+static void msg_list_add(struct msg_list *l, struct qmsg *m)
+{
+	l->items = xreallocarray(l->items, l->n + 1, sizeof(*l->items));
+	l->items[l->n++] = m;
+}
+
+static int collect_unremovable(const char *key, void *value, void *ctx)
+{
+	struct qmsg *m = value;
+	if (m->unremovable)
+		msg_list_add(ctx, m);
+	return 0;
+}
+
+static void waiting_leave(struct qmsg *m)
+{
+	if (m->in_waiting) {
+		TAILQ_REMOVE(&Q.waiting, m, waiting);
+		m->in_waiting = 0;
+	}
+}
+
 static void msg_free(struct qmsg *m)
 {
+	waiting_leave(m);
 	if (m->retry_ev)
 		event_free(m->retry_ev);
+	if (m->settle_ev)
+		event_free(m->settle_ev);
 	if (m->partial != NULL)
 		for (size_t i = 0; i < m->qf.nrcpt; i++)
 			partial_free(m->partial[i]);
@@ -65,13 +103,17 @@ static void msg_free(struct qmsg *m)
 	verdicts_free(m);
 	qfile_free(&m->qf);
 	free(m->busy);
+	free(m->unrecorded);
 	free(m);
 }
 
+/* m leaves the active set (its file is gone, or is back on disk only). */
 static void msg_forget(struct qmsg *m)
 {
 	strmap_del(Q.msgs, m->qid);
 	msg_free(m);
+	if (Q.backlog)
+		qmgr_refill_soon();
 }
 
 static double delay_since_arrival(const struct qmsg *m)
@@ -103,6 +145,7 @@ static void apply_result(struct qmsg *m, size_t idx, const struct delivery_resul
 	free(rc->last_error);
 	/* the status code goes with the text: a bounce quotes both */
 	rc->last_error = xasprintf("%s %s", r->dsn[0] ? r->dsn : "4.3.0", r->text);
+	m->unrecorded[idx] = 1;         /* nothing acts on it before msg_record */
 	switch (r->status) {
 	case DELIVERY_OK:
 		Q.count_sent++;
@@ -128,31 +171,39 @@ static int pending_count(const struct qmsg *m)
 	return n;
 }
 
-/* Write the state of the given recipients to the queue file (fsynced). */
-static void persist_states(struct qmsg *m, const size_t *idx, size_t n)
+/* The one gate between a result and what acts on it: every result applied
+ * in memory since the last call (apply_result marks it) is appended to the
+ * queue file and fdatasynced, all in one call.  Nothing removes the file,
+ * queues a bounce or forgets the message while this fails: the results
+ * stay in memory (the recipients are not delivered again while the daemon
+ * runs) and msg_settle tries again later.  -1 with errno on failure (ENOENT:
+ * the file was removed by an administrator). */
+static int msg_record(struct qmsg *m)
 {
-	int fd = openat(Q.queue_dirfd[m->dir], m->qid, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0) {
-		log_warn("qid=%s: cannot record delivery state: %s", m->qid, strerror(errno));
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		const struct qrcpt *rc = &m->qf.rcpt[idx[i]];
-		/* the instructions delivered go first: an 'F' without its 'P'
-		 * would deliver them again */
-		int r = rc->state == RCPT_PENDING && rc->done != NULL ?
-		    qfile_append_part_done(fd, idx[i], rc->done_version, rc->done) : 0;
+	size_t *idx = xcalloc(m->qf.nrcpt, sizeof(*idx));
+	size_t n = 0;
+	int r = 0;
+
+	for (size_t i = 0; i < m->qf.nrcpt; i++)
+		if (m->unrecorded[i])
+			idx[n++] = i;
+	if (n > 0) {
+		int fd = openat(Q.queue_dirfd[m->dir], m->qid,
+		    O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+		r = fd < 0 ? -1 : qfile_append_states(fd, &m->qf, idx, n);
+		int saved = errno;
+		if (fd >= 0)
+			close(fd);
 		if (r == 0)
-			r = rc->state == RCPT_PENDING ?
-			    qfile_append_deferred(fd, idx[i], rc->last_attempt, rc->last_error) :
-			    qfile_append_done(fd, idx[i], rc->state, rc->last_error);
-		if (r < 0) {
-			log_warn("qid=%s: cannot record delivery state: %s (a restart may deliver again)",
-			    m->qid, strerror(errno));
-			break;
-		}
+			memset(m->unrecorded, 0, m->qf.nrcpt);
+		else if (saved != ENOENT)
+			log_warn("qid=%s: cannot record %zu delivery result%s: %s; kept in memory "
+			    "and tried again in %ds, nothing delivered again meanwhile",
+			    m->qid, n, n == 1 ? "" : "s", strerror(saved), SETTLE_RETRY_SECONDS);
+		errno = saved;
 	}
-	close(fd);
+	free(idx);
+	return r;
 }
 
 static uint64_t retry_delay(int attempts)
@@ -166,6 +217,7 @@ static uint64_t retry_delay(int attempts)
 static void retry_fire(evutil_socket_t fd, short what, void *arg);
 static void schedule_pending(struct qmsg *m);
 static void msg_settle(struct qmsg *m);
+static int evict_msg(struct qmsg *m, time_t now);
 
 /* Move a queue file between active/ and deferred/.  -1 when the file is
  * gone (deleted by an administrator). */
@@ -247,33 +299,105 @@ static void arm_retry(struct qmsg *m)
 		m->retry_ev = evtimer_new(Q.base, retry_fire, m);
 	struct timeval tv = { .tv_sec = next > now ? next - now : 0 };
 	evtimer_add(m->retry_ev, &tv);
+	m->due = next;
+	if (m->dir == QDIR_DEFERRED && !m->in_waiting) {
+		TAILQ_INSERT_TAIL(&Q.waiting, m, waiting);
+		m->in_waiting = 1;
+		if (Q.backlog)
+			qmgr_refill_soon();     /* it can make room */
+	}
 }
 
-/* Called when a message has no job left: remove it when every recipient
- * is done, else defer it until its next retry. */
-static void bounce_retry_fire(evutil_socket_t fd, short what, void *arg)
+static void settle_fire(evutil_socket_t fd, short what, void *arg)
 {
 	msg_settle(arg);
 }
 
+/* Its results could not be recorded, or its bounce not queued: m stays in
+ * memory, and msg_settle tries again later. */
+static void settle_later(struct qmsg *m)
+{
+	struct timeval tv = { .tv_sec = SETTLE_RETRY_SECONDS };
+	if (m->settle_ev == NULL)
+		m->settle_ev = evtimer_new(Q.base, settle_fire, m);
+	evtimer_add(m->settle_ev, &tv);
+}
+
+/* m is finished but its file cannot be removed (e.g. a read-only
+ * directory): record that it is ('Z'), so that a restart neither delivers
+ * nor bounces it again, and keep it in memory, so that the rescans do not
+ * load it again; say so once. */
+static void keep_unremovable(struct qmsg *m, int err)
+{
+	time_t now = time(NULL);
+
+	if (m->qf.finished == 0) {
+		int fd = openat(Q.queue_dirfd[m->dir], m->qid,
+		    O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+		if (fd >= 0 && qfile_append_finished(fd, now) == 0)
+			m->qf.finished = now;
+		else
+			log_warn("qid=%s: cannot record that it is finished: %s (a restart may "
+			    "bounce it again)", m->qid, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+	}
+	if (!m->unremovable)
+		log_warn("qid=%s: cannot remove the finished queue file %s/%s/%s: %s; kept and "
+		    "never delivered again, remove it by hand", m->qid, Q.cfg->queue_dir,
+		    qdir_names[m->dir], m->qid, strerror(err));
+	m->unremovable = 1;
+}
+
+/* Every recipient is done and recorded: queue the bounce (if one is due),
+ * then remove the file, durably. */
+static void msg_finish(struct qmsg *m)
+{
+	if (!m->bounced && m->qf.finished == 0 && outbound_bounce(m) < 0) {
+		settle_later(m);        /* the original stays until its bounce is durable */
+		return;
+	}
+	m->bounced = 1;
+	if (queue_remove(Q.queue_dirfd[m->dir], m->qid) < 0 && errno != ENOENT) {
+		keep_unremovable(m, errno);
+		return;
+	}
+	log_debug("qid=%s: removed", m->qid);
+	msg_forget(m);
+}
+
+void sched_retry_unremovable(void)
+{
+	struct msg_list l = { NULL, 0 };
+	strmap_each(Q.msgs, collect_unremovable, &l);
+	for (size_t i = 0; i < l.n; i++) {
+		struct qmsg *m = l.items[i];
+		if (queue_remove(Q.queue_dirfd[m->dir], m->qid) == 0 || errno == ENOENT) {
+			log_info("qid=%s: finished queue file removed at last", m->qid);
+			msg_forget(m);
+		}
+	}
+	free(l.items);
+}
+
+/* Called when a message has no job left: first its results go to disk
+ * (msg_record), then it is removed when every recipient is done, else
+ * deferred until its next retry. */
 static void msg_settle(struct qmsg *m)
 {
-	if (pending_count(m) == 0) {
-		if (!m->bounced && outbound_bounce(m) < 0) {
-			/* the original stays until its bounce is durable */
-			struct timeval tv = { .tv_sec = BOUNCE_RETRY_SECONDS };
-			if (m->retry_ev != NULL)
-				event_free(m->retry_ev);
-			m->retry_ev = evtimer_new(Q.base, bounce_retry_fire, m);
-			evtimer_add(m->retry_ev, &tv);
-			return;
+	if (m->unremovable)
+		return;
+	if (msg_record(m) < 0) {
+		if (errno == ENOENT) {
+			log_info("qid=%s: removed from the queue by an administrator", m->qid);
+			msg_forget(m);
+		} else {
+			settle_later(m);
 		}
-		m->bounced = 1;
-		if (unlinkat(Q.queue_dirfd[m->dir], m->qid, 0) < 0 && errno != ENOENT)
-			log_warn("qid=%s: cannot remove: %s", m->qid, strerror(errno));
-		else
-			log_debug("qid=%s: removed", m->qid);
-		msg_forget(m);
+		return;
+	}
+	if (pending_count(m) == 0) {
+		msg_finish(m);
 		return;
 	}
 	if (msg_move(m, QDIR_DEFERRED) < 0) {
@@ -281,15 +405,17 @@ static void msg_settle(struct qmsg *m)
 		return;
 	}
 	arm_retry(m);
+	/* with mail waiting on disk for room, a message just deferred waits
+	 * for its retry on disk too (as Postfix's do): its room goes to the
+	 * others in turn */
+	if (Q.backlog && evict_msg(m, time(NULL)) == 0)
+		qmgr_refill_soon();
 }
 
 /* Past max_queue_lifetime: every recipient still pending has failed for
  * good (its last temporary error goes into the bounce). */
 static void expire_pending(struct qmsg *m)
 {
-	size_t *idx = xcalloc(m->qf.nrcpt, sizeof(*idx));
-	size_t n = 0;
-
 	for (size_t i = 0; i < m->qf.nrcpt; i++) {
 		struct qrcpt *rc = &m->qf.rcpt[i];
 		if (rc->state != RCPT_PENDING)
@@ -300,18 +426,17 @@ static void expire_pending(struct qmsg *m)
 		if (rc->last_error == NULL)
 			rc->last_error = xstrdup("4.4.7 message expired in the queue");
 		rc->state = RCPT_EXPIRED;
-		idx[n++] = i;
+		m->unrecorded[i] = 1;   /* msg_settle records them first */
 	}
-	persist_states(m, idx, n);
-	free(idx);
 	msg_settle(m);
 }
 
 /* Retry m's pending recipients now (or expire them). */
 static void retry_start(struct qmsg *m)
 {
-	if (m->njobs > 0)
+	if (m->njobs > 0 || m->unremovable)
 		return;
+	waiting_leave(m);
 	if (msg_move(m, QDIR_ACTIVE) < 0) {
 		msg_forget(m);
 		return;
@@ -332,6 +457,9 @@ static void retry_fire(evutil_socket_t fd, short what, void *arg)
 
 	if (m->njobs > 0)
 		return;
+	/* not to be put back to disk while its warning is queued (arm_retry
+	 * makes it a waiting one again) */
+	waiting_leave(m);
 	if (warn != 0 && warn <= now && !msg_expired(m, now)) {
 		send_delay_warning(m, now);
 		if (m->next_retry > now) {      /* only the warning was due */
@@ -342,19 +470,12 @@ static void retry_fire(evutil_socket_t fd, short what, void *arg)
 	retry_start(m);
 }
 
-struct msg_list {
-	struct qmsg **items;
-	size_t n;
-};
-
 static int collect_deferred(const char *key, void *value, void *ctx)
 {
 	struct msg_list *l = ctx;
 	struct qmsg *m = value;
-	if (m->dir == QDIR_DEFERRED && m->njobs == 0) {
-		l->items = xreallocarray(l->items, l->n + 1, sizeof(*l->items));
-		l->items[l->n++] = m;
-	}
+	if (m->dir == QDIR_DEFERRED && m->njobs == 0)
+		msg_list_add(l, m);
 	return 0;
 }
 
@@ -367,6 +488,8 @@ void sched_retry_all_now(void)
 		retry_start(l.items[i]);
 	free(l.items);
 	log_info("flush: %zu deferred message%s retried", l.n, l.n == 1 ? "" : "s");
+	/* and those waiting on disk for lack of room, as room frees */
+	qmgr_flush_disk();
 }
 
 /* ---- resolving recipients into jobs ---- */
@@ -493,6 +616,15 @@ static struct job *job_new(struct qmsg *m, struct user *u, size_t max)
 	return j;
 }
 
+/* A job is built with room for its kind's most recipients (some 30 KB);
+ * the one waiting in a queue keeps only what it uses, or thousands of
+ * waiting jobs hold hundreds of MB. */
+static void job_fit(struct job *j)
+{
+	if (j->n > 0)
+		j->rcpt = xreallocarray(j->rcpt, j->n, sizeof(*j->rcpt));
+}
+
 void sched_job_free(struct job *job)
 {
 	for (size_t i = 0; i < job->n; i++) {
@@ -525,12 +657,19 @@ static void schedule_outbound(struct qmsg *m)
 		if (m->qf.rcpt[i].state != RCPT_PENDING || m->busy[i])
 			continue;
 		if (j == NULL || j->n == MSG_RELAY_MAX_RCPTS) {
+			if (j != NULL) {
+				job_fit(j);
+				relay_enqueue(j);
+			}
 			j = job_new(m, NULL, MSG_RELAY_MAX_RCPTS);
 			m->njobs++;
-			relay_enqueue(j);
 		}
 		j->rcpt[j->n++].index = i;
 		m->busy[i] = 1;
+	}
+	if (j != NULL) {
+		job_fit(j);
+		relay_enqueue(j);
 	}
 	if (m->njobs == 0)
 		msg_settle(m);
@@ -736,14 +875,15 @@ static void schedule_pending(struct qmsg *m)
 	}
 	for (int k = 0; k < MAX_IDENTITIES - 1; k++)
 		buf_free(&lists[k]);
-	if (nfailed > 0 && pending_count(m) + njobs > 0)
-		persist_states(m, failed, nfailed);
+	if (nfailed > 0 && njobs > 0)
+		msg_record(m);          /* else msg_settle records them */
 	for (int k = 0; k < njobs; k++) {
 		if (jobs[k]->n == 0) {
 			sched_job_free(jobs[k]);
 			continue;
 		}
 		m->njobs++;
+		job_fit(jobs[k]);
 		if (jobs[k]->held > 0)
 			verdicts_hold(m, jobs[k]);
 		else
@@ -796,20 +936,67 @@ static void load_failed(const char *qid, enum qdir dir, int err)
 	}
 }
 
-void sched_load(const char *qid, enum qdir dir)
+/* Put m, deferred and waiting for its timer, back to disk: its file's
+ * mtime says when the timer was due (the scans load a file of deferred/
+ * only once its mtime has come).  Not one whose time has come (it is about
+ * to run: it was loaded for that), nor one busy.  0 when it went. */
+static int evict_msg(struct qmsg *m, time_t now)
+{
+	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_sec = m->due } };
+
+	if (!m->in_waiting || m->due <= now || m->njobs > 0 || m->dir != QDIR_DEFERRED ||
+	    (m->settle_ev != NULL && evtimer_pending(m->settle_ev, NULL)))
+		return -1;
+	if (utimensat(Q.queue_dirfd[QDIR_DEFERRED], m->qid, times, AT_SYMLINK_NOFOLLOW) < 0) {
+		log_warn("qid=%s: cannot note its retry time: %s", m->qid, strerror(errno));
+		return -1;
+	}
+	log_debug("qid=%s: back to disk until %lld", m->qid, (long long)m->due);
+	strmap_del(Q.msgs, m->qid);
+	msg_free(m);
+	Q.evicted++;
+	return 0;
+}
+
+/* Make room: the waiting message that has waited longest goes back to
+ * disk.  0 when one did. */
+static int evict_one(void)
+{
+	struct qmsg *m;
+	time_t now = time(NULL);
+
+	TAILQ_FOREACH(m, &Q.waiting, waiting)
+		if (evict_msg(m, now) == 0)
+			return 0;
+	return -1;
+}
+
+int sched_room(void)
+{
+	return strmap_count(Q.msgs) < Q.cfg->max_active_messages || evict_one() == 0;
+}
+
+int sched_load(const char *qid, enum qdir dir)
 {
 	if (!qid_valid(qid) || strmap_get(Q.msgs, qid) != NULL)
-		return;
+		return 0;
 	int fd = openat(Q.queue_dirfd[dir], qid, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		if (errno != ENOENT)
 			log_warn("qid=%s: cannot open: %s", qid, strerror(errno));
-		return;
+		return 0;
 	}
 	if (dir == QDIR_INCOMING && !committed_file(fd)) {
 		close(fd);
-		return;
+		return 0;
 	}
+	if (!sched_room()) {
+		close(fd);
+		Q.backlog = 1;
+		return -1;
+	}
+	struct stat st;
+	int flushed = dir == QDIR_DEFERRED && fstat(fd, &st) == 0 && st.st_mtime == QMGR_MTIME_FLUSHED;
 	struct qmsg *m = xcalloc(1, sizeof(*m));
 	snprintf(m->qid, sizeof(m->qid), "%s", qid);
 	m->dir = dir;
@@ -818,30 +1005,47 @@ void sched_load(const char *qid, enum qdir dir)
 		close(fd);
 		free(m);
 		load_failed(qid, dir, e);
-		return;
+		return 0;
 	}
 	repair_torn_tail(m, fd);
 	close(fd);
 	m->busy = xcalloc(m->qf.nrcpt, 1);
+	m->unrecorded = xcalloc(m->qf.nrcpt, 1);
 	strmap_put(Q.msgs, m->qid, m);
+	if (strmap_count(Q.msgs) > Q.peak_msgs)
+		Q.peak_msgs = strmap_count(Q.msgs);
+	if (m->qf.finished != 0) {
+		/* its bounce is queued; only the removal was left to do */
+		msg_finish(m);
+		return 0;
+	}
 	/* Taken from incoming/: the move needs no fsync, a crash that loses it
 	 * leaves a committed file in incoming/, which is loaded again. */
 	if (dir == QDIR_INCOMING && msg_move(m, QDIR_ACTIVE) < 0) {
 		msg_forget(m);
-		return;
+		return 0;
 	}
 	if (dir == QDIR_DEFERRED && pending_count(m) > 0) {
+		m->retry_now = flushed;         /* retried now, not by retry_schedule */
 		arm_retry(m);   /* at once when its time has already come */
-		return;
+		return 0;
 	}
 	log_debug("qid=%s: from=<%s> nrcpt=%zu size=%llu", qid, m->qf.sender, m->qf.nrcpt,
 	    (unsigned long long)m->qf.msg_size);
 	schedule_pending(m);
+	return 0;
 }
 
 /* The recipient's rules forwarded it: queue the copy now.  Only a
  * recipient whose other deliveries all succeeded forwards (a retry would
- * forward again); a forward that cannot be queued is a temporary failure. */
+ * forward again); a forward that cannot be queued is a temporary failure.
+ * The copy is durable before the recipient's result is even applied, and
+ * the result is recorded after: the other order could lose the forward.
+ * A crash in between delivers the recipient again, and its forward is
+ * queued again only if the first copy has left the queue already (its
+ * queue id is made of m's and the recipient's, see outbound_forward).
+ * While the daemon runs, a result that cannot be recorded stays in memory,
+ * so nothing is forwarded twice then. */
 static void queue_forward(struct qmsg *m, struct job_rcpt *jr)
 {
 	char *list = xstrdup(jr->forward);
@@ -851,7 +1055,7 @@ static void queue_forward(struct qmsg *m, struct job_rcpt *jr)
 	for (char *save = NULL, *a = strtok_r(list, ",", &save); a != NULL && n < MSG_FORWARD_MAX;
 	    a = strtok_r(NULL, ",", &save))
 		addrs[n++] = a;
-	if (n > 0 && outbound_forward(m, m->qf.rcpt[jr->index].address, addrs, n) < 0) {
+	if (n > 0 && outbound_forward(m, jr->index, addrs, n) < 0) {
 		jr->result.status = DELIVERY_TEMPFAIL;
 		snprintf(jr->result.dsn, sizeof(jr->result.dsn), "4.3.0");
 		snprintf(jr->result.text, sizeof(jr->result.text), "cannot queue the forward");
@@ -860,7 +1064,7 @@ static void queue_forward(struct qmsg *m, struct job_rcpt *jr)
 }
 
 /* A recipient deferred after some of its instructions delivered: those
- * are not run again (persist_states records them with the deferral). */
+ * are not run again (msg_record records them with the deferral). */
 static void note_done(struct qmsg *m, const struct job_rcpt *jr)
 {
 	if (qfile_done_merge(&m->qf.rcpt[jr->index], jr->rules_version, jr->done) < 0)
@@ -941,8 +1145,6 @@ void sched_job_failed(struct job *job, const char *reason)
 void sched_job_finished(struct job *job)
 {
 	struct qmsg *m = job->msg;
-	size_t *idx = xcalloc(job->n ? job->n : 1, sizeof(*idx));
-	size_t nidx = 0;
 
 	verdicts_job_over(job);
 	fill_missing_results(job, job->user ? "worker exited before reporting" :
@@ -960,22 +1162,26 @@ void sched_job_finished(struct job *job)
 		    jr->result.status == DELIVERY_OK)
 			queue_forward(m, jr);
 		apply_result(m, jr->index, &jr->result, jr->where);
-		idx[nidx++] = jr->index;
 	}
 	m->njobs--;
-	/* When the message is finished, removing it is the record; otherwise
-	 * the results must survive a crash. */
-	if (nidx > 0 && (m->njobs > 0 || pending_count(m) > 0))
-		persist_states(m, idx, nidx);
-	free(idx);
 	sched_job_free(job);
-	if (m->njobs == 0)
+	/* the results go to disk now; with no job left, msg_settle does it
+	 * before it acts on them */
+	if (m->njobs > 0)
+		msg_record(m);
+	else
 		msg_settle(m);
 }
 
 static int free_one(const char *key, void *value, void *ctx)
 {
-	msg_free(value);
+	struct qmsg *m = value;
+	/* a last try for results still waiting to be recorded (disk full):
+	 * without them a restart delivers those recipients again */
+	if (memchr(m->unrecorded, 1, m->qf.nrcpt) != NULL && msg_record(m) < 0)
+		log_warn("qid=%s: stopping with delivery results not recorded: %s; they are "
+		    "delivered again after the restart", m->qid, strerror(errno));
+	msg_free(m);
 	return 0;
 }
 

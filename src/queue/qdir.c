@@ -1,6 +1,7 @@
 /*
  * qdir.c - the queue directory: creation with safe ownership and modes,
- * purge of uncommitted files, moves between subdirectories.
+ * purge of uncommitted files, moves between subdirectories, durable
+ * removal of finished files.
  *
  * queue_dir is opened with O_NOFOLLOW and everything below it is reached
  * through that descriptor, so a symlink swapped in cannot redirect us.
@@ -172,4 +173,15 @@ int queue_move(const char *queue_dir, const char *qid, const char *from, const c
 			return -1;
 	}
 	return fsync_dir(dir);
+}
+
+int queue_remove(int dirfd, const char *qid)
+{
+	if (unlinkat(dirfd, qid, 0) < 0)
+		return -1;
+	/* the removal is a record too: without this fsync a crash can bring
+	 * a finished file back */
+	if (fsync(dirfd) < 0)
+		log_warn("qid=%s: cannot make the removal durable: %s", qid, strerror(errno));
+	return 0;
 }

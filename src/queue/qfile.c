@@ -8,7 +8,7 @@
  * against the file size and a per-record cap before anything is allocated.
  *
  * The committed part (up to 'E') must be complete and well formed, or the
- * file is refused with EBADMSG.  After 'E' only 'D', 'F', 'P' and 'W' may follow; a
+ * file is refused with EBADMSG.  After 'E' only 'D', 'F', 'P', 'W' and 'Z' may follow; a
  * record cut short by the end of the file (a crash while appending) is
  * ignored, and so is a tail of NUL bytes (a crash on a file system that
  * extended the file before writing the data).
@@ -26,7 +26,7 @@
 
 #define QR_HDR 5                        /* type byte + u32 length */
 #define QR_WINDOW (QFILE_MAX_FIELD + QR_HDR)
-#define QR_MAX_STATE 4096               /* payload of a 'D', 'F', 'P' or 'W' record */
+#define QR_MAX_STATE 4096               /* payload of a 'D', 'F', 'P', 'W' or 'Z' record */
 #define QR_MAX_INSTR 100000             /* an instruction number in a 'P' list */
 
 /* ---- reading through a window of the file ---- */
@@ -342,15 +342,19 @@ static int apply_state(struct qfile *q, char type, const char *s, size_t len)
 	return 0;
 }
 
-/* 'W' "unixtime": the delay warning was queued then (the last one counts). */
-static int apply_warned(struct qfile *q, const char *s, size_t len)
+/* 'W' "unixtime": the delay warning was queued then (the last one counts);
+ * 'Z' "unixtime": the message was finished then. */
+static int apply_message_state(struct qfile *q, char type, const char *s, size_t len)
 {
 	const char *end = s + len;
 	uint64_t when;
 
 	if (parse_dec(&s, end, INT64_MAX, &when) < 0 || s != end || when == 0)
 		return -1;
-	q->warned = (int64_t)when;
+	if (type == 'W')
+		q->warned = (int64_t)when;
+	else
+		q->finished = (int64_t)when;
 	return 0;
 }
 
@@ -505,7 +509,7 @@ static int read_state_record(struct qreader *r, struct qfile *q, off_t *pos, int
 		*stop = h > 0;
 		return h > 0 ? 0 : h < 0 ? -1 : bad();
 	}
-	if (t[0] != 'D' && t[0] != 'F' && t[0] != 'P' && t[0] != 'W')
+	if (t[0] != 'D' && t[0] != 'F' && t[0] != 'P' && t[0] != 'W' && t[0] != 'Z')
 		return bad();
 	if ((h = qr_header(r, *pos, &rec)) <= 0) {
 		*stop = 1;                      /* torn inside the header */
@@ -520,7 +524,8 @@ static int read_state_record(struct qreader *r, struct qfile *q, off_t *pos, int
 	const unsigned char *s = qr_view(r, rec.payload, rec.len);
 	if (s == NULL)
 		return -1;
-	if ((rec.type == 'W' ? apply_warned(q, (const char *)s, rec.len) :
+	if ((rec.type == 'W' || rec.type == 'Z' ?
+	    apply_message_state(q, (char)rec.type, (const char *)s, rec.len) :
 	    rec.type == 'P' ? apply_part_done(q, (const char *)s, rec.len) :
 	    apply_state(q, rec.type, (const char *)s, rec.len)) < 0)
 		return bad();
@@ -622,8 +627,8 @@ static void undo_short_append(int fd, size_t written)
 		log_warn("cannot remove a partial queue file record: %s", strerror(errno));
 }
 
-/* type, length and "head detail" in one write(2), then fdatasync. */
-static int append_record(int fd, char type, const char *head, const char *detail)
+/* type, length and "head detail" in one write(2), not synced. */
+static int write_record(int fd, char type, const char *head, const char *detail)
 {
 	char rec[QR_HDR + 64 + QFILE_MAX_DETAIL];
 	size_t hlen = strlen(head);
@@ -646,10 +651,10 @@ static int append_record(int fd, char type, const char *head, const char *detail
 		errno = ENOSPC;
 		return -1;
 	}
-	return fdatasync(fd);
+	return 0;
 }
 
-int qfile_append_done(int fd, size_t index, enum rcpt_state state, const char *detail)
+static int write_done(int fd, size_t index, enum rcpt_state state, const char *detail)
 {
 	char head[64];
 
@@ -658,10 +663,10 @@ int qfile_append_done(int fd, size_t index, enum rcpt_state state, const char *d
 		return -1;
 	}
 	snprintf(head, sizeof(head), "%zu %s ", index, rcpt_state_name(state));
-	return append_record(fd, 'D', head, detail);
+	return write_record(fd, 'D', head, detail);
 }
 
-int qfile_append_deferred(int fd, size_t index, int64_t when, const char *detail)
+static int write_deferred(int fd, size_t index, int64_t when, const char *detail)
 {
 	char head[64];
 
@@ -670,10 +675,10 @@ int qfile_append_deferred(int fd, size_t index, int64_t when, const char *detail
 		return -1;
 	}
 	snprintf(head, sizeof(head), "%zu %lld ", index, (long long)when);
-	return append_record(fd, 'F', head, detail);
+	return write_record(fd, 'F', head, detail);
 }
 
-int qfile_append_part_done(int fd, size_t index, uint64_t version, const char *list)
+static int write_part_done(int fd, size_t index, uint64_t version, const char *list)
 {
 	char head[64], *check = NULL;
 
@@ -683,10 +688,10 @@ int qfile_append_part_done(int fd, size_t index, uint64_t version, const char *l
 	}
 	free(check);
 	snprintf(head, sizeof(head), "%zu %016llx ", index, (unsigned long long)version);
-	return append_record(fd, 'P', head, list);
+	return write_record(fd, 'P', head, list);
 }
 
-int qfile_append_warned(int fd, int64_t when)
+static int write_message_state(int fd, char type, int64_t when)
 {
 	char head[32];
 
@@ -695,7 +700,79 @@ int qfile_append_warned(int fd, int64_t when)
 		return -1;
 	}
 	snprintf(head, sizeof(head), "%lld", (long long)when);
-	return append_record(fd, 'W', head, NULL);
+	return write_record(fd, type, head, NULL);
+}
+
+static int synced(int fd, int r)
+{
+	return r < 0 ? -1 : fdatasync(fd);
+}
+
+int qfile_append_done(int fd, size_t index, enum rcpt_state state, const char *detail)
+{
+	return synced(fd, write_done(fd, index, state, detail));
+}
+
+int qfile_append_deferred(int fd, size_t index, int64_t when, const char *detail)
+{
+	return synced(fd, write_deferred(fd, index, when, detail));
+}
+
+int qfile_append_part_done(int fd, size_t index, uint64_t version, const char *list)
+{
+	return synced(fd, write_part_done(fd, index, version, list));
+}
+
+int qfile_append_warned(int fd, int64_t when)
+{
+	return synced(fd, write_message_state(fd, 'W', when));
+}
+
+int qfile_append_finished(int fd, int64_t when)
+{
+	return synced(fd, write_message_state(fd, 'Z', when));
+}
+
+/* The records of one recipient's state: a pending one its 'P' (the
+ * instructions delivered go first: an 'F' without its 'P' would deliver
+ * them again) and its 'F', a done one its 'D'. */
+static int write_state(int fd, const struct qfile *q, size_t i)
+{
+	const struct qrcpt *rc = &q->rcpt[i];
+
+	if (rc->state != RCPT_PENDING)
+		return write_done(fd, i, rc->state, rc->last_error);
+	if (rc->done != NULL && write_part_done(fd, i, rc->done_version, rc->done) < 0)
+		return -1;
+	return write_deferred(fd, i, rc->last_attempt, rc->last_error);
+}
+
+int qfile_append_states(int fd, const struct qfile *q, const size_t *idx, size_t n)
+{
+	struct stat st;
+	int r = 0;
+
+	if (fstat(fd, &st) < 0)
+		return -1;
+	for (size_t k = 0; k < n && r == 0; k++) {
+		if (idx[k] >= q->nrcpt) {
+			errno = EINVAL;
+			r = -1;
+		} else {
+			r = write_state(fd, q, idx[k]);
+		}
+	}
+	if (r == 0)
+		r = fdatasync(fd);
+	if (r < 0) {
+		int saved = errno;
+		/* none of them, rather than some: all are written again */
+		if (ftruncate(fd, st.st_size) < 0)
+			log_warn("qid=%s: cannot cut off unsynced state records: %s", q->qid,
+			    strerror(errno));
+		errno = saved;
+	}
+	return r;
 }
 
 int qfile_repair_tail(int fd, const struct qfile *q)

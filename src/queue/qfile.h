@@ -27,10 +27,14 @@
  *       before the 'F' of that attempt.  version (16 hex digits,
  *       qfile_rules_version) names the rules entry the numbers refer to:
  *       records of one version add up, one of another replaces the list
- *   and, once per message, a message state record:
+ *   and message state records (the last of a type counts):
  *   'W' "unixtime"      a delay warning (DSN, Action: delayed) to the sender
  *       was queued at that time; none is sent again (a crash between
  *       queueing it and this record may send a second one)
+ *   'Z' "unixtime"      finished at that time: every recipient is done and
+ *       the bounce, if one was due, is queued; nothing is delivered or
+ *       bounced again, the file only waits to be removed (written when
+ *       the removal failed, e.g. a read-only directory)
  *
  * A committed file has the owner-execute bit set (QFILE_MODE_COMMITTED), set
  * before the fsync that makes it durable.  A file without the mark is still
@@ -40,7 +44,9 @@
  *
  * Layout of queue_dir: incoming/ (being written, or committed and not yet
  * taken by the qmgr), active/ (taken by the qmgr), deferred/ (waiting for a
- * retry), corrupt/ (unparseable, kept for a person).
+ * retry; a file the qmgr put back to disk for lack of room has its mtime
+ * set to when it is due, 0 after a flush), corrupt/ (unparseable, kept
+ * for a person).
  */
 #ifndef MP_QFILE_H
 #define MP_QFILE_H
@@ -56,6 +62,8 @@
 #define QFILE_MAX_RCPTS 100000          /* 'R' records per file */
 #define QFILE_MAX_FIELD 65536           /* payload of an envelope record */
 #define QFILE_MAX_DETAIL 1024           /* detail text of a state record */
+/* Bytes reserved past a committed file's end for its state records. */
+#define QFILE_STATE_RESERVE 4096
 
 /* RCPT_REFUSED: refused at DATA (LMTP, over the entry's maxsize): the
  * client was told, so nothing is delivered and nothing bounced. */
@@ -83,6 +91,11 @@ int queue_purge_incoming(const char *queue_dir);
  * "deferred" or "corrupt"; to: any of these but "incoming"; an existing target is not replaced) and fsync
  * the destination directory.  -1 with errno on failure. */
 int queue_move(const char *queue_dir, const char *qid, const char *from, const char *to);
+/* Remove the finished file qid from the queue subdirectory open as dirfd,
+ * then fsync the directory so that the removal is durable (a failed fsync
+ * is logged; the file is gone either way).  -1 with errno when it could
+ * not be removed. */
+int queue_remove(int dirfd, const char *qid);
 
 /* ---- writing (receiver) ---- */
 
@@ -95,6 +108,11 @@ struct qwriter;
 /* Create incoming/<qid> (O_EXCL) and write the envelope records.
  * Returns NULL with errno set on failure. */
 struct qwriter *qwriter_open(const char *queue_dir, const char *helo,
+    const char *client_addr, const char *protocol, const char *sender,
+    const char *const *rcpts, size_t nrcpts, int flags);
+/* As qwriter_open, with the queue id qid instead of a fresh one: NULL with
+ * EEXIST when incoming/<qid> exists, EINVAL for a bad qid. */
+struct qwriter *qwriter_open_id(const char *queue_dir, const char *qid, const char *helo,
     const char *client_addr, const char *protocol, const char *sender,
     const char *const *rcpts, size_t nrcpts, int flags);
 const char *qwriter_qid(const struct qwriter *w);
@@ -142,6 +160,7 @@ struct qfile {
 	int eightbit;
 	int outbound;           /* 'X': recipients go to the relay */
 	int64_t warned;         /* 'W': unix time its delay warning was queued, 0 if none */
+	int64_t finished;       /* 'Z': unix time it was finished, 0 if not */
 	size_t nrcpt;
 	struct qrcpt *rcpt;
 	off_t msg_offset;       /* where the message starts in the file */
@@ -181,6 +200,14 @@ int qfile_done_union(char **done, const char *list);
 int qfile_list_has(const char *list, unsigned long n);
 /* Record that the delay warning was queued at when (> 0; else EINVAL). */
 int qfile_append_warned(int fd, int64_t when);
+/* Record that the message was finished at when ('Z'; > 0, else EINVAL):
+ * all recipients done, its bounce queued. */
+int qfile_append_finished(int fd, int64_t when);
+/* Record the state in q of recipients idx[0..n-1] (a done one: 'D'; a
+ * pending one: its 'P' if it has a done list, then 'F' with last_attempt
+ * and last_error) and fdatasync once.  All or nothing: on failure what was
+ * written is cut off again, and -1 with errno. */
+int qfile_append_states(int fd, const struct qfile *q, const size_t *idx, size_t n);
 /* Cut a torn record off the end (file longer than q->end_offset) so that
  * new state records can be appended (a record appended after a torn one
  * would be unreadable); call it after qfile_read() and before the first

@@ -7,7 +7,8 @@
  * time costs few system calls (a 4 KB message is one write(2)).  The 'M'
  * record is written with a placeholder length, fixed at commit (in the
  * buffer when it is still there, else with pwrite(2)).  Commit: flush, 'E',
- * set the owner-execute bit (the "committed" mark, as Postfix does), fsync,
+ * reserve QFILE_STATE_RESERVE bytes past the end (fallocate, size kept)
+ * for the state records, set the owner-execute bit (the "committed" mark, as Postfix does), fsync,
  * close, fsync incoming/; only then is the message accepted.  The file stays
  * in incoming/ until the qmgr takes it.  Marking in place instead of
  * renaming means one journal commit per message instead of two: the file
@@ -200,11 +201,15 @@ static int envelope_ok(const char *helo, const char *addr, const char *proto,
 	return 1;
 }
 
-/* Create incoming/<qid> with a fresh qid, retrying on a collision. */
-static int qw_create(struct qwriter *w)
+/* Create incoming/<qid> with a fresh qid, retrying on a collision, or
+ * with the given one (EEXIST when taken). */
+static int qw_create(struct qwriter *w, const char *qid)
 {
-	for (int tries = 0; tries < QW_OPEN_TRIES; tries++) {
-		qid_generate(w->qid);
+	for (int tries = 0; tries < (qid ? 1 : QW_OPEN_TRIES); tries++) {
+		if (qid != NULL)
+			snprintf(w->qid, sizeof(w->qid), "%s", qid);
+		else
+			qid_generate(w->qid);
 		if (queue_path(w->incoming_path, w->queue_dir, "incoming", w->qid) < 0)
 			return -1;
 		w->fd = open(w->incoming_path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC,
@@ -217,10 +222,14 @@ static int qw_create(struct qwriter *w)
 	return -1;
 }
 
-struct qwriter *qwriter_open(const char *queue_dir, const char *helo,
+static struct qwriter *qw_open(const char *queue_dir, const char *qid, const char *helo,
     const char *client_addr, const char *protocol, const char *sender,
     const char *const *rcpts, size_t nrcpts, int flags)
 {
+	if (qid != NULL && !qid_valid(qid)) {
+		errno = EINVAL;
+		return NULL;
+	}
 	helo = helo ? helo : "";
 	client_addr = client_addr ? client_addr : "";
 	protocol = protocol ? protocol : "";
@@ -241,7 +250,7 @@ struct qwriter *qwriter_open(const char *queue_dir, const char *helo,
 	w->done = (struct buf)BUF_INIT;
 	w->buflen = 0;
 	strcpy(w->queue_dir, queue_dir);
-	if (qw_create(w) < 0) {
+	if (qw_create(w, qid) < 0) {
 		int saved = errno;
 		free(w);
 		errno = saved;
@@ -255,6 +264,22 @@ struct qwriter *qwriter_open(const char *queue_dir, const char *helo,
 		return NULL;
 	}
 	return w;
+}
+
+struct qwriter *qwriter_open(const char *queue_dir, const char *helo,
+    const char *client_addr, const char *protocol, const char *sender,
+    const char *const *rcpts, size_t nrcpts, int flags)
+{
+	return qw_open(queue_dir, NULL, helo, client_addr, protocol, sender, rcpts, nrcpts,
+	    flags);
+}
+
+struct qwriter *qwriter_open_id(const char *queue_dir, const char *qid, const char *helo,
+    const char *client_addr, const char *protocol, const char *sender,
+    const char *const *rcpts, size_t nrcpts, int flags)
+{
+	return qw_open(queue_dir, qid, helo, client_addr, protocol, sender, rcpts, nrcpts,
+	    flags);
 }
 
 const char *qwriter_qid(const struct qwriter *w)
@@ -326,9 +351,21 @@ static int qw_finish(struct qwriter *w)
 	return qw_flush(w);
 }
 
-/* Mark, fsync, close (checked).  The file stays in incoming/. */
+/* Room past the end of the file for its state records, so that the
+ * results of its deliveries can be recorded on a full disk (a file that
+ * ends on a page boundary of a full tmpfs takes no byte more without it).
+ * Not kept when the file system cannot (no fallocate, or already full). */
+static void qw_reserve(struct qwriter *w)
+{
+	off_t end = lseek(w->fd, 0, SEEK_END);
+	if (end >= 0)
+		(void)fallocate(w->fd, FALLOC_FL_KEEP_SIZE, end, QFILE_STATE_RESERVE);
+}
+
+/* Reserve, mark, fsync, close (checked).  The file stays in incoming/. */
 static int qw_publish(struct qwriter *w)
 {
+	qw_reserve(w);
 	if (fchmod(w->fd, QFILE_MODE_COMMITTED) < 0 || fsync(w->fd) < 0)
 		return -1;
 	int fd = w->fd;

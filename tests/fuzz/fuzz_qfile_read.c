@@ -3,7 +3,7 @@
  * (src/queue/qfile.c): arbitrary bytes as a queue file must be refused or
  * parsed without a crash, and a parsed file must be consistent (message
  * inside the file, recipients with addresses, states in range, the delay
- * warning time not negative, done lists normalized).  The
+ * warning and finished times not negative, done lists normalized).  The
  * repair of a torn tail is run on a copy when the file parses.
  *
  * Not part of the meson build.  Build and run by hand:
@@ -45,6 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(q.msg_offset >= 0 && (uint64_t)q.msg_offset + q.msg_size <= size);
 		CHECK(q.end_offset > 0 && (uint64_t)q.end_offset <= size);
 		CHECK(q.warned >= 0);
+		CHECK(q.finished >= 0);
 		for (size_t i = 0; i < q.nrcpt; i++) {
 			CHECK(q.rcpt[i].address != NULL && q.rcpt[i].address[0] != '\0');
 			CHECK(q.rcpt[i].state >= RCPT_PENDING && q.rcpt[i].state <= RCPT_REFUSED);
@@ -60,6 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(qfile_read(fd, &again) == 0);
 		CHECK(again.nrcpt == q.nrcpt && again.end_offset == q.end_offset);
 		CHECK(again.warned == q.warned);
+		CHECK(again.finished == q.finished);
 		for (size_t i = 0; i < q.nrcpt; i++)
 			CHECK(again.rcpt[i].state == q.rcpt[i].state &&
 			    (again.rcpt[i].done == NULL) == (q.rcpt[i].done == NULL) &&

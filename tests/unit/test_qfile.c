@@ -1,7 +1,8 @@
 /*
  * test_qfile.c - the queue file: write/commit/read round trips, refusal of
  * uncommitted, truncated and corrupt files, state records (the delay
- * warning's 'W' too), queue ids, the
+ * warning's 'W' and the finished 'Z' too, results recorded in one call, the
+ * room reserved for them), queue ids, the
  * queue directory, and disk-full handling.
  */
 #include <setjmp.h>
@@ -454,6 +455,132 @@ static void test_warned_record(void **state)
 	assert_int_equal(qfile_append_warned(fd, -5), -1);
 	assert_int_equal(errno, EINVAL);
 	assert_int_equal(lseek(fd, 0, SEEK_END), end);
+	close(fd);
+}
+
+/* ---- the finished record ('Z') and recording results in one call ---- */
+
+static void test_finished_record(void **state)
+{
+	struct fixture *f = *state;
+	char qid[QID_MAX];
+	struct qfile q;
+	int fd = committed_for_append(f->dir, qid);
+
+	assert_int_equal(qfile_read(fd, &q), 0);
+	assert_int_equal(q.finished, 0);
+	qfile_free(&q);
+
+	assert_int_equal(qfile_append_done(fd, 0, RCPT_SENT, "250 ok"), 0);
+	assert_int_equal(qfile_append_finished(fd, 1700000456), 0);
+	assert_int_equal(qfile_read(fd, &q), 0);
+	assert_int_equal(q.finished, 1700000456);
+	assert_int_equal(q.warned, 0);          /* a message state of its own */
+	assert_int_equal(q.rcpt[0].state, RCPT_SENT);
+	assert_int_equal(q.end_offset, lseek(fd, 0, SEEK_END));
+	qfile_free(&q);
+	expect_first_payload(f->dir, qid, 'Z', "1700000456");
+
+	off_t end = lseek(fd, 0, SEEK_END);
+	assert_int_equal(qfile_append_finished(fd, 0), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(lseek(fd, 0, SEEK_END), end);
+	close(fd);
+}
+
+static void test_append_states(void **state)
+{
+	struct fixture *f = *state;
+	char qid[QID_MAX];
+	struct qfile q, back;
+	int fd = committed_for_append(f->dir, qid);
+
+	assert_int_equal(qfile_read(fd, &q), 0);
+	/* 0 sent, 1 deferred after instructions 2 and 5 delivered, 2 bounced */
+	q.rcpt[0].state = RCPT_SENT;
+	q.rcpt[0].last_error = strdup("2.0.0 delivered");
+	q.rcpt[1].last_attempt = 1700000100;
+	q.rcpt[1].last_error = strdup("4.2.2 mailbox full");
+	q.rcpt[1].done = strdup("2,5");
+	q.rcpt[1].done_version = 0x1234;
+	q.rcpt[2].state = RCPT_BOUNCED;
+	q.rcpt[2].last_error = strdup("5.0.0 no");
+	const size_t all[] = { 0, 1, 2 };
+	assert_int_equal(qfile_append_states(fd, &q, all, 3), 0);
+
+	assert_int_equal(qfile_read(fd, &back), 0);
+	assert_int_equal(back.rcpt[0].state, RCPT_SENT);
+	assert_string_equal(back.rcpt[0].last_error, "2.0.0 delivered");
+	assert_int_equal(back.rcpt[1].state, RCPT_PENDING);
+	assert_int_equal(back.rcpt[1].attempts, 1);
+	assert_int_equal(back.rcpt[1].last_attempt, 1700000100);
+	assert_string_equal(back.rcpt[1].last_error, "4.2.2 mailbox full");
+	assert_string_equal(back.rcpt[1].done, "2,5");
+	assert_int_equal(back.rcpt[1].done_version, 0x1234);
+	assert_int_equal(back.rcpt[2].state, RCPT_BOUNCED);
+	assert_int_equal(back.end_offset, lseek(fd, 0, SEEK_END));
+	qfile_free(&back);
+
+	/* the 'P' goes before its 'F' */
+	size_t len;
+	unsigned char *bytes = slurp(path_of(f->dir, "active", qid), &len);
+	assert_true(find_record(bytes, len, 'P') < find_record(bytes, len, 'F'));
+	free(bytes);
+
+	/* all or nothing: a bad index after a good one writes neither */
+	off_t end = lseek(fd, 0, SEEK_END);
+	const size_t bad[] = { 0, 7 };
+	assert_int_equal(qfile_append_states(fd, &q, bad, 2), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(lseek(fd, 0, SEEK_END), end);
+	qfile_free(&q);
+	close(fd);
+}
+
+/* A writer with a given queue id: created once, EEXIST the second time
+ * (a forward queued again), EINVAL for an id that is no id. */
+static void test_open_with_id(void **state)
+{
+	struct fixture *f = *state;
+	struct qwriter *w = qwriter_open_id(f->dir, "0ABCF3", "h", "a", "forward", "s@x.test",
+	    three_rcpts, 3, QW_OUTBOUND);
+	assert_non_null(w);
+	assert_string_equal(qwriter_qid(w), "0ABCF3");
+	assert_int_equal(qwriter_write(w, "m\n", 2), 0);
+	assert_int_equal(qwriter_commit(w), 0);
+	int fd = open(path_of(f->dir, "incoming", "0ABCF3"), O_RDONLY);
+	assert_true(fd >= 0);
+	struct qfile q;
+	assert_int_equal(qfile_read(fd, &q), 0);
+	assert_string_equal(q.qid, "0ABCF3");
+	assert_int_equal(q.outbound, 1);
+	qfile_free(&q);
+	close(fd);
+
+	errno = 0;
+	assert_null(qwriter_open_id(f->dir, "0ABCF3", "h", "a", "forward", "s@x.test",
+	    three_rcpts, 3, QW_OUTBOUND));
+	assert_int_equal(errno, EEXIST);
+	assert_null(qwriter_open_id(f->dir, "../x", "h", "a", "forward", "s@x.test",
+	    three_rcpts, 3, QW_OUTBOUND));
+	assert_int_equal(errno, EINVAL);
+}
+
+/* A committed file has QFILE_STATE_RESERVE bytes allocated past its end,
+ * for its state records on a full disk (where the file system can). */
+static void test_state_reserve(void **state)
+{
+	struct fixture *f = *state;
+	char qid[QID_MAX];
+	struct stat st;
+	int fd = committed_for_append(f->dir, qid);
+
+	assert_int_equal(fstat(fd, &st), 0);
+	if (fallocate(fd, FALLOC_FL_KEEP_SIZE, st.st_size, 1) < 0 && errno == EOPNOTSUPP) {
+		close(fd);
+		skip();
+	}
+	assert_true((off_t)st.st_blocks * 512 >= st.st_size + QFILE_STATE_RESERVE);
 	close(fd);
 }
 
@@ -1206,6 +1333,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_move, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_size_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_finished_record, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_append_states, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_state_reserve, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_with_id, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
