@@ -674,7 +674,7 @@ int config_load_fd(struct config *c, int fd, const char *name, void (*report)(co
 	return p.errors;
 }
 
-void config_free(struct config *c)
+void config_free_listen(struct config *c)
 {
 	for (int i = 0; i < c->nlisten; i++) {
 		free(c->listen[i].host);
@@ -683,6 +683,13 @@ void config_free(struct config *c)
 		free(c->listen[i].group);
 		free(c->listen[i].owner);
 	}
+	memset(c->listen, 0, sizeof(c->listen));
+	c->nlisten = 0;
+}
+
+void config_free(struct config *c)
+{
+	config_free_listen(c);
 	free(c->path);
 	free(c->hostname);
 	free(c->user);

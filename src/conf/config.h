@@ -86,6 +86,8 @@ int config_load(struct config *c, const char *path,
  * when the master hands it the file it validated at a reload. */
 int config_load_fd(struct config *c, int fd, const char *name,
     void (*report)(const char *msg));
+/* Free the listen lines' strings; nlisten becomes 0. */
+void config_free_listen(struct config *c);
 void config_free(struct config *c);
 
 #endif

@@ -67,19 +67,6 @@ static void keep_int(int *fresh, int running, const char *name, int log_changes,
 	*fresh = running;
 }
 
-static void free_listen(struct config *c)
-{
-	for (int i = 0; i < c->nlisten; i++) {
-		free(c->listen[i].host);
-		free(c->listen[i].port);
-		free(c->listen[i].path);
-		free(c->listen[i].group);
-		free(c->listen[i].owner);
-	}
-	memset(c->listen, 0, sizeof(c->listen));
-	c->nlisten = 0;
-}
-
 int config_keep_restart_settings(struct config *fresh, struct config *running, int log_changes)
 {
 	int n = 0;
@@ -87,7 +74,7 @@ int config_keep_restart_settings(struct config *fresh, struct config *running, i
 	/* the master opened these sockets, the receiver serves them */
 	if (listen_differs(fresh, running))
 		changed("listen", log_changes, &n);
-	free_listen(fresh);
+	config_free_listen(fresh);
 	memcpy(fresh->listen, running->listen, sizeof(fresh->listen));
 	fresh->nlisten = running->nlisten;
 	memset(running->listen, 0, sizeof(running->listen));
