@@ -108,6 +108,7 @@ class HoldingSink(H.SmtpSink):
 
 # ---------------------------------------------------------------- reload
 
+@H.normal_pass_only
 def test_reload_during_a_pipe_runs_it_once_and_does_not_stall(daemons):
     rules = ("slow@example.test\n    " + counting_pipe(LONG_PIPE) + "\n"
              "quick@example.test\n    maildir ~/Maildir/\n")

@@ -93,6 +93,7 @@ def start_slow_delivery(d, rcpts, sender=H.SENDER):
     return qid
 
 
+@H.normal_pass_only
 def test_unremovable_file_is_delivered_once(daemons, tmp_path, run_as, sink):
     """The queue's active/ and deferred/ turn read-only after the message
     was accepted: the results can still be appended to its file, which
