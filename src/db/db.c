@@ -36,6 +36,7 @@ struct db_env {
 struct db {
 	char *dir;
 	char *link;             /* dir/current.mdb */
+	int root_only;          /* only root may be able to change them (db_open_root_only) */
 	struct db_env cur;
 };
 
@@ -87,8 +88,33 @@ static int open_dbis(struct db_env *e, char *err, size_t errlen)
 	return 0;
 }
 
+/* Root mode: the databases say which account runs which command, so the
+ * root processes and the workers take them only from a file and directory
+ * that root owns and nobody else may write (as Postfix's local(8) checks
+ * the owner of its alias maps). */
+static int root_only_ok(const struct stat *st, const char *path, char *err, size_t errlen)
+{
+	if (st->st_uid == 0 && (st->st_mode & (S_IWGRP | S_IWOTH)) == 0)
+		return 0;
+	snprintf(err, errlen, "refusing %s: owned by uid %lu with mode %04o; in root mode only "
+	    "root may be able to change the databases (mailprocctl db compile as root makes "
+	    "them so)", path, (unsigned long)st->st_uid, (unsigned)(st->st_mode & 07777));
+	return -1;
+}
+
+static int dir_root_only(const struct db *db, char *err, size_t errlen)
+{
+	struct stat st;
+	if (stat(db->dir, &st) < 0) {
+		snprintf(err, errlen, "%s: %s", db->dir, strerror(errno));
+		return -1;
+	}
+	return root_only_ok(&st, db->dir, err, errlen);
+}
+
 /* Open what the link points to now into e. */
-static int env_open(const char *link, struct db_env *e, char *err, size_t errlen)
+static int env_open(const char *link, int root_only, struct db_env *e, char *err,
+    size_t errlen)
 {
 	struct stat st;
 	int fd, rc;
@@ -111,6 +137,8 @@ static int env_open(const char *link, struct db_env *e, char *err, size_t errlen
 		snprintf(err, errlen, "%s: fstat: %s", link, strerror(errno));
 		goto fail;
 	}
+	if (root_only && root_only_ok(&st, link, err, errlen) < 0)
+		goto fail;
 	e->dev = st.st_dev;
 	e->ino = st.st_ino;
 	if (check_size(e->env, st.st_size, err, errlen) < 0 ||
@@ -122,17 +150,30 @@ fail:
 	return -1;
 }
 
-int db_open(const char *db_dir, struct db **out, char *err, size_t errlen)
+static int open_db(const char *db_dir, int root_only, struct db **out, char *err,
+    size_t errlen)
 {
 	struct db *db = xcalloc(1, sizeof(*db));
 	db->dir = xstrdup(db_dir);
 	db->link = xasprintf("%s/%s", db_dir, DB_CURRENT_LINK);
-	if (env_open(db->link, &db->cur, err, errlen) < 0) {
+	db->root_only = root_only;
+	if ((root_only && dir_root_only(db, err, errlen) < 0) ||
+	    env_open(db->link, root_only, &db->cur, err, errlen) < 0) {
 		db_close(db);
 		return -1;
 	}
 	*out = db;
 	return 0;
+}
+
+int db_open(const char *db_dir, struct db **out, char *err, size_t errlen)
+{
+	return open_db(db_dir, 0, out, err, errlen);
+}
+
+int db_open_root_only(const char *db_dir, struct db **out, char *err, size_t errlen)
+{
+	return open_db(db_dir, 1, out, err, errlen);
 }
 
 void db_close(struct db *db)
@@ -153,10 +194,12 @@ static int refresh(struct db *db, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", db->link, strerror(errno));
 		return -1;
 	}
+	if (db->root_only && dir_root_only(db, err, errlen) < 0)
+		return -1;
 	if (db->cur.env != NULL && st.st_dev == db->cur.dev && st.st_ino == db->cur.ino)
 		return 0;
 	struct db_env fresh;
-	if (env_open(db->link, &fresh, err, errlen) < 0)
+	if (env_open(db->link, db->root_only, &fresh, err, errlen) < 0)
 		return -1;
 	env_close(&db->cur);
 	db->cur = fresh;

@@ -20,6 +20,11 @@ struct db;
 
 /* Open the databases in db_dir.  0, or -1 with a reason in err. */
 int db_open(const char *db_dir, struct db **out, char *err, size_t errlen);
+/* As db_open, for the processes that act on the databases in root mode
+ * (the spawner, the workers): the directory and the file current.mdb
+ * reaches must be root's and writable by nobody else, checked at the open
+ * and at each reopen; else -1 with err saying so. */
+int db_open_root_only(const char *db_dir, struct db **out, char *err, size_t errlen);
 void db_close(struct db *db);
 
 struct db_resolution {

@@ -54,12 +54,17 @@ static struct ipc_msg in, out;
 static gid_t spool_gid = (gid_t)-1;
 static struct db *spawner_db;
 
-/* The databases, opened on first need (and again after a failure). */
+static int spawner_root_mode;
+
+/* The databases, opened on first need (and again after a failure); in
+ * root mode only if root alone may change them. */
 static struct db *databases(const struct config *cfg)
 {
 	char err[512];
 
-	if (spawner_db == NULL && db_open(cfg->db_dir, &spawner_db, err, sizeof(err)) < 0) {
+	if (spawner_db == NULL && (spawner_root_mode ?
+	    db_open_root_only(cfg->db_dir, &spawner_db, err, sizeof(err)) :
+	    db_open(cfg->db_dir, &spawner_db, err, sizeof(err))) < 0) {
 		log_warn("spawner: cannot open the databases: %s", err);
 		spawner_db = NULL;
 	}
@@ -396,6 +401,7 @@ static void stop_workers(int sfd, const struct config *cfg)
 
 int spawner_main(struct config *cfg, int qmgr_fd, int master_fd, int root_mode)
 {
+	spawner_root_mode = root_mode;
 	sigset_t sigs;
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGCHLD);

@@ -50,7 +50,9 @@ static struct db *databases(void)
 {
 	char err[512];
 
-	if (worker_db == NULL && db_open(worker_cfg->db_dir, &worker_db, err, sizeof(err)) < 0) {
+	if (worker_db == NULL && (worker_self.root_mode ?
+	    db_open_root_only(worker_cfg->db_dir, &worker_db, err, sizeof(err)) :
+	    db_open(worker_cfg->db_dir, &worker_db, err, sizeof(err))) < 0) {
 		log_warn("worker: cannot open the databases: %s", err);
 		worker_db = NULL;
 	}

@@ -299,6 +299,41 @@ def test_account_below_minimum_uid_is_refused(env, tmp_path):
         d.stop()
 
 
+@pytest.mark.parametrize("loosen", ["file owned by the service user", "directory writable by all"])
+def test_databases_others_may_change_are_refused(env, tmp_path, loosen):
+    """In root mode the databases decide which account runs which command,
+    so the spawner and the workers take them only from a file and a db_dir
+    that root owns and nobody else may write: with the database file given
+    to the service user (a compromised qmgr could rewrite it), or db_dir
+    writable by all, the mail is deferred and the reason logged; once the
+    administrator puts it right, it goes out."""
+    ua, svc = env["a"], env["svc"]
+    folder = ".guarded-file" if loosen.startswith("file") else ".guarded-dir"
+    H.make_traversable(tmp_path)
+    d = H.Daemon(tmp_path / "d", run_as=None, single_user=False,
+                 settings={"user": svc.name, "retry_schedule": "1s"},
+                 rules=f"guarded@example.test\n    maildir ~/Maildir/{folder}/\n",
+                 uids=f"guarded@example.test {ua.name}\n")
+    d.compile()
+    target = (d.db_dir / "current.mdb").resolve()
+    if loosen.startswith("file"):
+        os.chown(target, svc.uid, svc.gid)
+    else:
+        os.chmod(d.db_dir, 0o777)
+    d.start()
+    try:
+        m = send(d, "guarded@example.test")
+        d.wait_log(r"^.*to=<guarded@example\.test>.*status=deferred.*$")
+        d.wait_log(r"refusing .*only root may be able to change the databases")
+        maildir = env["homes"] / "a" / "Maildir" / folder
+        assert not maildir.exists()
+        os.chown(target, 0, 0)
+        os.chmod(d.db_dir, 0o755)
+        H.wait_maildir(maildir, H.mid(m))
+    finally:
+        d.stop()
+
+
 @pytest.mark.skipif(shutil.which("spamassassin") is None,
                     reason="spamassassin is not installed (scripts/setup.sh)")
 def test_uid_part_fails_when_the_primary_gives_no_verdict(env, tmp_path):
