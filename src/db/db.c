@@ -194,7 +194,10 @@ static int refresh(struct db *db, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", db->link, strerror(errno));
 		return -1;
 	}
-	if (db->root_only && dir_root_only(db, err, errlen) < 0)
+	/* st is the file the link reaches: a chown or chmod since the open
+	 * counts as much as a new file */
+	if (db->root_only && (dir_root_only(db, err, errlen) < 0 ||
+	    root_only_ok(&st, db->link, err, errlen) < 0))
 		return -1;
 	if (db->cur.env != NULL && st.st_dev == db->cur.dev && st.st_ino == db->cur.ino)
 		return 0;

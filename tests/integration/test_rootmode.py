@@ -305,8 +305,9 @@ def test_databases_others_may_change_are_refused(env, tmp_path, loosen):
     so the spawner and the workers take them only from a file and a db_dir
     that root owns and nobody else may write: with the database file given
     to the service user (a compromised qmgr could rewrite it), or db_dir
-    writable by all, the mail is deferred and the reason logged; once the
-    administrator puts it right, it goes out."""
+    writable by all, even after a worker opened them, the mail is deferred
+    and the reason logged; once the administrator puts it right, it goes
+    out."""
     ua, svc = env["a"], env["svc"]
     folder = ".guarded-file" if loosen.startswith("file") else ".guarded-dir"
     H.make_traversable(tmp_path)
@@ -316,17 +317,20 @@ def test_databases_others_may_change_are_refused(env, tmp_path, loosen):
                  uids=f"guarded@example.test {ua.name}\n")
     d.compile()
     target = (d.db_dir / "current.mdb").resolve()
-    if loosen.startswith("file"):
-        os.chown(target, svc.uid, svc.gid)
-    else:
-        os.chmod(d.db_dir, 0o777)
     d.start()
     try:
+        # loosened while the daemon runs, after a worker opened them
+        first = send(d, "guarded@example.test")
+        maildir = env["homes"] / "a" / "Maildir" / folder
+        H.wait_maildir(maildir, H.mid(first))
+        if loosen.startswith("file"):
+            os.chown(target, svc.uid, svc.gid)
+        else:
+            os.chmod(d.db_dir, 0o777)
         m = send(d, "guarded@example.test")
         d.wait_log(r"^.*to=<guarded@example\.test>.*status=deferred.*$")
         d.wait_log(r"refusing .*only root may be able to change the databases")
-        maildir = env["homes"] / "a" / "Maildir" / folder
-        assert not maildir.exists()
+        assert not H.find_marked([c for _, c in H.maildir_messages(maildir)], H.mid(m))
         os.chown(target, 0, 0)
         os.chmod(d.db_dir, 0o755)
         H.wait_maildir(maildir, H.mid(m))
