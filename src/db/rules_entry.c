@@ -17,6 +17,7 @@
 #include "lib/xalloc.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,24 @@ const char *rule_action_name(enum rule_action a)
 int rule_action_writes_as_user(enum rule_action a)
 {
 	return a == ACT_MAILDIR || a == ACT_MBOX || a == ACT_PIPE;
+}
+
+int rules_check_default_delivery(const char *text, char *err, size_t errlen)
+{
+	struct rule_instruction ins;
+	char why[512];
+
+	if (rules_parse_instruction(text, &ins, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "default_delivery: %s", why);
+		return -1;
+	}
+	int ok = rule_action_writes_as_user(ins.action);
+	rule_instruction_free(&ins);
+	if (!ok) {
+		snprintf(err, errlen, "default_delivery: must be maildir, mbox or pipe");
+		return -1;
+	}
+	return 0;
 }
 
 static int action_has_arg(enum rule_action a)

@@ -83,6 +83,9 @@ int rules_parse_line(const char *line, int flags, int lineno,
 /* Whether an action writes as a user (maildir, mbox, pipe): such an entry
  * needs an account. */
 int rule_action_writes_as_user(enum rule_action a);
+/* Check default_delivery's text: one instruction that writes as a user.
+ * 0, or -1 with "default_delivery: ..." in err (mailprocd -n and reload). */
+int rules_check_default_delivery(const char *text, char *err, size_t errlen);
 void rule_instruction_free(struct rule_instruction *in);
 
 void rules_entry_encode(const struct rules_entry *e, struct buf *out);

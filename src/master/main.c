@@ -81,16 +81,8 @@ static void check_setup(struct daemon_ctx *d, int check_db)
 		check_socket_owners(c);
 	}
 
-	struct rule_instruction ins;
-	if (rules_parse_instruction(c->default_delivery, &ins, err, sizeof(err)) < 0) {
-		char msg[600];
-		snprintf(msg, sizeof(msg), "default_delivery: %s", err);
-		report_file(c->path, msg);
-	} else {
-		if (!rule_action_writes_as_user(ins.action))
-			report_file(c->path, "default_delivery: must be maildir, mbox or pipe");
-		rule_instruction_free(&ins);
-	}
+	if (rules_check_default_delivery(c->default_delivery, err, sizeof(err)) < 0)
+		report_file(c->path, err);
 
 	if (check_db) {
 		struct db *db;

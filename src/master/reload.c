@@ -54,19 +54,12 @@ static int snapshot(const char *path)
  * can change (the account of `user` needs a restart anyway). */
 static void check_setup(const struct config *c)
 {
-	struct rule_instruction ins;
-	char err[512];
+	char err[600];
 
-	if (rules_parse_instruction(c->default_delivery, &ins, err, sizeof(err)) < 0) {
-		log_warn("%s: default_delivery: %s", c->path, err);
-		errors++;
-		return;
-	}
-	if (!rule_action_writes_as_user(ins.action)) {
-		log_warn("%s: default_delivery: must be maildir, mbox or pipe", c->path);
+	if (rules_check_default_delivery(c->default_delivery, err, sizeof(err)) < 0) {
+		log_warn("%s: %s", c->path, err);
 		errors++;
 	}
-	rule_instruction_free(&ins);
 }
 
 int reload_prepare(struct config *live)
