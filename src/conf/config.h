@@ -69,6 +69,15 @@ struct config {
 	                                 * files there; NULL = none */
 	uint64_t mbox_lock_timeout;     /* seconds an mbox delivery waits for its locks */
 	uint64_t stop_grace_time;       /* seconds work in flight may go on after SIGTERM */
+	/* the policy service (issue 10) */
+	char *state_dir;                /* owned by user: policy.mdb, greylist.mdb;
+	                                 * default db_dir/state */
+	uint64_t policy_sync_interval;  /* seconds between scans of users' policy files; 0 = off */
+	uint64_t greylist_delay;        /* seconds a new triplet waits */
+	uint64_t greylist_max_age;      /* a retry later than this starts over */
+	uint64_t greylist_auto_allow;   /* passes after which a client skips greylisting; 0 = never */
+	char *redis_host;               /* policy_state redis:HOST:PORT, else NULL (lmdb) */
+	char *redis_port;
 	uint64_t generation;            /* 0 at start, +1 at each reload (not a setting) */
 };
 

@@ -84,6 +84,13 @@ int config_keep_restart_settings(struct config *fresh, struct config *running, i
 	keep_str(&fresh->queue_dir, &running->queue_dir, "queue_dir", log_changes, &n);
 	keep_str(&fresh->db_dir, &running->db_dir, "db_dir", log_changes, &n);
 	keep_str(&fresh->run_dir, &running->run_dir, "run_dir", log_changes, &n);
+	keep_str(&fresh->state_dir, &running->state_dir, "state_dir", log_changes, &n);
+	/* the policy process opened its greylist store with it */
+	if (str_differs(fresh->redis_host, running->redis_host) ||
+	    str_differs(fresh->redis_port, running->redis_port))
+		changed("policy_state", log_changes, &n);
+	keep_str(&fresh->redis_host, &running->redis_host, "policy_state", 0, &n);
+	keep_str(&fresh->redis_port, &running->redis_port, "policy_state", 0, &n);
 	/* the qmgr's users keep the homes they were made with */
 	keep_str(&fresh->home_base, &running->home_base, "home_base", log_changes, &n);
 	/* the spawner resolved it at start; workers keep it as their saved gid */
