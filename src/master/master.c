@@ -15,6 +15,7 @@
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/privsep.h"
+#include "policy/sync.h"
 #include "qmgr/qmgr.h"
 #include "queue/qfile.h"
 #include "receiver/receiver.h"
@@ -35,9 +36,18 @@
 
 #include "lib/ipc.h"
 
-enum child_kind { CHILD_RECEIVER, CHILD_QMGR, CHILD_SPAWNER, CHILD_RELAY, CHILD_COUNT };
+enum child_kind {
+	CHILD_RECEIVER,
+	CHILD_QMGR,
+	CHILD_SPAWNER,
+	CHILD_RELAY,
+	CHILD_POLSYNC,          /* only with a `listen policy` line */
+	CHILD_COUNT
+};
 
-static const char *const child_names[CHILD_COUNT] = { "receiver", "qmgr", "spawner", "relay" };
+static const char *const child_names[CHILD_COUNT] = {
+	"receiver", "qmgr", "spawner", "relay", "policy sync",
+};
 
 struct child {
 	pid_t pid;
@@ -70,7 +80,8 @@ static void child_setup(struct master *m, enum child_kind kind)
 	struct daemon_ctx *d = m->d;
 	char ident[64];
 
-	snprintf(ident, sizeof(ident), "mailprocd/%s", child_names[kind]);
+	snprintf(ident, sizeof(ident), "mailprocd/%s", kind == CHILD_POLSYNC ? "polsync" :
+	    child_names[kind]);
 	log_set_ident(ident);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGXFSZ, SIG_IGN);       /* a file size limit is EFBIG, not death */
@@ -104,7 +115,9 @@ static void child_setup(struct master *m, enum child_kind kind)
 	/* while still root in root mode: it may raise the hard limit too */
 	if (kind == CHILD_RECEIVER)
 		raise_fd_limit(&d->cfg, 0);
-	if (d->root_mode && kind != CHILD_SPAWNER)
+	/* the spawner and the policy sync stay root: they fork processes
+	 * that become users */
+	if (d->root_mode && kind != CHILD_SPAWNER && kind != CHILD_POLSYNC)
 		privsep_become_or_die(d->user_uid, d->user_gid, d->cfg.user);
 	/* after the credential change, which clears it */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -126,9 +139,24 @@ static int run_child(struct master *m, enum child_kind kind)
 		return spawner_main(cfg, m->qmgr_spawner[1], link, m->d->root_mode);
 	case CHILD_RELAY:
 		return relay_main(m->qmgr_relay[1], cfg, link);
+	case CHILD_POLSYNC: {
+		struct polsync_identity id = { m->d->root_mode, m->d->user_uid, m->d->user_gid };
+		return polsync_main(cfg, link, &id);
+	}
 	default:
 		panic("run_child: kind %d", (int)kind);
 	}
+}
+
+/* The policy sync runs only for a policy service: a `listen policy` line. */
+static int child_wanted(const struct master *m, enum child_kind kind)
+{
+	if (kind != CHILD_POLSYNC)
+		return 1;
+	for (int i = 0; i < m->d->cfg.nlisten; i++)
+		if (m->d->cfg.listen[i].proto == LISTEN_POLICY)
+			return 1;
+	return 0;
 }
 
 static void start_child(struct master *m, enum child_kind kind)
@@ -239,7 +267,7 @@ static void reload(struct master *m)
 	 * get the new settings (the spawner reads the master's socket before
 	 * the qmgr's) */
 	static const enum child_kind order[CHILD_COUNT] = {
-		CHILD_SPAWNER, CHILD_RELAY, CHILD_QMGR, CHILD_RECEIVER
+		CHILD_SPAWNER, CHILD_RELAY, CHILD_QMGR, CHILD_RECEIVER, CHILD_POLSYNC
 	};
 
 	if (memfd < 0)
@@ -301,8 +329,15 @@ static int prepare_dirs(struct master *m)
 	uid_t owner = d->root_mode ? d->user_uid : (uid_t)-1;
 	gid_t group = d->root_mode ? d->user_gid : (gid_t)-1;
 
+	char err[512];
+
 	if (queue_dirs_create(d->cfg.queue_dir, owner, group) < 0) {
 		log_warn("cannot prepare queue_dir %s: %s", d->cfg.queue_dir, strerror(errno));
+		return -1;
+	}
+	if (d->cfg.state_dir != NULL &&
+	    policy_state_dir_prepare(d->cfg.state_dir, owner, group, err, sizeof(err)) < 0) {
+		log_warn("%s", err);
 		return -1;
 	}
 	return 0;
@@ -361,6 +396,8 @@ int master_run(struct daemon_ctx *d)
 	start_child(&m, CHILD_QMGR);
 	purge_incoming(&m);
 	start_child(&m, CHILD_RECEIVER);
+	if (child_wanted(&m, CHILD_POLSYNC))
+		start_child(&m, CHILD_POLSYNC);
 
 	while (!m.stopping) {
 		siginfo_t si;
@@ -387,7 +424,8 @@ int master_run(struct daemon_ctx *d)
 		reap_children(&m);
 		time_t now = time(NULL);
 		for (int k = 0; k < CHILD_COUNT && !m.stopping; k++) {
-			if (m.child[k].pid != 0 || now < m.child[k].restart_at)
+			if (m.child[k].pid != 0 || now < m.child[k].restart_at ||
+			    !child_wanted(&m, (enum child_kind)k))
 				continue;
 			if (k == CHILD_RECEIVER)
 				purge_incoming(&m);
