@@ -448,3 +448,53 @@ void db_resolution_free(struct db_resolution *r)
 	free(r->list_key);
 	memset(r, 0, sizeof(*r));
 }
+
+/* The policy sync's list of accounts: a cursor over uid, each account
+ * once (names seen in a map). */
+int db_foreach_account(struct db *db, int (*fn)(void *arg, const char *name, uid_t uid,
+    gid_t gid, const char *home), void *arg, char *err, size_t errlen)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc, r = 0;
+
+	if (refresh(db, err, errlen) < 0)
+		return -1;
+	if ((rc = mdb_txn_begin(db->cur.env, NULL, MDB_RDONLY, &txn)) != 0) {
+		snprintf(err, errlen, "mdb_txn_begin: %s", mdb_strerror(rc));
+		return -1;
+	}
+	if ((rc = mdb_cursor_open(txn, db->cur.dbi[DBI_UID], &cur)) != 0) {
+		snprintf(err, errlen, "mdb_cursor_open: %s", mdb_strerror(rc));
+		mdb_txn_abort(txn);
+		return -1;
+	}
+	struct strmap *seen = strmap_new();
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct db_account a;
+		if (db_account_decode(v.mv_data, v.mv_size, &a) < 0) {
+			snprintf(err, errlen, "corrupt uid entry for %.*s", (int)(k.mv_size > 200 ?
+			    200 : k.mv_size), (const char *)k.mv_data);
+			r = -1;
+			break;
+		}
+		int stop = 0;
+		if (strmap_get(seen, a.name) == NULL) {
+			strmap_put(seen, a.name, seen);
+			stop = fn(arg, a.name, a.uid, a.gid, a.home);
+		}
+		db_account_free(&a);
+		if (stop)
+			break;
+	}
+	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND) {
+		snprintf(err, errlen, "uid database: %s", mdb_strerror(rc));
+		r = -1;
+	}
+	strmap_free(seen);
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return r;
+}

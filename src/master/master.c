@@ -17,6 +17,7 @@
 #include "lib/log.h"
 #include "lib/privsep.h"
 #include "policy/service.h"
+#include "policy/sync.h"
 #include "qmgr/qmgr.h"
 #include "queue/qfile.h"
 #include "receiver/receiver.h"
@@ -37,11 +38,18 @@
 
 #include "lib/ipc.h"
 
-enum child_kind { CHILD_RECEIVER, CHILD_QMGR, CHILD_SPAWNER, CHILD_RELAY, CHILD_POLICY,
-	CHILD_COUNT };
+enum child_kind {
+	CHILD_RECEIVER,
+	CHILD_QMGR,
+	CHILD_SPAWNER,
+	CHILD_RELAY,
+	CHILD_POLSYNC,          /* only with a `listen policy` line */
+	CHILD_POLICY,           /* only with a `listen policy` line */
+	CHILD_COUNT
+};
 
 static const char *const child_names[CHILD_COUNT] = {
-	"receiver", "qmgr", "spawner", "relay", "policy"
+	"receiver", "qmgr", "spawner", "relay", "policy sync", "policy",
 };
 
 struct child {
@@ -75,10 +83,11 @@ static int has_policy_listener(const struct config *cfg)
 	return 0;
 }
 
-/* Whether this configuration runs a child of that kind at all. */
+/* Whether this configuration runs a child of that kind at all: the
+ * policy service and its sync only with a `listen policy` line. */
 static int child_wanted(const struct master *m, enum child_kind kind)
 {
-	if (kind == CHILD_POLICY)
+	if (kind == CHILD_POLICY || kind == CHILD_POLSYNC)
 		return has_policy_listener(&m->d->cfg);
 	return 1;
 }
@@ -108,7 +117,8 @@ static void child_setup(struct master *m, enum child_kind kind)
 	struct daemon_ctx *d = m->d;
 	char ident[64];
 
-	snprintf(ident, sizeof(ident), "mailprocd/%s", child_names[kind]);
+	snprintf(ident, sizeof(ident), "mailprocd/%s", kind == CHILD_POLSYNC ? "polsync" :
+	    child_names[kind]);
 	log_set_ident(ident);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGXFSZ, SIG_IGN);       /* a file size limit is EFBIG, not death */
@@ -138,7 +148,9 @@ static void child_setup(struct master *m, enum child_kind kind)
 	/* while still root in root mode: it may raise the hard limit too */
 	if (kind == CHILD_RECEIVER || kind == CHILD_POLICY)
 		raise_fd_limit(&d->cfg, 0);
-	if (d->root_mode && kind != CHILD_SPAWNER)
+	/* the spawner and the policy sync stay root: they fork processes
+	 * that become users */
+	if (d->root_mode && kind != CHILD_SPAWNER && kind != CHILD_POLSYNC)
 		privsep_become_or_die(d->user_uid, d->user_gid, d->cfg.user);
 	/* after the credential change, which clears it */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -160,6 +172,10 @@ static int run_child(struct master *m, enum child_kind kind)
 		return spawner_main(cfg, m->qmgr_spawner[1], link, m->d->root_mode);
 	case CHILD_RELAY:
 		return relay_main(m->qmgr_relay[1], cfg, link);
+	case CHILD_POLSYNC: {
+		struct polsync_identity id = { m->d->root_mode, m->d->user_uid, m->d->user_gid };
+		return polsync_main(cfg, link, &id);
+	}
 	case CHILD_POLICY:
 		return policy_service_main(cfg, m->listen_fds, link);
 	default:
@@ -275,7 +291,7 @@ static void reload(struct master *m)
 	 * get the new settings (the spawner reads the master's socket before
 	 * the qmgr's) */
 	static const enum child_kind order[CHILD_COUNT] = {
-		CHILD_SPAWNER, CHILD_RELAY, CHILD_QMGR, CHILD_RECEIVER, CHILD_POLICY
+		CHILD_SPAWNER, CHILD_RELAY, CHILD_QMGR, CHILD_RECEIVER, CHILD_POLSYNC, CHILD_POLICY
 	};
 
 	if (memfd < 0)
@@ -334,38 +350,23 @@ static void purge_incoming(struct master *m)
 		log_info("removed %d unfinished message%s from incoming/", purged, purged == 1 ? "" : "s");
 }
 
-/* state_dir (policy.mdb, greylist.mdb): a directory of user's, mode 0700. */
-static int prepare_state_dir(const char *dir, uid_t owner, gid_t group)
-{
-	struct stat st;
-
-	if (mkdir_p(dir, 0700) < 0 || lstat(dir, &st) < 0) {
-		log_warn("cannot create state_dir %s: %s", dir, strerror(errno));
-		return -1;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		log_warn("state_dir %s is not a directory", dir);
-		return -1;
-	}
-	if ((owner != (uid_t)-1 && chown(dir, owner, group) < 0) || chmod(dir, 0700) < 0) {
-		log_warn("cannot give state_dir %s to the user: %s", dir, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
 static int prepare_dirs(struct master *m)
 {
 	struct daemon_ctx *d = m->d;
 	uid_t owner = d->root_mode ? d->user_uid : (uid_t)-1;
 	gid_t group = d->root_mode ? d->user_gid : (gid_t)-1;
 
+	char err[512];
+
 	if (queue_dirs_create(d->cfg.queue_dir, owner, group) < 0) {
 		log_warn("cannot prepare queue_dir %s: %s", d->cfg.queue_dir, strerror(errno));
 		return -1;
 	}
-	if (has_policy_listener(&d->cfg) && prepare_state_dir(d->cfg.state_dir, owner, group) < 0)
+	if (d->cfg.state_dir != NULL &&
+	    policy_state_dir_prepare(d->cfg.state_dir, owner, group, err, sizeof(err)) < 0) {
+		log_warn("%s", err);
 		return -1;
+	}
 	return 0;
 }
 
@@ -422,6 +423,8 @@ int master_run(struct daemon_ctx *d)
 	start_child(&m, CHILD_QMGR);
 	purge_incoming(&m);
 	start_child(&m, CHILD_RECEIVER);
+	if (child_wanted(&m, CHILD_POLSYNC))
+		start_child(&m, CHILD_POLSYNC);
 	if (child_wanted(&m, CHILD_POLICY))
 		start_child(&m, CHILD_POLICY);
 

@@ -269,6 +269,20 @@ size_t user_policy_rule_count(const struct user_policy *p)
 	return p != NULL ? p->nrules : 0;
 }
 
+void user_policy_describe(const struct user_policy *p, struct buf *out)
+{
+	for (size_t i = 0; i < p->nrules; i++) {
+		const struct up_rule *r = &p->rules[i];
+		buf_printf(out, "line %d: %s %s", r->line, r->action == UPA_ALLOW ? "allow" :
+		    "block", r->rule);
+		if (r->text != NULL)
+			buf_printf(out, " \"%s\"", r->text);
+		buf_putc(out, '\n');
+	}
+	buf_printf(out, "greylist %s\n", p->greylist ? "on" : "off");
+	buf_printf(out, "maxsize %llu\n", (unsigned long long)p->maxsize);
+}
+
 void user_policy_free(struct user_policy *p)
 {
 	if (p == NULL)

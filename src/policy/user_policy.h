@@ -48,5 +48,8 @@ int user_policy_greylist(const struct user_policy *p);   /* 1 = on */
 uint64_t user_policy_maxsize(const struct user_policy *p);  /* 0 = none */
 /* Number of block/allow rules (mailprocctl policy show, tests). */
 size_t user_policy_rule_count(const struct user_policy *p);
+/* The rules as lines "line N: block sender GLOB \"TEXT\"", then
+ * "greylist on|off" and "maxsize N" (mailprocctl policy show). */
+void user_policy_describe(const struct user_policy *p, struct buf *out);
 
 #endif
