@@ -5,15 +5,14 @@
  * reload.
  */
 #include "policy/service_private.h"
+#include "policy/policy_store.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#if __has_include("policy/policy_store.h")
-#include "policy/policy_store.h"
 
 #define STORE_RETRY_INTERVAL 5
 
@@ -78,20 +77,3 @@ void service_policies_close(struct policy_service *svc)
 	svc->store = NULL;
 	svc->store_retry_at = 0;
 }
-
-#else   /* the policy database is not there yet: no users' policies */
-
-void service_policies(struct policy_service *svc, struct decide_ctx *ctx)
-{
-	ctx->get_policy = NULL;
-}
-
-void service_policies_reload(struct policy_service *svc)
-{
-}
-
-void service_policies_close(struct policy_service *svc)
-{
-}
-
-#endif

@@ -465,3 +465,150 @@ def test_stop_with_open_connections(pdaemons):
     finally:
         idle.close()
         half.close()
+
+
+# ------------------------------------------------------------ users' own policies
+
+USER_RULES = RULES + """
+bruno@example.test
+    maildir ~/Maildir/
+
+gina@example.test    maxsize=8K
+    maildir ~/Maildir/
+"""
+
+USER_UIDS = UIDS + """
+bruno@example.test      bruno
+bruno-alias@example.test bruno
+gina@example.test       gina
+"""
+
+USER_POLICIES = {
+    "bruno": """# bruno's own policy
+block    sender  *@spam.test            "We do not take mail from you"
+block    client  203.0.113.0/24
+block    helo    /\\.dynamic\\./
+block    client  2001:db8:bad::/48
+block    sender  vip@friends.test       "never seen: allow wins"
+allow    sender  *@friends.test
+greylist on
+maxsize  2K
+""",
+    "gina": "greylist on\n",
+}
+GREYLIST_DELAY = 2
+
+
+@pytest.fixture(scope="module")
+def ud(tmp_path_factory, run_as):
+    dm = H.PolicyDaemon(tmp_path_factory.mktemp("userpol"), run_as=run_as,
+                        rules=USER_RULES, uids=USER_UIDS,
+                        homes=HOMES + ("bruno", "gina"),
+                        settings={"max_message_size": "10M",
+                                  "greylist_delay": f"{GREYLIST_DELAY}s",
+                                  "greylist_max_age": "1h",
+                                  "greylist_auto_allow": "0",
+                                  "policy_sync_interval": "0"})
+    for account, text in USER_POLICIES.items():
+        pdir = dm.home(account) / ".mailprocd"
+        pdir.mkdir(parents=True, exist_ok=True)
+        (pdir / "policy").write_text(text)
+        H.chown_tree(dm.home(account), run_as)
+    dm.compile()
+    dm.start()
+    res = dm.ctl("policy", "sync")
+    assert res.returncode == 0, res.out
+    yield dm
+    dm.stop()
+
+
+def test_user_block_with_own_text(ud):
+    with PolicyConn(ud.policy_port) as c:
+        assert c.ask(rcpt_request("bruno@example.test", sender="x@spam.test")) == \
+            "550 5.7.1 We do not take mail from you"
+        # every address of the account
+        assert c.ask(rcpt_request("bruno-alias@example.test", sender="y@spam.test")) == \
+            "550 5.7.1 We do not take mail from you"
+    ud.wait_log(r"policy: action=550 5\.7\.1 We do not take mail from you .*reason=\"blocked "
+                r"by bruno's own policy, line 2: block sender \*@spam\.test")
+
+
+@pytest.mark.parametrize("client,helo", [("203.0.113.77", "mail.remote.test"),
+                                         ("192.0.2.1", "host.dynamic.isp.test"),
+                                         ("2001:db8:bad:1::25", "mail.remote.test")])
+def test_user_block_client_and_helo_default_text(ud, client, helo):
+    with PolicyConn(ud.policy_sock) as c:
+        req = rcpt_request("bruno@example.test", sender="ok@remote.test", client=client)
+        req = req.replace(b"helo_name=mail.remote.test", f"helo_name={helo}".encode())
+        assert c.ask(req) == "550 5.7.1 Refused by the recipient's own policy"
+
+
+def test_user_allow_wins_over_block_and_greylist(ud):
+    with PolicyConn(ud.policy_port) as c:
+        assert c.ask(rcpt_request("bruno@example.test", sender="vip@friends.test")) == "DUNNO"
+        assert c.ask(rcpt_request("bruno@example.test", sender="pal@friends.test",
+                                  client="203.0.113.5")) == "DUNNO"
+
+
+def test_user_allow_does_not_skip_maxsize(ud):
+    with PolicyConn(ud.policy_port) as c:
+        assert c.ask(rcpt_request("bruno@example.test", sender="pal@friends.test",
+                                  size=2049)) == TOO_BIG
+        assert c.ask(rcpt_request("bruno@example.test", sender="pal@friends.test",
+                                  size=2048)) == "DUNNO"
+
+
+def test_user_maxsize_at_end_of_message(ud):
+    with PolicyConn(ud.policy_port) as c:
+        assert c.ask(rcpt_request("alice@example.test", instance="um.1", count=0)) == "DUNNO"
+        assert c.ask(rcpt_request("bruno@example.test", sender="pal@friends.test",
+                                  instance="um.1", count=1)) == "DUNNO"
+        assert c.ask(rcpt_request("", state="END-OF-MESSAGE", instance="um.1", count=2,
+                                  size=4096)) == TOO_BIG
+
+
+def test_user_greylisting_defers_then_passes(ud):
+    """gina greylists: the first attempt is deferred, a retry before the
+    delay too, a retry after it passes; another sender starts over."""
+    import re
+    sender = f"gl{os.getpid()}@remote.test"
+    with PolicyConn(ud.policy_port) as c:
+        first = c.ask(rcpt_request("gina@example.test", sender=sender, client="198.51.100.9"))
+        m = re.fullmatch(r"450 4\.7\.1 Greylisted, retry in (\d+) seconds", first)
+        assert m, first
+        assert 1 <= int(m.group(1)) <= GREYLIST_DELAY
+        # same /24: the same triplet
+        assert c.ask(rcpt_request("gina@example.test", sender=sender,
+                                  client="198.51.100.10")).startswith("450 4.7.1")
+        H.wait_for(lambda: c.ask(rcpt_request("gina@example.test", sender=sender,
+                                              client="198.51.100.9")) == "DUNNO",
+                   what="the greylisted triplet to pass after greylist_delay")
+        assert c.ask(rcpt_request("gina@example.test", sender="other" + sender,
+                                  client="198.51.100.9")).startswith("450 4.7.1")
+        # size is still checked (gina's entry: maxsize=8K)
+        assert c.ask(rcpt_request("gina@example.test", sender=sender, client="198.51.100.9",
+                                  size=9000)) == TOO_BIG
+    ud.wait_log(r"policy: action=450 4\.7\.1 Greylisted, retry in \d+ seconds .*"
+                r"recipient=<gina@example\.test>")
+
+
+def test_user_without_policy_untouched(ud):
+    with PolicyConn(ud.policy_port) as c:
+        assert c.ask(rcpt_request("alice@example.test", sender="x@spam.test",
+                                  client="203.0.113.77")) == "DUNNO"
+
+
+def test_pipelined_greylist_answers_in_order(ud):
+    """Requests that wait for the greylist store and ones that do not,
+    pipelined: the answers come in the order of the requests."""
+    sender = f"pipe{os.getpid()}@remote.test"
+    reqs = [rcpt_request("gina@example.test", sender=f"{i}{sender}", client="198.51.100.20")
+            if i % 2 else rcpt_request(f"nobody{i}@example.test") for i in range(40)]
+    with PolicyConn(ud.policy_port) as c:
+        c.send(b"".join(reqs))
+        answers = [c.answer() for _ in reqs]
+    for i, a in enumerate(answers):
+        if i % 2:
+            assert a.startswith("450 4.7.1 Greylisted"), (i, a)
+        else:
+            assert a.startswith(f"550 5.1.1 <nobody{i}@example.test>"), (i, a)
