@@ -612,3 +612,71 @@ def test_pipelined_greylist_answers_in_order(ud):
             assert a.startswith("450 4.7.1 Greylisted"), (i, a)
         else:
             assert a.startswith(f"550 5.1.1 <nobody{i}@example.test>"), (i, a)
+
+
+# ------------------------------------------------------------ mailprocctl policy check
+
+def policy_check(dm, request):
+    res = dm.ctl("policy", "check", input=request)
+    lines = res.stdout.decode().splitlines()
+    return res, lines
+
+
+def test_policy_check_unknown_and_size(d):
+    res, lines = policy_check(d, rcpt_request("nobody@example.test"))
+    assert res.returncode == 0, res.out
+    assert lines[0] == "action=" + UNKNOWN
+    assert "no key in rules or uid matches it" in res.out
+    res, lines = policy_check(d, rcpt_request("sam@example.test", size=5000))
+    assert lines[0] == "action=" + TOO_BIG
+    assert "size 5000 is over 3072, the maxsize= of the rules entry sam@example.test" in res.out
+    res, lines = policy_check(d, rcpt_request("x@elsewhere.test"))
+    assert lines[0] == "action=DUNNO"
+    assert "the databases know no address in the domain" in res.out
+    res, lines = policy_check(d, rcpt_request("alice@example.test", state="ETRN"))
+    assert lines[0] == "action=DUNNO"
+    assert "nothing is checked at ETRN" in res.out
+
+
+def test_policy_check_user_policy(ud):
+    res, lines = policy_check(ud, rcpt_request("bruno@example.test", sender="z@spam.test"))
+    assert res.returncode == 0, res.out
+    assert lines[0] == "action=550 5.7.1 We do not take mail from you"
+    assert "blocked by bruno's own policy, line 2: block sender *@spam.test" in res.out
+    res, lines = policy_check(ud, rcpt_request("bruno@example.test", sender="a@friends.test"))
+    assert lines[0] == "action=DUNNO"
+    assert "allowed by bruno's own policy, line 7: allow sender *@friends.test" in res.out
+
+
+def test_policy_check_greylist_is_a_dry_run(ud):
+    """policy check peeks at the greylist state and writes nothing: asked
+    again after greylist_delay it still says the triplet is new (had the
+    first check recorded it, the second would pass), while the service's
+    own first attempt is recorded and passes after the delay."""
+    import re
+    sender = f"dry{os.getpid()}@remote.test"
+    req = rcpt_request("gina@example.test", sender=sender, client="198.51.100.77")
+    for i in range(2):
+        if i:
+            time.sleep(GREYLIST_DELAY + 1)
+        res, lines = policy_check(ud, req)
+        assert res.returncode == 0, res.out
+        assert re.fullmatch(r"action=450 4\.7\.1 Greylisted, retry in \d+ seconds", lines[0]), \
+            res.out
+        assert "gina's own policy: greylist on" in res.out
+    with PolicyConn(ud.policy_port) as c:
+        assert c.ask(req).startswith("450 4.7.1 Greylisted")
+        H.wait_for(lambda: policy_check(ud, req)[1][0] == "action=DUNNO",
+                   what="policy check to see the triplet the service recorded pass")
+
+
+def test_policy_check_bad_input(d):
+    res = d.ctl("policy", "check", input=b"request=smtpd_access_policy\nsender=\x01\n\n")
+    assert res.returncode == 1
+    assert "not a policy request: a control character" in res.out
+    res = d.ctl("policy", "check", input=b"")
+    assert res.returncode == 1
+    assert "no request on standard input" in res.out
+    # the final empty line may be left out
+    res, lines = policy_check(d, rcpt_request("nobody@example.test")[:-1])
+    assert lines[0] == "action=" + UNKNOWN
