@@ -2,7 +2,8 @@
  * sync_reader.c - reading one user's ~/.mailprocd/policy as that user.
  *
  * Runs in a child of the sync's root side, which has closed nothing yet:
- * the first thing is to keep only stderr and the result pipe, then to
+ * the first thing is to keep only stderr (for the log) and the result
+ * pipe (stdin and stdout: /dev/null, not root's terminal), then to
  * become the file's owner for good (never uid 0 nor one below
  * minimum_uid).  The file is opened O_NOFOLLOW|O_NONBLOCK (a symlink, a
  * FIFO or a device yields nothing), must be a regular file of that uid
@@ -103,6 +104,9 @@ void polsync_reader_run(int out_fd, const char *account, uid_t uid, gid_t gid,
 
 	/* nothing of the root side's: the databases, the writer's socket */
 	if (dup2(out_fd, RESULT_FD) < 0)
+		_exit(1);
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0)
 		_exit(1);
 	close_range(RESULT_FD + 1, ~0u, 0);
 	signal(SIGPIPE, SIG_DFL);
