@@ -49,7 +49,7 @@ static int open_store(struct greylist *g, const struct config *cfg, char *err, s
 	free(g->state_dir);
 	free(g->redis_host);
 	free(g->redis_port);
-	g->state_dir = xstrdup(cfg->state_dir);
+	g->state_dir = cfg->state_dir != NULL ? xstrdup(cfg->state_dir) : NULL;
 	g->redis_host = cfg->redis_host != NULL ? xstrdup(cfg->redis_host) : NULL;
 	g->redis_port = cfg->redis_port != NULL ? xstrdup(cfg->redis_port) : NULL;
 	return 0;
