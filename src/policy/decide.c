@@ -182,6 +182,14 @@ static int account_policy(struct decide_ctx *ctx, const struct db_resolution *re
 	return k;
 }
 
+/* recipient_count, or TX_COUNT_UNKNOWN when Postfix did not send it. */
+static uint64_t recipient_count(const struct policy_request *req)
+{
+	if (*policy_request_get(req, PA_RECIPIENT_COUNT) == '\0')
+		return TX_COUNT_UNKNOWN;
+	return policy_request_number(req, PA_RECIPIENT_COUNT);
+}
+
 static void remember(struct decide_ctx *ctx, struct decision *d, time_t now)
 {
 	if (!d->remember || ctx->txs == NULL || strcmp(d->action, "DUNNO") != 0)
@@ -232,7 +240,7 @@ static enum decide_step decide_rcpt(struct decide_ctx *ctx, const struct policy_
 	/* remembered for END-OF-MESSAGE if the answer stays DUNNO */
 	d->remember = 1;
 	d->instance = xstrdup(policy_request_get(req, PA_INSTANCE));
-	d->count = policy_request_number(req, PA_RECIPIENT_COUNT);
+	d->count = recipient_count(req);
 	d->rcpt = xstrdup(res.address);
 	d->limit = limit;
 	d->limit_why = xstrdup(limit_why);
@@ -298,7 +306,7 @@ static enum decide_step decide_end_of_message(struct decide_ctx *ctx,
 {
 	const char *instance = policy_request_get(req, PA_INSTANCE);
 	uint64_t size = policy_request_number(req, PA_SIZE);
-	uint64_t count = policy_request_number(req, PA_RECIPIENT_COUNT);
+	uint64_t count = recipient_count(req);
 	int found = 0;
 
 	if (ctx->txs != NULL) {

@@ -82,8 +82,10 @@ static void expire(struct tx_memory *m, time_t now)
 static void prune(struct tx_entry *e, uint64_t accepted)
 {
 	size_t k = 0;
+	if (accepted == TX_COUNT_UNKNOWN)
+		return;
 	for (size_t i = 0; i < e->n; i++) {
-		if (e->rcpts[i].count < accepted)
+		if (e->rcpts[i].count < accepted || e->rcpts[i].count == TX_COUNT_UNKNOWN)
 			e->rcpts[k++] = e->rcpts[i];
 		else
 			rcpt_free(&e->rcpts[i]);

@@ -21,6 +21,9 @@
 #include <time.h>
 
 #define TX_MEMORY_MAX_RCPTS 1000
+/* A request without recipient_count: nothing is pruned by it, and a
+ * recipient remembered without one is never pruned. */
+#define TX_COUNT_UNKNOWN UINT64_MAX
 
 struct tx_memory;
 
