@@ -7,9 +7,11 @@
  * strictly in the order of the requests, so one that waits for the
  * greylist store (Redis) holds back the answers behind it, never the
  * other connections.  A protocol error stops reading: the answers already
- * due go out, then the connection closes.  A client that stops sending
- * in the middle of a request, or sends nothing, is closed after
- * session_timeout; one that does not read its answers is not read from.
+ * due go out, then the connection closes; a client that closes while an
+ * answer waits for the greylist store has that request cancelled.  A
+ * client that stops sending in the middle of a request, or sends
+ * nothing, is closed after session_timeout; one that does not read its
+ * answers is not read from.
  */
 #include "policy/service_private.h"
 #include "policy/greylist.h"
@@ -216,8 +218,11 @@ static void pconn_progress(struct pconn *c)
 	else
 		bufferevent_enable(c->bev, EV_READ);
 	/* a closing connection has read its last request: buffered input
-	 * other than complete requests is dropped */
-	if (c->closing && c->npending == 0 && output_pending(c) == 0)
+	 * other than complete requests is dropped.  Once the client closed,
+	 * answers still waiting for the greylist store are not waited for:
+	 * their requests are cancelled. */
+	if ((c->closing && c->npending == 0 && output_pending(c) == 0) ||
+	    (c->peer_closed && c->npending > 0))
 		pconn_free(c);
 }
 
@@ -248,9 +253,11 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_EOF) {
-		/* the client said all it had to say: answer it, then close */
+		/* the client said all it had to say: answer what can be
+		 * answered now, then close */
 		if (c->closing == 0)
 			c->closing = 1;
+		c->peer_closed = 1;
 		pconn_progress(c);
 	}
 }

@@ -48,6 +48,8 @@ struct pconn {
 	TAILQ_HEAD(, pending) pending;  /* in the order of the requests */
 	int npending;
 	int closing;                    /* read no more; close once answered */
+	int peer_closed;                /* end of input: nobody waits for answers
+	                                 * that need the greylist store */
 	int busy;                       /* in pconn_progress */
 	TAILQ_ENTRY(pconn) entry;
 };
