@@ -296,20 +296,30 @@ def test_stalled_half_request_holds_up_nobody(d):
 
 
 def test_client_not_reading_answers_holds_up_nobody(d):
-    """A client that sends thousands of requests and reads no answer: the
-    service stops reading it, and answers the others."""
-    with PolicyConn(d.policy_port) as greedy:
-        greedy.sock.setblocking(False)
-        blob = rcpt_request("nobody@example.test") * 200
-        sent = 0
-        try:
-            for _ in range(200):
-                sent += greedy.sock.send(blob)
-        except BlockingIOError:
-            pass
+    """A client that sends requests and reads no answer (its receive buffer
+    small, so the answers back up at once): the service stops reading it
+    and answers the others meanwhile."""
+    greedy = socket.socket()
+    greedy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    greedy.connect(("127.0.0.1", d.policy_port))
+    try:
+        greedy.setblocking(False)
+        blob = rcpt_request("nobody@example.test") * 100
+        sent, idle_since, rest = 0, time.monotonic(), memoryview(blob)
+        while time.monotonic() - idle_since < 1.0 and sent < 64 << 20:
+            try:
+                n = greedy.send(rest)
+                sent += n
+                rest = rest[n:] if n < len(rest) else memoryview(blob)
+                idle_since = time.monotonic()
+            except BlockingIOError:
+                time.sleep(0.01)
+        assert sent < 64 << 20, "the service kept reading without anyone reading its answers"
         with PolicyConn(d.policy_sock) as other:
             for _ in range(10):
                 assert other.ask(rcpt_request("nobody@example.test")) == UNKNOWN
+    finally:
+        greedy.close()
 
 
 def test_idle_and_stalled_connections_time_out(pdaemons):
