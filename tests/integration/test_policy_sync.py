@@ -217,14 +217,14 @@ def test_daemon_syncs_at_start_and_on_change(su_daemon):
 
 
 def test_daemon_without_policy_listener_has_no_sync(su):
+    write_policy(su.home("folder"), "greylist on\n", su.run_as)
     su.start()
     try:
-        write_policy(su.home("dave"), "greylist on\n", su.run_as)
         H.settle()
         H.settle()
         assert "polsync" not in su.log()
-        rc, _, _ = show(su, "dave")
-        assert rc == 1
+        rc, _, _ = show(su, "folder")
+        assert rc == 1, "the file was read without a policy listener"
     finally:
         su.stop()
 
