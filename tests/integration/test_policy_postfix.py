@@ -59,21 +59,6 @@ maxsize  2K
 }
 
 
-class PolicyDaemon(H.Daemon):
-    """The harness's daemon with a policy service on a loopback port and
-    on a unix socket."""
-
-    def __init__(self, root, **kw):
-        [self.policy_port] = H.free_ports(1)
-        super().__init__(root, **kw)
-        self.policy_sock = self.run_dir / "policy.sock"
-
-    def config_text(self):
-        return super().config_text() + (
-            f"listen policy 127.0.0.1:{self.policy_port}\n"
-            f"listen policy unix:{self.run_dir / 'policy.sock'}\n")
-
-
 def write_policy(d, account, text):
     """~/.mailprocd/policy of an account, owned by the account (in
     single-user mode: the daemon's user)."""
@@ -88,7 +73,7 @@ def write_policy(d, account, text):
 def stack(tmp_path_factory, run_as):
     """(daemon, postfix): mailprocd with the users' policies synced, and a
     private Postfix asking it."""
-    d = PolicyDaemon(tmp_path_factory.mktemp("polpfx"), run_as=run_as,
+    d = H.PolicyDaemon(tmp_path_factory.mktemp("polpfx"), run_as=run_as,
                      rules=RULES, uids=UIDS,
                      homes=H.STANDARD_USERS + ("sam", "gina", "bruno"),
                      settings={"greylist_delay": f"{GREYLIST_DELAY}s",
