@@ -17,7 +17,9 @@ benchmark's peer).
 """
 
 import os
+import pty
 import re
+import select
 import shutil
 import signal
 import smtplib
@@ -66,6 +68,37 @@ def _wait_port(port, timeout, check=None, what="a listener"):
             raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} "
                                f"within {timeout:.0f}s")
         time.sleep(0.05)
+
+
+def _output_on_tty(argv, timeout=30):
+    """What argv prints with its stdout and stderr on a pseudo-terminal."""
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave,
+                                stderr=slave)
+    finally:
+        os.close(slave)
+    out = b""
+    end = time.monotonic() + timeout
+    try:
+        while time.monotonic() < end:
+            r, _, _ = select.select([master], [], [], 0.2)
+            if r:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:      # EIO: the other side is closed
+                    break
+                if not data:
+                    break
+                out += data
+            elif proc.poll() is not None:
+                break
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    return out.decode("utf-8", "replace").replace("\r\n", "\n")
 
 
 class PostfixInstance:
@@ -233,13 +266,16 @@ class PostfixInstance:
     # -- process
 
     def postfix(self, *args, check=True):
-        res = subprocess.run([POSTFIX, "-c", str(self.etc), *args],
-                             capture_output=True, text=True, timeout=60)
+        argv = [POSTFIX, "-c", str(self.etc), *args]
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         if check and res.returncode != 0:
+            # Postfix's commands write their errors to stderr only when it
+            # is a terminal (else to syslog, or the maillog once postlogd
+            # runs): run it once more on a pseudo-terminal to show them
             raise RuntimeError(
                 f"postfix -c {self.etc} {' '.join(args)} failed "
-                f"({res.returncode}):\n{res.stdout}{res.stderr}\n"
-                f"maillog:\n{self.maillog()}")
+                f"({res.returncode}):\n{res.stdout}{res.stderr}"
+                f"{_output_on_tty(argv)}\nmaillog:\n{self.maillog()}")
         return res
 
     def start(self):
