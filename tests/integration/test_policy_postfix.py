@@ -139,6 +139,11 @@ def send(pfx, sender, rcpt, msg, helo="client.example.test"):
         return (rr[0], rr[1].decode("latin-1")), (dr[0], dr[1].decode("latin-1"))
 
 
+def decode(reply):
+    """smtplib's (code, bytes) as (code, str)."""
+    return reply[0], reply[1].decode("latin-1")
+
+
 def expect_reply(got, code, enh, d, pfx, contains=None):
     c, text = got
     assert c == code and text.startswith(enh + " "), \
@@ -197,6 +202,32 @@ def test_actual_size_over_maxsize_gets_552_at_end_of_data(stack):
     H.settle()
     assert not H.find_marked([c for _, c in H.maildir_messages(
         d.maildir("sam"))], H.mid(msg)), "refused message was delivered"
+
+
+def test_actual_size_checked_against_every_recipient(stack):
+    d, pfx = stack
+    # two recipients: at end of data Postfix names none of them
+    # (recipient_count=2), so the service must remember sam's limit from
+    # his RCPT request by the transaction's instance
+    body = ("y" * 70 + "\r\n") * 100
+    msg = H.make_message(to="alice@example.test", body=body)
+    with pfx.smtp() as s:
+        assert s.mail("two@remote.test")[0] == 250
+        expect_reply(decode(s.rcpt("alice@example.test")), 250, "2.1.5", d, pfx)
+        expect_reply(decode(s.rcpt("sam@example.test")), 250, "2.1.5", d, pfx)
+        expect_reply(decode(s.data(msg)), 552, "5.3.4", d, pfx)
+        # the next, small message of the same session is not refused
+        # (Postfix 3.7 wants a RSET after a refusal at end of data)
+        small = H.make_message(to="alice@example.test")
+        s.rset()
+        assert s.mail("two@remote.test")[0] == 250
+        expect_reply(decode(s.rcpt("alice@example.test")), 250, "2.1.5", d, pfx)
+        expect_reply(decode(s.rcpt("sam@example.test")), 250, "2.1.5", d, pfx)
+        expect_reply(decode(s.data(small)), 250, "2.0.0", d, pfx)
+    delivered(d, "alice", small, diag(d, pfx))
+    delivered(d, "sam", small, diag(d, pfx))
+    assert not H.find_marked([c for _, c in H.maildir_messages(
+        d.maildir("alice"))], H.mid(msg)), "refused message was delivered"
 
 
 def test_users_own_maxsize_gets_552_even_when_allowed(stack):
