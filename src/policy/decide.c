@@ -69,6 +69,8 @@ static enum decide_step temporary(struct decision *d, const char *what, const ch
 	d->temporary = 1;
 	why(d, "DUNNO: %s: %s (temporary; Postfix goes on with its other restrictions)",
 	    what, err);
+	/* the log line says the rest */
+	snprintf(d->reason, sizeof(d->reason), "%s: %s", what, err);
 	return DECIDE_DONE;
 }
 

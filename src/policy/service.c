@@ -56,7 +56,7 @@ void service_trouble(struct policy_service *svc, const char *reason)
 		return;
 	}
 	svc->trouble_logged_at = now;
-	log_warn("policy: %s (answering DUNNO meanwhile)", reason);
+	log_warn("policy: %s; answering DUNNO meanwhile (logged once a minute at most)", reason);
 }
 
 struct greylist *service_greylist(struct policy_service *svc)

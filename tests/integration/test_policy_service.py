@@ -238,7 +238,10 @@ def test_crlf_requests_accepted(d):
 
 GARBAGE = {
     "binary": b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + bytes(range(256)),
+    "nul_byte": b"request=smtpd_access_policy\nsender=a\x00b@remote.test\n\n",
+    "control_byte": b"request=smtpd_access_policy\nhelo_name=a\x1bb\n\n",
     "long_line": b"request=smtpd_access_policy\nsender=" + b"a" * 5120 + b"\n\n",
+    "long_line_with_equals": b"request=smtpd_access_policy\nsender=" + b"a=" * 2560 + b"\n\n",
     "101_attributes": b"request=smtpd_access_policy\n" +
     b"".join(b"x%d=%d\n" % (i, i) for i in range(100)) + b"\n",
     "no_equals": b"request=smtpd_access_policy\nhello there\n\n",
@@ -678,3 +681,128 @@ def test_policy_check_bad_input(d):
     # the final empty line may be left out
     res, lines = policy_check(d, rcpt_request("nobody@example.test")[:-1])
     assert lines[0] == "action=" + UNKNOWN
+
+
+# ------------------------------------------------------------ greylist state in Redis
+
+def redis_mod():
+    import test_greylist_redis as R
+    if R.REDIS_SERVER is None:
+        pytest.skip("redis-server not installed")
+    return R
+
+
+@pytest.fixture
+def redis_daemon(tmp_path, run_as):
+    """(daemon, redis): a policy daemon whose greylist state is in a
+    private redis-server; gina greylists."""
+    R = redis_mod()
+    r = R.Redis(tmp_path)
+    r.start()
+    dm = H.PolicyDaemon(tmp_path / "d", run_as=run_as, rules=USER_RULES, uids=USER_UIDS,
+                        homes=HOMES + ("bruno", "gina"),
+                        settings={"greylist_delay": "1h", "greylist_max_age": "1d",
+                                  "greylist_auto_allow": "0", "policy_sync_interval": "0",
+                                  "policy_state": f"redis:127.0.0.1:{r.port}"})
+    pdir = dm.home("gina") / ".mailprocd"
+    pdir.mkdir(parents=True, exist_ok=True)
+    (pdir / "policy").write_text("greylist on\n")
+    H.chown_tree(dm.home("gina"), run_as)
+    dm.compile()
+    dm.start()
+    try:
+        res = dm.ctl("policy", "sync")
+        assert res.returncode == 0, res.out
+        yield dm, r
+    finally:
+        r.resume() if r.proc else None
+        dm.stop()
+        r.stop()
+
+
+def gina(i, client="198.51.100.30"):
+    return rcpt_request("gina@example.test", sender=f"r{i}-{os.getpid()}@remote.test",
+                        client=client)
+
+
+def test_redis_pipelined_answers_in_order(redis_daemon):
+    """Answers that wait for Redis and answers that do not, pipelined: in
+    the order of the requests."""
+    dm, r = redis_daemon
+    reqs = [gina(i) if i % 2 else rcpt_request(f"nobody{i}@example.test") for i in range(60)]
+    with PolicyConn(dm.policy_port) as c:
+        c.send(b"".join(reqs))
+        answers = [c.answer() for _ in reqs]
+    for i, a in enumerate(answers):
+        if i % 2:
+            assert a.startswith("450 4.7.1 Greylisted, retry in "), (i, a)
+        else:
+            assert a.startswith(f"550 5.1.1 <nobody{i}@example.test>"), (i, a)
+    assert r.keys(), "nothing was written to Redis"
+
+
+def test_redis_stalled_holds_up_only_its_connection(redis_daemon):
+    """Redis stops answering: a request waiting for it holds back the
+    answers behind it on its own connection only, and is answered DUNNO
+    (with a log line) once the greylist store gives up on Redis."""
+    dm, r = redis_daemon
+    with PolicyConn(dm.policy_port) as waiting, PolicyConn(dm.policy_sock) as other:
+        assert waiting.ask(gina(0)).startswith("450 4.7.1")    # connected to Redis
+        r.pause()
+        try:
+            waiting.send(gina(1) + rcpt_request("nobody@example.test"))
+            for _ in range(5):
+                assert other.ask(rcpt_request("nobody@example.test")) == UNKNOWN
+            assert waiting.answer() == "DUNNO"
+            assert waiting.answer() == UNKNOWN
+        finally:
+            r.resume()
+    dm.wait_log(r"policy: greylisting: its state is unavailable; answering DUNNO")
+
+
+def test_redis_connection_closed_while_waiting(redis_daemon):
+    """A connection closed while its request waits for Redis: the greylist
+    request is cancelled, nothing is written to the gone connection, and
+    the service goes on (under the sanitizers: no use after free)."""
+    dm, r = redis_daemon
+    with PolicyConn(dm.policy_port) as c:
+        assert c.ask(gina(0)).startswith("450 4.7.1")
+    r.pause()
+    try:
+        for i in range(1, 6):
+            with PolicyConn(dm.policy_port) as gone:
+                gone.send(gina(i))
+        H.settle()
+    finally:
+        r.resume()
+    H.settle()
+    with PolicyConn(dm.policy_sock) as c:
+        assert c.ask(rcpt_request("nobody@example.test")) == UNKNOWN
+        assert c.ask(gina(99)).startswith("450 4.7.1")
+    dm.assert_running("after connections closed while waiting for Redis")
+    assert dm.policy_pid()
+
+
+def test_redis_down_answers_dunno(tmp_path, run_as):
+    """policy_state redis: with no Redis there: greylisting answers DUNNO
+    and says so in the log, never a stall."""
+    [port] = H.free_ports(1)
+    dm = H.PolicyDaemon(tmp_path / "d", run_as=run_as, rules=USER_RULES, uids=USER_UIDS,
+                        homes=HOMES + ("bruno", "gina"),
+                        settings={"greylist_delay": "1h", "policy_sync_interval": "0",
+                                  "policy_state": f"redis:127.0.0.1:{port}"})
+    pdir = dm.home("gina") / ".mailprocd"
+    pdir.mkdir(parents=True, exist_ok=True)
+    (pdir / "policy").write_text("greylist on\n")
+    H.chown_tree(dm.home("gina"), run_as)
+    dm.compile()
+    dm.start()
+    try:
+        assert dm.ctl("policy", "sync").returncode == 0
+        with PolicyConn(dm.policy_port) as c:
+            for i in range(3):
+                assert c.ask(gina(i)) == "DUNNO"
+            assert c.ask(rcpt_request("nobody@example.test")) == UNKNOWN
+        dm.wait_log(r"policy: greylisting: its state is unavailable; answering DUNNO")
+    finally:
+        dm.stop()
