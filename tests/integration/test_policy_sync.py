@@ -6,6 +6,7 @@ owners, the database written as config `user`)."""
 
 import os
 import re
+import signal
 import stat
 import time
 
@@ -214,6 +215,32 @@ def test_daemon_syncs_at_start_and_on_change(su_daemon):
                "a new file in policy.mdb")
     d.wait_log(r"mailprocd/polsync\[\d+\]: policy sync: \d+ accounts, 1 files read, "
                r"1 changed")
+
+
+def test_daemon_reload_changes_interval(tmp_path_factory, run_as):
+    """policy_sync_interval 1h: only the round at start; after a reload to
+    1s, a changed file is picked up."""
+    port, = H.free_ports(1)
+    d = H.Daemon(tmp_path_factory.mktemp("polsync-reload"), run_as=run_as,
+                 settings={"listen": f"policy 127.0.0.1:{port}",
+                           "policy_sync_interval": "1h"})
+    write_policy(d.home("alice"), "block sender first@x.test\n", run_as)
+    d.compile()
+    d.start()
+    try:
+        H.wait_for(lambda: shows(d, "alice", "first@x.test"), H.DEADLINE,
+                   "the first round at start")
+        write_policy(d.home("alice"), "block sender second@x.test\n", run_as)
+        H.settle()
+        H.settle()
+        assert shows(d, "alice", "first@x.test"), "a round before the hour was up"
+        d.settings["policy_sync_interval"] = "1s"
+        d.conf.write_text(d.config_text())
+        os.kill(d.pid, signal.SIGHUP)
+        H.wait_for(lambda: shows(d, "alice", "second@x.test"), H.DEADLINE,
+                   "a round after the reload to 1s")
+    finally:
+        d.stop()
 
 
 def test_daemon_without_policy_listener_has_no_sync(su):
