@@ -6,6 +6,7 @@ owners, the database written as config `user`)."""
 
 import os
 import re
+import shutil
 import signal
 import stat
 import time
@@ -381,8 +382,12 @@ def test_root_file_read_with_owners_rights_only(root_env):
 
 
 def test_root_daemon_syncs_as_root_child(root_env):
-    d, a = root_env["d"], root_env["a"]
+    d, a, svc = root_env["d"], root_env["a"], root_env["svc"]
+    state = d.db_dir / "state"
+    shutil.rmtree(state)            # the master makes it again
     d.start()
+    st = os.stat(state)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (svc.uid, svc.gid, 0o700)
     write_policy(root_env["homes"] / "a", "block sender daemon@x.test\n", a)
     H.wait_for(lambda: shows(d, a.name, "block sender daemon@x.test"), H.DEADLINE,
                "the daemon's round picks up the change")
