@@ -163,11 +163,16 @@ def test_removed_file_removes_entry(su):
     p = write_policy(home, "greylist on\n", su.run_as)
     assert sync(su)["changed"] == 1
     assert show(su, "multi")[0] == 0
+    write_policy(home, "greylist maybe\n", su.run_as)
+    assert sync(su)["broken"] == 1
+    assert errors_of(home) is not None
     p.unlink()
     s = sync(su)
     assert s["removed"] == 1 and s["read"] == 0, s
     rc, _, err = show(su, "multi")
     assert rc == 1 and "no policy for multi" in err
+    assert errors_of(home) is None, "policy.errors outlived the file"
+    assert sync(su)["removed"] == 0
 
 
 def test_file_too_large_or_not_regular(su):
