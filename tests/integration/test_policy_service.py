@@ -737,7 +737,7 @@ def test_redis_pipelined_answers_in_order(redis_daemon):
         if i % 2:
             assert a.startswith("450 4.7.1 Greylisted, retry in "), (i, a)
         else:
-            assert a.startswith(f"550 5.1.1 <nobody{i}@example.test>"), (i, a)
+            assert a == UNKNOWN, (i, a)
     assert r.keys(), "nothing was written to Redis"
 
 
