@@ -14,7 +14,9 @@ policy sync`.  Each test uses its own senders, so greylisting triplets of
 one test never help another.
 """
 
+import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -304,3 +306,83 @@ def test_unix_socket_policy_service(stack):
     expect_reply(rcpt(pfx, "pusher@spam.test", "bruno@example.test",
                       listener="unix"), 550, "5.7.1", d, pfx,
                  contains="We do not take mail from you")
+
+
+# ---------------------------------------------------------------- root mode
+
+@pytest.fixture(scope="module")
+def root_stack(tmp_path_factory):
+    """(daemon, postfix, account): mailprocd started as root, a real
+    account whose own policy file (its file, mode 0600, in its 0700 home)
+    blocks a sender and greylists, and a private Postfix asking it."""
+    base = tmp_path_factory.mktemp("polpfx-root")
+    H.make_traversable(base)
+    homes = base / "home"
+    homes.mkdir()
+    os.chmod(homes, 0o711)
+    users, d, pfx = [], None, None
+    try:
+        svc = H.create_user("mpt-s-")
+        users.append(svc)
+        acct = H.create_user("mpt-r-", home=homes / "r")
+        users.append(acct)
+        home = homes / "r"
+        (home / ".mailprocd").mkdir(parents=True)
+        policy = home / ".mailprocd" / "policy"
+        policy.write_text('block sender *@spam.test "Not from you, says r"\n'
+                          'greylist on\n')
+        os.chmod(policy, 0o600)
+        os.chmod(home, 0o700)
+        H.chown_tree(home, acct)
+        d = H.PolicyDaemon(base / "d", run_as=None, single_user=False,
+                           rules="r@example.test\n    maildir ~/Maildir/\n",
+                           uids=f"r@example.test {acct.name}\n",
+                           settings={"user": svc.name,
+                                     "greylist_delay": f"{GREYLIST_DELAY}s",
+                                     "greylist_max_age": "1h",
+                                     "greylist_auto_allow": "0",
+                                     "policy_sync_interval": "0"})
+        d.compile()
+        d.start()
+        res = d.ctl("policy", "sync")
+        assert res.returncode == 0, f"mailprocctl policy sync:\n{res.out}"
+        pfx = P.PostfixInstance(
+            tmp_path_factory.mktemp("pfx-root"),
+            lmtp=f"inet:127.0.0.1:{d.lmtp_port}",
+            policy=f"inet:127.0.0.1:{d.policy_port}",
+            relay_domains=[H.DOMAIN])
+        pfx.start()
+        yield d, pfx, acct
+    finally:
+        try:
+            if pfx is not None:
+                pfx.stop()
+        finally:
+            try:
+                if d is not None and d.proc is not None:
+                    d.stop()
+            finally:
+                for u in users:
+                    H.delete_user(u)
+
+
+def test_root_mode_users_own_policy_through_postfix(root_stack):
+    """The issue's promise: an unprivileged user's own file acts in the
+    SMTP dialogue of the host's Postfix, with no root in the loop."""
+    d, pfx, acct = root_stack
+    expect_reply(rcpt(pfx, "pusher@spam.test", "r@example.test"),
+                 550, "5.7.1", d, pfx, contains="Not from you, says r")
+    sender = "stranger@remote.test"
+    expect_reply(rcpt(pfx, sender, "r@example.test"), 450, "4.7.1", d, pfx)
+    time.sleep(GREYLIST_DELAY + 0.5)
+    msg = H.make_message(to="r@example.test")
+    rr, dr = send(pfx, sender, "r@example.test", msg)
+    expect_reply(rr, 250, "2.1.5", d, pfx)
+    assert dr[0] == 250, f"DATA: {dr}" + diag(d, pfx)
+    [(path, _)] = [(p, c) for p, c in H.wait_for(
+        lambda: [(p, c) for p, c in H.maildir_messages(
+            Path(acct.home) / "Maildir") if H.mid(msg) in c],
+        what="the message in r's maildir")]
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid) == (acct.uid, acct.gid), \
+        f"{path} owned by {st.st_uid}:{st.st_gid}, not {acct}"
