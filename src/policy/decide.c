@@ -217,7 +217,7 @@ static enum decide_step decide_rcpt(struct decide_ctx *ctx, const struct policy_
 		if (address_is_postmaster(rcpt)) {
 			why(d, "DUNNO: <%s> is always accepted (RFC 5321 4.5.1)", rcpt);
 		} else {
-			answer(d, "550 5.1.1 <%s>: Recipient address rejected: User unknown", rcpt);
+			answer(d, "550 5.1.1 User unknown");
 			why(d, "<%s>: no key in rules or uid matches it", rcpt);
 		}
 		goto done;

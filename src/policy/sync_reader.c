@@ -122,8 +122,10 @@ void polsync_reader_run(int out_fd, const char *account, uid_t uid, gid_t gid,
 	snprintf(path, sizeof(path), "%s/%s", home, POLICY_FILE);
 	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0) {
-		if (errno == ENOENT || errno == ENOTDIR)
+		if (errno == ENOENT || errno == ENOTDIR) {
+			write_errors(home, &errors);    /* no file, no errors */
 			send_result(POLSYNC_NOFILE, NULL);
+		}
 		if (errno == ELOOP)
 			errors_add(&errors, 0, "is a symbolic link: not read (write the file itself)");
 		else

@@ -6,7 +6,8 @@
  * then walks the accounts of the uid database: one lstat per account; a
  * reader only for a file that is new or changed (mtime, inode, size, or
  * the account's uid); a "gone" for an entry whose file or account is no
- * more.  Readers run one at a time: the writer drains each one's pipe
+ * more (for a removed file, a reader as the account removes its
+ * policy.errors).  Readers run one at a time: the writer drains each one's pipe
  * while the root side waits for it.
  */
 #include "policy/sync.h"
@@ -126,10 +127,13 @@ static void send_gone(struct round *r, const char *account)
 		fail(r, "the writer went away");
 }
 
-/* Fork the reader as the account; the writer gets the pipe's read end. */
+/* Fork the reader as the account; the writer gets the pipe's read end.
+ * For a file that is gone (st NULL) the reader only removes its
+ * policy.errors and the writer the entry. */
 static void read_file(struct round *r, const char *name, uid_t uid, gid_t gid,
     const char *home, const struct policy_file_stat *st)
 {
+	static const struct policy_file_stat none;
 	int pfd[2];
 	if (pipe2(pfd, O_CLOEXEC) < 0) {
 		fail(r, "pipe failed");
@@ -148,7 +152,10 @@ static void read_file(struct round *r, const char *name, uid_t uid, gid_t gid,
 		    r->cfg->minimum_uid);
 	}
 	close(pfd[1]);
-	r->stats->read++;
+	if (st != NULL)
+		r->stats->read++;
+	else
+		st = &none;
 	ipc_init(&r->msg, MSG_POLSYNC_FILE);
 	ipc_add_str(&r->msg, name);
 	ipc_add_u32(&r->msg, st->uid);
@@ -187,7 +194,7 @@ static int one_account(void *arg, const char *name, uid_t uid, gid_t gid, const 
 			return 0;       /* keep what is stored */
 		}
 		if (k != NULL)
-			send_gone(r, name);
+			read_file(r, name, uid, gid, home, NULL);
 		return r->failed ? -1 : 0;
 	}
 	st.mtime_sec = sb.st_mtim.tv_sec;

@@ -169,9 +169,11 @@ static void take_gone(struct writer *w)
 static int finish(struct writer *w)
 {
 	char err[512];
-	if (w->error[0] == '\0' && policy_store_commit(w->store, err, sizeof(err)) < 0)
-		set_error(w, "%s", err);
-	policy_store_abort(w->store);
+	if (w->store != NULL) {
+		if (w->error[0] == '\0' && policy_store_commit(w->store, err, sizeof(err)) < 0)
+			set_error(w, "%s", err);
+		policy_store_abort(w->store);
+	}
 	ipc_init(&w->out, MSG_POLSYNC_DONE);
 	ipc_add_u32(&w->out, w->changed);
 	ipc_add_u32(&w->out, w->broken);
@@ -218,15 +220,6 @@ int polsync_writer_run(int sock, const char *state_dir)
 			take_gone(w);
 			break;
 		case MSG_POLSYNC_COMMIT:
-			if (w->store == NULL) {
-				ipc_init(&w->out, MSG_POLSYNC_DONE);
-				ipc_add_u32(&w->out, 0);
-				ipc_add_u32(&w->out, 0);
-				ipc_add_u32(&w->out, 0);
-				ipc_add_str(&w->out, w->error);
-				ipc_send(sock, &w->out);
-				goto out;
-			}
 			status = finish(w);
 			goto out;
 		default:

@@ -31,7 +31,7 @@ anyone@                 anyone
 """
 
 HOMES = H.STANDARD_USERS + ("sam", "anyone")
-UNKNOWN = "550 5.1.1 <nobody@example.test>: Recipient address rejected: User unknown"
+UNKNOWN = "550 5.1.1 User unknown"
 TOO_BIG = "552 5.3.4 Message too big for recipient"
 
 
@@ -204,8 +204,7 @@ def test_many_requests_on_one_connection(d):
     with PolicyConn(d.policy_sock) as c:
         for i in range(300):
             rcpt = "alice@example.test" if i % 3 else f"nobody{i}@example.test"
-            want = "DUNNO" if i % 3 else \
-                f"550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown"
+            want = "DUNNO" if i % 3 else "550 5.1.1 User unknown"
             assert c.ask(rcpt_request(rcpt, instance=f"many.{i}")) == want
 
 
@@ -216,8 +215,7 @@ def test_pipelined_requests_answered_in_order(d, via):
         kind = i % 4
         if kind == 0:
             reqs.append(rcpt_request(f"nobody{i}@example.test"))
-            want.append(f"550 5.1.1 <nobody{i}@example.test>: Recipient address "
-                        f"rejected: User unknown")
+            want.append(UNKNOWN)
         elif kind == 1:
             reqs.append(rcpt_request("sam@example.test", size=10000))
             want.append(TOO_BIG)
@@ -372,7 +370,7 @@ def test_log_line_for_refusals(d):
                                   sender="logged@remote.test")) == UNKNOWN
         assert c.ask(rcpt_request("sam@example.test", instance="log.2", size=99999,
                                   sender="logged@remote.test")) == TOO_BIG
-    d.wait_log(r"policy: action=550 5\.1\.1 <nobody@example\.test>.* "
+    d.wait_log(r"policy: action=550 5\.1\.1 User unknown .*"
                r"sender=<logged@remote\.test> recipient=<nobody@example\.test> .*"
                r"instance=log\.1 reason=\"<nobody@example\.test>: no key")
     d.wait_log(r"policy: action=552 5\.3\.4 .*instance=log\.2 reason=\"size 99999 is over "
@@ -624,7 +622,7 @@ def test_pipelined_greylist_answers_in_order(ud):
         if i % 2:
             assert a.startswith("450 4.7.1 Greylisted"), (i, a)
         else:
-            assert a.startswith(f"550 5.1.1 <nobody{i}@example.test>"), (i, a)
+            assert a == UNKNOWN, (i, a)
 
 
 # ------------------------------------------------------------ mailprocctl policy check
@@ -749,7 +747,7 @@ def test_redis_pipelined_answers_in_order(redis_daemon):
         if i % 2:
             assert a.startswith("450 4.7.1 Greylisted, retry in "), (i, a)
         else:
-            assert a.startswith(f"550 5.1.1 <nobody{i}@example.test>"), (i, a)
+            assert a == UNKNOWN, (i, a)
     assert r.keys(), "nothing was written to Redis"
 
 

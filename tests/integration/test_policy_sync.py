@@ -6,6 +6,8 @@ owners, the database written as config `user`)."""
 
 import os
 import re
+import shutil
+import signal
 import stat
 import time
 
@@ -161,11 +163,16 @@ def test_removed_file_removes_entry(su):
     p = write_policy(home, "greylist on\n", su.run_as)
     assert sync(su)["changed"] == 1
     assert show(su, "multi")[0] == 0
+    write_policy(home, "greylist maybe\n", su.run_as)
+    assert sync(su)["broken"] == 1
+    assert errors_of(home) is not None
     p.unlink()
     s = sync(su)
     assert s["removed"] == 1 and s["read"] == 0, s
     rc, _, err = show(su, "multi")
     assert rc == 1 and "no policy for multi" in err
+    assert errors_of(home) is None, "policy.errors outlived the file"
+    assert sync(su)["removed"] == 0
 
 
 def test_file_too_large_or_not_regular(su):
@@ -216,15 +223,41 @@ def test_daemon_syncs_at_start_and_on_change(su_daemon):
                r"1 changed")
 
 
+def test_daemon_reload_changes_interval(tmp_path_factory, run_as):
+    """policy_sync_interval 1h: only the round at start; after a reload to
+    1s, a changed file is picked up."""
+    port, = H.free_ports(1)
+    d = H.Daemon(tmp_path_factory.mktemp("polsync-reload"), run_as=run_as,
+                 settings={"listen": f"policy 127.0.0.1:{port}",
+                           "policy_sync_interval": "1h"})
+    write_policy(d.home("alice"), "block sender first@x.test\n", run_as)
+    d.compile()
+    d.start()
+    try:
+        H.wait_for(lambda: shows(d, "alice", "first@x.test"), H.DEADLINE,
+                   "the first round at start")
+        write_policy(d.home("alice"), "block sender second@x.test\n", run_as)
+        H.settle()
+        H.settle()
+        assert shows(d, "alice", "first@x.test"), "a round before the hour was up"
+        d.settings["policy_sync_interval"] = "1s"
+        d.conf.write_text(d.config_text())
+        os.kill(d.pid, signal.SIGHUP)
+        H.wait_for(lambda: shows(d, "alice", "second@x.test"), H.DEADLINE,
+                   "a round after the reload to 1s")
+    finally:
+        d.stop()
+
+
 def test_daemon_without_policy_listener_has_no_sync(su):
+    write_policy(su.home("folder"), "greylist on\n", su.run_as)
     su.start()
     try:
-        write_policy(su.home("dave"), "greylist on\n", su.run_as)
         H.settle()
         H.settle()
         assert "polsync" not in su.log()
-        rc, _, _ = show(su, "dave")
-        assert rc == 1
+        rc, _, _ = show(su, "folder")
+        assert rc == 1, "the file was read without a policy listener"
     finally:
         su.stop()
 
@@ -354,8 +387,12 @@ def test_root_file_read_with_owners_rights_only(root_env):
 
 
 def test_root_daemon_syncs_as_root_child(root_env):
-    d, a = root_env["d"], root_env["a"]
+    d, a, svc = root_env["d"], root_env["a"], root_env["svc"]
+    state = d.db_dir / "state"
+    shutil.rmtree(state)            # the master makes it again
     d.start()
+    st = os.stat(state)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (svc.uid, svc.gid, 0o700)
     write_policy(root_env["homes"] / "a", "block sender daemon@x.test\n", a)
     H.wait_for(lambda: shows(d, a.name, "block sender daemon@x.test"), H.DEADLINE,
                "the daemon's round picks up the change")
