@@ -367,9 +367,14 @@ def test_server_that_never_answers(drives):
         assert v == "UNAVAILABLE"
         assert not at_once and 450 <= ms < STALL_MS, ms     # the 500 ms timer
         assert b"MGET" in s.received
-        for _ in range(3):
-            v, _, _, ms, _ = d.check("192.0.2.1", "s@x.test", "r@y.test", T)
+        waited = 0
+        for _ in range(6):      # reconnected each time, and timed out again
+            time.sleep(0.3)
+            v, _, _, ms, at_once = d.check("192.0.2.1", "s@x.test", "r@y.test", T)
             assert v == "UNAVAILABLE" and ms < STALL_MS, ms
+            waited += not at_once
+        assert waited >= 2
+        assert len(s.conns) >= 2    # a connection that let an answer wait is dropped
         assert d.stderr().count(LOG_LINE) == 1, d.stderr()
     finally:
         s.close()
