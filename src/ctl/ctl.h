@@ -27,6 +27,9 @@ int ctl_queue_flush(const struct config *cfg, char **args, int nargs);
 int ctl_test(const struct config *cfg, char **args, int nargs);
 int ctl_learn(const struct config *cfg, char **args, int nargs);
 int ctl_status(const struct config *cfg, char **args, int nargs);
+int ctl_policy_sync(const struct config *cfg, char **args, int nargs);
+int ctl_policy_show(const struct config *cfg, char **args, int nargs);
+int ctl_policy_check(const struct config *cfg, char **args, int nargs);
 
 /* The queue subdirectories a command looks in, in order. */
 #define CTL_QUEUE_NDIRS 4

@@ -6,6 +6,7 @@
  *   mailprocctl [-f FILE] db lookup ADDRESS
  *   mailprocctl [-f FILE] queue [show ID | delete ID | flush]
  *   mailprocctl [-f FILE] status | test ADDRESS | learn --spam|--ham ADDRESS
+ *   mailprocctl [-f FILE] policy sync | policy show ACCOUNT | policy check < request
  *
  * Exit status: 0 success, 1 errors (printed on stderr), 2 usage.
  */
@@ -35,6 +36,9 @@ static const struct command {
 	{ "status", NULL, 0, 0, ctl_status },
 	{ "test", NULL, 1, 3, ctl_test },
 	{ "learn", NULL, 2, 2, ctl_learn },
+	{ "policy", "sync", 0, 0, ctl_policy_sync },
+	{ "policy", "show", 1, 1, ctl_policy_show },
+	{ "policy", "check", 0, 0, ctl_policy_check },
 };
 
 static void usage(FILE *out)
@@ -45,6 +49,9 @@ static void usage(FILE *out)
 	    "       mailprocctl [-f FILE] status\n"
 	    "       mailprocctl [-f FILE] test [-s SENDER] ADDRESS < message\n"
 	    "       mailprocctl [-f FILE] learn --spam|--ham ADDRESS < message\n"
+	    "       mailprocctl [-f FILE] policy sync\n"
+	    "       mailprocctl [-f FILE] policy show ACCOUNT\n"
+	    "       mailprocctl [-f FILE] policy check < request\n"
 	    "\n"
 	    "  -f FILE   configuration file (default " CONFIG_DEFAULT_PATH ")\n", out);
 }

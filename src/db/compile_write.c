@@ -74,7 +74,8 @@ static size_t table_bytes(const struct table *t)
 
 static size_t estimate_mapsize(struct compile *c)
 {
-	size_t sum = table_bytes(&c->rules) + table_bytes(&c->uid) + table_bytes(&c->gid);
+	/* the domains database holds at most one key per rules and uid key */
+	size_t sum = 2 * table_bytes(&c->rules) + 2 * table_bytes(&c->uid) + table_bytes(&c->gid);
 	for (size_t i = 0; i < c->rules.n; i++) {
 		/* what is stored is the encoded entry, conditions included */
 		struct buf enc = BUF_INIT;
@@ -166,6 +167,44 @@ static int put_gids(MDB_txn *txn, struct compile *c, const char *path, size_t *c
 	return r;
 }
 
+/* The domain of a key x@domain or @domain; NULL for local@. */
+static const char *key_domain(const char *key)
+{
+	const char *at = strrchr(key, '@');
+	return at != NULL && at[1] != '\0' ? at + 1 : NULL;
+}
+
+static int put_domains_of(MDB_txn *txn, MDB_dbi dbi, const struct table *t,
+    struct compile *c, const char *path)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		const struct rec *rec = t->items[i];
+		const char *domain = rec->valid ? key_domain(rec->key) : NULL;
+		if (domain == NULL)
+			continue;
+		MDB_val k = { strlen(domain), (void *)domain };
+		MDB_val v = { 0, (void *)"" };
+		int rc = mdb_put(txn, dbi, &k, &v, 0);
+		if (rc != 0) {
+			compile_error(c, path, 0, "storing domain %s: %s", domain, mdb_strerror(rc));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The domains a recipient may be in for the databases to know it: those
+ * of the rules and uid keys (keys are lower-cased already). */
+static int put_domains(MDB_txn *txn, struct compile *c, const char *path)
+{
+	MDB_dbi dbi;
+	if (open_dbi(txn, DB_NAME_DOMAINS, &dbi, c, path) < 0 ||
+	    put_domains_of(txn, dbi, &c->rules, c, path) < 0 ||
+	    put_domains_of(txn, dbi, &c->uid, c, path) < 0)
+		return -1;
+	return 0;
+}
+
 static int fill(MDB_env *env, struct compile *c, const char *path, struct compile_stats *st)
 {
 	MDB_txn *txn;
@@ -176,7 +215,7 @@ static int fill(MDB_env *env, struct compile *c, const char *path, struct compil
 		return -1;
 	}
 	if (put_rules(txn, c, path, &st->rules) < 0 || put_uids(txn, c, path, &st->uid) < 0 ||
-	    put_gids(txn, c, path, &st->gid) < 0 ||
+	    put_gids(txn, c, path, &st->gid) < 0 || put_domains(txn, c, path) < 0 ||
 	    open_dbi(txn, DB_NAME_LISTS, &dbi, c, path) < 0 ||
 	    open_dbi(txn, DB_NAME_MEMBERS, &dbi, c, path) < 0) {
 		mdb_txn_abort(txn);

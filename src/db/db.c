@@ -11,6 +11,7 @@
 #include "db/address.h"
 #include "db/db_record.h"
 #include "db/rules_entry.h"
+#include "lib/strmap.h"
 #include "lib/xalloc.h"
 
 #include <errno.h>
@@ -29,6 +30,9 @@ static const char *const dbi_names[DBI_COUNT] = {
 struct db_env {
 	MDB_env *env;
 	MDB_dbi dbi[DBI_COUNT];
+	int has_domains;        /* the domains database is there (newer compiles) */
+	MDB_dbi domains;
+	struct strmap *domain_set;      /* else: the domains of the keys, read at open */
 	dev_t dev;
 	ino_t ino;
 };
@@ -44,6 +48,8 @@ static void env_close(struct db_env *e)
 {
 	if (e->env != NULL)
 		mdb_env_close(e->env);
+	if (e->domain_set != NULL)
+		strmap_free(e->domain_set);
 	memset(e, 0, sizeof(*e));
 }
 
@@ -64,6 +70,40 @@ static int check_size(MDB_env *env, off_t size, char *err, size_t errlen)
 	return 0;
 }
 
+/* An environment compiled before the domains database existed: the domains
+ * of its rules and uid keys, read once at the open. */
+static int collect_domains(MDB_txn *txn, struct db_env *e, char *err, size_t errlen)
+{
+	static const int from[] = { DBI_RULES, DBI_UID };
+
+	e->domain_set = strmap_new();
+	for (size_t i = 0; i < sizeof(from) / sizeof(from[0]); i++) {
+		MDB_cursor *cur;
+		MDB_val k, v;
+		int rc = mdb_cursor_open(txn, e->dbi[from[i]], &cur);
+		if (rc != 0) {
+			snprintf(err, errlen, "mdb_cursor_open: %s", mdb_strerror(rc));
+			return -1;
+		}
+		for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+		    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			const char *key = k.mv_data;
+			const char *at = memrchr(key, '@', k.mv_size);
+			if (at == NULL || at + 1 == key + k.mv_size)
+				continue;
+			char *domain = xstrndup(at + 1, (size_t)(key + k.mv_size - at - 1));
+			strmap_put(e->domain_set, domain, e);
+			free(domain);
+		}
+		mdb_cursor_close(cur);
+		if (rc != MDB_NOTFOUND) {
+			snprintf(err, errlen, "reading keys: %s", mdb_strerror(rc));
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int open_dbis(struct db_env *e, char *err, size_t errlen)
 {
 	MDB_txn *txn;
@@ -79,6 +119,15 @@ static int open_dbis(struct db_env *e, char *err, size_t errlen)
 			mdb_txn_abort(txn);
 			return -1;
 		}
+	}
+	rc = mdb_dbi_open(txn, DB_NAME_DOMAINS, 0, &e->domains);
+	if (rc == 0)
+		e->has_domains = 1;
+	else if (rc != MDB_NOTFOUND || collect_domains(txn, e, err, errlen) < 0) {
+		if (rc != MDB_NOTFOUND)
+			snprintf(err, errlen, "database \"%s\": %s", DB_NAME_DOMAINS, mdb_strerror(rc));
+		mdb_txn_abort(txn);
+		return -1;
 	}
 	rc = mdb_txn_commit(txn);
 	if (rc != 0) {
@@ -358,6 +407,35 @@ int db_resolve(struct db *db, const char *address, char delimiter,
 	return out->rules_key || out->uid_key || out->list_key ? 1 : 0;
 }
 
+int db_domain_known(struct db *db, const char *domain, char *err, size_t errlen)
+{
+	if (*domain == '\0' || strlen(domain) > ADDRESS_MAX)
+		return 0;
+	if (refresh(db, err, errlen) < 0)
+		return -1;
+	char *lower = address_lower(domain);
+	int r = 0;
+	if (!db->cur.has_domains) {
+		r = strmap_get(db->cur.domain_set, lower) != NULL;
+	} else {
+		MDB_txn *txn;
+		MDB_val k = { strlen(lower), lower }, v;
+		int rc = mdb_txn_begin(db->cur.env, NULL, MDB_RDONLY, &txn);
+		if (rc == 0) {
+			rc = mdb_get(txn, db->cur.domains, &k, &v);
+			mdb_txn_abort(txn);
+		}
+		if (rc == 0) {
+			r = 1;
+		} else if (rc != MDB_NOTFOUND) {
+			snprintf(err, errlen, "lookup of domain %s: %s", lower, mdb_strerror(rc));
+			r = -1;
+		}
+	}
+	free(lower);
+	return r;
+}
+
 void db_resolution_free(struct db_resolution *r)
 {
 	free(r->address);
@@ -369,4 +447,54 @@ void db_resolution_free(struct db_resolution *r)
 	free(r->home);
 	free(r->list_key);
 	memset(r, 0, sizeof(*r));
+}
+
+/* The policy sync's list of accounts: a cursor over uid, each account
+ * once (names seen in a map). */
+int db_foreach_account(struct db *db, int (*fn)(void *arg, const char *name, uid_t uid,
+    gid_t gid, const char *home), void *arg, char *err, size_t errlen)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc, r = 0;
+
+	if (refresh(db, err, errlen) < 0)
+		return -1;
+	if ((rc = mdb_txn_begin(db->cur.env, NULL, MDB_RDONLY, &txn)) != 0) {
+		snprintf(err, errlen, "mdb_txn_begin: %s", mdb_strerror(rc));
+		return -1;
+	}
+	if ((rc = mdb_cursor_open(txn, db->cur.dbi[DBI_UID], &cur)) != 0) {
+		snprintf(err, errlen, "mdb_cursor_open: %s", mdb_strerror(rc));
+		mdb_txn_abort(txn);
+		return -1;
+	}
+	struct strmap *seen = strmap_new();
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct db_account a;
+		if (db_account_decode(v.mv_data, v.mv_size, &a) < 0) {
+			snprintf(err, errlen, "corrupt uid entry for %.*s", (int)(k.mv_size > 200 ?
+			    200 : k.mv_size), (const char *)k.mv_data);
+			r = -1;
+			break;
+		}
+		int stop = 0;
+		if (strmap_get(seen, a.name) == NULL) {
+			strmap_put(seen, a.name, seen);
+			stop = fn(arg, a.name, a.uid, a.gid, a.home);
+		}
+		db_account_free(&a);
+		if (stop)
+			break;
+	}
+	if (r == 0 && rc != 0 && rc != MDB_NOTFOUND) {
+		snprintf(err, errlen, "uid database: %s", mdb_strerror(rc));
+		r = -1;
+	}
+	strmap_free(seen);
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return r;
 }

@@ -52,6 +52,18 @@ struct db_resolution {
 int db_resolve(struct db *db, const char *address, char delimiter,
     struct db_resolution *out, char *err, size_t errlen);
 void db_resolution_free(struct db_resolution *r);
+/* Whether the databases know domain (case-insensitive): some rules or uid
+ * key is `x@domain` or `@domain` (`local@` keys make no domain known).
+ * 1 yes, 0 no, -1 temporary failure (err).  Environments compiled before
+ * the domains database are read too. */
+int db_domain_known(struct db *db, const char *domain, char *err, size_t errlen);
+/* Call fn once for each account of the uid database (however many
+ * addresses name it), with its name, uid, gid (primary) and home.  The
+ * checks of db_open_root_only apply when db was opened so.  fn returns
+ * 0 to go on, else the walk stops.  0, or -1 with err. */
+int db_foreach_account(struct db *db, int (*fn)(void *arg, const char *name, uid_t uid,
+    gid_t gid, const char *home), void *arg, char *err, size_t errlen);
+
 /* Single-user mode: a postmaster the databases do not know (RFC 5321
  * 4.5.1, accepted anyway) is delivered by default_delivery, as the
  * virtual account `postmaster` under home_base when that is set.  Fills

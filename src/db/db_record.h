@@ -16,6 +16,9 @@
 #define DB_NAME_GID "gid"
 #define DB_NAME_LISTS "lists"
 #define DB_NAME_MEMBERS "members"
+/* the domains of the keys `x@domain` and `@domain` (not `local@`): the
+ * domains the databases know, for the policy service; the value is empty */
+#define DB_NAME_DOMAINS "domains"
 #define DB_MAX_DBS 8
 
 /* An account as resolved at compile time. */

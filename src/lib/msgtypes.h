@@ -101,6 +101,20 @@ enum ctl_msg_type {
 	MSG_CTL_REPLY,          /* u32 ok, str text */
 };
 
+/* policy sync (root side) <-> its unprivileged writer, one per round
+ * (src/policy/sync_round.c, sync_writer.c) */
+enum polsync_msg_type {
+	MSG_POLSYNC_LIST = 60,  /* (empty): send what policy.mdb knows */
+	MSG_POLSYNC_KNOWN,      /* str account ("" ends the list), u32 uid,
+	                         * i64 mtime_sec, u32 mtime_nsec, u64 ino, u64 size */
+	MSG_POLSYNC_FILE,       /* str account, u32 uid, i64 mtime_sec, u32 mtime_nsec,
+	                         * u64 ino, u64 size; fd = the read end of the pipe
+	                         * the reader (running as uid) writes its result to */
+	MSG_POLSYNC_GONE,       /* str account: no file (or no account) any more */
+	MSG_POLSYNC_COMMIT,     /* (empty): write the round */
+	MSG_POLSYNC_DONE,       /* u32 changed, u32 broken, u32 removed, str error ("" ok) */
+};
+
 /* A part's spam verdict (MSG_RESULT of a primary part, MSG_JOB of a
  * uid=/gid= part): none (no check wanted, or the part did not get that
  * far), wanted but not checked (headers: the note saying why), checked. */

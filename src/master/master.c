@@ -1,5 +1,6 @@
 /*
- * master.c - supervisor of the receiver, qmgr, spawner and relay.
+ * master.c - supervisor of the receiver, qmgr, spawner, relay and (with a
+ * `listen policy` line) the policy service.
  *
  * The master keeps the listening sockets and the socketpairs between its
  * children, so a child that dies is simply forked again with the same
@@ -15,6 +16,8 @@
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/privsep.h"
+#include "policy/service.h"
+#include "policy/sync.h"
 #include "qmgr/qmgr.h"
 #include "queue/qfile.h"
 #include "receiver/receiver.h"
@@ -35,9 +38,19 @@
 
 #include "lib/ipc.h"
 
-enum child_kind { CHILD_RECEIVER, CHILD_QMGR, CHILD_SPAWNER, CHILD_RELAY, CHILD_COUNT };
+enum child_kind {
+	CHILD_RECEIVER,
+	CHILD_QMGR,
+	CHILD_SPAWNER,
+	CHILD_RELAY,
+	CHILD_POLSYNC,          /* only with a `listen policy` line */
+	CHILD_POLICY,           /* only with a `listen policy` line */
+	CHILD_COUNT
+};
 
-static const char *const child_names[CHILD_COUNT] = { "receiver", "qmgr", "spawner", "relay" };
+static const char *const child_names[CHILD_COUNT] = {
+	"receiver", "qmgr", "spawner", "relay", "policy sync", "policy",
+};
 
 struct child {
 	pid_t pid;
@@ -62,6 +75,40 @@ struct master {
 
 static sigset_t master_sigs;
 
+static int has_policy_listener(const struct config *cfg)
+{
+	for (int i = 0; i < cfg->nlisten; i++)
+		if (cfg->listen[i].proto == LISTEN_POLICY)
+			return 1;
+	return 0;
+}
+
+/* Whether this configuration runs a child of that kind at all: the
+ * policy service and its sync only with a `listen policy` line. */
+static int child_wanted(const struct master *m, enum child_kind kind)
+{
+	if (kind == CHILD_POLICY || kind == CHILD_POLSYNC)
+		return has_policy_listener(&m->d->cfg);
+	return 1;
+}
+
+/* The listening sockets a child serves: SMTP and LMTP for the receiver,
+ * policy for the policy service, none for the others.  The rest are
+ * closed (and -1 in the child's copy). */
+static void keep_listeners(struct master *m, enum child_kind kind)
+{
+	struct config *cfg = &m->d->cfg;
+
+	for (int i = 0; i < cfg->nlisten; i++) {
+		int policy = cfg->listen[i].proto == LISTEN_POLICY;
+		int keep = (kind == CHILD_RECEIVER && !policy) || (kind == CHILD_POLICY && policy);
+		if (keep || m->listen_fds[i] < 0)
+			continue;
+		close(m->listen_fds[i]);
+		m->listen_fds[i] = -1;
+	}
+}
+
 /* Everything a child must do before it runs: its name, default signal
  * dispositions, no descriptors of the others, its identity, and death with
  * the master. */
@@ -70,18 +117,15 @@ static void child_setup(struct master *m, enum child_kind kind)
 	struct daemon_ctx *d = m->d;
 	char ident[64];
 
-	snprintf(ident, sizeof(ident), "mailprocd/%s", child_names[kind]);
+	snprintf(ident, sizeof(ident), "mailprocd/%s", kind == CHILD_POLSYNC ? "polsync" :
+	    child_names[kind]);
 	log_set_ident(ident);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGXFSZ, SIG_IGN);       /* a file size limit is EFBIG, not death */
 	signal(SIGCHLD, SIG_DFL);
 	sigprocmask(SIG_UNBLOCK, &master_sigs, NULL);
 
-	if (kind != CHILD_RECEIVER) {
-		for (int i = 0; i < d->cfg.nlisten; i++)
-			if (m->listen_fds[i] >= 0)
-				close(m->listen_fds[i]);
-	}
+	keep_listeners(m, kind);
 	if (kind != CHILD_RECEIVER)
 		close(m->recv_qmgr[0]);
 	if (kind != CHILD_QMGR) {
@@ -102,9 +146,11 @@ static void child_setup(struct master *m, enum child_kind kind)
 	}
 
 	/* while still root in root mode: it may raise the hard limit too */
-	if (kind == CHILD_RECEIVER)
+	if (kind == CHILD_RECEIVER || kind == CHILD_POLICY)
 		raise_fd_limit(&d->cfg, 0);
-	if (d->root_mode && kind != CHILD_SPAWNER)
+	/* the spawner and the policy sync stay root: they fork processes
+	 * that become users */
+	if (d->root_mode && kind != CHILD_SPAWNER && kind != CHILD_POLSYNC)
 		privsep_become_or_die(d->user_uid, d->user_gid, d->cfg.user);
 	/* after the credential change, which clears it */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -126,6 +172,12 @@ static int run_child(struct master *m, enum child_kind kind)
 		return spawner_main(cfg, m->qmgr_spawner[1], link, m->d->root_mode);
 	case CHILD_RELAY:
 		return relay_main(m->qmgr_relay[1], cfg, link);
+	case CHILD_POLSYNC: {
+		struct polsync_identity id = { m->d->root_mode, m->d->user_uid, m->d->user_gid };
+		return polsync_main(cfg, link, &id);
+	}
+	case CHILD_POLICY:
+		return policy_service_main(cfg, m->listen_fds, link);
 	default:
 		panic("run_child: kind %d", (int)kind);
 	}
@@ -239,7 +291,7 @@ static void reload(struct master *m)
 	 * get the new settings (the spawner reads the master's socket before
 	 * the qmgr's) */
 	static const enum child_kind order[CHILD_COUNT] = {
-		CHILD_SPAWNER, CHILD_RELAY, CHILD_QMGR, CHILD_RECEIVER
+		CHILD_SPAWNER, CHILD_RELAY, CHILD_QMGR, CHILD_RECEIVER, CHILD_POLSYNC, CHILD_POLICY
 	};
 
 	if (memfd < 0)
@@ -251,9 +303,12 @@ static void reload(struct master *m)
 			sent++;
 	}
 	close(memfd);
-	/* max_sessions may have grown: the running receiver's limit follows */
+	/* max_sessions may have grown: the running receiver's limit follows,
+	 * and the policy service's */
 	if (m->child[CHILD_RECEIVER].pid > 0)
 		raise_fd_limit(&m->d->cfg, m->child[CHILD_RECEIVER].pid);
+	if (m->child[CHILD_POLICY].pid > 0)
+		raise_fd_limit(&m->d->cfg, m->child[CHILD_POLICY].pid);
 	log_info("reloaded %s (configuration %llu, sent to %d process%s)", m->d->cfg.path,
 	    (unsigned long long)m->d->cfg.generation, sent, sent == 1 ? "" : "es");
 }
@@ -301,8 +356,15 @@ static int prepare_dirs(struct master *m)
 	uid_t owner = d->root_mode ? d->user_uid : (uid_t)-1;
 	gid_t group = d->root_mode ? d->user_gid : (gid_t)-1;
 
+	char err[512];
+
 	if (queue_dirs_create(d->cfg.queue_dir, owner, group) < 0) {
 		log_warn("cannot prepare queue_dir %s: %s", d->cfg.queue_dir, strerror(errno));
+		return -1;
+	}
+	if (d->cfg.state_dir != NULL &&
+	    policy_state_dir_prepare(d->cfg.state_dir, owner, group, err, sizeof(err)) < 0) {
+		log_warn("%s", err);
 		return -1;
 	}
 	return 0;
@@ -361,6 +423,10 @@ int master_run(struct daemon_ctx *d)
 	start_child(&m, CHILD_QMGR);
 	purge_incoming(&m);
 	start_child(&m, CHILD_RECEIVER);
+	if (child_wanted(&m, CHILD_POLSYNC))
+		start_child(&m, CHILD_POLSYNC);
+	if (child_wanted(&m, CHILD_POLICY))
+		start_child(&m, CHILD_POLICY);
 
 	while (!m.stopping) {
 		siginfo_t si;
@@ -387,7 +453,8 @@ int master_run(struct daemon_ctx *d)
 		reap_children(&m);
 		time_t now = time(NULL);
 		for (int k = 0; k < CHILD_COUNT && !m.stopping; k++) {
-			if (m.child[k].pid != 0 || now < m.child[k].restart_at)
+			if (m.child[k].pid != 0 || now < m.child[k].restart_at ||
+			    !child_wanted(&m, (enum child_kind)k))
 				continue;
 			if (k == CHILD_RECEIVER)
 				purge_incoming(&m);

@@ -1107,3 +1107,144 @@ def parse_dsn(data):
     blocks = [dict(b.items()) for b in status.get_payload()]
     assert "Reporting-MTA" in blocks[0], blocks[0]
     return m, blocks[1:]
+
+
+# ---------------------------------------------------------------- policy service
+
+def policy_request(**attrs):
+    """A Postfix policy request (bytes): request=smtpd_access_policy, the
+    given attributes in order (protocol_state=..., recipient=...), and the
+    empty line that ends it."""
+    lines = ["request=smtpd_access_policy"]
+    lines += [f"{k}={v}" for k, v in attrs.items()]
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+def rcpt_request(recipient, sender=SENDER, client="192.0.2.10", size=0,
+                 instance="1.2.3.0", count=0, state="RCPT", **more):
+    """The request Postfix sends at RCPT (or another state)."""
+    return policy_request(protocol_state=state, protocol_name="ESMTP",
+                          client_address=client, client_name="mail.remote.test",
+                          reverse_client_name="mail.remote.test",
+                          helo_name="mail.remote.test", sender=sender,
+                          recipient=recipient, recipient_count=count,
+                          queue_id="", instance=instance, size=size, **more)
+
+
+class PolicyConn:
+    """A raw connection to the policy service (TCP port on 127.0.0.1 or a
+    unix socket path), as Postfix's check_policy_service keeps one."""
+
+    def __init__(self, target, timeout=None):
+        self.timeout = timeout or REPLY_TIMEOUT
+        if isinstance(target, int):
+            self.sock = socket.create_connection(("127.0.0.1", target),
+                                                 timeout=self.timeout)
+        else:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(self.timeout)
+            self.sock.connect(str(target))
+        self.buf = b""
+
+    def send(self, data):
+        self.sock.sendall(data.encode() if isinstance(data, str) else data)
+
+    def answer(self, timeout=None):
+        """One answer: its action (the text after action=).  Asserts the
+        exact form `action=TEXT\\n\\n`."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while b"\n\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no policy answer; got {self.buf!r}")
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                raise TimeoutError(f"no policy answer; got {self.buf!r}") from None
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                raise EOFError(f"policy connection closed; got {self.buf!r}")
+            self.buf += data
+        raw, _, self.buf = self.buf.partition(b"\n\n")
+        m = re.fullmatch(rb"action=([^\n]*)", raw)
+        assert m, f"malformed policy answer {raw!r}"
+        return m.group(1).decode()
+
+    def ask(self, request, timeout=None):
+        self.send(request)
+        return self.answer(timeout)
+
+    def closed_by_server(self, timeout=None):
+        """True once the server closed (or reset) the connection; data it
+        sent before is kept in self.buf."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                return False
+            except (ConnectionResetError, BrokenPipeError):
+                return True
+            if not data:
+                return True
+            self.buf += data
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
+class PolicyDaemon(Daemon):
+    """A Daemon with the policy service on a loopback port and a unix
+    socket (run_dir/policy.sock); start() also waits for those."""
+
+    def __init__(self, root, **kw):
+        [self.policy_port] = free_ports(1)
+        super().__init__(root, **kw)
+        self.policy_sock = self.run_dir / "policy.sock"
+
+    def config_text(self):
+        return super().config_text() + (
+            f"listen policy 127.0.0.1:{self.policy_port}\n"
+            f"listen policy unix:{self.run_dir / 'policy.sock'}\n")
+
+    def policy_targets(self):
+        return [self.policy_port, self.policy_sock]
+
+    def wait_ready(self):
+        super().wait_ready()
+        deadline = time.monotonic() + DEADLINE
+        for t in self.policy_targets():
+            while True:
+                self.assert_running("during start-up")
+                try:
+                    with PolicyConn(t, timeout=5) as c:
+                        assert c.ask(policy_request(protocol_state="CONNECT")) == "DUNNO"
+                    break
+                except (OSError, EOFError, TimeoutError):
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"policy service not ready on {t} after "
+                                f"{DEADLINE:.0f}s; log:\n{self.log_tail()}")
+                time.sleep(0.05)
+
+    def policy_pid(self):
+        """The policy service process (its log ident is mailprocd/policy)."""
+        for p in self.children():
+            if self.role(p) == "mailprocd/policy":
+                return p
+        return None

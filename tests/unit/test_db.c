@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <lmdb.h>
 #include <fcntl.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -486,6 +487,51 @@ static void test_real_account(void **state)
 	free(home);
 }
 
+static void expect_domains(struct db *db)
+{
+	static const struct { const char *domain; int known; } cases[] = {
+		{ "example.test", 1 }, { "EXAMPLE.Test", 1 },
+		{ "other.test", 1 },            /* dave@other.test in uid */
+		{ "nowhere.test", 0 },          /* carol@ makes no domain known */
+		{ "test", 0 }, { "", 0 },
+	};
+	char err[512] = "";
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int k = db_domain_known(db, cases[i].domain, err, sizeof(err));
+		if (k != cases[i].known)
+			fail_msg("db_domain_known(%s) = %d (%s)", cases[i].domain, k, err);
+	}
+}
+
+/* The domains the databases know, also in an environment compiled before
+ * the domains database existed (read from the keys at the open). */
+static void test_domains(void **state)
+{
+	struct fixture *f = *state;
+	compile_ok(f);
+	struct db *db = open_db(f);
+	expect_domains(db);
+	db_close(db);
+
+	/* an older environment: no domains database */
+	char *path = xasprintf("%s/current.mdb", f->dbdir);
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	assert_int_equal(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 8);
+	assert_int_equal(mdb_env_open(env, path, MDB_NOSUBDIR | MDB_NOLOCK, 0644), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "domains", 0, &dbi), 0);
+	assert_int_equal(mdb_drop(txn, dbi, 1), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	free(path);
+	db = open_db(f);
+	expect_domains(db);
+	db_close(db);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -498,6 +544,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reader_sees_new_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_real_account, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_domains, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
