@@ -16,8 +16,9 @@ struct event_base;
 
 #define GREYLIST_LMDB_FILE "greylist.mdb"
 #define GREYLIST_LMDB_MAPSIZE ((size_t)1 << 30)     /* 1 GiB: some million triplets */
-#define GREYLIST_LMDB_TICK 10                       /* s between syncs and purge steps */
-#define GREYLIST_LMDB_PURGE_STEP 20000              /* records looked at per tick */
+#define GREYLIST_LMDB_TICK 1                        /* s between purge steps */
+#define GREYLIST_LMDB_SYNC_TICKS 10                 /* ticks between syncs to disk */
+#define GREYLIST_LMDB_PURGE_STEP 2000               /* records looked at per step (~1 ms) */
 
 struct gl_lmdb;
 
@@ -27,8 +28,9 @@ struct gl_lmdb *gl_lmdb_open(const char *state_dir, size_t mapsize,
     const struct greylist_params *params, struct event_base *base, char *err, size_t errlen);
 void gl_lmdb_check(struct gl_lmdb *l, const struct buf *triplet_key,
     const struct buf *client_key, time_t now, struct greylist_answer *out);
-/* Sync to disk and purge up to max expired records from where the last
- * step stopped; returns the number of records removed. */
+/* Look at up to max records from where the last step stopped, purge the
+ * expired ones, and sync to disk; returns the number of records removed.
+ * (The timer does the same, syncing only every GREYLIST_LMDB_SYNC_TICKS.) */
 size_t gl_lmdb_tick(struct gl_lmdb *l, time_t now, size_t max);
 void gl_lmdb_close(struct gl_lmdb *l);
 /* Read-only, for the dry run; a missing file is an empty store. */

@@ -367,9 +367,14 @@ def test_server_that_never_answers(drives):
         assert v == "UNAVAILABLE"
         assert not at_once and 450 <= ms < STALL_MS, ms     # the 500 ms timer
         assert b"MGET" in s.received
-        for _ in range(3):
-            v, _, _, ms, _ = d.check("192.0.2.1", "s@x.test", "r@y.test", T)
+        waited = 0
+        for _ in range(6):      # reconnected each time, and timed out again
+            time.sleep(0.3)
+            v, _, _, ms, at_once = d.check("192.0.2.1", "s@x.test", "r@y.test", T)
             assert v == "UNAVAILABLE" and ms < STALL_MS, ms
+            waited += not at_once
+        assert waited >= 2
+        assert len(s.conns) >= 2    # a connection that let an answer wait is dropped
         assert d.stderr().count(LOG_LINE) == 1, d.stderr()
     finally:
         s.close()
@@ -401,3 +406,65 @@ def test_cancelled_check_never_answers(redis, drives):
     assert d.lines.empty(), d.lines.get()
     # greylisting goes on
     assert d.verdict("192.0.2.1", "s@x.test", "r@y.test", T + 300) == "PASS"
+
+
+# ---------------------------------------------------------------- two daemons
+
+GL_RULES = H.standard_rules() + """
+gina@example.test
+    maildir ~/Maildir/
+"""
+GL_UIDS = H.standard_uids() + """
+gina@example.test       gina
+"""
+
+
+def greylisting_daemon(root, run_as, redis_port):
+    """A mailprocd with the policy service, its greylist state in the
+    Redis at redis_port; the account gina turned greylisting on."""
+    dm = H.PolicyDaemon(root, run_as=run_as, rules=GL_RULES, uids=GL_UIDS,
+                        homes=H.STANDARD_USERS + ("gina",),
+                        settings={"greylist_delay": "1s", "greylist_max_age": "1h",
+                                  "greylist_auto_allow": "0", "policy_sync_interval": "0",
+                                  "policy_state": f"redis:127.0.0.1:{redis_port}"})
+    pdir = dm.home("gina") / ".mailprocd"
+    pdir.mkdir(parents=True, exist_ok=True)
+    (pdir / "policy").write_text("greylist on\n")
+    H.chown_tree(dm.home("gina"), run_as)
+    dm.compile()
+    dm.start()
+    res = dm.ctl("policy", "sync")
+    assert res.returncode == 0, res.out
+    return dm
+
+
+def test_two_daemons_share_one_redis(tmp_path, run_as, redis):
+    """Two mailprocd hosts, one redis-server: a triplet recorded on one
+    passes on the other after the delay, and one passed on one passes on
+    the other at once."""
+    a = greylisting_daemon(tmp_path / "a", run_as, redis.port)
+    try:
+        b = greylisting_daemon(tmp_path / "b", run_as, redis.port)
+    except BaseException:
+        a.stop()
+        raise
+    try:
+        def ask(dm, sender, client="198.51.100.7"):
+            with H.PolicyConn(dm.policy_port) as c:
+                return c.ask(H.rcpt_request("gina@example.test", sender=sender, client=client))
+
+        one, two, three = (f"{n}{os.getpid()}@remote.test" for n in ("one", "two", "three"))
+        # recorded on A, passes on B (which never saw it) after the delay
+        assert ask(a, one).startswith("450 4.7.1 Greylisted, retry in ")
+        time.sleep(1.2)
+        assert ask(b, one, client="198.51.100.99") == "DUNNO"
+        # passed on A, passes on B at once
+        assert ask(a, two).startswith("450 4.7.1 ")
+        H.wait_for(lambda: ask(a, two) == "DUNNO", what="the triplet to pass on A")
+        assert ask(b, two) == "DUNNO"
+        # and B still greylists what nobody has seen
+        assert ask(b, three).startswith("450 4.7.1 ")
+        assert ask(a, three).startswith("450 4.7.1 ")
+    finally:
+        b.stop()
+        a.stop()

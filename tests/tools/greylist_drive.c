@@ -39,6 +39,8 @@ static struct config cfg;
 static struct greylist *gl;
 static struct event_base *base;
 static int next_id;
+static struct pending *cancelled[64];   /* done must never come: freed at exit */
+static int ncancelled;
 
 static double mono(void)
 {
@@ -57,12 +59,14 @@ static void done(void *arg, const struct greylist_answer *a)
 	struct pending *p = arg;
 	if (p->cancelled) {
 		printf("BUG done after cancel %d\n", p->id);
+		fflush(stdout);
+		return;
 	} else {
 		printf("answer %d %s %ld %d %.1f %d\n", p->id, verdict_name(a->verdict), a->retry_in,
 		    a->auto_allowed, (mono() - p->start) * 1000, p->in_check);
 	}
 	fflush(stdout);
-	if (!p->in_check || p->cancelled)
+	if (!p->in_check)
 		free(p);
 	else
 		p->in_check = 2;        /* answered synchronously: freed by the caller */
@@ -122,7 +126,9 @@ static void command(char *line)
 	if (strcmp(w[0], "cancel") == 0) {
 		greylist_cancel(req);
 		p->cancelled = 1;
-		printf("cancelled %d\n", p->id);   /* p leaks if done never comes: as it should */
+		if (ncancelled < 64)
+			cancelled[ncancelled++] = p;
+		printf("cancelled %d\n", p->id);
 		fflush(stdout);
 	}
 }
@@ -200,6 +206,8 @@ int main(int argc, char **argv)
 	event_base_dispatch(base);
 	event_free(in);
 	greylist_close(gl);
+	for (int i = 0; i < ncancelled; i++)
+		free(cancelled[i]);
 	event_base_free(base);
 	config_free(&cfg);
 	return 0;

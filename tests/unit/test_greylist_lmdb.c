@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,6 +207,7 @@ static void test_purge(void **state)
 	/* at T0 + 86401 the 50 old ones are past max_age, 7 records a step */
 	do {
 		r = gl_lmdb_tick(l, T0 + 86401, 7);
+		assert_true(r <= 7);            /* bounded work per tick */
 		removed += r;
 	} while (++steps < 40 && (r > 0 || removed == 0));
 	assert_int_equal(removed, 50);
@@ -220,6 +222,34 @@ static void test_purge(void **state)
 		removed += gl_lmdb_tick(l, T0 + 300 + 86401, 7);
 	assert_int_equal(removed, 11);
 	gl_lmdb_close(l);
+}
+
+/* The service's loop purges on its own, once a second. */
+static void test_purge_on_the_loop(void **state)
+{
+	struct fixture *f = *state;
+	struct greylist_params p = { 300, 86400, 0 };
+	struct greylist_answer a;
+	struct event_base *base = event_base_new();
+	struct timeval wait = { 1, 500000 };
+	char err[256];
+	struct gl_lmdb *l = gl_lmdb_open(f->dir, GREYLIST_LMDB_MAPSIZE, &p, base, err,
+	    sizeof(err));
+	time_t old = time(NULL) - 86400 - 100;
+
+	assert_non_null(l);
+	for (int i = 0; i < 5; i++)
+		add_triplet(l, "192.0.2.1", i, old, &a);
+	add_triplet(l, "192.0.2.1", 99, time(NULL), &a);
+	event_base_loopexit(base, &wait);
+	event_base_dispatch(base);
+	/* nothing left to purge: the timer did it */
+	assert_int_equal(gl_lmdb_tick(l, time(NULL), 100), 0);
+	add_triplet(l, "192.0.2.1", 99, time(NULL), &a);   /* the recent one stays */
+	assert_int_equal(a.verdict, GREYLIST_DEFER);
+	assert_true(a.retry_in < 300);                 /* counted from its first attempt */
+	gl_lmdb_close(l);
+	event_base_free(base);
 }
 
 static void test_map_full(void **state)
@@ -268,6 +298,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_auto_allow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peek_writes_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_purge_on_the_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unopenable, setup, teardown),
 	};
