@@ -289,6 +289,10 @@ void pconn_start(struct policy_service *svc, int fd, const struct sockaddr *sa,
 
 void pconn_stop(struct pconn *c)
 {
+	/* what the client sent before the stop is answered too: one last
+	 * read of what the socket holds (non-blocking) */
+	if (c->closing == 0)
+		evbuffer_read(bufferevent_get_input(c->bev), bufferevent_getfd(c->bev), -1);
 	if (c->closing == 0)
 		c->closing = 1;
 	pconn_progress(c);       /* may free c */

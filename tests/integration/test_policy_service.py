@@ -726,7 +726,8 @@ def redis_daemon(tmp_path, run_as):
         yield dm, r
     finally:
         r.resume() if r.proc else None
-        dm.stop()
+        if dm.proc is not None:
+            dm.stop()
         r.stop()
 
 
@@ -816,3 +817,22 @@ def test_redis_down_answers_dunno(tmp_path, run_as):
         dm.wait_log(r"policy: greylisting: its state is unavailable; answering DUNNO")
     finally:
         dm.stop()
+
+
+def test_stop_answers_what_is_pending(redis_daemon):
+    """SIGTERM while a request waits for a stalled Redis, with another
+    request pipelined behind it: both are answered, in order, before the
+    connection closes and the daemon stops."""
+    dm, r = redis_daemon
+    with PolicyConn(dm.policy_port) as c:
+        assert c.ask(gina(0)).startswith("450 4.7.1")     # connected to Redis
+        r.pause()
+        try:
+            c.send(gina(1) + rcpt_request("nobody@example.test"))
+            os.kill(dm.pid, signal.SIGTERM)
+            assert c.answer() == "DUNNO"
+            assert c.answer() == UNKNOWN
+            assert c.closed_by_server()
+        finally:
+            r.resume()
+        dm.stop(send_signal=False)
