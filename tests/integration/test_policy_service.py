@@ -836,3 +836,58 @@ def test_stop_answers_what_is_pending(redis_daemon):
         finally:
             r.resume()
         dm.stop(send_signal=False)
+
+
+# ------------------------------------------------------------ root mode
+
+@pytest.mark.skipif(not H.IS_ROOT, reason="root mode needs root (CI runs as root)")
+def test_root_mode_service_runs_as_user(tmp_path):
+    """Started as root: the policy service runs as `user`, and `mailprocctl
+    policy check` run by root (as user too) leaves nothing in state_dir
+    that the service could not open."""
+    H.make_traversable(tmp_path)
+    users, dm = [], None
+    try:
+        svc = H.create_user("mpt-s-")
+        users.append(svc)
+        acct = H.create_user("mpt-g-", home=tmp_path / "g")
+        users.append(acct)
+        home = tmp_path / "g"
+        (home / ".mailprocd").mkdir(parents=True)
+        (home / ".mailprocd" / "policy").write_text("greylist on\n")
+        os.chmod(home, 0o700)
+        H.chown_tree(home, acct)
+        dm = H.PolicyDaemon(tmp_path / "d", run_as=None, single_user=False,
+                            rules="g@example.test\n    maildir ~/Maildir/\n",
+                            uids=f"g@example.test {acct.name}\n",
+                            settings={"user": svc.name, "greylist_delay": "1h",
+                                      "policy_sync_interval": "0"})
+        dm.compile()
+        dm.start()
+        assert dm.ctl("policy", "sync").returncode == 0
+        pid = H.wait_for(dm.policy_pid, what="the policy service's pid")
+        uids, gids, _ = H.proc_ids(pid)
+        assert set(uids) == {svc.uid} and set(gids) == {svc.gid}
+        req = rcpt_request("g@example.test", sender="root-mode@remote.test")
+        # the service stopped, its LMDB lock files gone (as after a
+        # cleanup): the check run by root must not create them as root
+        dm.stop()
+        state = dm.db_dir / "state"
+        for f in state.glob("*-lock"):
+            f.unlink()
+        res = dm.ctl("policy", "check", input=req)
+        assert res.returncode == 0, res.out
+        assert res.stdout.decode().startswith("action=450 4.7.1 Greylisted"), res.out
+        for f in state.iterdir():
+            assert f.stat().st_uid == svc.uid, f"{f} is not the user's"
+        dm.start()
+        with PolicyConn(dm.policy_port) as c:
+            assert c.ask(req).startswith("450 4.7.1 Greylisted")
+            assert c.ask(rcpt_request("x@example.test")) == UNKNOWN
+    finally:
+        try:
+            if dm is not None and dm.proc is not None:
+                dm.stop()
+        finally:
+            for u in users:
+                H.delete_user(u)
