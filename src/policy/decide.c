@@ -289,8 +289,9 @@ void decide_greylisted(struct decide_ctx *ctx, struct decision *d, enum decide_g
 	switch (verdict) {
 	case DECIDE_GREY_DEFER:
 		answer(d, "450 4.7.1 Greylisted, retry in %ld seconds", retry_in > 0 ? retry_in : 1);
-		why(d, "greylisted: client %s, sender <%s>, recipient <%s> not seen %s ago",
-		    d->gl_client, d->gl_sender, d->gl_recipient, "long enough");
+		why(d, "greylisted: client %s, sender <%s>, recipient <%s> first seen less than "
+		    "greylist_delay ago (or longer than greylist_max_age)", d->gl_client,
+		    d->gl_sender, d->gl_recipient);
 		break;
 	case DECIDE_GREY_PASS:
 		why(d, "DUNNO: %s", auto_allowed ? "the client's network passed greylisting "

@@ -600,7 +600,8 @@ def test_user_greylisting_defers_then_passes(ud):
         assert c.ask(rcpt_request("gina@example.test", sender=sender, client="198.51.100.9",
                                   size=9000)) == TOO_BIG
     ud.wait_log(r"policy: action=450 4\.7\.1 Greylisted, retry in \d+ seconds .*"
-                r"recipient=<gina@example\.test>")
+                r"recipient=<gina@example\.test> .*reason=\"greylisted: client 198\.51\.100\.9, "
+                r"sender <gl\d+@remote\.test>, recipient <gina@example\.test> first seen")
 
 
 def test_user_without_policy_untouched(ud):
