@@ -446,6 +446,24 @@ def test_killed_service_restarted(pdaemons):
     H.wait_for(answers, what="the restarted policy service to answer")
 
 
+def test_unreadable_databases_answer_dunno(pdaemons):
+    """The databases cannot be read (their link gone): DUNNO, with a log
+    line, never a refusal; answers are right again once they are back."""
+    dm = pdaemons("nodb")
+    link = dm.db_dir / "current.mdb"
+    target = os.readlink(link)
+    with PolicyConn(dm.policy_port) as c:
+        assert c.ask(rcpt_request("nobody@example.test")) == UNKNOWN
+        link.unlink()
+        try:
+            assert c.ask(rcpt_request("nobody@example.test")) == "DUNNO"
+            assert c.ask(rcpt_request("sam@example.test", size=99999)) == "DUNNO"
+        finally:
+            os.symlink(target, link)
+        assert c.ask(rcpt_request("nobody@example.test")) == UNKNOWN
+    dm.wait_log(r"policy: the databases cannot be read: .*current\.mdb.*; answering DUNNO")
+
+
 def test_reload_new_limit(pdaemons):
     """SIGHUP with a smaller max_message_size: the policy service follows,
     on a connection opened before."""
