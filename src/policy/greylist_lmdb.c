@@ -69,35 +69,59 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	purge(arg, time(NULL), GREYLIST_LMDB_PURGE_STEP);
 }
 
+/* Open l->path into l->env and l->dbi: 0, or an LMDB error (err set). */
+static int env_open(struct gl_lmdb *l, char *err, size_t errlen)
+{
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = mdb_env_create(&l->env)) != 0) {
+		snprintf(err, errlen, "mdb_env_create: %s", mdb_strerror(rc));
+		l->env = NULL;
+		return rc;
+	}
+	mdb_env_set_mapsize(l->env, l->mapsize);
+	if ((rc = mdb_env_open(l->env, l->path, MDB_NOSUBDIR | MDB_NOSYNC, 0600)) != 0 ||
+	    (rc = mdb_txn_begin(l->env, NULL, 0, &txn)) != 0)
+		goto fail;
+	if ((rc = mdb_dbi_open(txn, NULL, 0, &l->dbi)) != 0) {
+		mdb_txn_abort(txn);
+		goto fail;
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		goto fail;
+	return 0;
+fail:
+	snprintf(err, errlen, "%s: %s", l->path, mdb_strerror(rc));
+	mdb_env_close(l->env);
+	l->env = NULL;
+	return rc;
+}
+
 struct gl_lmdb *gl_lmdb_open(const char *state_dir, size_t mapsize,
     const struct greylist_params *params, struct event_base *base, char *err, size_t errlen)
 {
 	struct gl_lmdb *l = xcalloc(1, sizeof(*l));
-	MDB_txn *txn;
 	int rc;
 
 	l->path = xasprintf("%s/%s", state_dir, GREYLIST_LMDB_FILE);
 	l->mapsize = mapsize;
 	l->params = params;
-	if ((rc = mdb_env_create(&l->env)) != 0) {
-		snprintf(err, errlen, "mdb_env_create: %s", mdb_strerror(rc));
-		l->env = NULL;
-		goto fail;
+	rc = env_open(l, err, errlen);
+	if (rc == MDB_INVALID || rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND ||
+	    rc == MDB_VERSION_MISMATCH) {
+		/* Greylisting state is worth less than a service that runs (a
+		 * system crash between syncs can leave the file broken). */
+		char *aside = xasprintf("%s.broken", l->path);
+		if (rename(l->path, aside) == 0) {
+			log_warn("greylist: %s: %s; moved aside to %s: greylisting starts over",
+			    l->path, mdb_strerror(rc), aside);
+			rc = env_open(l, err, errlen);
+		}
+		free(aside);
 	}
-	mdb_env_set_mapsize(l->env, mapsize);
-	rc = mdb_env_open(l->env, l->path, MDB_NOSUBDIR | MDB_NOSYNC, 0600);
-	if (rc != 0) {
-		snprintf(err, errlen, "%s: %s", l->path, mdb_strerror(rc));
+	if (rc != 0)
 		goto fail;
-	}
-	if ((rc = mdb_txn_begin(l->env, NULL, 0, &txn)) != 0) {
-		snprintf(err, errlen, "%s: %s", l->path, mdb_strerror(rc));
-		goto fail;
-	}
-	if ((rc = mdb_dbi_open(txn, NULL, 0, &l->dbi)) != 0 || (rc = mdb_txn_commit(txn)) != 0) {
-		snprintf(err, errlen, "%s: %s", l->path, mdb_strerror(rc));
-		goto fail;
-	}
 	if (base != NULL) {
 		struct timeval tv = { GREYLIST_LMDB_TICK, 0 };
 		int fd;
