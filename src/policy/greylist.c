@@ -75,6 +75,10 @@ struct greylist *greylist_open(const struct config *cfg, struct event_base *base
 		greylist_close(g);
 		return NULL;
 	}
+	if (g->redis_host != NULL)
+		log_info("greylist: state in redis %s:%s", g->redis_host, g->redis_port);
+	else
+		log_info("greylist: state in %s/greylist.mdb", g->state_dir);
 	return g;
 }
 

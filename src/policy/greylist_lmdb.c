@@ -2,13 +2,15 @@
  * greylist_lmdb.c - greylisting state in state_dir/greylist.mdb.
  *
  * One write transaction per check, opened MDB_NOSYNC: the file is synced
- * on a timer (GREYLIST_LMDB_TICK) and at close, not per request, so a
- * crash only greylists a few triplets again.  The same timer purges
- * expired records, a bounded number per tick, resuming where the last
- * step stopped.  A full map is logged (once a minute at most) and answers
+ * every GREYLIST_LMDB_SYNC_INTERVAL seconds by a thread (fd_syncer.c, so
+ * that the loop never waits for the disk) and at close, not per request,
+ * so a crash only greylists a few triplets again.  A timer purges expired
+ * records every second, a bounded number per step, resuming where the
+ * last step stopped.  A full map is logged (once a minute at most) and answers
  * UNAVAILABLE; nothing here stops the service.
  */
 #include "policy/greylist_store.h"
+#include "policy/fd_syncer.h"
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
@@ -28,7 +30,8 @@ struct gl_lmdb {
 	char *path;
 	size_t mapsize;
 	const struct greylist_params *params;
-	struct event *tick;
+	struct event *tick;             /* purge steps */
+	struct fd_syncer *syncer;       /* syncs to disk */
 	struct buf purge_from;          /* key the next purge step starts at; empty = first */
 	time_t last_full_log;
 	time_t last_error_log;
@@ -59,44 +62,73 @@ static void log_store_error(struct gl_lmdb *l, int rc, const char *what)
 	log_warn("greylist: %s: %s: %s", l->path, what, mdb_strerror(rc));
 }
 
+static size_t purge(struct gl_lmdb *l, time_t now, size_t max);
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
-	gl_lmdb_tick(arg, time(NULL), GREYLIST_LMDB_PURGE_STEP);
+	purge(arg, time(NULL), GREYLIST_LMDB_PURGE_STEP);
+}
+
+/* Open l->path into l->env and l->dbi: 0, or an LMDB error (err set). */
+static int env_open(struct gl_lmdb *l, char *err, size_t errlen)
+{
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = mdb_env_create(&l->env)) != 0) {
+		snprintf(err, errlen, "mdb_env_create: %s", mdb_strerror(rc));
+		l->env = NULL;
+		return rc;
+	}
+	mdb_env_set_mapsize(l->env, l->mapsize);
+	if ((rc = mdb_env_open(l->env, l->path, MDB_NOSUBDIR | MDB_NOSYNC, 0600)) != 0 ||
+	    (rc = mdb_txn_begin(l->env, NULL, 0, &txn)) != 0)
+		goto fail;
+	if ((rc = mdb_dbi_open(txn, NULL, 0, &l->dbi)) != 0) {
+		mdb_txn_abort(txn);
+		goto fail;
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		goto fail;
+	return 0;
+fail:
+	snprintf(err, errlen, "%s: %s", l->path, mdb_strerror(rc));
+	mdb_env_close(l->env);
+	l->env = NULL;
+	return rc;
 }
 
 struct gl_lmdb *gl_lmdb_open(const char *state_dir, size_t mapsize,
     const struct greylist_params *params, struct event_base *base, char *err, size_t errlen)
 {
 	struct gl_lmdb *l = xcalloc(1, sizeof(*l));
-	MDB_txn *txn;
 	int rc;
 
 	l->path = xasprintf("%s/%s", state_dir, GREYLIST_LMDB_FILE);
 	l->mapsize = mapsize;
 	l->params = params;
-	if ((rc = mdb_env_create(&l->env)) != 0) {
-		snprintf(err, errlen, "mdb_env_create: %s", mdb_strerror(rc));
-		l->env = NULL;
-		goto fail;
+	rc = env_open(l, err, errlen);
+	if (rc == MDB_INVALID || rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND ||
+	    rc == MDB_VERSION_MISMATCH) {
+		/* Greylisting state is worth less than a service that runs (a
+		 * system crash between syncs can leave the file broken). */
+		char *aside = xasprintf("%s.broken", l->path);
+		if (rename(l->path, aside) == 0) {
+			log_warn("greylist: %s: %s; moved aside to %s: greylisting starts over",
+			    l->path, mdb_strerror(rc), aside);
+			rc = env_open(l, err, errlen);
+		}
+		free(aside);
 	}
-	mdb_env_set_mapsize(l->env, mapsize);
-	rc = mdb_env_open(l->env, l->path, MDB_NOSUBDIR | MDB_NOSYNC, 0600);
-	if (rc != 0) {
-		snprintf(err, errlen, "%s: %s", l->path, mdb_strerror(rc));
+	if (rc != 0)
 		goto fail;
-	}
-	if ((rc = mdb_txn_begin(l->env, NULL, 0, &txn)) != 0) {
-		snprintf(err, errlen, "%s: %s", l->path, mdb_strerror(rc));
-		goto fail;
-	}
-	if ((rc = mdb_dbi_open(txn, NULL, 0, &l->dbi)) != 0 || (rc = mdb_txn_commit(txn)) != 0) {
-		snprintf(err, errlen, "%s: %s", l->path, mdb_strerror(rc));
-		goto fail;
-	}
 	if (base != NULL) {
 		struct timeval tv = { GREYLIST_LMDB_TICK, 0 };
+		int fd;
 		l->tick = event_new(base, -1, EV_PERSIST, tick_cb, l);
 		event_add(l->tick, &tv);
+		if (mdb_env_get_fd(l->env, &fd) == 0)
+			l->syncer = fd_syncer_start(fd, GREYLIST_LMDB_SYNC_INTERVAL, l->path);
 	}
 	return l;
 fail:
@@ -289,6 +321,7 @@ void gl_lmdb_close(struct gl_lmdb *l)
 		return;
 	if (l->tick != NULL)
 		event_free(l->tick);
+	fd_syncer_stop(l->syncer);
 	if (l->env != NULL) {
 		mdb_env_sync(l->env, 1);
 		mdb_env_close(l->env);

@@ -17,7 +17,7 @@ struct event_base;
 #define GREYLIST_LMDB_FILE "greylist.mdb"
 #define GREYLIST_LMDB_MAPSIZE ((size_t)1 << 30)     /* 1 GiB: some million triplets */
 #define GREYLIST_LMDB_TICK 1                        /* s between purge steps */
-#define GREYLIST_LMDB_SYNC_TICKS 10                 /* ticks between syncs to disk */
+#define GREYLIST_LMDB_SYNC_INTERVAL 10              /* s between syncs to disk */
 #define GREYLIST_LMDB_PURGE_STEP 2000               /* records looked at per step (~1 ms) */
 
 struct gl_lmdb;
@@ -30,7 +30,7 @@ void gl_lmdb_check(struct gl_lmdb *l, const struct buf *triplet_key,
     const struct buf *client_key, time_t now, struct greylist_answer *out);
 /* Look at up to max records from where the last step stopped, purge the
  * expired ones, and sync to disk; returns the number of records removed.
- * (The timer does the same, syncing only every GREYLIST_LMDB_SYNC_TICKS.) */
+ * (On the loop, the timer purges and a thread syncs.) */
 size_t gl_lmdb_tick(struct gl_lmdb *l, time_t now, size_t max);
 void gl_lmdb_close(struct gl_lmdb *l);
 /* Read-only, for the dry run; a missing file is an empty store. */

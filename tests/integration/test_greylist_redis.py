@@ -375,6 +375,8 @@ def test_server_that_never_answers(drives):
             waited += not at_once
         assert waited >= 2
         assert len(s.conns) >= 2    # a connection that let an answer wait is dropped
+        # the dry run (mailprocctl policy check) gives up too
+        assert d.peek("192.0.2.1", "s@x.test", "r@y.test", T)[0] == "peek-error"
         assert d.stderr().count(LOG_LINE) == 1, d.stderr()
     finally:
         s.close()

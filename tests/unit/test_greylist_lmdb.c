@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conf/config.h"
@@ -281,6 +282,60 @@ static void test_map_full(void **state)
 	gl_lmdb_close(l);
 }
 
+/* A reload: new delays at once; another state_dir, another store. */
+static void test_reconfigure(void **state)
+{
+	struct fixture *f = *state;
+	struct greylist *g = open_ok(f);
+	char other[128];
+
+	assert_int_equal(check(g, "192.0.2.1", "a@x.test", "u@y.test", T0).verdict, GREYLIST_DEFER);
+	f->cfg.greylist_delay = 60;
+	greylist_reconfigure(g, &f->cfg);
+	assert_int_equal(check(g, "192.0.2.1", "a@x.test", "u@y.test", T0 + 60).verdict,
+	    GREYLIST_PASS);
+
+	snprintf(other, sizeof(other), "%s/other", f->dir);
+	assert_int_equal(mkdir(other, 0700), 0);
+	free(f->cfg.state_dir);
+	f->cfg.state_dir = strdup(other);
+	greylist_reconfigure(g, &f->cfg);
+	assert_int_equal(check(g, "192.0.2.1", "a@x.test", "u@y.test", T0 + 70).verdict,
+	    GREYLIST_DEFER);
+	snprintf(other, sizeof(other), "%s/other/greylist.mdb", f->dir);
+	assert_int_equal(access(other, F_OK), 0);
+
+	/* a store that cannot be opened: the old one stays */
+	free(f->cfg.state_dir);
+	f->cfg.state_dir = strdup("/nonexistent/state");
+	greylist_reconfigure(g, &f->cfg);
+	assert_int_equal(check(g, "192.0.2.1", "a@x.test", "u@y.test", T0 + 130).verdict,
+	    GREYLIST_PASS);
+	greylist_close(g);
+}
+
+/* A broken file (a system crash between syncs) is moved aside. */
+static void test_broken_file_moved_aside(void **state)
+{
+	struct fixture *f = *state;
+	char path[128], aside[160], junk[8192];
+	struct greylist *g;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/greylist.mdb", f->dir);
+	snprintf(aside, sizeof(aside), "%s.broken", path);
+	memset(junk, 'x', sizeof(junk));
+	assert_non_null(fp = fopen(path, "w"));
+	assert_int_equal(fwrite(junk, 1, sizeof(junk), fp), sizeof(junk));
+	fclose(fp);
+	g = open_ok(f);
+	assert_int_equal(access(aside, F_OK), 0);
+	assert_int_equal(check(g, "192.0.2.1", "a@x.test", "u@y.test", T0).verdict, GREYLIST_DEFER);
+	assert_int_equal(check(g, "192.0.2.1", "a@x.test", "u@y.test", T0 + 300).verdict,
+	    GREYLIST_PASS);
+	greylist_close(g);
+}
+
 static void test_unopenable(void **state)
 {
 	struct fixture *f = *state;
@@ -300,6 +355,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_purge_on_the_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reconfigure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_broken_file_moved_aside, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unopenable, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
