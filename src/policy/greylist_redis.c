@@ -2,12 +2,15 @@
  * greylist_redis.c - greylisting state in Redis, shared by several MX
  * hosts (keys "mailprocd:gl:...", see greylist_key.h).
  *
- * One hiredis async connection on the service's libevent loop.  A check
- * is one round trip: MGET of the triplet and the client record; the
- * decision is greylist_decide's (the same as LMDB's) and what it changed
- * goes back as SET ... EX (Redis expires the records itself), pipelined
- * after the answer without waiting for it.  Two hosts checking the same
- * triplet at the same instant may both count it; that is harmless.
+ * One hiredis async connection on the service's libevent loop, commands
+ * pipelined.  A check is an MGET of the triplet and the client record;
+ * the decision is greylist_decide's (the same as LMDB's).  When it
+ * changed nothing (a retry before the delay) it answers at once: one
+ * round trip.  Otherwise what changed goes back as SET ... EX (Redis
+ * expires the records itself) and the answer waits for that to be
+ * acknowledged, so that another host asked afterwards sees it: two round
+ * trips.  Two hosts checking the same triplet at the same instant may
+ * both count it; that is harmless.
  *
  * Never a stall: each request has its own 500 ms timer (hiredis 0.14 has
  * no async timeout); a late answer is ignored and the connection dropped.
@@ -57,6 +60,7 @@ struct greylist_req {
 	int finished;                   /* answered or cancelled: the reply only frees */
 	time_t now;
 	struct buf tkey, ckey;
+	struct greylist_answer answer;  /* decided, given once stored */
 };
 
 static struct timeval ms_tv(long ms)
@@ -234,11 +238,32 @@ static void req_timeout_cb(evutil_socket_t fd, short what, void *arg)
 		drop(r);
 }
 
-static void set_record(redisAsyncContext *ac, const struct buf *key, const struct buf *text,
-    long ttl)
+/* The reply to the last SET of a check: the records are in Redis, so a
+ * host asked after this answer sees them. */
+static void stored_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 {
-	redisAsyncCommand(ac, NULL, NULL, "SET %b %b EX %ld", key->data, key->len,
-	    text->data, text->len, ttl);
+	struct greylist_req *req = privdata;
+	redisReply *reply = reply_ptr;
+
+	if (!req->finished) {
+		if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+			if (reply != NULL)
+				log_down(req->r, "SET: %s", reply->str);
+			answer(req, &unavailable);
+		} else {
+			answer(req, &req->answer);
+		}
+	}
+	req_free(req);
+}
+
+/* 0, or -1 when the command could not be queued. */
+static int set_record(redisAsyncContext *ac, const struct buf *key, const struct buf *text,
+    long ttl, struct greylist_req *last_for)
+{
+	return redisAsyncCommand(ac, last_for != NULL ? stored_cb : NULL, last_for,
+	    "SET %b %b EX %ld", key->data, key->len, text->data, text->len, ttl) == REDIS_OK ?
+	    0 : -1;
 }
 
 static void reply_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
@@ -248,9 +273,8 @@ static void reply_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 	redisReply *reply = reply_ptr;
 	struct greylist_triplet t = { 0 };
 	struct greylist_client c = { 0 };
-	struct greylist_answer a;
 	struct buf text = BUF_INIT;
-	int write;
+	int write, rc = 0;
 
 	if (req->finished) {
 		req_free(req);
@@ -268,19 +292,30 @@ static void reply_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 		greylist_triplet_decode(reply->element[0]->str, reply->element[0]->len, &t);
 	if (reply->element[1]->type == REDIS_REPLY_STRING)
 		greylist_client_decode(reply->element[1]->str, reply->element[1]->len, &c);
-	write = greylist_decide(r->params, req->now, &c, &t, &a);
+	write = greylist_decide(r->params, req->now, &c, &t, &req->answer);
+	if (write == 0) {               /* nothing changed: answer now */
+		answer(req, &req->answer);
+		req_free(req);
+		return;
+	}
+	/* Answer once the last SET is acknowledged (stored_cb), so that what
+	 * this host answered is what the others see. */
 	if (write & GREYLIST_WRITE_TRIPLET) {
 		greylist_triplet_encode(&t, &text);
-		set_record(ac, &req->tkey, &text, greylist_triplet_ttl(r->params, req->now, &t));
+		rc = set_record(ac, &req->tkey, &text, greylist_triplet_ttl(r->params, req->now, &t),
+		    (write & GREYLIST_WRITE_CLIENT) ? NULL : req);
 	}
-	if (write & GREYLIST_WRITE_CLIENT) {
+	if (rc == 0 && (write & GREYLIST_WRITE_CLIENT)) {
 		buf_reset(&text);
 		greylist_client_encode(&c, &text);
-		set_record(ac, &req->ckey, &text, greylist_client_ttl(r->params, req->now, &c));
+		rc = set_record(ac, &req->ckey, &text, greylist_client_ttl(r->params, req->now, &c),
+		    req);
 	}
 	buf_free(&text);
-	answer(req, &a);
-	req_free(req);
+	if (rc < 0) {
+		answer(req, &unavailable);
+		req_free(req);
+	}
 }
 
 struct greylist_req *gl_redis_check(struct gl_redis *r, const struct buf *triplet_key,

@@ -359,6 +359,39 @@ class SilentServer:
             c.close()
 
 
+class ForgetfulServer(SilentServer):
+    """Answers MGET (nothing stored), never SET: a write that is not
+    acknowledged."""
+
+    def _read(self, c):
+        f = c.makefile("rb")
+        try:
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                args = [f.read(int(f.readline()[1:]) + 2)[:-2] for _ in range(int(line[1:]))]
+                self.received += b" ".join(args) + b"\n"
+                if args[0].upper() == b"MGET":
+                    c.sendall(b"*2\r\n$-1\r\n$-1\r\n")
+        except (OSError, ValueError):
+            return
+
+
+def test_answer_waits_for_the_write(drives):
+    """A check that records something answers only once Redis acknowledged
+    it (so that another host asked next sees it): an unacknowledged SET
+    means UNAVAILABLE, not a DEFER that nobody else will know of."""
+    s = ForgetfulServer()
+    try:
+        d = drives(s.port, delay=300)
+        v, _, _, ms, _ = d.check("192.0.2.1", "s@x.test", "r@y.test", T)
+        assert v == "UNAVAILABLE" and 450 <= ms < STALL_MS, (v, ms)
+        assert b"\nSET mailprocd:gl:t:192.0.2.0/24" in b"\n" + s.received, s.received
+    finally:
+        s.close()
+
+
 def test_server_that_never_answers(drives):
     s = SilentServer()
     try:
