@@ -97,6 +97,8 @@ void config_defaults(struct config *c)
 	c->greylist_auto_allow = 5;
 	c->redis_host = NULL;
 	c->redis_port = NULL;
+	c->members_source = MEMBERS_NONE;
+	c->members_sync_interval = 300;
 }
 
 /* ---- value handlers ---- */
@@ -376,6 +378,33 @@ static void h_policy_state(struct parse_ctx *p, char **w, int n, void *field)
 	perr(p, "policy_state: expected lmdb or redis:HOST:PORT, not \"%s\"", w[1]);
 }
 
+/* members_source file | mailman3 URL USER:PASSWORD */
+static void h_members_source(struct parse_ctx *p, char **w, int n, void *field)
+{
+	struct config *c = p->c;
+	if (n == 2 && strcmp(w[1], "file") == 0) {
+		c->members_source = MEMBERS_FILE;
+		return;
+	}
+	if (n == 4 && strcmp(w[1], "mailman3") == 0) {
+		if (strncmp(w[2], "http://", 7) != 0 && strncmp(w[2], "https://", 8) != 0) {
+			perr(p, "members_source: the URL must start with http:// or https://, not \"%s\"",
+			    w[2]);
+			return;
+		}
+		const char *colon = strchr(w[3], ':');
+		if (colon == NULL || colon == w[3]) {
+			perr(p, "members_source: expected USER:PASSWORD after the URL");
+			return;
+		}
+		c->members_source = MEMBERS_MAILMAN3;
+		set_string(&c->members_url, w[2]);
+		set_string(&c->members_credentials, w[3]);
+		return;
+	}
+	perr(p, "members_source: expected \"file\" or \"mailman3 URL USER:PASSWORD\"");
+}
+
 /* The owner= of a unix listener: an account that must exist now, so a
  * typo is a file:line error and not a failed start. */
 static int listen_owner(struct parse_ctx *p, struct listen_spec *l, const char *name)
@@ -539,6 +568,8 @@ static const struct key {
 	{ "greylist_max_age", h_duration, F(greylist_max_age), 0 },
 	{ "greylist_auto_allow", h_limit, F(greylist_auto_allow), 0 },
 	{ "policy_state", h_policy_state, 0, 0 },
+	{ "members_source", h_members_source, 0, 0 },
+	{ "members_sync_interval", h_duration, F(members_sync_interval), 0 },
 };
 
 _Static_assert(sizeof(keys) / sizeof(keys[0]) <= 64, "seen[] too small");
@@ -750,5 +781,7 @@ void config_free(struct config *c)
 	free(c->state_dir);
 	free(c->redis_host);
 	free(c->redis_port);
+	free(c->members_url);
+	free(c->members_credentials);
 	memset(c, 0, sizeof(*c));
 }

@@ -26,6 +26,8 @@ struct listen_spec {
 };
 
 #define CONFIG_MAX_LISTEN 32
+
+enum members_source_kind { MEMBERS_NONE, MEMBERS_FILE, MEMBERS_MAILMAN3 };
 #define CONFIG_MAX_RETRIES 32
 
 struct config {
@@ -78,6 +80,11 @@ struct config {
 	uint64_t greylist_auto_allow;   /* passes after which a client skips greylisting; 0 = never */
 	char *redis_host;               /* policy_state redis:HOST:PORT, else NULL (lmdb) */
 	char *redis_port;
+	/* mailing lists (issue 11) */
+	int members_source;             /* MEMBERS_NONE, MEMBERS_FILE, MEMBERS_MAILMAN3 */
+	char *members_url;              /* mailman3: the REST root, e.g. http://127.0.0.1:8001/3.1 */
+	char *members_credentials;      /* mailman3: USER:PASSWORD (HTTP basic auth) */
+	uint64_t members_sync_interval; /* seconds between fetches of the members */
 	uint64_t generation;            /* 0 at start, +1 at each reload (not a setting) */
 };
 
