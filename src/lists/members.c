@@ -86,7 +86,7 @@ enum members_answer members_check(struct members *m, const char *list_address,
 		return MEMBERS_UNKNOWN;
 	time_t now = time(NULL);
 	uint64_t max_age = (uint64_t)MEMBERS_STALE_INTERVALS * cfg->members_sync_interval;
-	if (fetched != 0 && cfg->members_source == MEMBERS_MAILMAN3 &&
+	if (fetched != 0 && cfg->members_source == MEMBERS_MAILMAN3 && max_age > 0 &&
 	    now > fetched && (uint64_t)(now - fetched) > max_age) {
 		snprintf(why, whylen, "the members of <%s> were fetched %lld s ago, more than "
 		    "%d x members_sync_interval", list_address, (long long)(now - fetched),
