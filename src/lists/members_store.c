@@ -117,7 +117,9 @@ int members_store_write(const char *state_dir, const struct members_data *d,
 	int r = -1;
 
 	unlink(tmp);
-	if (write_file(tmp, d, err, errlen) < 0) {
+	if (mkdir_p(state_dir, 0755) < 0) {
+		snprintf(err, errlen, "%s: %s", state_dir, strerror(errno));
+	} else if (write_file(tmp, d, err, errlen) < 0) {
 		unlink(tmp);
 	} else if (rename(tmp, path) < 0) {
 		snprintf(err, errlen, "rename %s: %s", path, strerror(errno));

@@ -169,3 +169,106 @@ def test_members_source_errors(tmp_path, run_as, text, error):
     res = dm.compile(expect_ok=False)
     assert res.returncode == 1, res.out
     assert error in res.out, res.out
+
+
+# ------------------------------------------------ members_source mailman3
+# Against a real private Mailman 3 core (mailman_instance.py), one for the
+# module, started only when these tests run.
+
+import mailman_instance  # noqa: E402
+
+MM_LIST = "devs@lists.example.test"
+
+
+@pytest.fixture(scope="module")
+def mm(tmp_path_factory):
+    inst = mailman_instance.MailmanInstance.module(tmp_path_factory, "members-mailman")
+    list_id = inst.create_list(MM_LIST)
+    inst.subscribe(list_id, "Alice+mm@Example.ORG")
+    inst.subscribe(list_id, "boss@example.org", role="owner")
+    inst.list_id = list_id
+    yield inst
+    inst.stop()
+
+
+def mailman_daemon(root, run_as, mm, interval="1h", credentials=None):
+    dm = H.PolicyDaemon(root, run_as=run_as, settings={
+        "members_source": f"mailman3 {mm.rest_root} {credentials or mm.credentials}",
+        "members_sync_interval": interval})
+    dm.write_sources(lists=f"{MM_LIST}  mailman3  {mm.lmtp_dest}  members-only\n"
+                           f"late@lists.example.test  mailman3  {mm.lmtp_dest}  members-only\n")
+    dm.compile()
+    return dm
+
+
+@pytest.fixture(scope="module")
+def dmm(tmp_path_factory, run_as, mm):
+    dm = mailman_daemon(tmp_path_factory.mktemp("members-mm"), run_as, mm)
+    dm.start()
+    yield dm
+    dm.stop()
+
+
+def test_lists_sync_process_fetches_at_start(dmm):
+    dmm.wait_log(r"mailprocd/listsync.*lists sync: 1 lists, 2 addresses from http://")
+    procs = [p for p in dmm.children() if dmm.role(p) == "mailprocd/listsync"]
+    assert len(procs) == 1, dmm.log_tail()
+    if dmm.run_as is not None:
+        assert set(H.proc_ids(procs[0])[0]) == {dmm.run_as.uid}
+    H.expect(rcpt(dmm, "alice@example.org", MM_LIST), 250)
+    H.expect(rcpt(dmm, "BOSS@example.org", MM_LIST), 250)
+    H.expect(rcpt(dmm, STRANGER, MM_LIST), 550, "5.7.1")
+    H.expect(rcpt(dmm, STRANGER, MM_LIST, lmtp=True), 250)
+    assert policy(dmm, STRANGER, MM_LIST).startswith(REFUSED)
+    assert policy(dmm, "alice+x@example.org", MM_LIST) == "DUNNO"
+
+
+def test_member_added_through_rest_posts_after_lists_sync(dmm, mm):
+    newcomer = "newcomer@example.org"
+    dmm.wait_log(r"lists sync: 1 lists")
+    H.expect(rcpt(dmm, newcomer, MM_LIST), 550, "5.7.1")
+    mm.subscribe(mm.list_id, newcomer)
+    res = dmm.ctl("lists", "sync")
+    assert res.returncode == 0, res.out
+    assert f"{MM_LIST}: 2 members, 1 owners, 0 moderators" in res.stdout.decode(), res.out
+    H.expect(rcpt(dmm, newcomer, MM_LIST), 250)
+    assert policy(dmm, newcomer, MM_LIST) == "DUNNO"
+
+
+def test_list_without_data_lets_through(dmm):
+    """late@ is in the lists source but not (yet) in Mailman."""
+    H.expect(rcpt(dmm, STRANGER, "late@lists.example.test"), 250)
+    dmm.wait_log(r"no members data for <late@lists\.example\.test>: accepted")
+
+
+def test_wrong_credentials_fail_and_keep_the_data(tmp_path, run_as, mm, dmm):
+    dm = mailman_daemon(tmp_path / "badauth", run_as, mm, credentials="restadmin:wrong")
+    res = dm.ctl("lists", "sync")
+    assert res.returncode == 1, res.out
+    assert "HTTP status 401" in res.out, res.out
+    assert not (dm.db_dir / "state" / "members.mdb").exists()
+
+
+def test_mailman_down_keeps_old_data_until_stale(tmp_path, run_as, mm):
+    """Last in the module: it stops the module's Mailman."""
+    dm = mailman_daemon(tmp_path / "down", run_as, mm, interval="1s")
+    dm.start()
+    try:
+        dm.wait_log(r"lists sync: 1 lists")
+        H.expect(rcpt(dm, STRANGER, MM_LIST), 550, "5.7.1")
+        mm.stop(remove=False)
+        res = dm.ctl("lists", "sync")
+        assert res.returncode == 1, res.out
+        assert "the members fetched before stay" in res.out, res.out
+        assert f"GET {mm.rest_root}/lists" in res.out, res.out
+        dm.wait_log(r"mailprocd/listsync.*lists sync: GET .*the members fetched before stay")
+        # the old data still decides ...
+        H.expect(rcpt(dm, STRANGER, MM_LIST), 550, "5.7.1")
+        H.expect(rcpt(dm, "alice@example.org", MM_LIST), 250)
+        # ... until it is older than 10 sync intervals: then mail goes through
+        H.wait_for(lambda: rcpt(dm, STRANGER, MM_LIST).code == 250, timeout=60,
+                   what="stale members data letting a non-member through")
+        dm.wait_log(r"the members of <devs@lists\.example\.test> were fetched \d+ s ago, "
+                    r"more than 10 x members_sync_interval: accepted")
+    finally:
+        dm.stop()
