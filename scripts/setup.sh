@@ -17,6 +17,8 @@ packages=(
 	# build
 	build-essential meson ninja-build pkg-config
 	libevent-dev liblmdb-dev lmdb-utils libpcre2-dev libhiredis-dev
+	# mailing lists: Mailman 3's REST API (HTTP, JSON) for the members sync
+	libcurl4-openssl-dev libjansson-dev
 	# spam engine: embedded Perl (libperl, ExtUtils::Embed) and SpamAssassin
 	libperl-dev spamassassin
 	# unit tests, sanitizer runtime for clang builds (gcc brings its own)

@@ -5,6 +5,7 @@
 #ifndef MP_COMPILE_PRIVATE_H
 #define MP_COMPILE_PRIVATE_H
 
+#include <lmdb.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -14,6 +15,7 @@
 #include "lib/log.h"
 
 struct strmap;
+struct members_source;
 
 /* Records of one source, in source order, with an index by key.  A record
  * whose line had an error stays in the index (valid = 0) so that one
@@ -25,6 +27,7 @@ struct rec {
 	struct db_account account;      /* uid */
 	gid_t gid;                      /* gid */
 	struct rules_entry entry;       /* rules */
+	struct db_list list;            /* lists */
 };
 
 struct table {
@@ -44,6 +47,7 @@ struct compile {
 	struct table rules, uid, gid, lists;
 	struct rec *cur_rule;           /* rules entry being read, or NULL */
 	char *rules_path;
+	struct members_source *members;  /* the `members` source, NULL: none */
 };
 
 void compile_error(struct compile *c, const char *file, int line,
@@ -72,6 +76,13 @@ int compile_read_source(struct compile *c, const char *path, source_line_fn fn);
 /* Split text into at most max words (destructive); -1 when there are more. */
 int compile_split_words(char *text, char **words, int max);
 
+/* The `members` source (compile_members.c). */
+void compile_members_line(struct compile *c, const char *file, int line, char *text,
+    int indented);
+void compile_members_free(struct compile *c);
+/* Into dbi (the `members` db).  0, or -1. */
+int compile_members_put(MDB_txn *txn, MDB_dbi dbi, struct compile *c, const char *path);
+
 /* Per-source line handlers. */
 void compile_uid_line(struct compile *c, const char *file, int line, char *text,
     int indented);
@@ -84,6 +95,8 @@ void compile_lists_line(struct compile *c, const char *file, int line, char *tex
 
 /* Cross-checks after every source is read. */
 void compile_check_accounts(struct compile *c);
+/* A list address must not also be an exact rules or uid key. */
+void compile_check_lists(struct compile *c);
 
 /* Write the new database and swap it in.  0, or -1 (reported). */
 int compile_write(struct compile *c, struct compile_stats *stats);

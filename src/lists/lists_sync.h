@@ -1,0 +1,28 @@
+/*
+ * lists_sync.h - one fetch of the members of every list from Mailman 3's
+ * REST API (members_source mailman3) into state_dir/members.mdb.  All or
+ * nothing: when any request or answer fails, the old file stays.
+ */
+#ifndef MP_LISTS_SYNC_H
+#define MP_LISTS_SYNC_H
+
+#include <stddef.h>
+
+#include "lists/members_data.h"
+
+struct config;
+
+/* Entries asked for per page of a collection. */
+#define LISTS_SYNC_PAGE 500
+
+/* Fetch into out (initialised by the caller).  0, or -1 with err. */
+int lists_sync_fetch(const struct config *cfg, struct members_data *out,
+    char *err, size_t errlen);
+/* Fetch and store; out (may be NULL) gets what was stored.  0, or -1. */
+int lists_sync_run(const struct config *cfg, struct members_data *out,
+    char *err, size_t errlen);
+/* The lists sync child of the master: a fetch at start and every
+ * members_sync_interval; reloads on config_fd.  Runs as `user`. */
+int lists_sync_main(struct config *cfg, int config_fd);
+
+#endif
