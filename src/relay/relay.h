@@ -9,8 +9,8 @@
  * per recipient, then MSG_RELAY_DONE.  A job whose message is malformed
  * gets MSG_RELAY_DONE alone (when its job_id could be read): recipients
  * without a result are to be retried.  Jobs run in arrival order on up to
- * RELAY_MAX_CONNS cached connections per destination; a connection carries up to
- * RELAY_MAX_MSGS_PER_CONN transactions and is closed after
+ * RELAY_MAX_CONNS cached connections per destination; a connection
+ * carries up to RELAY_MAX_MSGS_PER_CONN transactions and is closed after
  * RELAY_IDLE_TIMEOUT seconds without work.
  */
 #ifndef MP_RELAY_H
