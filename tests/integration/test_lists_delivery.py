@@ -63,7 +63,8 @@ class LmtpServer:
                 replies = []
                 with srv.lock:
                     srv.transactions.append({
-                        "conn": id(session), "from": envelope.mail_from,
+                        "conn": id(session), "peer": session.peer,
+                        "from": envelope.mail_from,
                         "to": list(envelope.rcpt_tos),
                         "data": bytes(envelope.original_content)})
                     for rcpt in envelope.rcpt_tos:
@@ -323,3 +324,36 @@ def test_stop_during_an_lmtp_transaction_finishes_it(daemons, sink, manager):
     H.wait_for(d.queue_empty, what="the queue to drain")
     time.sleep(3)
     assert len(lm.received(marked(marker))) == 1
+
+
+@pytest.mark.skipif(not H.IS_ROOT, reason="root mode needs root (CI runs the suite as root)")
+def test_root_mode_list_mail_needs_no_account(tmp_path, sink, manager):
+    """In root mode a list needs no account in uid: its mail is handed over
+    by the relay, which runs as `user`, and no worker is started."""
+    lm = manager()
+    svc = H.create_user("mpt-l-")
+    d = None
+    try:
+        H.make_traversable(tmp_path)
+        d = H.Daemon(tmp_path / "d", run_as=None, single_user=False,
+                     settings={"user": svc.name, "relay_host": sink.address,
+                               "retry_schedule": "1s"},
+                     rules="# no rules\n", uids="# no accounts\n")
+        d.write_sources(lists=lists_source((f"devs@{LIST_DOMAIN}", lm.dest)))
+        d.compile()
+        d.start()
+        marker, _ = post(d, [f"devs@{LIST_DOMAIN}", f"devs-join@{LIST_DOMAIN}"])
+        [t] = lm.wait(marked(marker))
+        assert len(t["to"]) == 2
+        # the process holding the (cached) connection to the manager
+        inode = H.wait_for(lambda: H._tcp_inode(t["peer"][1], lm.port), 5,
+                           "the client side of the LMTP connection")
+        relay = H.pid_holding_socket(inode, d.descendants())
+        assert relay, "no mailprocd process holds the LMTP connection"
+        uids = H.proc_ids(relay)[0]
+        assert set(uids) == {svc.uid}, f"relay runs with uids {uids}"
+        assert d.workers() == [], "a worker ran for list mail"
+    finally:
+        if d is not None and d.proc is not None:
+            d.stop()
+        H.delete_user(svc)
