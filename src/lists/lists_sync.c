@@ -21,6 +21,16 @@ static const char *const roster_roles[] = { "member", "owner", "moderator" };
 typedef int (*page_fn)(void *arg, const struct buf *body, size_t *total, size_t *got,
     char *err, size_t errlen);
 
+static int page_size(void)
+{
+	const char *s = getenv("MAILPROCD_LISTS_PAGE_SIZE");
+	char *end;
+	long n = s != NULL ? strtol(s, &end, 10) : 0;
+	if (s == NULL || *s == '\0' || *end != '\0' || n < 1 || n > LISTS_SYNC_PAGE)
+		return LISTS_SYNC_PAGE;
+	return (int)n;
+}
+
 static int get_collection(struct mailman_rest *rest, const char *path, page_fn parse,
     void *arg, char *err, size_t errlen)
 {
@@ -28,7 +38,7 @@ static int get_collection(struct mailman_rest *rest, const char *path, page_fn p
 	size_t seen = 0, total = 0, got;
 	int r = 0;
 	for (unsigned page = 1;; page++) {
-		char *p = xasprintf("%s?count=%d&page=%u", path, LISTS_SYNC_PAGE, page);
+		char *p = xasprintf("%s?count=%d&page=%u", path, page_size(), page);
 		r = mailman_rest_get(rest, p, &body, err, errlen);
 		free(p);
 		if (r == 0 && (r = parse(arg, &body, &total, &got, err, errlen)) < 0) {

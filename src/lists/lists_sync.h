@@ -12,7 +12,9 @@
 
 struct config;
 
-/* Entries asked for per page of a collection. */
+/* Entries asked for per page of a collection; the environment variable
+ * MAILPROCD_LISTS_PAGE_SIZE (1 to 500) asks for fewer, so that the tests
+ * page through a small real Mailman. */
 #define LISTS_SYNC_PAGE 500
 
 /* Fetch into out (initialised by the caller).  0, or -1 with err. */

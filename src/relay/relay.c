@@ -343,6 +343,8 @@ static void retire_connections(struct relay *r)
 	struct relay_conn *c, *next;
 
 	TAILQ_FOREACH_SAFE(c, &r->conns, entry, next) {
+		if (c->dest != NULL)
+			continue;       /* a list manager's: relay_host is not theirs */
 		c->retiring = 1;
 		if (c->state == CONN_IDLE)
 			smtp_quit(c);

@@ -12,12 +12,16 @@ server Mailman 3 itself runs on), scripted to answer per recipient:
   when present;
 - manager down -> deferred -> back -> delivered exactly once;
 - a unix-socket destination; one connection for two messages;
-- `mailprocctl db lookup` shows the list fields.
+- `mailprocctl db lookup` shows the list fields;
+- a reload or a stop while the manager holds its replies sends nothing twice.
 """
 
+import os
 import re
+import signal
 import smtplib
 import threading
+import time
 
 import pytest
 
@@ -34,10 +38,13 @@ class LmtpServer:
     repeats); others get 250.  Records every transaction and counts
     connections.  PIPELINING is announced."""
 
-    def __init__(self, port=None, unix_path=None, answers=None):
+    def __init__(self, port=None, unix_path=None, answers=None, hold=0):
+        import asyncio
         from aiosmtpd.controller import Controller, UnixSocketController
         from aiosmtpd.lmtp import LMTP
 
+        self.hold = hold                # seconds to hold the replies after the data
+        self.in_data = threading.Event()        # the end of data arrived once
         self.answers = {k: list(v) for k, v in (answers or {}).items()}
         self.transactions = []          # dicts: conn, from, to, data
         self.connections = 0
@@ -50,10 +57,14 @@ class LmtpServer:
                 return responses[:-1] + ["250-PIPELINING", responses[-1]]
 
             async def handle_DATA(self, server, session, envelope):
+                srv.in_data.set()
+                if srv.hold:
+                    await asyncio.sleep(srv.hold)
                 replies = []
                 with srv.lock:
                     srv.transactions.append({
-                        "conn": id(session), "from": envelope.mail_from,
+                        "conn": id(session), "peer": session.peer,
+                        "from": envelope.mail_from,
                         "to": list(envelope.rcpt_tos),
                         "data": bytes(envelope.original_content)})
                     for rcpt in envelope.rcpt_tos:
@@ -135,7 +146,7 @@ def post(d, rcpts, subject="list post", message_id=True, sender=SENDER):
     marker = H.new_msgid()
     headers = f"From: <{sender}>\r\nTo: <devs@{LIST_DOMAIN}>\r\nSubject: {subject} {marker}\r\n"
     if message_id:
-        headers += f"Message-ID: <{marker}>\r\n"
+        headers += f"Message-ID: {marker}\r\n"
     msg = headers + f"\r\nbody of {marker}\r\n"
     with smtplib.SMTP("127.0.0.1", d.smtp_port, local_hostname=H.CLIENT_NAME,
                       timeout=H.REPLY_TIMEOUT) as s:
@@ -229,7 +240,7 @@ def test_message_id_kept_when_present(daemons, sink, manager):
     d = started(daemons, sink, lists_source((f"devs@{LIST_DOMAIN}", lm.dest)))
     marker, _ = post(d, [f"devs@{LIST_DOMAIN}"])
     [t] = lm.wait(marked(marker))
-    assert header_values(t["data"], "Message-ID") == [f"<{marker}>".encode()]
+    assert header_values(t["data"], "Message-ID") == [marker.encode()]
 
 
 def test_manager_down_then_back_delivered_once(daemons, sink, manager):
@@ -258,7 +269,6 @@ def test_unix_socket_destination(daemons, sink, manager, tmp_path):
     path = sock_dir / "lmtp.sock"
     lm = manager(unix_path=path)
     if H.IS_ROOT:
-        import os
         os.chmod(path, 0o666)
     rcpt = f"announce@{LIST_DOMAIN}"
     d = started(daemons, sink, lists_source((rcpt, lm.dest)))
@@ -278,3 +288,72 @@ def test_connection_reused_for_two_messages(daemons, sink, manager):
     [t2] = lm.wait(marked(m2))
     assert t1["conn"] == t2["conn"]
     assert lm.connections == 1, f"{lm.connections} connections for two messages"
+
+
+def test_reload_during_an_lmtp_transaction_sends_it_once(daemons, sink, manager):
+    """SIGHUP while the manager holds its replies after the end of data:
+    the transaction finishes on its connection, nothing goes twice."""
+    lm = manager(hold=4)
+    rcpts = [f"devs@{LIST_DOMAIN}", f"devs-request@{LIST_DOMAIN}"]
+    d = started(daemons, sink, lists_source((rcpts[0], lm.dest)))
+    marker, _ = post(d, rcpts)
+    assert lm.in_data.wait(H.DEADLINE), "the relay never reached the end of data"
+    os.kill(d.pid, signal.SIGHUP)
+    d.wait_log(r"reloaded")
+    for r in rcpts:
+        H.wait_for(lambda: log_results(d, r), lm.hold + H.DEADLINE, f"{r} done")
+    H.wait_for(d.queue_empty, what="the queue to drain")
+    time.sleep(3)      # a retry on the 1 s schedule would be out by now
+    assert len(lm.received(marked(marker))) == 1
+    for r in rcpts:
+        assert log_results(d, r) == [(lm.dest, "sent")], d.log()
+
+
+def test_stop_during_an_lmtp_transaction_finishes_it(daemons, sink, manager):
+    """SIGTERM while the manager holds its replies (less than
+    stop_grace_time): the relay waits for them, the results are recorded,
+    and the next start sends nothing again."""
+    lm = manager(hold=3)
+    rcpt = f"devs@{LIST_DOMAIN}"
+    d = started(daemons, sink, lists_source((rcpt, lm.dest)))
+    marker, _ = post(d, [rcpt])
+    assert lm.in_data.wait(H.DEADLINE), "the relay never reached the end of data"
+    d.stop(timeout=lm.hold + 10 + (20 if H.SANITIZED else 5))
+    assert log_results(d, rcpt) == [(lm.dest, "sent")], d.log()
+    d.start()
+    H.wait_for(d.queue_empty, what="the queue to drain")
+    time.sleep(3)
+    assert len(lm.received(marked(marker))) == 1
+
+
+@pytest.mark.skipif(not H.IS_ROOT, reason="root mode needs root (CI runs the suite as root)")
+def test_root_mode_list_mail_needs_no_account(tmp_path, sink, manager):
+    """In root mode a list needs no account in uid: its mail is handed over
+    by the relay, which runs as `user`, and no worker is started."""
+    lm = manager()
+    svc = H.create_user("mpt-l-")
+    d = None
+    try:
+        H.make_traversable(tmp_path)
+        d = H.Daemon(tmp_path / "d", run_as=None, single_user=False,
+                     settings={"user": svc.name, "relay_host": sink.address,
+                               "retry_schedule": "1s"},
+                     rules="# no rules\n", uids="# no accounts\n")
+        d.write_sources(lists=lists_source((f"devs@{LIST_DOMAIN}", lm.dest)))
+        d.compile()
+        d.start()
+        marker, _ = post(d, [f"devs@{LIST_DOMAIN}", f"devs-join@{LIST_DOMAIN}"])
+        [t] = lm.wait(marked(marker))
+        assert len(t["to"]) == 2
+        # the process holding the (cached) connection to the manager
+        inode = H.wait_for(lambda: H._tcp_inode(t["peer"][1], lm.port), 5,
+                           "the client side of the LMTP connection")
+        relay = H.pid_holding_socket(inode, d.descendants())
+        assert relay, "no mailprocd process holds the LMTP connection"
+        uids = H.proc_ids(relay)[0]
+        assert set(uids) == {svc.uid}, f"relay runs with uids {uids}"
+        assert d.workers() == [], "a worker ran for list mail"
+    finally:
+        if d is not None and d.proc is not None:
+            d.stop()
+        H.delete_user(svc)

@@ -8,6 +8,9 @@ anyone, a list without members data lets mail through and logs it, a
 recompiled members source is seen at once, and the policy service (and
 `mailprocctl policy check`) answers the same."""
 
+import os
+import subprocess
+
 import pytest
 
 import mpharness as H
@@ -233,6 +236,19 @@ def test_member_added_through_rest_posts_after_lists_sync(dmm, mm):
     assert f"{MM_LIST}: 2 members, 1 owners, 0 moderators" in res.stdout.decode(), res.out
     H.expect(rcpt(dmm, newcomer, MM_LIST), 250)
     assert policy(dmm, newcomer, MM_LIST) == "DUNNO"
+
+
+def test_lists_sync_pages_through_the_rosters(dmm, mm):
+    """One entry a page: every page of the lists and of each roster."""
+    env = dict(os.environ, MAILPROCD_LISTS_PAGE_SIZE="1")
+    res = subprocess.run(H.as_user(dmm.run_as, [H.mailprocctl_bin(), "-f", dmm.conf,
+                                                "lists", "sync"]),
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"{MM_LIST}: 2 members, 1 owners, 0 moderators" in res.stdout, res.stdout
+    assert "1 list fetched" in res.stdout, res.stdout
+    H.expect(rcpt(dmm, "newcomer@example.org", MM_LIST), 250)
+    H.expect(rcpt(dmm, "alice@example.org", MM_LIST), 250)
 
 
 def test_list_without_data_lets_through(dmm):
