@@ -36,14 +36,17 @@ class LmtpServer:
     socket.  answers: {address: [reply, reply, ...]} replies after the end
     of data for that recipient, one per transaction it is in (the last one
     repeats); others get 250.  Records every transaction and counts
-    connections.  PIPELINING is announced."""
+    connections.  rcpt_reject: {address: reply} refused at RCPT.
+    PIPELINING is announced unless pipelining is false."""
 
-    def __init__(self, port=None, unix_path=None, answers=None, hold=0):
+    def __init__(self, port=None, unix_path=None, answers=None, hold=0,
+                 rcpt_reject=None, pipelining=True):
         import asyncio
         from aiosmtpd.controller import Controller, UnixSocketController
         from aiosmtpd.lmtp import LMTP
 
         self.hold = hold                # seconds to hold the replies after the data
+        self.rcpt_reject = dict(rcpt_reject or {})      # address: reply at RCPT
         self.in_data = threading.Event()        # the end of data arrived once
         self.answers = {k: list(v) for k, v in (answers or {}).items()}
         self.transactions = []          # dicts: conn, from, to, data
@@ -54,7 +57,15 @@ class LmtpServer:
         class Handler:
             async def handle_EHLO(self, server, session, envelope, hostname, responses):
                 session.host_name = hostname
+                if not pipelining:
+                    return responses
                 return responses[:-1] + ["250-PIPELINING", responses[-1]]
+
+            async def handle_RCPT(self, server, session, envelope, address, options):
+                if address.lower() in srv.rcpt_reject:
+                    return srv.rcpt_reject[address.lower()]
+                envelope.rcpt_tos.append(address)
+                return "250 2.1.5 Ok"
 
             async def handle_DATA(self, server, session, envelope):
                 srv.in_data.set()
@@ -233,6 +244,31 @@ def test_per_recipient_replies(daemons, sink, manager):
     assert ids[0][0] == f"<{qid}.mailprocd@{H.HOSTNAME}>".encode(), ids
     H.settle()
     assert len(lm.received(marked(marker))) == 2, "delivered more than once"
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_replies_after_data_skip_recipients_refused_at_rcpt(daemons, sink, manager,
+                                                            pipelining):
+    """A recipient refused at RCPT gets no reply after the data: the
+    replies there belong to the accepted ones, in order (with and without
+    PIPELINING)."""
+    first = f"devs-leave@{LIST_DOMAIN}"
+    refused = f"devs-confirm+abc@{LIST_DOMAIN}"
+    last = f"devs-subscribe@{LIST_DOMAIN}"
+    lm = manager(rcpt_reject={refused: "550 5.1.1 no such confirmation"},
+                 answers={first: ["250 2.0.0 first ok"],
+                          last: ["452 4.2.2 last is full", "250 2.0.0 last ok"]},
+                 pipelining=pipelining)
+    d = started(daemons, sink, lists_source((f"devs@{LIST_DOMAIN}", lm.dest)))
+    marker, _ = post(d, [first, refused, last])
+    lm.wait(marked(marker), n=2)
+    H.wait_for(lambda: [s for _, s in log_results(d, last)] == ["deferred", "sent"], None,
+               "the last recipient deferred, then sent")
+    assert [s for _, s in log_results(d, first)] == ["sent"]
+    assert [s for _, s in log_results(d, refused)] == ["bounced"]
+    assert "first ok" in re.search(rf"to=<{re.escape(first)}>.*", d.log()).group(0)
+    assert "last is full" in re.search(rf"to=<{re.escape(last)}>.*", d.log()).group(0)
+    sink.wait(lambda m: m["to"] == [SENDER] and marker.encode() in m["data"])
 
 
 def test_message_id_kept_when_present(daemons, sink, manager):
