@@ -254,18 +254,24 @@ def test_replies_after_data_skip_recipients_refused_at_rcpt(daemons, sink, manag
     PIPELINING)."""
     first = f"devs-leave@{LIST_DOMAIN}"
     refused = f"devs-confirm+abc@{LIST_DOMAIN}"
+    refused2 = f"devs-unsubscribe@{LIST_DOMAIN}"
     last = f"devs-subscribe@{LIST_DOMAIN}"
-    lm = manager(rcpt_reject={refused: "550 5.1.1 no such confirmation"},
+    trailing = f"devs-bounces+x@{LIST_DOMAIN}"
+    lm = manager(rcpt_reject={refused: "550 5.1.1 no such confirmation",
+                              refused2: "550 5.1.1 not now",
+                              trailing: "550 5.1.1 unknown bounce"},
                  answers={first: ["250 2.0.0 first ok"],
                           last: ["452 4.2.2 last is full", "250 2.0.0 last ok"]},
                  pipelining=pipelining)
     d = started(daemons, sink, lists_source((f"devs@{LIST_DOMAIN}", lm.dest)))
-    marker, _ = post(d, [first, refused, last])
+    # refused ones before, between and after the accepted ones
+    marker, _ = post(d, [refused, first, refused2, last, trailing])
     lm.wait(marked(marker), n=2)
     H.wait_for(lambda: [s for _, s in log_results(d, last)] == ["deferred", "sent"], None,
                "the last recipient deferred, then sent")
     assert [s for _, s in log_results(d, first)] == ["sent"]
     assert [s for _, s in log_results(d, refused)] == ["bounced"]
+    assert [s for _, s in log_results(d, refused2)] == ["bounced"]
     assert "first ok" in re.search(rf"to=<{re.escape(first)}>.*", d.log()).group(0)
     assert "last is full" in re.search(rf"to=<{re.escape(last)}>.*", d.log()).group(0)
     sink.wait(lambda m: m["to"] == [SENDER] and marker.encode() in m["data"])
