@@ -399,3 +399,17 @@ def test_root_mode_list_mail_needs_no_account(tmp_path, sink, manager):
         if d is not None and d.proc is not None:
             d.stop()
         H.delete_user(svc)
+
+
+def test_list_and_user_recipients_in_one_message(daemons, sink, manager):
+    """A message for a list and for a user: the list's copy goes over
+    LMTP, the user's to the maildir through a worker, each once."""
+    lm = manager()
+    rcpt = f"devs@{LIST_DOMAIN}"
+    d = started(daemons, sink, lists_source((rcpt, lm.dest)))
+    marker, _ = post(d, ["alice@example.test", rcpt])
+    [t] = lm.wait(marked(marker))
+    assert t["to"] == [rcpt]
+    H.wait_maildir(d.maildir("alice"), marker.encode())
+    assert log_results(d, rcpt) == [(lm.dest, "sent")]
+    assert [s for _, s in log_results(d, "alice@example.test")] == ["sent"]
