@@ -196,6 +196,11 @@ def test_db_lookup_shows_the_list(daemons, sink, manager):
     assert "list role: post\n" in res.out, res.out
     res = d.ctl("db", "lookup", f"devs-admin@{LIST_DOMAIN}")
     assert res.returncode == 1 and "unknown address" in res.out, res.out
+    res = d.ctl("test", f"devs-request@{LIST_DOMAIN}", input=b"Subject: x\n\nbody\n")
+    assert res.returncode == 0, res.out
+    assert res.out == (f"address: devs-request@{LIST_DOMAIN}\n"
+                       f"list: devs@{LIST_DOMAIN} (manager)\n"
+                       f"result: handed to mailman3 over LMTP at {lm.dest}\n"), res.out
 
 
 def test_one_transaction_for_three_list_recipients(daemons, sink, manager):
