@@ -184,7 +184,11 @@ def test_db_lookup_shows_the_list(daemons, sink, manager):
     lm = manager()
     d = daemons("lookup", settings={"relay_host": sink.address})
     d.write_sources(lists=f"devs@{LIST_DOMAIN} mailman3 {lm.dest} members-only\n")
-    d.compile()
+    assert re.search(r", 1 lists -> ", d.compile().out), "the list is not counted"
+    d.write_sources(srcdir=d.root / "bad", lists=f"devs@{LIST_DOMAIN} mailman3 lmtp:x\n")
+    res = d.compile(srcdir=d.root / "bad", expect_ok=False)
+    assert res.returncode == 1
+    assert f"{d.root}/bad/lists:1: bad destination \"lmtp:x\"" in res.out, res.out
     res = d.ctl("db", "lookup", f"DEVS-Bounces+X=Y.test@{LIST_DOMAIN}")
     assert res.returncode == 0, res.out
     assert f"list: devs@{LIST_DOMAIN}\n" in res.out
