@@ -4,8 +4,11 @@
  * db lookup prints one `key: value` line each, always in this order, with
  * "-" for nothing:
  *   address, extension, rules key, uid key, account, uid, gid, home, list,
+ *   (for a list address: list role (post, manager), list manager, list
+ *   destination, list members-only (yes, no)),
  *   maxsize, spam (default, on, off),
- * then `instruction: ACTION [ARG] [uid=N] [gid=N]` per instruction, or
+ * then (not for a list, handed to its manager as it is)
+ * `instruction: ACTION [ARG] [uid=N] [gid=N]` per instruction, or
  * `default_delivery: INSTRUCTION` when the address has no instructions.
  * An unknown address prints `unknown address` and exits 1.
  */
@@ -125,7 +128,14 @@ int ctl_db_lookup(const struct config *cfg, char **args, int nargs)
 		printf("uid key: %s\n", or_dash(r.uid_key));
 		print_account(&r);
 		printf("list: %s\n", or_dash(r.list_key));
-		status = print_rules(cfg, &r);
+		if (r.list_key != NULL) {
+			printf("list role: %s\n", r.list_role == LIST_ROLE_POST ? "post" : "manager");
+			printf("list manager: %s\n", r.list_manager);
+			printf("list destination: %s\n", r.list_dest);
+			printf("list members-only: %s\n", r.list_members_only ? "yes" : "no");
+		}
+		if (r.list_key == NULL)
+			status = print_rules(cfg, &r);
 	}
 	db_resolution_free(&r);
 	return status;

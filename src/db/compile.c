@@ -80,6 +80,7 @@ int db_compile(const struct config *cfg, const char *srcdir,
 	compile_init(&c, cfg, srcdir, report ? report : default_report, ctx);
 	read_sources(&c);
 	compile_check_accounts(&c);
+	compile_check_lists(&c);
 	if (c.errors == 0)
 		compile_write(&c, stats);
 	int errors = c.errors;

@@ -5,11 +5,13 @@
  *       up in passwd now, or, with home_base (virtual accounts), taken as a
  *       name whose home is home_base/NAME and which runs as the invoking user.
  * gid:  KEY GROUP-NAME-OR-NUMBER
- * lists: not supported yet; an empty or absent source is fine.
+ * lists: LIST@DOMAIN MANAGER DESTINATION [OPTION...], MANAGER mailman3,
+ *       DESTINATION lmtp:HOST:PORT or lmtp:unix:/path, OPTION members-only.
  */
 #include "conf/config.h"
 #include "db/address.h"
 #include "db/compile_private.h"
+#include "lib/lmtp_dest.h"
 #include "lib/privsep.h"
 #include "lib/xalloc.h"
 
@@ -118,8 +120,95 @@ void compile_gid_line(struct compile *c, const char *file, int line, char *text,
 	}
 }
 
+#define LIST_WORDS_MAX 8
+
+/* A list address is a whole address: no catch-all keys. */
+static char *list_address(struct compile *c, const char *file, int line, const char *word)
+{
+	char err[256];
+	char *key = address_key_normalise(word, err, sizeof(err));
+	if (key == NULL) {
+		compile_error(c, file, line, "%s", err);
+		return NULL;
+	}
+	if (key[0] == '@' || key[strlen(key) - 1] == '@') {
+		compile_error(c, file, line, "bad list address \"%s\": expected LIST@DOMAIN", word);
+		free(key);
+		return NULL;
+	}
+	return key;
+}
+
+/* The options after the destination; 0, or -1 after reporting. */
+static int list_options(struct compile *c, const char *file, int line, char **w, int n,
+    struct db_list *l)
+{
+	for (int i = 0; i < n; i++) {
+		if (strcmp(w[i], "members-only") == 0) {
+			l->members_only = 1;
+		} else {
+			compile_error(c, file, line, "unknown option \"%s\" (members-only)", w[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 void compile_lists_line(struct compile *c, const char *file, int line, char *text,
     int indented)
 {
-	compile_error(c, file, line, "lists are not supported yet");
+	char *w[LIST_WORDS_MAX + 1];
+	char err[256];
+	struct lmtp_dest dest;
+
+	int n = compile_split_words(text, w, LIST_WORDS_MAX);
+	if (n < 0) {
+		compile_error(c, file, line, "too many words");
+		return;
+	}
+	if (n < 3) {
+		compile_error(c, file, line, "expected LIST@DOMAIN MANAGER DESTINATION [members-only]");
+		return;
+	}
+	char *key = list_address(c, file, line, w[0]);
+	if (key == NULL)
+		return;
+	struct rec *r = table_add(c, &c->lists, file, line, key);
+	free(key);
+	if (strcmp(w[1], LIST_MANAGER_MAILMAN3) != 0) {
+		compile_error(c, file, line, "unknown manager \"%s\" (mailman3)", w[1]);
+		r->valid = 0;
+		return;
+	}
+	if (lmtp_dest_parse(w[2], &dest, err, sizeof(err)) < 0) {
+		compile_error(c, file, line, "%s", err);
+		r->valid = 0;
+		return;
+	}
+	struct db_list l = { 0 };
+	if (list_options(c, file, line, w + 3, n - 3, &l) < 0) {
+		r->valid = 0;
+		return;
+	}
+	if (!r->valid)
+		return;
+	l.manager = xstrdup(w[1]);
+	l.dest = xstrdup(w[2]);
+	r->list = l;
+}
+
+void compile_check_lists(struct compile *c)
+{
+	char *path = xasprintf("%s/lists", c->srcdir);
+	for (size_t i = 0; i < c->lists.n; i++) {
+		struct rec *r = c->lists.items[i];
+		if (!r->valid)
+			continue;
+		const char *also = table_get(&c->rules, r->key) ? "rules"
+		    : table_get(&c->uid, r->key) ? "uid" : NULL;
+		if (also != NULL)
+			compile_error(c, path, r->line, "list %s is also a key of %s "
+			    "(a list address belongs to the list manager)", r->key, also);
+	}
+	free(path);
 }

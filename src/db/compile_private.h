@@ -25,6 +25,7 @@ struct rec {
 	struct db_account account;      /* uid */
 	gid_t gid;                      /* gid */
 	struct rules_entry entry;       /* rules */
+	struct db_list list;            /* lists */
 };
 
 struct table {
@@ -84,6 +85,8 @@ void compile_lists_line(struct compile *c, const char *file, int line, char *tex
 
 /* Cross-checks after every source is read. */
 void compile_check_accounts(struct compile *c);
+/* A list address must not also be an exact rules or uid key. */
+void compile_check_lists(struct compile *c);
 
 /* Write the new database and swap it in.  0, or -1 (reported). */
 int compile_write(struct compile *c, struct compile_stats *stats);

@@ -61,6 +61,7 @@ void table_free(struct table *t)
 		free(r->key);
 		db_account_free(&r->account);
 		rules_entry_free(&r->entry);
+		db_list_free(&r->list);
 		free(r);
 	}
 	free(t->items);

@@ -75,7 +75,12 @@ static size_t table_bytes(const struct table *t)
 static size_t estimate_mapsize(struct compile *c)
 {
 	/* the domains database holds at most one key per rules and uid key */
-	size_t sum = 2 * table_bytes(&c->rules) + 2 * table_bytes(&c->uid) + table_bytes(&c->gid);
+	size_t sum = 2 * table_bytes(&c->rules) + 2 * table_bytes(&c->uid) + table_bytes(&c->gid) +
+	    2 * table_bytes(&c->lists);
+	for (size_t i = 0; i < c->lists.n; i++) {
+		const struct db_list *l = &c->lists.items[i]->list;
+		sum += 64 + (l->manager ? strlen(l->manager) : 0) + (l->dest ? strlen(l->dest) : 0);
+	}
 	for (size_t i = 0; i < c->rules.n; i++) {
 		/* what is stored is the encoded entry, conditions included */
 		struct buf enc = BUF_INIT;
@@ -151,6 +156,24 @@ static int put_uids(MDB_txn *txn, struct compile *c, const char *path, size_t *c
 	return r;
 }
 
+static int put_lists(MDB_txn *txn, struct compile *c, const char *path, size_t *count)
+{
+	MDB_dbi dbi;
+	struct buf b = BUF_INIT;
+	int r = open_dbi(txn, DB_NAME_LISTS, &dbi, c, path);
+	for (size_t i = 0; r == 0 && i < c->lists.n; i++) {
+		struct rec *rec = c->lists.items[i];
+		if (!rec->valid)
+			continue;
+		buf_reset(&b);
+		db_list_encode(&rec->list, &b);
+		r = put(txn, dbi, rec->key, b.data, b.len, c, path);
+		(*count)++;
+	}
+	buf_free(&b);
+	return r;
+}
+
 static int put_gids(MDB_txn *txn, struct compile *c, const char *path, size_t *count)
 {
 	MDB_dbi dbi;
@@ -194,13 +217,14 @@ static int put_domains_of(MDB_txn *txn, MDB_dbi dbi, const struct table *t,
 }
 
 /* The domains a recipient may be in for the databases to know it: those
- * of the rules and uid keys (keys are lower-cased already). */
+ * of the rules, uid and lists keys (keys are lower-cased already). */
 static int put_domains(MDB_txn *txn, struct compile *c, const char *path)
 {
 	MDB_dbi dbi;
 	if (open_dbi(txn, DB_NAME_DOMAINS, &dbi, c, path) < 0 ||
 	    put_domains_of(txn, dbi, &c->rules, c, path) < 0 ||
-	    put_domains_of(txn, dbi, &c->uid, c, path) < 0)
+	    put_domains_of(txn, dbi, &c->uid, c, path) < 0 ||
+	    put_domains_of(txn, dbi, &c->lists, c, path) < 0)
 		return -1;
 	return 0;
 }
@@ -216,7 +240,7 @@ static int fill(MDB_env *env, struct compile *c, const char *path, struct compil
 	}
 	if (put_rules(txn, c, path, &st->rules) < 0 || put_uids(txn, c, path, &st->uid) < 0 ||
 	    put_gids(txn, c, path, &st->gid) < 0 || put_domains(txn, c, path) < 0 ||
-	    open_dbi(txn, DB_NAME_LISTS, &dbi, c, path) < 0 ||
+	    put_lists(txn, c, path, &st->lists) < 0 ||
 	    open_dbi(txn, DB_NAME_MEMBERS, &dbi, c, path) < 0) {
 		mdb_txn_abort(txn);
 		return -1;

@@ -10,6 +10,7 @@
 #include "db/db.h"
 #include "db/address.h"
 #include "db/db_record.h"
+#include "db/list_address.h"
 #include "db/rules_entry.h"
 #include "lib/strmap.h"
 #include "lib/xalloc.h"
@@ -335,18 +336,32 @@ static int resolve_gid(MDB_txn *txn, MDB_dbi dbi, char *const *keys, size_t n,
 	return 1;
 }
 
-static int resolve_list(MDB_txn *txn, MDB_dbi dbi, char *const *keys, size_t n,
+/* The list the address belongs to, looked up before anything else. */
+static int resolve_list(MDB_txn *txn, MDB_dbi dbi, const char *address,
     struct db_resolution *out, char *err, size_t errlen)
 {
-	size_t which;
+	char *keys[LIST_CANDIDATES_MAX];
+	int roles[LIST_CANDIDATES_MAX];
+	size_t which, n = list_candidates(address, keys, roles);
 	MDB_val v;
+	struct db_list l;
 	int r = lookup_first(txn, dbi, keys, n, &which, &v, err, errlen);
-	if (r > 0)
+	if (r > 0 && db_list_decode(v.mv_data, v.mv_size, &l) < 0) {
+		snprintf(err, errlen, "corrupt lists entry for %s", keys[which]);
+		r = -1;
+	} else if (r > 0) {
 		out->list_key = xstrdup(keys[which]);
+		out->list_role = roles[which];
+		out->list_manager = l.manager;
+		out->list_dest = l.dest;
+		out->list_members_only = l.members_only;
+	}
+	for (size_t i = 0; i < n; i++)
+		free(keys[i]);
 	return r;
 }
 
-static int resolve_all(struct db *db, char *const *keys, size_t n,
+static int resolve_all(struct db *db, const char *address, char *const *keys, size_t n,
     struct db_resolution *out, char *err, size_t errlen)
 {
 	MDB_txn *txn;
@@ -356,12 +371,12 @@ static int resolve_all(struct db *db, char *const *keys, size_t n,
 		return -1;
 	}
 	const MDB_dbi *dbi = db->cur.dbi;
-	int r = 0;
-	if (resolve_rules(txn, dbi[DBI_RULES], keys, n, out, err, errlen) < 0 ||
+	int r = resolve_list(txn, dbi[DBI_LISTS], address, out, err, errlen);
+	if (r == 0 && (resolve_rules(txn, dbi[DBI_RULES], keys, n, out, err, errlen) < 0 ||
 	    resolve_account(txn, dbi[DBI_UID], keys, n, out, err, errlen) < 0 ||
-	    resolve_gid(txn, dbi[DBI_GID], keys, n, out, err, errlen) < 0 ||
-	    resolve_list(txn, dbi[DBI_LISTS], keys, n, out, err, errlen) < 0)
+	    resolve_gid(txn, dbi[DBI_GID], keys, n, out, err, errlen) < 0))
 		r = -1;
+	r = r < 0 ? -1 : 0;
 	mdb_txn_abort(txn);
 	return r;
 }
@@ -394,7 +409,7 @@ int db_resolve(struct db *db, const char *address, char delimiter,
 
 	int r = refresh(db, err, errlen);
 	if (r == 0)
-		r = resolve_all(db, keys, n, out, err, errlen);
+		r = resolve_all(db, out->address, keys, n, out, err, errlen);
 	for (size_t i = 0; i < n; i++)
 		free(keys[i]);
 	if (r < 0) {
@@ -446,6 +461,8 @@ void db_resolution_free(struct db_resolution *r)
 	free(r->account);
 	free(r->home);
 	free(r->list_key);
+	free(r->list_manager);
+	free(r->list_dest);
 	memset(r, 0, sizeof(*r));
 }
 

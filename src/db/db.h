@@ -41,12 +41,20 @@ struct db_resolution {
 	uid_t uid;
 	gid_t gid;              /* from gid db, else the account's primary group */
 	char *home;
-	/* lists (later issue) */
-	char *list_key;
+	/* lists: filled when the address is a list's or its manager's */
+	char *list_key;         /* the list's address, or NULL */
+	int list_role;          /* LIST_ROLE_POST (the list address) or LIST_ROLE_MANAGER */
+	char *list_manager;     /* "mailman3" */
+	char *list_dest;        /* "lmtp:127.0.0.1:8024" or "lmtp:unix:/path" */
+	int list_members_only;  /* the members-only option */
 };
 
-/* Resolve an address with the lookup order of SPEC.md: exact, user@domain
- * (without +detail), user@, @domain; case-insensitive.
+enum { LIST_ROLE_NONE, LIST_ROLE_POST, LIST_ROLE_MANAGER };
+
+/* Resolve an address with the lookup order of SPEC.md.  Lists first: the
+ * list address itself, or Mailman 3's NAME-SUFFIX@DOMAIN of a list
+ * (list_address.h); then exact, user@domain (without +detail), user@,
+ * @domain in rules, uid and gid; case-insensitive.
  * Returns 1 when known (found in rules, uid or lists), 0 unknown,
  * -1 temporary failure (database unreadable; err says why). */
 int db_resolve(struct db *db, const char *address, char delimiter,

@@ -1,9 +1,11 @@
 /*
- * db_record.c - encoding of uid records and gid values.
+ * db_record.c - encoding of uid records, gid values and list records.
  *
  * uid record: 'A' version(1) flags(u8: 1 virtual) uid(u32) gid(u32)
  *             namelen(u32) name homelen(u32) home      (big-endian)
  * gid value:  gid(u32)
+ * list record: 'L' version(1) flags(u8: 1 members-only)
+ *             managerlen(u32) manager destlen(u32) dest
  */
 #include "db/db_record.h"
 #include "lib/xalloc.h"
@@ -15,6 +17,9 @@
 #define ACCOUNT_MAGIC 'A'
 #define ACCOUNT_VERSION 1
 #define FLAG_VIRTUAL 1
+#define LIST_MAGIC 'L'
+#define LIST_VERSION 1
+#define FLAG_MEMBERS_ONLY 1
 #define MAX_FIELD 4096
 
 static void put_u32(struct buf *b, uint32_t v)
@@ -107,4 +112,42 @@ int db_gid_decode(const void *p, size_t len, gid_t *out)
 		return -1;
 	*out = (gid_t)get_u32(p);
 	return 0;
+}
+
+void db_list_encode(const struct db_list *l, struct buf *out)
+{
+	unsigned char head[3] = { LIST_MAGIC, LIST_VERSION,
+		l->members_only ? FLAG_MEMBERS_ONLY : 0 };
+	buf_append(out, head, sizeof(head));
+	put_string(out, l->manager);
+	put_string(out, l->dest);
+}
+
+int db_list_decode(const void *blob, size_t len, struct db_list *out)
+{
+	const unsigned char *p = blob;
+	size_t left = len;
+
+	memset(out, 0, sizeof(*out));
+	if (blob == NULL || left < 3 || p[0] != LIST_MAGIC || p[1] != LIST_VERSION ||
+	    (p[2] & ~FLAG_MEMBERS_ONLY) != 0)
+		return -1;
+	out->members_only = (p[2] & FLAG_MEMBERS_ONLY) != 0;
+	p += 3;
+	left -= 3;
+	out->manager = get_string(&p, &left);
+	if (out->manager != NULL)
+		out->dest = get_string(&p, &left);
+	if (out->manager == NULL || out->dest == NULL || out->dest[0] == '\0' || left != 0) {
+		db_list_free(out);
+		return -1;
+	}
+	return 0;
+}
+
+void db_list_free(struct db_list *l)
+{
+	free(l->manager);
+	free(l->dest);
+	memset(l, 0, sizeof(*l));
 }

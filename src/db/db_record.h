@@ -1,5 +1,5 @@
 /*
- * db_record.h - values stored in the uid and gid databases, and the names
+ * db_record.h - values stored in the uid, gid and lists databases, and the names
  * of the named databases.  Shared by the compiler (encode) and the read
  * side (decode); private to src/db.
  */
@@ -34,6 +34,19 @@ void db_account_encode(const struct db_account *a, struct buf *out);
 /* 0, or -1 when the record is malformed (out is left empty). */
 int db_account_decode(const void *p, size_t len, struct db_account *out);
 void db_account_free(struct db_account *a);
+
+/* A mailing list (lists database), keyed by the list's address. */
+#define LIST_MANAGER_MAILMAN3 "mailman3"
+struct db_list {
+	char *manager;          /* "mailman3" */
+	char *dest;             /* "lmtp:HOST:PORT" or "lmtp:unix:/path" */
+	int members_only;
+};
+
+void db_list_encode(const struct db_list *l, struct buf *out);
+/* 0, or -1 when the record is malformed (out is left empty). */
+int db_list_decode(const void *p, size_t len, struct db_list *out);
+void db_list_free(struct db_list *l);
 
 #define DB_GID_LEN 4
 void db_gid_encode(gid_t gid, unsigned char out[DB_GID_LEN]);

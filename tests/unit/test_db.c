@@ -314,8 +314,6 @@ static void test_compile_errors(void **state)
 	expect_error(f, "uid", "x@example.test\n", "uid:1", "expected KEY ACCOUNT");
 	expect_error(f, "gid", "x@example.test no_such_group_xyz\n", "gid:1",
 	    "unknown group \"no_such_group_xyz\"");
-	expect_error(f, "lists", "list@example.test\n", "lists:1",
-	    "lists are not supported yet");
 	remove_file(f->src, "lists");
 	expect_error(f, "rules", "a@example.test\n    maildir ~/x\x01y\n", "rules:2",
 	    "control character in line");
@@ -503,6 +501,121 @@ static void expect_domains(struct db *db)
 	}
 }
 
+static const char good_lists[] =
+    "# the lists\n"
+    "Devs@Lists.Example.Test   mailman3  lmtp:127.0.0.1:8024  members-only\n"
+    "announce@lists.example.test mailman3 lmtp:unix:/run/mailman3/lmtp.sock\n"
+    "v6@lists.example.test     mailman3  lmtp:[::1]:24\n"
+    "a-b@example.test          mailman3  lmtp:localhost:8024\n";
+
+static void expect_list(struct db *db, const char *addr, const char *list, int role,
+    const char *dest, int members_only)
+{
+	struct db_resolution r;
+	int k = resolve(db, addr, &r);
+	if (list == NULL) {
+		if (r.list_key != NULL)
+			fail_msg("%s resolved to list %s", addr, r.list_key);
+		assert_int_equal(r.list_role, LIST_ROLE_NONE);
+		assert_null(r.list_dest);
+		db_resolution_free(&r);
+		return;
+	}
+	assert_int_equal(k, 1);
+	if (r.list_key == NULL)
+		fail_msg("%s: no list", addr);
+	assert_string_equal(r.list_key, list);
+	assert_int_equal(r.list_role, role);
+	assert_string_equal(r.list_manager, "mailman3");
+	assert_string_equal(r.list_dest, dest);
+	assert_int_equal(r.list_members_only, members_only);
+	/* a list address is the manager's: no rules entry, no account */
+	assert_null(r.rules_key);
+	assert_false(r.account_resolved);
+	db_resolution_free(&r);
+}
+
+/* The list address and Mailman 3's suffix addresses resolve to the list,
+ * ahead of the @domain catch-all; anything else does not. */
+static void test_lists(void **state)
+{
+	struct fixture *f = *state;
+	const char *devs = "devs@lists.example.test", *tcp = "lmtp:127.0.0.1:8024";
+	write_file(f->src, "lists", good_lists);
+	compile_ok(f);
+	struct db *db = open_db(f);
+	expect_list(db, "devs@lists.example.test", devs, LIST_ROLE_POST, tcp, 1);
+	expect_list(db, "DEVS@Lists.Example.TEST", devs, LIST_ROLE_POST, tcp, 1);
+	static const char *const suffixes[] = { "bounces", "confirm", "join", "leave", "owner",
+		"request", "subscribe", "unsubscribe", "bounces+x=y.test", "confirm+abc123" };
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		char *addr = xasprintf("devs-%s@lists.example.test", suffixes[i]);
+		expect_list(db, addr, devs, LIST_ROLE_MANAGER, tcp, 1);
+		free(addr);
+	}
+	expect_list(db, "announce-request@lists.example.test", "announce@lists.example.test",
+	    LIST_ROLE_MANAGER, "lmtp:unix:/run/mailman3/lmtp.sock", 0);
+	expect_list(db, "v6@lists.example.test", "v6@lists.example.test", LIST_ROLE_POST,
+	    "lmtp:[::1]:24", 0);
+	/* a dash in the list name */
+	expect_list(db, "a-b-owner@example.test", "a-b@example.test", LIST_ROLE_MANAGER,
+	    "lmtp:localhost:8024", 0);
+	expect_list(db, "a-b@example.test", "a-b@example.test", LIST_ROLE_POST,
+	    "lmtp:localhost:8024", 0);
+	/* not Mailman's: the catch-all has them */
+	expect_list(db, "devs-admin@lists.example.test", NULL, 0, NULL, 0);
+	expect_list(db, "devs-bounces+@lists.example.test", NULL, 0, NULL, 0);
+	expect_list(db, "devs+x@lists.example.test", NULL, 0, NULL, 0);
+	expect_list(db, "devs@other.example.test", NULL, 0, NULL, 0);
+	expect_list(db, "a-owner@example.test", NULL, 0, NULL, 0);
+	expect(db, "a-owner@example.test", "@example.test", "catchall");
+	expect(db, "devs@example.test", "@example.test", "catchall");
+	/* the lists' domains are known */
+	char err[256];
+	assert_int_equal(db_domain_known(db, "lists.example.test", err, sizeof(err)), 1);
+	db_close(db);
+}
+
+static void test_lists_errors(void **state)
+{
+	struct fixture *f = *state;
+	expect_error(f, "lists", "devs@l.test mailman3\n", "lists:1",
+	    "expected LIST@DOMAIN MANAGER DESTINATION [members-only]");
+	expect_error(f, "lists", "@l.test mailman3 lmtp:127.0.0.1:24\n", "lists:1",
+	    "bad list address \"@l.test\": expected LIST@DOMAIN");
+	expect_error(f, "lists", "devs@ mailman3 lmtp:127.0.0.1:24\n", "lists:1",
+	    "bad list address \"devs@\": expected LIST@DOMAIN");
+	expect_error(f, "lists", "devs mailman3 lmtp:127.0.0.1:24\n", "lists:1",
+	    "bad key \"devs\": expected local@domain, @domain or local@");
+	expect_error(f, "lists", "devs@l.test mailman2 lmtp:127.0.0.1:24\n", "lists:1",
+	    "unknown manager \"mailman2\" (mailman3)");
+	expect_error(f, "lists", "devs@l.test mailman3 smtp:127.0.0.1:24\n", "lists:1",
+	    "bad destination \"smtp:127.0.0.1:24\" (expected lmtp:HOST:PORT or "
+	    "lmtp:unix:/absolute/path)");
+	expect_error(f, "lists", "devs@l.test mailman3 lmtp:127.0.0.1:99999\n", "lists:1",
+	    "bad destination \"lmtp:127.0.0.1:99999\": bad port \"99999\" (1-65535)");
+	expect_error(f, "lists", "devs@l.test mailman3 lmtp:127.0.0.1\n", "lists:1",
+	    "bad destination \"lmtp:127.0.0.1\": no port in \"127.0.0.1\" (expected "
+	    "lmtp:HOST:PORT or lmtp:unix:/absolute/path)");
+	expect_error(f, "lists", "devs@l.test mailman3 lmtp:unix:run/lmtp\n", "lists:1",
+	    "bad destination \"lmtp:unix:run/lmtp\": unix socket path \"run/lmtp\" must be "
+	    "absolute");
+	expect_error(f, "lists", "devs@l.test mailman3 lmtp:127.0.0.1:24 moderated\n",
+	    "lists:1", "unknown option \"moderated\" (members-only)");
+	expect_error(f, "lists", "devs@l.test mailman3 lmtp:127.0.0.1:24\n"
+	    "Devs@L.test mailman3 lmtp:127.0.0.1:25\n", "lists:2",
+	    "duplicate key \"devs@l.test\" (first at line 1)");
+	expect_error(f, "lists", "# a comment\nbob@example.test mailman3 lmtp:127.0.0.1:24\n",
+	    "lists:2", "list bob@example.test is also a key of rules (a list address "
+	    "belongs to the list manager)");
+	expect_error(f, "lists", "dave@other.test mailman3 lmtp:127.0.0.1:24\n",
+	    "lists:1", "list dave@other.test is also a key of uid (a list address "
+	    "belongs to the list manager)");
+	/* a catch-all key is no clash: the list is looked up first */
+	write_file(f->src, "lists", "x@example.test mailman3 lmtp:127.0.0.1:24\n");
+	compile_ok(f);
+}
+
 /* The domains the databases know, also in an environment compiled before
  * the domains database existed (read from the keys at the open). */
 static void test_domains(void **state)
@@ -545,6 +658,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_open_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_real_account, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_domains, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lists, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lists_errors, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
