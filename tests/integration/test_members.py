@@ -240,15 +240,19 @@ def test_member_added_through_rest_posts_after_lists_sync(dmm, mm):
 
 def test_lists_sync_pages_through_the_rosters(dmm, mm):
     """One entry a page: every page of the lists and of each roster."""
+    mm.subscribe(mm.list_id, "pager@example.org")
+    members = mm.members(mm.list_id)
+    assert len(members) >= 2
     env = dict(os.environ, MAILPROCD_LISTS_PAGE_SIZE="1")
     res = subprocess.run(H.as_user(dmm.run_as, [H.mailprocctl_bin(), "-f", dmm.conf,
                                                 "lists", "sync"]),
                          env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert f"{MM_LIST}: 2 members, 1 owners, 0 moderators" in res.stdout, res.stdout
+    assert f"{MM_LIST}: {len(members)} members, 1 owners, 0 moderators" in res.stdout, \
+        res.stdout
     assert "1 list fetched" in res.stdout, res.stdout
-    H.expect(rcpt(dmm, "newcomer@example.org", MM_LIST), 250)
-    H.expect(rcpt(dmm, "alice@example.org", MM_LIST), 250)
+    for m in members:
+        H.expect(rcpt(dmm, m, MM_LIST), 250)
 
 
 def test_list_without_data_lets_through(dmm):
