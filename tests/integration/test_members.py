@@ -257,6 +257,7 @@ def test_lists_sync_pages_through_the_rosters(dmm, mm):
 
 def test_list_without_data_lets_through(dmm):
     """late@ is in the lists source but not (yet) in Mailman."""
+    dmm.wait_log(r"lists sync: 1 lists")
     H.expect(rcpt(dmm, STRANGER, "late@lists.example.test"), 250)
     dmm.wait_log(r"no members data for <late@lists\.example\.test>: accepted")
 
@@ -267,6 +268,28 @@ def test_wrong_credentials_fail_and_keep_the_data(tmp_path, run_as, mm, dmm):
     assert res.returncode == 1, res.out
     assert "HTTP status 401" in res.out, res.out
     assert not (dm.db_dir / "state" / "members.mdb").exists()
+
+
+def test_stop_during_a_stalled_fetch(tmp_path, run_as):
+    """A REST server that accepts and never answers: the lists sync process
+    still ends at once on the daemon's stop, leaving no file behind."""
+    import socket
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        port = srv.getsockname()[1]
+        dm = H.PolicyDaemon(tmp_path / "stall", run_as=run_as, settings={
+            "members_source": f"mailman3 http://127.0.0.1:{port}/3.1 restadmin:x"})
+        dm.compile()
+        dm.start()
+        try:
+            srv.settimeout(H.DEADLINE)
+            conn, _ = srv.accept()      # the fetch at start, now stalled
+        finally:
+            dm.stop()                   # fails unless every process ends soon
+        conn.close()
+        assert "lists sync: stopped during a fetch" in dm.log(), dm.log_tail()
+        assert list((dm.db_dir / "state").glob("members.mdb*")) == []
 
 
 def test_mailman_down_keeps_old_data_until_stale(tmp_path, run_as, mm):
