@@ -270,6 +270,46 @@ def test_wrong_credentials_fail_and_keep_the_data(tmp_path, run_as, mm, dmm):
     assert not (dm.db_dir / "state" / "members.mdb").exists()
 
 
+@pytest.mark.skipif(not H.IS_ROOT, reason="root mode needs root")
+def test_root_mode_fetches_as_user(tmp_path, mm):
+    """As root, the lists sync process and `mailprocctl lists sync` run as
+    `user`, and members.mdb is the user's."""
+    H.make_traversable(tmp_path)
+    home = tmp_path / "home"
+    svc = H.create_user("mpt-ls-")
+    acct = H.create_user("mpt-lm-", home=home)
+    dm = None
+    try:
+        home.mkdir()
+        os.chown(home, acct.uid, acct.gid)
+        dm = H.PolicyDaemon(tmp_path / "root", run_as=None, single_user=False,
+                            rules="a@example.test\n    maildir ~/Maildir/\n",
+                            uids=f"a@example.test {acct.name}\n", settings={
+                                "user": svc.name,
+                                "members_source": f"mailman3 {mm.rest_root} {mm.credentials}"})
+        dm.write_sources(lists=f"{MM_LIST}  mailman3  {mm.lmtp_dest}  members-only\n")
+        dm.compile()
+        dm.start()
+        dm.wait_log(r"mailprocd/listsync.*lists sync: 1 lists")
+        [sync] = [p for p in dm.children() if dm.role(p) == "mailprocd/listsync"]
+        assert set(H.proc_ids(sync)[0]) == {svc.uid}
+        store = dm.db_dir / "state" / "members.mdb"
+        st = os.stat(store)
+        assert (st.st_uid, st.st_gid) == (svc.uid, svc.gid)
+        res = dm.ctl("lists", "sync")
+        assert res.returncode == 0, res.out
+        st2 = os.stat(store)
+        assert st2.st_ino != st.st_ino          # a new file, swapped in
+        assert (st2.st_uid, st2.st_gid) == (svc.uid, svc.gid)
+        H.expect(rcpt(dm, STRANGER, MM_LIST), 550, "5.7.1")
+        H.expect(rcpt(dm, "alice@example.org", MM_LIST), 250)
+    finally:
+        if dm is not None and dm.proc is not None:
+            dm.stop()
+        H.delete_user(svc)
+        H.delete_user(acct)
+
+
 def test_stop_during_a_stalled_fetch(tmp_path, run_as):
     """A REST server that accepts and never answers: the lists sync process
     still ends at once on the daemon's stop, leaving no file behind."""
