@@ -270,6 +270,34 @@ def test_wrong_credentials_fail_and_keep_the_data(tmp_path, run_as, mm, dmm):
     assert not (dm.db_dir / "state" / "members.mdb").exists()
 
 
+def test_reload_to_members_file(tmp_path, run_as, mm):
+    """SIGHUP from mailman3 to file: the lists sync process ends and is not
+    started again; the receiver and the policy service read the members
+    source from then on."""
+    import signal
+    dm = mailman_daemon(tmp_path / "reload", run_as, mm)
+    write_members(dm, f"{MM_LIST}  {STRANGER}\n")
+    dm.compile()
+    dm.start()
+    try:
+        dm.wait_log(r"lists sync: 1 lists")
+        [sync] = [p for p in dm.children() if dm.role(p) == "mailprocd/listsync"]
+        H.expect(rcpt(dm, STRANGER, MM_LIST), 550, "5.7.1")
+        dm.settings["members_source"] = "file"
+        dm.conf.write_text(dm.config_text())
+        H.chown_tree(dm.root, dm.run_as)
+        os.kill(dm.pid, signal.SIGHUP)
+        H.wait_for(lambda: not H.alive(sync), what="the lists sync process to end")
+        H.wait_for(lambda: rcpt(dm, STRANGER, MM_LIST).code == 250,
+                   what="the receiver to read the members source")
+        H.expect(rcpt(dm, "alice@example.org", MM_LIST), 550, "5.7.1")
+        assert policy(dm, "alice@example.org", MM_LIST).startswith(REFUSED)
+        assert policy(dm, STRANGER, MM_LIST) == "DUNNO"
+        assert [p for p in dm.children() if dm.role(p) == "mailprocd/listsync"] == []
+    finally:
+        dm.stop()
+
+
 @pytest.mark.skipif(not H.IS_ROOT, reason="root mode needs root")
 def test_root_mode_fetches_as_user(tmp_path, mm):
     """As root, the lists sync process and `mailprocctl lists sync` run as
