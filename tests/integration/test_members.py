@@ -158,6 +158,13 @@ def test_recompiled_members_seen_at_the_next_lookup(d):
     H.expect(rcpt(d, newcomer, "devs@lists.example.test"), 550, "5.7.1")
 
 
+def test_lists_sync_needs_mailman3(d):
+    res = d.ctl("lists", "sync")
+    assert res.returncode == 1, res.out
+    assert "lists sync: members_source is not mailman3" in res.out, res.out
+    assert not (d.db_dir / "state" / "members.mdb").exists()
+
+
 @pytest.mark.parametrize("text,error", [
     ("    alice@example.org\n", "members:1: an indented line must follow a LIST@DOMAIN line"),
     ("devs@lists.example.test  not-an-address\n",
