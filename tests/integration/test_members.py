@@ -196,6 +196,7 @@ def mm(tmp_path_factory):
     list_id = inst.create_list(MM_LIST)
     inst.subscribe(list_id, "Alice+mm@Example.ORG")
     inst.subscribe(list_id, "boss@example.org", role="owner")
+    inst.subscribe(list_id, "mod@example.org", role="moderator")
     inst.list_id = list_id
     yield inst
     inst.stop()
@@ -220,13 +221,14 @@ def dmm(tmp_path_factory, run_as, mm):
 
 
 def test_lists_sync_process_fetches_at_start(dmm):
-    dmm.wait_log(r"mailprocd/listsync.*lists sync: 1 lists, 2 addresses from http://")
+    dmm.wait_log(r"mailprocd/listsync.*lists sync: 1 lists, 3 addresses from http://")
     procs = [p for p in dmm.children() if dmm.role(p) == "mailprocd/listsync"]
     assert len(procs) == 1, dmm.log_tail()
     if dmm.run_as is not None:
         assert set(H.proc_ids(procs[0])[0]) == {dmm.run_as.uid}
     H.expect(rcpt(dmm, "alice@example.org", MM_LIST), 250)
     H.expect(rcpt(dmm, "BOSS@example.org", MM_LIST), 250)
+    H.expect(rcpt(dmm, "mod+x@example.org", MM_LIST), 250)
     H.expect(rcpt(dmm, STRANGER, MM_LIST), 550, "5.7.1")
     H.expect(rcpt(dmm, STRANGER, MM_LIST, lmtp=True), 250)
     assert policy(dmm, STRANGER, MM_LIST).startswith(REFUSED)
@@ -240,7 +242,7 @@ def test_member_added_through_rest_posts_after_lists_sync(dmm, mm):
     mm.subscribe(mm.list_id, newcomer)
     res = dmm.ctl("lists", "sync")
     assert res.returncode == 0, res.out
-    assert f"{MM_LIST}: 2 members, 1 owners, 0 moderators" in res.stdout.decode(), res.out
+    assert f"{MM_LIST}: 2 members, 1 owners, 1 moderators" in res.stdout.decode(), res.out
     H.expect(rcpt(dmm, newcomer, MM_LIST), 250)
     assert policy(dmm, newcomer, MM_LIST) == "DUNNO"
 
@@ -255,7 +257,7 @@ def test_lists_sync_pages_through_the_rosters(dmm, mm):
                                                 "lists", "sync"]),
                          env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert f"{MM_LIST}: {len(members)} members, 1 owners, 0 moderators" in res.stdout, \
+    assert f"{MM_LIST}: {len(members)} members, 1 owners, 1 moderators" in res.stdout, \
         res.stdout
     assert "1 list fetched" in res.stdout, res.stdout
     for m in members:
