@@ -72,7 +72,10 @@ enum msg_type {
 
 	/* qmgr -> relay; fd = the queue file, read-only (pread only) */
 	MSG_RELAY_JOB = 30,     /* u64 job_id, str sender ("" = <>), u64 msg_offset,
-	                         * u64 msg_size, u32 eightbit, u32 n, then n x str rcpt */
+	                         * u64 msg_size, u32 eightbit, u32 n, then n x str rcpt,
+	                         * str dest ("" = SMTP to relay_host, else a list
+	                         * manager's "lmtp:HOST:PORT" / "lmtp:unix:PATH"),
+	                         * str qid (for the Message-ID added when missing) */
 	/* relay -> qmgr, one per recipient, then MSG_RELAY_DONE */
 	MSG_RELAY_RESULT,       /* u64 job_id, u32 rcpt_index, u32 status (0 sent,
 	                         * 1 temporary, 2 permanent), str dsn, str text */

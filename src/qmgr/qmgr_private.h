@@ -103,6 +103,9 @@ struct job {
 	int learn_fd;           /* learn: the message */
 	int learn_spam;
 	uint64_t relay_id;      /* relay jobs: the id the relay answers with */
+	char *lmtp_dest;        /* relay jobs for a list manager: its LMTP
+	                         * destination ("lmtp:HOST:PORT", "lmtp:unix:PATH");
+	                         * NULL: SMTP to relay_host */
 	time_t relay_sent;
 	size_t n;
 	struct job_rcpt *rcpt;

@@ -1,6 +1,7 @@
 /*
  * relay_link.c - the qmgr's side of the relay: jobs for outbound messages
- * (forwards and bounces) go to the relay process, results come back.
+ * (forwards and bounces) and for mailing list managers (LMTP) go to the
+ * relay process, results come back.
  *
  * The relay takes several jobs at once and queues them itself; the qmgr
  * keeps at most RELAY_MAX_INFLIGHT outstanding and the rest waiting here.
@@ -70,6 +71,8 @@ static int send_job(struct job *job)
 	ipc_add_u32(&rmsg, (uint32_t)job->n);
 	for (size_t i = 0; i < job->n; i++)
 		ipc_add_str(&rmsg, m->qf.rcpt[job->rcpt[i].index].address);
+	ipc_add_str(&rmsg, job->lmtp_dest ? job->lmtp_dest : "");
+	ipc_add_str(&rmsg, m->qid);
 	ipc_set_fd(&rmsg, fd);
 	int r = ipc_send(R.fd, &rmsg);
 	int e = errno;
@@ -153,7 +156,7 @@ static void on_result(void)
 	snprintf(jr->result.dsn, sizeof(jr->result.dsn), "%s", dsn);
 	snprintf(jr->result.text, sizeof(jr->result.text), "%s", text);
 	free(jr->where);
-	jr->where = xstrdup("relay");
+	jr->where = xstrdup(job->lmtp_dest ? job->lmtp_dest : "relay");
 }
 
 static void on_done(void)
@@ -288,8 +291,9 @@ void relay_close(void)
 		TAILQ_REMOVE(&R.inflight, job, entry);
 		for (size_t i = 0; i < job->n; i++)
 			if (!job->rcpt[i].have_result)
-				log_warn("qid=%s: stop: cut short: forward to <%s> (relay job %llu); "
+				log_warn("qid=%s: stop: cut short: %s <%s> (relay job %llu); "
 				    "sent again after the restart", job->msg->qid,
+				    job->lmtp_dest ? "list manager, to" : "forward to",
 				    job->msg->qf.rcpt[job->rcpt[i].index].address,
 				    (unsigned long long)job->relay_id);
 		sched_job_free(job);

@@ -635,6 +635,7 @@ void sched_job_free(struct job *job)
 		part_verdict_free(&job->rcpt[i].verdict);
 	}
 	free(job->rcpt);
+	free(job->lmtp_dest);
 	free(job);
 }
 
@@ -708,6 +709,43 @@ static void add_part(struct job *j, size_t i, const struct db_resolution *res,
 }
 
 #define MAX_IDENTITIES 8        /* per recipient, its entry's included */
+/* List managers' destinations one scheduling round of a message fills
+ * jobs for; recipients for more wait for the next round. */
+#define MAX_LIST_DESTS 8
+
+/* A recipient that belongs to a mailing list goes to the list manager
+ * through the relay (LMTP), not to a worker: one job per destination
+ * holds all of the message's recipients for it (up to
+ * MSG_RELAY_MAX_RCPTS), so that a post is one LMTP transaction.  0 when
+ * it is in a job, -1 when the table is full (it waits). */
+static int add_list_rcpt(struct job **ljobs, int *nljobs, struct qmsg *m, size_t i,
+    const char *dest)
+{
+	struct job *j = NULL;
+	for (int k = 0; k < *nljobs && j == NULL; k++)
+		if (strcmp(ljobs[k]->lmtp_dest, dest) == 0 && ljobs[k]->n < MSG_RELAY_MAX_RCPTS)
+			j = ljobs[k];
+	if (j == NULL) {
+		if (*nljobs == MAX_LIST_DESTS)
+			return -1;
+		j = ljobs[(*nljobs)++] = job_new(m, NULL, MSG_RELAY_MAX_RCPTS);
+		j->lmtp_dest = xstrdup(dest);
+	}
+	j->rcpt[j->n++].index = i;
+	m->busy[i] = 1;
+	return 0;
+}
+
+static void enqueue_list_jobs(struct job **ljobs, int nljobs, struct qmsg *m)
+{
+	for (int k = 0; k < nljobs; k++) {
+		m->njobs++;
+		job_fit(ljobs[k]);
+		relay_enqueue(ljobs[k]);
+	}
+	if (nljobs > 0)
+		relay_dispatch();
+}
 
 /* Leave the instructions in done (an earlier attempt delivered them) out
  * of the uid=/gid= parts ("only:N,..."); a part left with nothing is
@@ -779,6 +817,8 @@ static void schedule_pending(struct qmsg *m)
 	char err[256];
 	struct user *others[MAX_IDENTITIES - 1];
 	struct buf lists[MAX_IDENTITIES - 1];
+	struct job *ljobs[MAX_LIST_DESTS];
+	int nljobs = 0;
 
 	if (m->qf.outbound) {
 		schedule_outbound(m);
@@ -799,6 +839,13 @@ static void schedule_pending(struct qmsg *m)
 			snprintf(err, sizeof(err), "databases not available");
 		if (found == 0 && address_is_postmaster(rc->address))
 			found = postmaster_fallback(rc->address, &res, err, sizeof(err)) ? 1 : -1;
+		if (found > 0 && res.list_dest != NULL) {
+			int full = add_list_rcpt(ljobs, &nljobs, m, i, res.list_dest);
+			db_resolution_free(&res);
+			if (full < 0)
+				break;
+			continue;
+		}
 		if (found == 0) {
 			fail_now(m, i, DELIVERY_PERMFAIL, "5.1.1", "user unknown");
 		} else if (found > 0 && (u = sched_user_for(&res, err, sizeof(err))) != NULL) {
@@ -875,8 +922,9 @@ static void schedule_pending(struct qmsg *m)
 	}
 	for (int k = 0; k < MAX_IDENTITIES - 1; k++)
 		buf_free(&lists[k]);
-	if (nfailed > 0 && njobs > 0)
+	if (nfailed > 0 && njobs + nljobs > 0)
 		msg_record(m);          /* else msg_settle records them */
+	enqueue_list_jobs(ljobs, nljobs, m);
 	for (int k = 0; k < njobs; k++) {
 		if (jobs[k]->n == 0) {
 			sched_job_free(jobs[k]);

@@ -1,11 +1,13 @@
 /*
- * conn.c - one connection to the relay host: resolving the name (evdns,
+ * conn.c - one connection to the relay host or to a list manager's LMTP
+ * server (TCP or a unix socket): resolving the name (evdns,
  * never blocking), a non-blocking connect to each address in turn, the
  * bufferevent that carries commands and the message, the stage timer,
  * assembling replies, and closing.  Freeing is deferred to the loop so
  * that a callback may close the connection it runs for.
  */
 #include "relay/relay_private.h"
+#include "lib/lmtp_dest.h"
 #include "lib/xalloc.h"
 
 #include <arpa/inet.h>
@@ -16,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -134,7 +137,7 @@ void conn_ready(struct relay_conn *c)
 				smtp_quit(c);
 				return;
 			}
-			job = relay_next_job(r);
+			job = relay_next_job(r, c->dest);
 		}
 		if (job == NULL)
 			break;
@@ -245,7 +248,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 static void format_addr(struct relay_conn *c, const struct sockaddr *sa)
 {
 	char a[INET6_ADDRSTRLEN];
-	const char *host = c->r->host;
+	const char *host = c->host;
 
 	c->addr[0] = '\0';
 	if (sa->sa_family == AF_INET &&
@@ -262,15 +265,17 @@ static void format_addr(struct relay_conn *c, const struct sockaddr *sa)
 /* "connect to 192.0.2.1:25" or "connect to mx.example[192.0.2.1]:25" */
 static void connect_error(struct relay_conn *c, int err)
 {
-	struct relay *r = c->r;
 	int v6 = strchr(c->addr, ':') != NULL;
 
-	if (r->numeric)
+	if (c->port == NULL)
+		snprintf(c->conn_err, sizeof(c->conn_err), "connect to %s: %s", c->peer,
+		    strerror(err));
+	else if (c->numeric)
 		snprintf(c->conn_err, sizeof(c->conn_err), "connect to %s%s%s:%s: %s",
-		    v6 ? "[" : "", c->addr, v6 ? "]" : "", r->port, strerror(err));
+		    v6 ? "[" : "", c->addr, v6 ? "]" : "", c->port, strerror(err));
 	else
 		snprintf(c->conn_err, sizeof(c->conn_err), "connect to %s:%s: %s", c->peer,
-		    r->port, strerror(err));
+		    c->port, strerror(err));
 }
 
 static void connected(struct relay_conn *c, int fd)
@@ -356,6 +361,60 @@ static void try_connect(struct relay_conn *c)
 	    "no usable address for the relay host");
 }
 
+/* A list manager's unix socket: connect() there completes at once or
+ * fails (EAGAIN: its backlog is full; tried again like a refusal). */
+static void connect_unix(struct relay_conn *c)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+
+	c->state = CONN_CONNECTING;
+	snprintf(c->addr, sizeof(c->addr), "unix");
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", c->host);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		connect_error(c, errno);
+	} else if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+		connected(c, fd);
+		return;
+	} else {
+		connect_error(c, errno);
+		close(fd);
+	}
+	conn_setup_failed(c, "4.4.1", "%s", c->conn_err);
+}
+
+/* Where c connects: relay_host, or the list manager's destination. */
+static int conn_target(struct relay_conn *c, struct relay_job *job)
+{
+	struct relay *r = c->r;
+	struct lmtp_dest d;
+	char err[300];
+
+	if (job == NULL || job->dest == NULL) {
+		c->host = xstrdup(r->host);
+		c->port = xstrdup(r->port);
+		c->numeric = r->numeric;
+		return 0;
+	}
+	c->dest = xstrdup(job->dest);
+	c->lmtp = 1;
+	if (lmtp_dest_parse(job->dest, &d, err, sizeof(err)) < 0) {
+		c->host = xstrdup(job->dest);
+		snprintf(c->conn_err, sizeof(c->conn_err), "%s", err);
+		return -1;
+	}
+	if (d.is_unix) {
+		c->host = xstrdup(d.path);
+		snprintf(c->peer, sizeof(c->peer), "unix:%s", d.path);
+		return 0;
+	}
+	unsigned char tmp[sizeof(struct in6_addr)];
+	c->host = xstrdup(d.host);
+	c->port = xstrdup(d.port);
+	c->numeric = inet_pton(AF_INET, d.host, tmp) == 1 || inet_pton(AF_INET6, d.host, tmp) == 1;
+	return 0;
+}
+
 static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 {
 	struct relay_conn *c = arg;
@@ -370,8 +429,8 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 	if (result != 0) {
 		if (res)
 			evutil_freeaddrinfo(res);
-		conn_setup_failed(c, "4.4.3", "relay host %s: %s", c->r->host,
-		    evutil_gai_strerror(result));
+		conn_setup_failed(c, "4.4.3", "%s %s: %s", c->lmtp ? "list manager" : "relay host",
+		    c->host, evutil_gai_strerror(result));
 		return;
 	}
 	c->ai_owned = res;
@@ -393,17 +452,45 @@ void conn_new(struct relay *r, struct relay_job *job)
 	c->timer = evtimer_new(r->base, on_timer, c);
 	if (c->timer == NULL)
 		fatal("relay: evtimer_new failed");
-	snprintf(c->peer, sizeof(c->peer), "%s", r->host);
 	TAILQ_INSERT_TAIL(&r->conns, c, entry);
 	r->nconns++;
-	if (r->numeric) {
+	int bad = conn_target(c, job);
+	if (c->peer[0] == '\0')
+		snprintf(c->peer, sizeof(c->peer), "%s", c->host);
+	if (bad) {
+		conn_setup_failed(c, "4.3.5", "%s", c->conn_err);
+		return;
+	}
+	if (c->port == NULL) {
+		connect_unix(c);
+		return;
+	}
+	if (c->numeric && !c->lmtp) {
 		c->ai_next = r->numeric_ai;
 		try_connect(c);
 		return;
 	}
+	if (c->numeric) {
+		hints.ai_flags = EVUTIL_AI_NUMERICHOST | EVUTIL_AI_NUMERICSERV;
+		int e = evutil_getaddrinfo(c->host, c->port, &hints, &c->ai_owned);
+		if (e != 0) {
+			conn_setup_failed(c, "4.4.3", "list manager %s: %s", c->host,
+			    evutil_gai_strerror(e));
+			return;
+		}
+		c->ai_next = c->ai_owned;
+		try_connect(c);
+		return;
+	}
+	if (r->dns == NULL)
+		r->dns = evdns_base_new(r->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	if (r->dns == NULL) {
+		conn_setup_failed(c, "4.3.0", "cannot set up the resolver");
+		return;
+	}
 	c->state = CONN_RESOLVING;
 	hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
-	struct evdns_getaddrinfo_request *req = evdns_getaddrinfo(r->dns, r->host, r->port,
+	struct evdns_getaddrinfo_request *req = evdns_getaddrinfo(r->dns, c->host, c->port,
 	    &hints, on_resolved, c);
 	/* NULL: the answer was immediate and on_resolved has run */
 	if (req != NULL)

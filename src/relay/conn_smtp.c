@@ -1,6 +1,7 @@
 /*
  * conn_smtp.c - the parts of the SMTP conversation around transactions:
- * the greeting, EHLO (HELO when EHLO gets a 5xx) and the capabilities it
+ * the greeting, EHLO (HELO when EHLO gets a 5xx; LHLO to an LMTP server,
+ * RFC 2033, with no fallback) and the capabilities it
  * announces (PIPELINING, 8BITMIME, SIZE), RSET after a failed
  * transaction, QUIT, and what a broken conversation means in each state.
  */
@@ -67,7 +68,7 @@ static void send_helo(struct relay_conn *c, const char *verb)
 	c->esmtp = c->pipelining = c->eightbitmime = c->size_offered = 0;
 	c->size_max = 0;
 	conn_cmd(c, "%s %s", verb, helo_name(c));
-	c->state = verb[0] == 'E' ? CONN_EHLO : CONN_HELO;
+	c->state = verb[0] == 'H' ? CONN_HELO : CONN_EHLO;
 	conn_arm(c, RELAY_REPLY_TIMEOUT);
 }
 
@@ -91,7 +92,7 @@ void smtp_on_reply(struct relay_conn *c)
 	switch (c->state) {
 	case CONN_GREETING:
 		if (cls == 2)
-			send_helo(c, "EHLO");
+			send_helo(c, c->lmtp ? "LHLO" : "EHLO");
 		else
 			setup_refused(c, NULL);
 		break;
@@ -100,10 +101,10 @@ void smtp_on_reply(struct relay_conn *c)
 			smtp_on_line(c);
 			c->esmtp = 1;
 			conn_ready(c);
-		} else if (cls == 5) {
+		} else if (cls == 5 && !c->lmtp) {
 			send_helo(c, "HELO");
 		} else {
-			setup_refused(c, "EHLO command");
+			setup_refused(c, c->lmtp ? "LHLO command" : "EHLO command");
 		}
 		break;
 	case CONN_HELO:
@@ -138,7 +139,7 @@ static const char *setup_doing(const struct relay_conn *c)
 	case CONN_GREETING:
 		return "receiving the initial server greeting";
 	case CONN_EHLO:
-		return "performing the EHLO handshake";
+		return c->lmtp ? "performing the LHLO handshake" : "performing the EHLO handshake";
 	case CONN_HELO:
 		return "performing the HELO handshake";
 	default:

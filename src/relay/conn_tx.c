@@ -10,6 +10,8 @@
  * socket drains.  A transaction that ends before its end of data is
  * followed by RSET; a 421, a lost connection or a timeout fail the
  * remaining recipients temporarily and close the connection.
+ * Over LMTP (RFC 2033) the end of data gets one reply per accepted
+ * recipient, in the order of their RCPT TO, each its own result.
  */
 #include "relay/relay_private.h"
 
@@ -99,7 +101,8 @@ int tx_start(struct relay_conn *c, struct relay_job *job)
 	c->nmsgs++;
 	tx->stage = TX_MAIL;
 	if (c->size_offered)
-		snprintf(size, sizeof(size), " SIZE=%" PRIu64, job->msg_size);
+		snprintf(size, sizeof(size), " SIZE=%" PRIu64, job->msg_size +
+		    (job->add_header ? strlen(job->add_header) : 0));
 	conn_cmd(c, "MAIL FROM:<%s>%s%s", job->sender,
 	    job->eightbit && c->eightbitmime ? " BODY=8BITMIME" : "", size);
 	if (c->pipelining) {
@@ -229,6 +232,8 @@ static void on_data_reply(struct relay_conn *c)
 	if (c->reply.code == 354) {
 		if (tx->mail_ok && tx->naccepted > 0) {
 			send_body_init(&tx->body, job->fd, job->msg_offset, job->msg_size);
+			if (job->add_header != NULL)
+				conn_output(c, job->add_header, strlen(job->add_header));
 			tx->stage = TX_BODY;
 			tx_fill(c);
 			return;
@@ -245,12 +250,34 @@ static void on_data_reply(struct relay_conn *c)
 	tx_end(c, 0);
 }
 
+/* LMTP: this reply is the next accepted recipient's; the transaction
+ * ends with the last one. */
+static void on_lmtp_dot_reply(struct relay_conn *c)
+{
+	struct relay_tx *tx = &c->tx;
+
+	while (tx->dot_pos < tx->nsent && !tx->accepted[tx->sent[tx->dot_pos]])
+		tx->dot_pos++;
+	if (tx->dot_pos < tx->nsent)
+		result_from_reply(c, tx->sent[tx->dot_pos++]);
+	while (tx->dot_pos < tx->nsent && !tx->accepted[tx->sent[tx->dot_pos]])
+		tx->dot_pos++;
+	if (tx->dot_pos < tx->nsent)
+		conn_arm(c, RELAY_DOT_TIMEOUT);
+	else
+		tx_end(c, 1);
+}
+
 static void on_dot_reply(struct relay_conn *c)
 {
 	struct relay_tx *tx = &c->tx;
 
 	if (tx->discard) {
 		tx_end(c, 0);
+		return;
+	}
+	if (c->lmtp) {
+		on_lmtp_dot_reply(c);
 		return;
 	}
 	for (uint32_t i = 0; i < tx->nsent; i++)

@@ -1,11 +1,14 @@
 /*
  * job.c - relay jobs: decoding MSG_RELAY_JOB strictly, checking the
  * addresses before they go into SMTP commands, keeping one result per
- * recipient and reporting them to the qmgr.
+ * recipient and reporting them to the qmgr.  A job for a list manager
+ * (dest "lmtp:...") gets its Message-ID here when it has none.
  */
 #include "relay/relay_private.h"
+#include "lib/lmtp_dest.h"
 #include "lib/xalloc.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +45,9 @@ void job_free(struct relay_job *job)
 	}
 	free(job->rcpt);
 	free(job->sender);
+	free(job->dest);
+	free(job->qid);
+	free(job->add_header);
 	if (job->fd >= 0)
 		close(job->fd);
 	free(job);
@@ -84,7 +90,8 @@ void job_finish(struct relay *r, struct relay_job *job, enum relay_status status
 		struct relay_rcpt *rc = &job->rcpt[i];
 		job_result(job, i, status, dsn, text);
 		log_debug("relay job=%" PRIu64 " to=<%s> relay=%s status=%s dsn=%s (%s)",
-		    job->id, rc->address, r->cfg->relay_host, status_name(rc->status),
+		    job->id, rc->address, job->dest ? job->dest : r->cfg->relay_host,
+		    status_name(rc->status),
 		    rc->dsn, rc->text);
 		relay_send_result(r, job->id, i, rc->status, rc->dsn, rc->text);
 	}
@@ -95,7 +102,8 @@ void job_finish(struct relay *r, struct relay_job *job, enum relay_status status
 struct relay_job *job_decode(struct relay *r, struct ipc_msg *m)
 {
 	struct relay_job *job = xcalloc(1, sizeof(*job));
-	const char *sender, *why = "truncated";
+	const char *sender, *dest, *qid, *why = "truncated";
+	char err[300];
 	uint32_t eightbit, n;
 	int have_id;
 
@@ -118,6 +126,8 @@ struct relay_job *job_decode(struct relay *r, struct ipc_msg *m)
 		job->rcpt[i].address = xstrdup(a);
 		job->nrcpt = i + 1;
 	}
+	if (ipc_get_str(m, &dest) < 0 || ipc_get_str(m, &qid) < 0)
+		goto bad;
 	if (ipc_end(m) < 0) {
 		why = "trailing bytes";
 		goto bad;
@@ -133,6 +143,20 @@ struct relay_job *job_decode(struct relay *r, struct ipc_msg *m)
 	}
 	job->sender = xstrdup(sender);
 	job->eightbit = eightbit != 0;
+	job->qid = xstrdup(qid);
+	if (dest[0] != '\0') {
+		struct lmtp_dest d;
+		job->dest = xstrdup(dest);
+		if (lmtp_dest_parse(dest, &d, err, sizeof(err)) < 0) {
+			job_finish(r, job, RELAY_TEMPFAIL, "4.3.5", err);
+			return NULL;
+		}
+		if (message_id_prepare(job, r->cfg->hostname) < 0) {
+			snprintf(err, sizeof(err), "cannot read the queue file: %s", strerror(errno));
+			job_finish(r, job, RELAY_TEMPFAIL, "4.3.0", err);
+			return NULL;
+		}
+	}
 
 	if (!address_ok(job->sender, 1)) {
 		job_finish(r, job, RELAY_PERMFAIL, "5.1.7",

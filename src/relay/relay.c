@@ -2,8 +2,9 @@
  * relay.c - the relay process: one libevent loop serving the qmgr.
  *
  * Jobs arrive on the qmgr socket and wait in a FIFO queue.  The dispatcher
- * gives the oldest job to an idle connection, or opens a new one while
- * fewer than RELAY_MAX_CONNS exist.  Results go back through an outbox
+ * gives the oldest job to an idle connection to its destination (relay_host,
+ * or a list manager's LMTP server), or opens a new one while fewer than
+ * RELAY_MAX_CONNS to that destination exist.  Results go back through an outbox
  * that is flushed as the socket takes them, so a slow qmgr never blocks
  * the loop.  When the qmgr closes its end, or on SIGTERM, the relay
  * stops: queued jobs are handed back (a temporary result), idle
@@ -41,63 +42,120 @@ void relay_kick(struct relay *r)
 	event_active(r->kick_ev, EV_TIMEOUT, 0);
 }
 
-struct relay_job *relay_next_job(struct relay *r)
+int relay_same_dest(const char *a, const char *b)
 {
-	struct relay_job *job = TAILQ_FIRST(&r->queue);
-	if (job != NULL) {
-		TAILQ_REMOVE(&r->queue, job, entry);
-		r->nqueued--;
-	}
-	return job;
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
 }
 
-static int established(const struct relay *r)
+struct relay_job *relay_next_job(struct relay *r, const char *dest)
+{
+	struct relay_job *job;
+	TAILQ_FOREACH(job, &r->queue, entry) {
+		if (relay_same_dest(job->dest, dest)) {
+			TAILQ_REMOVE(&r->queue, job, entry);
+			r->nqueued--;
+			return job;
+		}
+	}
+	return NULL;
+}
+
+/* Connections to dest that are set up (or about to be, after RSET). */
+static int established(const struct relay *r, const char *dest)
 {
 	const struct relay_conn *c;
 	int n = 0;
 	TAILQ_FOREACH(c, &r->conns, entry)
-		if (c->state == CONN_IDLE || c->state == CONN_TX || c->state == CONN_RSET)
+		if ((c->state == CONN_IDLE || c->state == CONN_TX || c->state == CONN_RSET) &&
+		    relay_same_dest(c->dest, dest))
 			n++;
 	return n;
+}
+
+/* Fail the queued jobs for dest. */
+static void fail_queue_dest(struct relay *r, const char *dest, const char *dsn,
+    const char *text)
+{
+	struct relay_job *job;
+	while ((job = relay_next_job(r, dest)) != NULL)
+		job_finish(r, job, RELAY_TEMPFAIL, dsn, text);
 }
 
 static void fail_queue(struct relay *r, const char *dsn, const char *text)
 {
 	struct relay_job *job;
-	while ((job = relay_next_job(r)) != NULL)
+	while ((job = TAILQ_FIRST(&r->queue)) != NULL) {
+		TAILQ_REMOVE(&r->queue, job, entry);
+		r->nqueued--;
 		job_finish(r, job, RELAY_TEMPFAIL, dsn, text);
+	}
 }
 
 void relay_setup_failed(struct relay *r, struct relay_job *job, const char *dsn,
     const char *text)
 {
-	if (!r->stopping && established(r) > 0) {
+	if (!r->stopping && established(r, job->dest) > 0) {
 		/* others get through: the server may limit connections */
 		TAILQ_INSERT_HEAD(&r->queue, job, entry);
 		r->nqueued++;
 		r->backoff_until = time(NULL) + RELAY_CONNECT_BACKOFF;
 	} else {
+		/* the destination is down: its jobs wait in the qmgr's queue */
+		char *dest = job->dest ? xstrdup(job->dest) : NULL;
 		job_finish(r, job, RELAY_TEMPFAIL, dsn, text);
-		fail_queue(r, dsn, text);
+		fail_queue_dest(r, dest, dsn, text);
+		free(dest);
 	}
 	relay_kick(r);
+}
+
+/* Open a connection for each queued job that no connection to its
+ * destination will take soon (one after its RSET), up to RELAY_MAX_CONNS
+ * per destination. */
+static void open_connections(struct relay *r)
+{
+	struct relay_job *job, *next;
+
+	TAILQ_FOREACH_SAFE(job, &r->queue, entry, next) {
+		if (r->stopping)
+			return;
+		int nconns = 0, soon = 0, before = 0;
+		struct relay_conn *c;
+		TAILQ_FOREACH(c, &r->conns, entry) {
+			if (!relay_same_dest(c->dest, job->dest))
+				continue;
+			nconns++;
+			soon += c->state == CONN_RSET;
+		}
+		for (struct relay_job *o = TAILQ_FIRST(&r->queue); o != job;
+		    o = TAILQ_NEXT(o, entry))
+			before += relay_same_dest(o->dest, job->dest);
+		if (before < soon || nconns >= RELAY_MAX_CONNS ||
+		    (nconns > 0 && time(NULL) < r->backoff_until))
+			continue;
+		TAILQ_REMOVE(&r->queue, job, entry);
+		r->nqueued--;
+		conn_new(r, job);
+	}
 }
 
 static void dispatch(struct relay *r)
 {
 	struct relay_conn *c, *next;
-	size_t soon = 0;
 
 	TAILQ_FOREACH_SAFE(c, &r->conns, entry, next) {
-		if (c->state == CONN_RSET)
-			soon++;         /* ready again after the reply */
-		if (c->state == CONN_IDLE && !TAILQ_EMPTY(&r->queue))
+		if (c->state != CONN_IDLE)
+			continue;
+		struct relay_job *job;
+		TAILQ_FOREACH(job, &r->queue, entry)
+			if (relay_same_dest(job->dest, c->dest))
+				break;
+		if (job != NULL)
 			conn_ready(c);
 	}
-	/* new connections for the jobs no existing one will take soon */
-	while (!r->stopping && r->nqueued > soon && r->nconns < RELAY_MAX_CONNS &&
-	    (r->nconns == 0 || time(NULL) >= r->backoff_until))
-		conn_new(r, relay_next_job(r));
+	open_connections(r);
 }
 
 static void on_kick(evutil_socket_t fd, short what, void *arg)
@@ -108,6 +166,9 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 	while ((c = TAILQ_FIRST(&r->dead)) != NULL) {
 		TAILQ_REMOVE(&r->dead, c, entry);
 		event_free(c->timer);
+		free(c->dest);
+		free(c->host);
+		free(c->port);
 		free(c);
 	}
 	if (r->gone && !r->stopping)
@@ -282,6 +343,8 @@ static void retire_connections(struct relay *r)
 	struct relay_conn *c, *next;
 
 	TAILQ_FOREACH_SAFE(c, &r->conns, entry, next) {
+		if (c->dest != NULL)
+			continue;       /* a list manager's: relay_host is not theirs */
 		c->retiring = 1;
 		if (c->state == CONN_IDLE)
 			smtp_quit(c);

@@ -1,14 +1,16 @@
 /*
  * relay.h - the relay process: an SMTP client that sends forwards and
- * bounces to `relay_host`, driven by the qmgr over IPC.
+ * bounces to `relay_host`, and an LMTP client that hands mailing list mail
+ * to the list manager's destination named in the job, driven by the qmgr
+ * over IPC.
  *
  * Protocol (lib/msgtypes.h): the qmgr sends MSG_RELAY_JOB with the queue
  * file as a read-only descriptor; the relay answers one MSG_RELAY_RESULT
  * per recipient, then MSG_RELAY_DONE.  A job whose message is malformed
  * gets MSG_RELAY_DONE alone (when its job_id could be read): recipients
  * without a result are to be retried.  Jobs run in arrival order on up to
- * RELAY_MAX_CONNS cached connections; a connection carries up to
- * RELAY_MAX_MSGS_PER_CONN transactions and is closed after
+ * RELAY_MAX_CONNS cached connections per destination; a connection
+ * carries up to RELAY_MAX_MSGS_PER_CONN transactions and is closed after
  * RELAY_IDLE_TIMEOUT seconds without work.
  */
 #ifndef MP_RELAY_H

@@ -10,6 +10,11 @@
  *   conn_smtp.c    greeting, EHLO/HELO and its capabilities, RSET, QUIT
  *   conn_tx.c      a mail transaction: MAIL, RCPT, DATA (pipelined when
  *                  offered), the message, the replies per recipient
+ *   message_id.c   the Message-ID a list manager's copy gets when it has none
+ *
+ * A job either goes to relay_host over SMTP (forwards, bounces: dest NULL)
+ * or to a mailing list manager's LMTP server (dest "lmtp:..."); connections
+ * are cached per destination and only carry jobs for theirs.
  */
 #ifndef MP_RELAY_PRIVATE_H
 #define MP_RELAY_PRIVATE_H
@@ -66,6 +71,10 @@ struct relay_job {
 	int eightbit;
 	uint32_t nrcpt;
 	struct relay_rcpt *rcpt;
+	char *dest;                     /* "lmtp:..." of a list manager, or NULL */
+	char *qid;                      /* the message's queue id */
+	char *add_header;               /* a line to send before the message
+	                                 * ("Message-ID: <...>\r\n"), or NULL */
 };
 TAILQ_HEAD(relay_job_list, relay_job);
 
@@ -91,6 +100,7 @@ struct relay_tx {
 	uint32_t pos;                   /* RCPT replies received */
 	uint32_t naccepted;
 	unsigned char accepted[MSG_RELAY_MAX_RCPTS];    /* by job index */
+	uint32_t dot_pos;               /* LMTP: replies to the end of data so far */
 	int mail_ok;
 	int discard;                    /* 354 with no recipient: "." sent, the
 	                                 * reply does not count */
@@ -102,6 +112,10 @@ struct relay_conn {
 	struct relay *r;
 	enum conn_state state;
 	unsigned id;
+	char *dest;                     /* the list manager's "lmtp:...", or NULL */
+	int lmtp;                       /* LHLO, one reply per recipient after data */
+	char *host, *port;              /* what it connects to (port NULL: unix socket) */
+	int numeric;                    /* host is an address */
 	struct evdns_getaddrinfo_request *dns_req;
 	struct evutil_addrinfo *ai_owned;       /* resolver answer, or NULL */
 	struct evutil_addrinfo *ai_next;        /* next address to try */
@@ -167,10 +181,13 @@ struct relay {
 /* Run the dispatcher (and free closed connections) when the loop regains
  * control. */
 void relay_kick(struct relay *r);
-/* The next queued job, or NULL. */
-struct relay_job *relay_next_job(struct relay *r);
+/* The next queued job for dest (NULL: relay_host), or NULL. */
+struct relay_job *relay_next_job(struct relay *r, const char *dest);
+/* Whether two destinations are the same (NULL is relay_host). */
+int relay_same_dest(const char *a, const char *b);
 /* A connection could not be set up for job: retry it later on another
- * connection if some work, otherwise fail it and every queued job. */
+ * connection to its destination if some work, otherwise fail it and every
+ * job queued for its destination. */
 void relay_setup_failed(struct relay *r, struct relay_job *job, const char *dsn,
     const char *text);
 
@@ -245,6 +262,12 @@ void smtp_rset(struct relay_conn *c);
 void smtp_quit(struct relay_conn *c);
 
 /* ---- conn_tx.c ---- */
+/* ---- message_id.c ---- */
+/* For a job to a list manager: when the message has no Message-ID header,
+ * job->add_header = "Message-ID: <QID.mailprocd@HOSTNAME>\r\n" (the same
+ * on every attempt).  -1 when the queue file cannot be read. */
+int message_id_prepare(struct relay_job *job, const char *hostname);
+
 /* Start a transaction for job on a ready connection.  Returns 1 when
  * started, 0 when the job was finished without one (nothing to send, too
  * large for the server). */

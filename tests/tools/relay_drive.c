@@ -127,6 +127,8 @@ static void submit(int sock, uint64_t id, const char *sender, uint64_t off, uint
 	ipc_add_u32(&m, (uint32_t)nrcpt);
 	for (int i = 0; i < nrcpt; i++)
 		ipc_add_str(&m, rcpts[i]);
+	ipc_add_str(&m, "");            /* to relay_host */
+	ipc_add_str(&m, "DRIVE");       /* queue id */
 	ipc_set_fd(&m, spool);
 	if (ipc_send(sock, &m) < 0) {
 		perror("relay_drive: submit");
