@@ -17,6 +17,8 @@ packages=(
 	# build
 	build-essential meson ninja-build pkg-config
 	libevent-dev liblmdb-dev lmdb-utils libpcre2-dev libhiredis-dev
+	# mailing lists: Mailman 3's REST API (HTTP, JSON) for the members sync
+	libcurl4-openssl-dev libjansson-dev
 	# spam engine: embedded Perl (libperl, ExtUtils::Embed) and SpamAssassin
 	libperl-dev spamassassin
 	# unit tests, sanitizer runtime for clang builds (gcc brings its own)
@@ -29,6 +31,9 @@ packages=(
 	postgrey
 	# the policy service's shared greylist state
 	redis-server
+	# a real Mailman 3 core (3.3.8) that the list tests and the lists
+	# benchmark start privately (tests/integration/mailman_instance.py)
+	mailman3
 	# dotlockfile: a mail reader's dotlock on an mbox, in the mbox tests
 	liblockfile-bin
 	# accounts and privilege changes (setpriv, runuser, useradd), ps/pgrep
@@ -82,9 +87,15 @@ install_packages() {
 	export DEBIAN_FRONTEND=noninteractive
 	# Postfix asks how to configure itself: it is only a peer in our tests.
 	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+	# mailman3: no dbconfig database and no HyperKitty snippet (our tests run
+	# private instances with their own sqlite file; the system one is unused).
+	# Its postinst then only writes /etc/mailman3/mailman.cfg; it needs no
+	# running database, and its service start is blocked by policy-rc.d.
+	printf '%s\n' "mailman3 mailman3/dbconfig-install boolean false" \
+		"mailman3 mailman3/config_hyperkitty boolean false" | debconf-set-selections
 
 	# Do not let the installation start the system's mail services (a running
-	# system dovecot or postfix, or spamd, is not wanted on a test machine).
+	# system dovecot, postfix, mailman3 or spamd, is not wanted on a test machine).
 	# Only when no policy is in place already; removed again on exit.
 	policy=/usr/sbin/policy-rc.d
 	if [ ! -e "$policy" ]; then

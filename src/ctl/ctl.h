@@ -30,6 +30,7 @@ int ctl_status(const struct config *cfg, char **args, int nargs);
 int ctl_policy_sync(const struct config *cfg, char **args, int nargs);
 int ctl_policy_show(const struct config *cfg, char **args, int nargs);
 int ctl_policy_check(const struct config *cfg, char **args, int nargs);
+int ctl_lists_sync(const struct config *cfg, char **args, int nargs);
 
 /* The queue subdirectories a command looks in, in order. */
 #define CTL_QUEUE_NDIRS 4

@@ -12,6 +12,7 @@
 #include "ctl/ctl.h"
 #include "conf/config.h"
 #include "db/db.h"
+#include "lists/members.h"
 #include "lib/privsep.h"
 #include "policy/decide.h"
 #include "policy/greylist.h"
@@ -118,6 +119,8 @@ int ctl_policy_check(const struct config *cfg, char **args, int nargs)
 		fprintf(stderr, "mailprocctl: policy check: %s\n", err);
 		ctx.db = NULL;
 	}
+	if (cfg->members_source != MEMBERS_NONE)
+		ctx.members = members_open(cfg, err, sizeof(err));
 	if (cfg->state_dir != NULL &&
 	    policy_store_open(cfg->state_dir, 0, &store, err, sizeof(err)) == 0) {
 		ctx.get_policy = get_policy;
@@ -146,6 +149,7 @@ int ctl_policy_check(const struct config *cfg, char **args, int nargs)
 		policy_store_close(store);
 	if (ctx.db != NULL)
 		db_close(ctx.db);
+	members_close(ctx.members);
 	policy_request_free(&req);
 	return CTL_OK;
 }

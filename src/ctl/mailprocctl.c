@@ -7,6 +7,7 @@
  *   mailprocctl [-f FILE] queue [show ID | delete ID | flush]
  *   mailprocctl [-f FILE] status | test ADDRESS | learn --spam|--ham ADDRESS
  *   mailprocctl [-f FILE] policy sync | policy show ACCOUNT | policy check < request
+ *   mailprocctl [-f FILE] lists sync
  *
  * Exit status: 0 success, 1 errors (printed on stderr), 2 usage.
  */
@@ -39,6 +40,7 @@ static const struct command {
 	{ "policy", "sync", 0, 0, ctl_policy_sync },
 	{ "policy", "show", 1, 1, ctl_policy_show },
 	{ "policy", "check", 0, 0, ctl_policy_check },
+	{ "lists", "sync", 0, 0, ctl_lists_sync },
 };
 
 static void usage(FILE *out)
@@ -52,6 +54,7 @@ static void usage(FILE *out)
 	    "       mailprocctl [-f FILE] policy sync\n"
 	    "       mailprocctl [-f FILE] policy show ACCOUNT\n"
 	    "       mailprocctl [-f FILE] policy check < request\n"
+	    "       mailprocctl [-f FILE] lists sync\n"
 	    "\n"
 	    "  -f FILE   configuration file (default " CONFIG_DEFAULT_PATH ")\n", out);
 }

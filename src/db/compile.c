@@ -35,6 +35,7 @@ static void compile_done(struct compile *c)
 	table_free(&c->gid);
 	table_free(&c->lists);
 	free(c->rules_path);
+	compile_members_free(c);
 }
 
 static int read_one(struct compile *c, const char *name, source_line_fn fn)
@@ -61,6 +62,7 @@ static void read_sources(struct compile *c)
 	int have_uid = read_one(c, "uid", compile_uid_line);
 	read_one(c, "gid", compile_gid_line);
 	read_one(c, "lists", compile_lists_line);
+	read_one(c, "members", compile_members_line);
 	if (have_rules == 0 && have_uid == 0)
 		compile_error(c, c->srcdir, 0, "neither a rules nor a uid source");
 }

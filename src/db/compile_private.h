@@ -5,6 +5,7 @@
 #ifndef MP_COMPILE_PRIVATE_H
 #define MP_COMPILE_PRIVATE_H
 
+#include <lmdb.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -14,6 +15,7 @@
 #include "lib/log.h"
 
 struct strmap;
+struct members_source;
 
 /* Records of one source, in source order, with an index by key.  A record
  * whose line had an error stays in the index (valid = 0) so that one
@@ -45,6 +47,7 @@ struct compile {
 	struct table rules, uid, gid, lists;
 	struct rec *cur_rule;           /* rules entry being read, or NULL */
 	char *rules_path;
+	struct members_source *members;  /* the `members` source, NULL: none */
 };
 
 void compile_error(struct compile *c, const char *file, int line,
@@ -72,6 +75,13 @@ typedef void (*source_line_fn)(struct compile *c, const char *file, int line,
 int compile_read_source(struct compile *c, const char *path, source_line_fn fn);
 /* Split text into at most max words (destructive); -1 when there are more. */
 int compile_split_words(char *text, char **words, int max);
+
+/* The `members` source (compile_members.c). */
+void compile_members_line(struct compile *c, const char *file, int line, char *text,
+    int indented);
+void compile_members_free(struct compile *c);
+/* Into dbi (the `members` db).  0, or -1. */
+int compile_members_put(MDB_txn *txn, MDB_dbi dbi, struct compile *c, const char *path);
 
 /* Per-source line handlers. */
 void compile_uid_line(struct compile *c, const char *file, int line, char *text,

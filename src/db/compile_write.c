@@ -245,6 +245,10 @@ static int fill(MDB_env *env, struct compile *c, const char *path, struct compil
 		mdb_txn_abort(txn);
 		return -1;
 	}
+	if (compile_members_put(txn, dbi, c, path) < 0) {
+		mdb_txn_abort(txn);
+		return -1;
+	}
 	rc = mdb_txn_commit(txn);
 	if (rc != 0) {
 		compile_error(c, path, 0, "mdb_txn_commit: %s", mdb_strerror(rc));

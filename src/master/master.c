@@ -16,6 +16,7 @@
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/privsep.h"
+#include "lists/lists_sync.h"
 #include "policy/service.h"
 #include "policy/sync.h"
 #include "qmgr/qmgr.h"
@@ -45,11 +46,12 @@ enum child_kind {
 	CHILD_RELAY,
 	CHILD_POLSYNC,          /* only with a `listen policy` line */
 	CHILD_POLICY,           /* only with a `listen policy` line */
+	CHILD_LISTSYNC,         /* only with members_source mailman3 */
 	CHILD_COUNT
 };
 
 static const char *const child_names[CHILD_COUNT] = {
-	"receiver", "qmgr", "spawner", "relay", "policy sync", "policy",
+	"receiver", "qmgr", "spawner", "relay", "policy sync", "policy", "lists sync",
 };
 
 struct child {
@@ -89,6 +91,8 @@ static int child_wanted(const struct master *m, enum child_kind kind)
 {
 	if (kind == CHILD_POLICY || kind == CHILD_POLSYNC)
 		return has_policy_listener(&m->d->cfg);
+	if (kind == CHILD_LISTSYNC)
+		return m->d->cfg.members_source == MEMBERS_MAILMAN3;
 	return 1;
 }
 
@@ -118,7 +122,7 @@ static void child_setup(struct master *m, enum child_kind kind)
 	char ident[64];
 
 	snprintf(ident, sizeof(ident), "mailprocd/%s", kind == CHILD_POLSYNC ? "polsync" :
-	    child_names[kind]);
+	    kind == CHILD_LISTSYNC ? "listsync" : child_names[kind]);
 	log_set_ident(ident);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGXFSZ, SIG_IGN);       /* a file size limit is EFBIG, not death */
@@ -178,6 +182,8 @@ static int run_child(struct master *m, enum child_kind kind)
 	}
 	case CHILD_POLICY:
 		return policy_service_main(cfg, m->listen_fds, link);
+	case CHILD_LISTSYNC:
+		return lists_sync_main(cfg, link);
 	default:
 		panic("run_child: kind %d", (int)kind);
 	}
@@ -291,7 +297,8 @@ static void reload(struct master *m)
 	 * get the new settings (the spawner reads the master's socket before
 	 * the qmgr's) */
 	static const enum child_kind order[CHILD_COUNT] = {
-		CHILD_SPAWNER, CHILD_RELAY, CHILD_QMGR, CHILD_RECEIVER, CHILD_POLSYNC, CHILD_POLICY
+		CHILD_SPAWNER, CHILD_RELAY, CHILD_QMGR, CHILD_RECEIVER, CHILD_POLSYNC, CHILD_POLICY,
+		CHILD_LISTSYNC,
 	};
 
 	if (memfd < 0)
@@ -427,6 +434,8 @@ int master_run(struct daemon_ctx *d)
 		start_child(&m, CHILD_POLSYNC);
 	if (child_wanted(&m, CHILD_POLICY))
 		start_child(&m, CHILD_POLICY);
+	if (child_wanted(&m, CHILD_LISTSYNC))
+		start_child(&m, CHILD_LISTSYNC);
 
 	while (!m.stopping) {
 		siginfo_t si;

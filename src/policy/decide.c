@@ -10,6 +10,7 @@
 #include "db/address.h"
 #include "db/db.h"
 #include "db/rules_entry.h"
+#include "lists/members.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 
@@ -75,14 +76,35 @@ static enum decide_step temporary(struct decision *d, const char *what, const ch
 }
 
 int decide_members_only(struct decide_ctx *ctx, const struct db_resolution *res,
-    const char *sender, const char **text)
+    const char *sender, const char **text, char *why, size_t whylen)
 {
-	/* issue 11: the members database and the list's members-only option */
-	(void)ctx;
-	(void)res;
-	(void)sender;
+	char reason[400];
+
 	*text = NULL;
-	return 0;
+	why[0] = '\0';
+	if (res->list_key == NULL || !res->list_members_only || res->list_role != LIST_ROLE_POST)
+		return 0;
+	if (ctx->members == NULL) {
+		snprintf(why, whylen, "<%s> is members-only, but members_source is none: "
+		    "let through", res->list_key);
+		log_info("policy: %s", why);
+		return 0;
+	}
+	switch (members_check(ctx->members, res->list_key, sender, reason, sizeof(reason))) {
+	case MEMBERS_NOT_MEMBER:
+		snprintf(why, whylen, "<%s> is a members-only list: %s", res->list_key, reason);
+		*text = "Only members may post to this list";
+		return 1;
+	case MEMBERS_IS_MEMBER:
+		snprintf(why, whylen, "<%s> is a members-only list: %s", res->list_key, reason);
+		return 0;
+	case MEMBERS_UNKNOWN:
+	default:
+		snprintf(why, whylen, "<%s> is a members-only list, but %s: let through "
+		    "(the list manager still moderates)", res->list_key, reason);
+		log_info("policy: %s", why);
+		return 0;
+	}
 }
 
 /* The smallest of the limits that apply (0 = none), and where it is set. */
@@ -234,11 +256,14 @@ static enum decide_step decide_rcpt(struct decide_ctx *ctx, const struct policy_
 		    (unsigned long long)size, (unsigned long long)limit, limit_why);
 		goto done;
 	}
-	if (decide_members_only(ctx, &res, sender, &text)) {
-		answer(d, "550 5.7.1 %s", text ? text : "Only members may post to this list");
-		why(d, "<%s> is a members-only list and <%s> no member", rcpt, sender);
+	char members_why[512];
+	if (decide_members_only(ctx, &res, sender, &text, members_why, sizeof(members_why))) {
+		answer(d, "550 5.7.1 <%s>: %s", res.list_key, text);
+		why(d, "%s", members_why);
 		goto done;
 	}
+	if (members_why[0] != '\0')
+		buf_printf(&d->why, "%s\n", members_why);
 	/* remembered for END-OF-MESSAGE if the answer stays DUNNO */
 	d->remember = 1;
 	d->instance = xstrdup(policy_request_get(req, PA_INSTANCE));

@@ -26,6 +26,7 @@
 struct config;
 struct db;
 struct db_resolution;
+struct members;
 struct policy_request;
 struct tx_memory;
 struct user_policy;
@@ -41,6 +42,7 @@ struct decide_ctx {
 	decide_policy_fn get_policy;    /* NULL: no users' policies */
 	void *policy_arg;
 	struct tx_memory *txs;          /* recipients by instance; NULL: none kept */
+	struct members *members;        /* the lists' members; NULL: no members_source */
 };
 
 #define DECIDE_ACTION_MAX 512
@@ -74,9 +76,11 @@ void decide_greylisted(struct decide_ctx *ctx, struct decision *d, enum decide_g
     long retry_in, int auto_allowed, time_t now);
 
 /* The members-only list hook (issue 11): 1 and a text in *text when the
- * sender may not post to the list the recipient resolved to, else 0.
- * Today it has no objection. */
+ * sender may not post to the list the recipient resolved to (a members-only
+ * list's own address, and members_check says no member), else 0.  why
+ * gets a line saying why, or "" when the check does not apply; when the
+ * members are not known the mail goes through, and that is logged. */
 int decide_members_only(struct decide_ctx *ctx, const struct db_resolution *res,
-    const char *sender, const char **text);
+    const char *sender, const char **text, char *why, size_t whylen);
 
 #endif

@@ -14,6 +14,8 @@
 #include "policy/tx_memory.h"
 #include "conf/config_swap.h"
 #include "db/db.h"
+#include "lists/members.h"
+#include "conf/config.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 
@@ -76,6 +78,22 @@ struct greylist *service_greylist(struct policy_service *svc)
 	return svc->greylist;
 }
 
+/* The members of the lists, per members_source (a reload may change it). */
+static struct members *service_members(struct policy_service *svc)
+{
+	char err[256];
+
+	if (svc->members != NULL && svc->members_kind != svc->cfg->members_source) {
+		members_close(svc->members);
+		svc->members = NULL;
+	}
+	if (svc->members == NULL && svc->cfg->members_source != MEMBERS_NONE) {
+		svc->members = members_open(svc->cfg, err, sizeof(err));
+		svc->members_kind = svc->cfg->members_source;
+	}
+	return svc->members;
+}
+
 void service_decide_ctx(struct policy_service *svc, struct decide_ctx *ctx)
 {
 	if (svc->db == NULL && time(NULL) >= svc->db_retry_at)
@@ -83,6 +101,7 @@ void service_decide_ctx(struct policy_service *svc, struct decide_ctx *ctx)
 	memset(ctx, 0, sizeof(*ctx));
 	ctx->cfg = svc->cfg;
 	ctx->db = svc->db;
+	ctx->members = service_members(svc);
 	ctx->txs = svc->txs;
 	service_policies(svc, ctx);
 }
@@ -249,6 +268,7 @@ static void service_free(struct policy_service *svc)
 	tx_memory_free(svc->txs);
 	if (svc->db)
 		db_close(svc->db);
+	members_close(svc->members);
 	if (svc->base)
 		event_base_free(svc->base);
 	free(svc);

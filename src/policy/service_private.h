@@ -73,6 +73,8 @@ struct policy_service {
 	/* what the decisions read */
 	struct db *db;
 	time_t db_retry_at;
+	struct members *members;        /* members_source file or mailman3, else NULL */
+	int members_kind;               /* the members_source it was opened for */
 	struct policy_store *store;
 	time_t store_retry_at;
 	struct greylist *greylist;

@@ -11,6 +11,7 @@
 #include "db/address.h"
 #include "db/db.h"
 #include "db/rules_entry.h"
+#include "lists/members.h"
 #include "lib/xalloc.h"
 
 #include <stdio.h>
@@ -179,15 +180,51 @@ static int check_rcpt(struct session *s, struct command_ctx *c)
 	return 0;
 }
 
+/* Whether the sender may not post to the members-only list res is the
+ * address of: only over SMTP.  Over LMTP the MTA in front of us would turn
+ * a refusal into a bounce to a sender that may be forged (backscatter), so
+ * the list manager holds such a post instead (mailprocd.rules(5)).  When
+ * the members are not known the mail goes through, and that is logged. */
+static int members_refused(struct session *s, const struct db_resolution *res)
+{
+	char why[512];
+
+	if (s->lmtp || res->list_key == NULL || !res->list_members_only ||
+	    res->list_role != LIST_ROLE_POST)
+		return 0;
+	struct members *m = receiver_members(s->r);
+	if (m == NULL) {
+		log_info("<%s> is members-only, but members_source is none: accepted",
+		    res->list_key);
+		return 0;
+	}
+	switch (members_check(m, res->list_key, s->tx.sender, why, sizeof(why))) {
+	case MEMBERS_NOT_MEMBER:
+		log_info("%s: <%s> refused: %s", s->client, res->list_key, why);
+		return 1;
+	case MEMBERS_UNKNOWN:
+		log_info("%s: <%s> is members-only, but %s: accepted (the list manager "
+		    "still moderates)", s->client, res->list_key, why);
+		return 0;
+	case MEMBERS_IS_MEMBER:
+	default:
+		log_debug("<%s>: %s", res->list_key, why);
+		return 0;
+	}
+}
+
 /* 1 known, 0 unknown, -1 temporary failure; *maxsize gets the entry's
- * maxsize= (0 when none). */
-static int lookup_recipient(struct session *s, const char *addr, uint64_t *maxsize)
+ * maxsize= (0 when none), *not_member whether a members-only list refuses
+ * the sender. */
+static int lookup_recipient(struct session *s, const char *addr, uint64_t *maxsize,
+    int *not_member)
 {
 	struct db *db = receiver_db(s->r);
 	struct db_resolution res;
 	char err[256] = "";
 
 	*maxsize = 0;
+	*not_member = 0;
 	if (db == NULL)
 		return -1;
 	memset(&res, 0, sizeof(res));
@@ -206,6 +243,8 @@ static int lookup_recipient(struct session *s, const char *addr, uint64_t *maxsi
 			rules_entry_free(&e);
 		}
 	}
+	if (r > 0)
+		*not_member = members_refused(s, &res);
 	db_resolution_free(&res);
 	return r;
 }
@@ -215,6 +254,7 @@ static void act_rcpt(struct session *s, struct command_ctx *c)
 	char bare_postmaster[SMTP_PATH_MAX + 64];
 	const char *addr = c->path.addr;
 	uint64_t maxsize;
+	int not_member;
 
 	/* the parser lets only <postmaster> through without a domain: this
 	 * host's postmaster */
@@ -222,7 +262,7 @@ static void act_rcpt(struct session *s, struct command_ctx *c)
 		snprintf(bare_postmaster, sizeof(bare_postmaster), "postmaster@%s", s->r->hostname);
 		addr = bare_postmaster;
 	}
-	int known = lookup_recipient(s, addr, &maxsize);
+	int known = lookup_recipient(s, addr, &maxsize, &not_member);
 	if (known <= 0 && address_is_postmaster(addr)) {
 		/* RFC 5321 4.5.1; the qmgr finds it a destination (mailprocd.conf(5)) */
 		log_debug("<%s>: postmaster, accepted though the databases %s", addr,
@@ -237,6 +277,10 @@ static void act_rcpt(struct session *s, struct command_ctx *c)
 	}
 	if (known == 0) {
 		session_reply(s, 550, "5.1.1", "<%s>: User unknown", addr);
+		return;
+	}
+	if (not_member) {
+		session_reply(s, 550, "5.7.1", "<%s>: only members may post to this list", addr);
 		return;
 	}
 	struct transaction *tx = &s->tx;

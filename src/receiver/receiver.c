@@ -15,6 +15,8 @@
 #include "receiver/commit_pool.h"
 #include "conf/config_swap.h"
 #include "db/db.h"
+#include "conf/config.h"
+#include "lists/members.h"
 #include "lib/ipc.h"
 #include "lib/msgtypes.h"
 #include "lib/xalloc.h"
@@ -62,6 +64,21 @@ struct db *receiver_db(struct receiver *r)
 	if (r->db == NULL && time(NULL) >= r->db_retry_at)
 		db_try_open(r);
 	return r->db;
+}
+
+struct members *receiver_members(struct receiver *r)
+{
+	char err[256];
+
+	if (r->members != NULL && r->members_kind != r->cfg->members_source) {
+		members_close(r->members);
+		r->members = NULL;
+	}
+	if (r->members == NULL && r->cfg->members_source != MEMBERS_NONE) {
+		r->members = members_open(r->cfg, err, sizeof(err));
+		r->members_kind = r->cfg->members_source;
+	}
+	return r->members;
 }
 
 void receiver_notify_qmgr(struct receiver *r, const char *qid)
@@ -273,6 +290,7 @@ static void receiver_free(struct receiver *r)
 		event_free(r->ev_master);
 	if (r->db)
 		db_close(r->db);
+	members_close(r->members);
 	if (r->base)
 		event_base_free(r->base);
 	free(r);

@@ -69,6 +69,8 @@ struct receiver {
 	struct client_count *clients;   /* sessions per client IP address */
 	int stopping;
 	struct db *db;                  /* NULL until it could be opened */
+	struct members *members;        /* per members_source; NULL: none */
+	int members_kind;               /* the members_source it was opened for */
 	time_t db_retry_at;
 	time_t db_warned_at;
 	int qmgr_fd;
@@ -122,6 +124,8 @@ struct session {
 /* The databases, opening them again if an earlier open failed (at most
  * once a second).  NULL when they cannot be opened. */
 struct db *receiver_db(struct receiver *r);
+/* The lists' members per members_source (NULL: none); follows reloads. */
+struct members *receiver_members(struct receiver *r);
 /* Tell the qmgr about a committed message; never blocks. */
 void receiver_notify_qmgr(struct receiver *r, const char *qid);
 /* A session was freed. */
