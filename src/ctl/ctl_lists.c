@@ -44,7 +44,7 @@ int ctl_lists_sync(const struct config *cfg, char **args, int nargs)
 	}
 	if (become_user(cfg) < 0)
 		return CTL_ERROR;
-	if (lists_sync_run(cfg, &d, err, sizeof(err)) < 0) {
+	if (lists_sync_run(cfg, &d, NULL, err, sizeof(err)) < 0) {
 		ctl_error("lists sync: %s (the members fetched before stay)", err);
 		return CTL_ERROR;
 	}

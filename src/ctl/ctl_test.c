@@ -14,6 +14,10 @@
  *   line 3: if header List-Id ~ /dev/ -> holds: maildir /home/bob/Maildir/.dev/
  *   line 4: if spam -> does not hold
  *   result: deliver (1 destination)
+ * A list address (lists database) runs no rules: it prints
+ *   address: devs-request@lists.example.test
+ *   list: devs@lists.example.test (manager)
+ *   result: handed to mailman3 over LMTP at lmtp:127.0.0.1:8024
  */
 #include "conf/config.h"
 #include "ctl/ctl.h"
@@ -131,6 +135,14 @@ int ctl_test(const struct config *cfg, char **args, int nargs)
 			printf("address: %s\nresult: unknown address (550 5.1.1 at RCPT)\n", address);
 		db_resolution_free(&r);
 		return CTL_ERROR;
+	}
+	if (r.list_key != NULL) {
+		/* no rules run: the message goes to the list manager as it is */
+		printf("address: %s\nlist: %s (%s)\nresult: handed to %s over LMTP at %s\n",
+		    r.address, r.list_key, r.list_role == LIST_ROLE_POST ? "post" : "manager",
+		    r.list_manager, r.list_dest);
+		db_resolution_free(&r);
+		return CTL_OK;
 	}
 
 	int status = CTL_ERROR;

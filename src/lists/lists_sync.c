@@ -77,13 +77,14 @@ static int roster_page(void *arg, const struct buf *body, size_t *total, size_t 
 }
 
 int lists_sync_fetch(const struct config *cfg, struct members_data *out,
-    char *err, size_t errlen)
+    const volatile sig_atomic_t *stop, char *err, size_t errlen)
 {
 	if (cfg->members_source != MEMBERS_MAILMAN3 || cfg->members_url == NULL) {
 		snprintf(err, errlen, "members_source is not mailman3");
 		return -1;
 	}
-	struct mailman_rest *rest = mailman_rest_new(cfg->members_url, cfg->members_credentials);
+	struct mailman_rest *rest = mailman_rest_new(cfg->members_url, cfg->members_credentials,
+	    stop);
 	struct mailman_list_refs refs = { 0 };
 	int r = get_collection(rest, "/lists", lists_page, &refs, err, errlen);
 	for (size_t i = 0; r == 0 && i < refs.n; i++) {
@@ -104,11 +105,11 @@ int lists_sync_fetch(const struct config *cfg, struct members_data *out,
 }
 
 int lists_sync_run(const struct config *cfg, struct members_data *out,
-    char *err, size_t errlen)
+    const volatile sig_atomic_t *stop, char *err, size_t errlen)
 {
 	struct members_data d;
 	members_data_init(&d);
-	int r = lists_sync_fetch(cfg, &d, err, errlen);
+	int r = lists_sync_fetch(cfg, &d, stop, err, errlen);
 	if (r == 0)
 		r = members_store_write(cfg->state_dir, &d, err, errlen);
 	if (r == 0 && out != NULL) {

@@ -13,6 +13,7 @@ struct mailman_rest {
 	CURL *curl;
 	char *root;
 	char *credentials;
+	const volatile sig_atomic_t *stop;
 };
 
 struct sink {
@@ -32,7 +33,16 @@ static size_t on_data(char *p, size_t size, size_t n, void *arg)
 	return len;
 }
 
-struct mailman_rest *mailman_rest_new(const char *root, const char *credentials)
+/* curl calls this about once a second at least, also while waiting. */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+    curl_off_t ulnow)
+{
+	const volatile sig_atomic_t *stop = arg;
+	return stop != NULL && *stop;
+}
+
+struct mailman_rest *mailman_rest_new(const char *root, const char *credentials,
+    const volatile sig_atomic_t *stop)
 {
 	static int initialised;
 	if (!initialised) {
@@ -45,6 +55,7 @@ struct mailman_rest *mailman_rest_new(const char *root, const char *credentials)
 	while (n > 0 && c->root[n - 1] == '/')
 		c->root[--n] = '\0';
 	c->credentials = xstrdup(credentials ? credentials : "");
+	c->stop = stop;
 	return c;
 }
 
@@ -102,6 +113,9 @@ int mailman_rest_get(struct mailman_rest *c, const char *path, struct buf *body,
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_err);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)c->stop);
 	CURLcode rc = curl_easy_perform(h);
 	long status = 0;
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);

@@ -6,14 +6,18 @@
 #ifndef MP_MAILMAN_REST_H
 #define MP_MAILMAN_REST_H
 
+#include <signal.h>
 #include <stddef.h>
 
 #include "lib/buf.h"
 
 struct mailman_rest;
 
-/* root: the REST root (http://HOST:PORT/3.1); credentials USER:PASSWORD. */
-struct mailman_rest *mailman_rest_new(const char *root, const char *credentials);
+/* root: the REST root (http://HOST:PORT/3.1); credentials USER:PASSWORD.
+ * A request under way is abandoned soon after *stop (may be NULL) becomes
+ * non-zero (a signal handler sets it). */
+struct mailman_rest *mailman_rest_new(const char *root, const char *credentials,
+    const volatile sig_atomic_t *stop);
 void mailman_rest_free(struct mailman_rest *c);
 /* GET root + path (path starts with '/') into body.  0 on HTTP 200, else
  * -1 with err (connection trouble, time out, HTTP status). */

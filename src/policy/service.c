@@ -284,6 +284,7 @@ int policy_service_main(struct config *cfg, const int *listen_fds, int master_fd
 	svc->cfg = cfg;
 	TAILQ_INIT(&svc->conns);
 	svc->txs = tx_memory_new(SERVICE_TX_MAX, SERVICE_TX_TTL);
+	tx_memory_set_max_bytes(svc->txs, SERVICE_TX_MAX_BYTES);
 	svc->base = event_base_new();
 	if (svc->base == NULL)
 		fatal("cannot create the event loop");

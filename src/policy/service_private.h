@@ -30,6 +30,7 @@ struct policy_store;
 /* Transactions remembered for END-OF-MESSAGE, and for how long. */
 #define SERVICE_TX_MAX 100000
 #define SERVICE_TX_TTL 3600
+#define SERVICE_TX_MAX_BYTES (64u * 1024 * 1024)   /* their recipients, in all */
 
 struct pending {
 	struct pconn *c;

@@ -22,10 +22,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -127,6 +129,30 @@ static void send_gone(struct round *r, const char *account)
 		fail(r, "the writer went away");
 }
 
+/* Wait for a reader, at most a little longer than its own alarm: it runs
+ * as the account, whose owner can SIGSTOP it (a stopped process ignores
+ * its alarm until continued), and then the whole sync, every account's,
+ * would wait for it.  Killed, it counts as a broken result. */
+static void wait_reader(const char *name, pid_t pid)
+{
+	int status, n = 1;
+	int pfd = pidfd_open(pid, 0);
+
+	if (pfd >= 0) {
+		struct pollfd p = { .fd = pfd, .events = POLLIN };
+		while ((n = poll(&p, 1, (POLSYNC_READER_TIMEOUT + 2) * 1000)) < 0 && errno == EINTR)
+			;
+		close(pfd);
+	}
+	if (n == 0) {
+		log_warn("policy sync: the reader of %s's policy did not finish in %d s: killed",
+		    name, POLSYNC_READER_TIMEOUT + 2);
+		kill(pid, SIGKILL);
+	}
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+}
+
 /* Fork the reader as the account; the writer gets the pipe's read end.
  * For a file that is gone (st NULL) the reader only removes its
  * policy.errors and the writer the entry. */
@@ -167,9 +193,7 @@ static void read_file(struct round *r, const char *name, uid_t uid, gid_t gid,
 	if (ipc_send(r->sock, &r->msg) < 0)
 		fail(r, "the writer went away");
 	close(pfd[0]);
-	int status;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
+	wait_reader(name, pid);
 }
 
 static int one_account(void *arg, const char *name, uid_t uid, gid_t gid, const char *home)

@@ -16,6 +16,7 @@ struct tx_entry {
 	time_t touched;
 	struct tx_rcpt *rcpts;
 	size_t n, cap;
+	size_t bytes;           /* counted in tx_memory's bytes */
 	TAILQ_ENTRY(tx_entry) lru;
 };
 
@@ -23,6 +24,7 @@ struct tx_memory {
 	struct strmap *index;
 	TAILQ_HEAD(, tx_entry) lru;     /* oldest first */
 	size_t count, max;
+	size_t bytes, max_bytes;        /* max_bytes 0: no bound */
 	time_t ttl;
 };
 
@@ -36,8 +38,14 @@ struct tx_memory *tx_memory_new(size_t max_instances, time_t ttl)
 	return m;
 }
 
-static void rcpt_free(struct tx_rcpt *r)
+static size_t rcpt_bytes(const struct tx_rcpt *r)
 {
+	return sizeof(*r) + strlen(r->address) + 1 + strlen(r->limit_why) + 1;
+}
+
+static void rcpt_free(struct tx_entry *e, struct tx_rcpt *r)
+{
+	e->bytes -= rcpt_bytes(r);
 	free(r->address);
 	free(r->limit_why);
 }
@@ -47,8 +55,9 @@ static void entry_drop(struct tx_memory *m, struct tx_entry *e)
 	strmap_del(m->index, e->instance);
 	TAILQ_REMOVE(&m->lru, e, lru);
 	m->count--;
+	m->bytes -= e->bytes;
 	for (size_t i = 0; i < e->n; i++)
-		rcpt_free(&e->rcpts[i]);
+		rcpt_free(e, &e->rcpts[i]);
 	free(e->rcpts);
 	free(e->instance);
 	free(e);
@@ -70,6 +79,16 @@ size_t tx_memory_count(const struct tx_memory *m)
 	return m->count;
 }
 
+void tx_memory_set_max_bytes(struct tx_memory *m, size_t max_bytes)
+{
+	m->max_bytes = max_bytes;
+}
+
+size_t tx_memory_bytes(const struct tx_memory *m)
+{
+	return m->bytes;
+}
+
 static void expire(struct tx_memory *m, time_t now)
 {
 	struct tx_entry *e;
@@ -79,18 +98,19 @@ static void expire(struct tx_memory *m, time_t now)
 
 /* Drop the recipients Postfix did not accept: their count is not below
  * the number it has accepted since. */
-static void prune(struct tx_entry *e, uint64_t accepted)
+static void prune(struct tx_memory *m, struct tx_entry *e, uint64_t accepted)
 {
-	size_t k = 0;
+	size_t k = 0, before = e->bytes;
 	if (accepted == TX_COUNT_UNKNOWN)
 		return;
 	for (size_t i = 0; i < e->n; i++) {
 		if (e->rcpts[i].count < accepted || e->rcpts[i].count == TX_COUNT_UNKNOWN)
 			e->rcpts[k++] = e->rcpts[i];
 		else
-			rcpt_free(&e->rcpts[i]);
+			rcpt_free(e, &e->rcpts[i]);
 	}
 	e->n = k;
+	m->bytes -= before - e->bytes;
 }
 
 void tx_memory_add(struct tx_memory *m, const char *instance, uint64_t count,
@@ -112,7 +132,7 @@ void tx_memory_add(struct tx_memory *m, const char *instance, uint64_t count,
 	}
 	e->touched = now;
 	TAILQ_INSERT_TAIL(&m->lru, e, lru);
-	prune(e, count);
+	prune(m, e, count);
 	if (e->n >= TX_MEMORY_MAX_RCPTS)
 		return;
 	if (e->n == e->cap) {
@@ -124,6 +144,14 @@ void tx_memory_add(struct tx_memory *m, const char *instance, uint64_t count,
 	r->limit = limit;
 	r->limit_why = xstrdup(limit_why ? limit_why : "");
 	r->count = count;
+	e->bytes += rcpt_bytes(r);
+	m->bytes += rcpt_bytes(r);
+	/* over the budget: the least recently used transactions go, never
+	 * the one just added to (it is last in the list) */
+	struct tx_entry *old;
+	while (m->max_bytes > 0 && m->bytes > m->max_bytes &&
+	    (old = TAILQ_FIRST(&m->lru)) != e)
+		entry_drop(m, old);
 }
 
 const struct tx_rcpt *tx_memory_over(struct tx_memory *m, const char *instance,
@@ -134,7 +162,7 @@ const struct tx_rcpt *tx_memory_over(struct tx_memory *m, const char *instance,
 	*found = e != NULL;
 	if (e == NULL)
 		return NULL;
-	prune(e, rcpt_count);
+	prune(m, e, rcpt_count);
 	for (size_t i = 0; i < e->n; i++)
 		if (e->rcpts[i].limit != 0 && size > e->rcpts[i].limit)
 			return &e->rcpts[i];

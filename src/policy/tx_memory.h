@@ -6,7 +6,11 @@
  * Kept per process, not per connection: Postfix may use another
  * connection for the same transaction.  Bounded: at most max_instances
  * transactions (the least recently used goes first), each at most
- * TX_MEMORY_MAX_RCPTS recipients, forgotten after ttl seconds untouched.
+ * TX_MEMORY_MAX_RCPTS recipients, forgotten after ttl seconds untouched,
+ * and at most max_bytes of recipients in all (tx_memory_set_max_bytes;
+ * again the least recently used transactions go first): transactions
+ * that never reach END-OF-MESSAGE would otherwise hold up to
+ * max_instances x TX_MEMORY_MAX_RCPTS addresses for ttl.
  *
  * A recipient that a later restriction of Postfix refused must not count:
  * recipient_count says how many recipients Postfix accepted before a
@@ -36,6 +40,10 @@ struct tx_rcpt {
 
 struct tx_memory *tx_memory_new(size_t max_instances, time_t ttl);
 void tx_memory_free(struct tx_memory *m);
+/* The bound on the bytes remembered (addresses, reasons, records);
+ * 0 = none (the default). */
+void tx_memory_set_max_bytes(struct tx_memory *m, size_t max_bytes);
+size_t tx_memory_bytes(const struct tx_memory *m);
 /* A recipient answered DUNNO at RCPT. */
 void tx_memory_add(struct tx_memory *m, const char *instance, uint64_t count,
     const char *address, uint64_t limit, const char *limit_why, time_t now);

@@ -19,6 +19,9 @@
 
 #define USER_POLICY_MAX_FILE (64 * 1024)   /* larger files are an error */
 #define USER_POLICY_MAX_RULES 1000
+/* helo regexes: each costs up to the rules' match limit at every request
+ * for the account, in the service's one loop, so that few of them */
+#define USER_POLICY_MAX_HELO_RULES 16
 #define USER_POLICY_MAX_PATTERN 1024       /* bytes of a glob or a regex */
 #define USER_POLICY_MAX_TEXT 200           /* bytes of a block's text */
 

@@ -163,9 +163,12 @@ int user_policy_decode(const void *data, size_t len, struct user_policy **out)
 	p->maxsize = maxsize;
 	if (n > 0)
 		p->rules = xcalloc((size_t)n, sizeof(*p->rules));
+	size_t helo_rules = 0;
 	for (size_t i = 0; i < n; i++) {
 		p->nrules = i + 1;      /* so that free sees what is there */
 		if (decode_rule(&rd, &p->rules[i]) < 0)
+			goto bad;
+		if (p->rules[i].kind == UPK_HELO && ++helo_rules > USER_POLICY_MAX_HELO_RULES)
 			goto bad;
 	}
 	if (rd.left != 0)

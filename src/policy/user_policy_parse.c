@@ -38,6 +38,7 @@ struct parser {
 	void *arg;
 	int errors;
 	int greylist_line, maxsize_line;
+	int helo_rules;
 	size_t cap;
 };
 
@@ -227,6 +228,12 @@ static void parse_rule(struct parser *ps, int line, const struct word *w, int n)
 		error(ps, line, "more than %d rules", USER_POLICY_MAX_RULES);
 		goto fail;
 	}
+	if (kind == UPK_HELO && ps->helo_rules >= USER_POLICY_MAX_HELO_RULES) {
+		error(ps, line, "more than %d helo rules", USER_POLICY_MAX_HELO_RULES);
+		goto fail;
+	}
+	if (kind == UPK_HELO)
+		ps->helo_rules++;
 	struct up_rule *r = new_rule(ps);
 	*r = tmp;
 	r->action = action;

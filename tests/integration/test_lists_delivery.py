@@ -36,14 +36,17 @@ class LmtpServer:
     socket.  answers: {address: [reply, reply, ...]} replies after the end
     of data for that recipient, one per transaction it is in (the last one
     repeats); others get 250.  Records every transaction and counts
-    connections.  PIPELINING is announced."""
+    connections.  rcpt_reject: {address: reply} refused at RCPT.
+    PIPELINING is announced unless pipelining is false."""
 
-    def __init__(self, port=None, unix_path=None, answers=None, hold=0):
+    def __init__(self, port=None, unix_path=None, answers=None, hold=0,
+                 rcpt_reject=None, pipelining=True):
         import asyncio
         from aiosmtpd.controller import Controller, UnixSocketController
         from aiosmtpd.lmtp import LMTP
 
         self.hold = hold                # seconds to hold the replies after the data
+        self.rcpt_reject = dict(rcpt_reject or {})      # address: reply at RCPT
         self.in_data = threading.Event()        # the end of data arrived once
         self.answers = {k: list(v) for k, v in (answers or {}).items()}
         self.transactions = []          # dicts: conn, from, to, data
@@ -54,7 +57,15 @@ class LmtpServer:
         class Handler:
             async def handle_EHLO(self, server, session, envelope, hostname, responses):
                 session.host_name = hostname
+                if not pipelining:
+                    return responses
                 return responses[:-1] + ["250-PIPELINING", responses[-1]]
+
+            async def handle_RCPT(self, server, session, envelope, address, options):
+                if address.lower() in srv.rcpt_reject:
+                    return srv.rcpt_reject[address.lower()]
+                envelope.rcpt_tos.append(address)
+                return "250 2.1.5 Ok"
 
             async def handle_DATA(self, server, session, envelope):
                 srv.in_data.set()
@@ -173,7 +184,11 @@ def test_db_lookup_shows_the_list(daemons, sink, manager):
     lm = manager()
     d = daemons("lookup", settings={"relay_host": sink.address})
     d.write_sources(lists=f"devs@{LIST_DOMAIN} mailman3 {lm.dest} members-only\n")
-    d.compile()
+    assert re.search(r", 1 lists -> ", d.compile().out), "the list is not counted"
+    d.write_sources(srcdir=d.root / "bad", lists=f"devs@{LIST_DOMAIN} mailman3 lmtp:x\n")
+    res = d.compile(srcdir=d.root / "bad", expect_ok=False)
+    assert res.returncode == 1
+    assert f"{d.root}/bad/lists:1: bad destination \"lmtp:x\"" in res.out, res.out
     res = d.ctl("db", "lookup", f"DEVS-Bounces+X=Y.test@{LIST_DOMAIN}")
     assert res.returncode == 0, res.out
     assert f"list: devs@{LIST_DOMAIN}\n" in res.out
@@ -185,6 +200,11 @@ def test_db_lookup_shows_the_list(daemons, sink, manager):
     assert "list role: post\n" in res.out, res.out
     res = d.ctl("db", "lookup", f"devs-admin@{LIST_DOMAIN}")
     assert res.returncode == 1 and "unknown address" in res.out, res.out
+    res = d.ctl("test", f"devs-request@{LIST_DOMAIN}", input=b"Subject: x\n\nbody\n")
+    assert res.returncode == 0, res.out
+    assert res.out == (f"address: devs-request@{LIST_DOMAIN}\n"
+                       f"list: devs@{LIST_DOMAIN} (manager)\n"
+                       f"result: handed to mailman3 over LMTP at {lm.dest}\n"), res.out
 
 
 def test_one_transaction_for_three_list_recipients(daemons, sink, manager):
@@ -233,6 +253,37 @@ def test_per_recipient_replies(daemons, sink, manager):
     assert ids[0][0] == f"<{qid}.mailprocd@{H.HOSTNAME}>".encode(), ids
     H.settle()
     assert len(lm.received(marked(marker))) == 2, "delivered more than once"
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_replies_after_data_skip_recipients_refused_at_rcpt(daemons, sink, manager,
+                                                            pipelining):
+    """A recipient refused at RCPT gets no reply after the data: the
+    replies there belong to the accepted ones, in order (with and without
+    PIPELINING)."""
+    first = f"devs-leave@{LIST_DOMAIN}"
+    refused = f"devs-confirm+abc@{LIST_DOMAIN}"
+    refused2 = f"devs-unsubscribe@{LIST_DOMAIN}"
+    last = f"devs-subscribe@{LIST_DOMAIN}"
+    trailing = f"devs-bounces+x@{LIST_DOMAIN}"
+    lm = manager(rcpt_reject={refused: "550 5.1.1 no such confirmation",
+                              refused2: "550 5.1.1 not now",
+                              trailing: "550 5.1.1 unknown bounce"},
+                 answers={first: ["250 2.0.0 first ok"],
+                          last: ["452 4.2.2 last is full", "250 2.0.0 last ok"]},
+                 pipelining=pipelining)
+    d = started(daemons, sink, lists_source((f"devs@{LIST_DOMAIN}", lm.dest)))
+    # refused ones before, between and after the accepted ones
+    marker, _ = post(d, [refused, first, refused2, last, trailing])
+    lm.wait(marked(marker), n=2)
+    H.wait_for(lambda: [s for _, s in log_results(d, last)] == ["deferred", "sent"], None,
+               "the last recipient deferred, then sent")
+    assert [s for _, s in log_results(d, first)] == ["sent"]
+    assert [s for _, s in log_results(d, refused)] == ["bounced"]
+    assert [s for _, s in log_results(d, refused2)] == ["bounced"]
+    assert "first ok" in re.search(rf"to=<{re.escape(first)}>.*", d.log()).group(0)
+    assert "last is full" in re.search(rf"to=<{re.escape(last)}>.*", d.log()).group(0)
+    sink.wait(lambda m: m["to"] == [SENDER] and marker.encode() in m["data"])
 
 
 def test_message_id_kept_when_present(daemons, sink, manager):
@@ -357,3 +408,17 @@ def test_root_mode_list_mail_needs_no_account(tmp_path, sink, manager):
         if d is not None and d.proc is not None:
             d.stop()
         H.delete_user(svc)
+
+
+def test_list_and_user_recipients_in_one_message(daemons, sink, manager):
+    """A message for a list and for a user: the list's copy goes over
+    LMTP, the user's to the maildir through a worker, each once."""
+    lm = manager()
+    rcpt = f"devs@{LIST_DOMAIN}"
+    d = started(daemons, sink, lists_source((rcpt, lm.dest)))
+    marker, _ = post(d, ["alice@example.test", rcpt])
+    [t] = lm.wait(marked(marker))
+    assert t["to"] == [rcpt]
+    H.wait_maildir(d.maildir("alice"), marker.encode())
+    assert log_results(d, rcpt) == [(lm.dest, "sent")]
+    assert [s for _, s in log_results(d, "alice@example.test")] == ["sent"]

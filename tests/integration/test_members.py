@@ -158,6 +158,13 @@ def test_recompiled_members_seen_at_the_next_lookup(d):
     H.expect(rcpt(d, newcomer, "devs@lists.example.test"), 550, "5.7.1")
 
 
+def test_lists_sync_needs_mailman3(d):
+    res = d.ctl("lists", "sync")
+    assert res.returncode == 1, res.out
+    assert f"lists sync: members_source is not mailman3 in {d.conf}" in res.out, res.out
+    assert not (d.db_dir / "state" / "members.mdb").exists()
+
+
 @pytest.mark.parametrize("text,error", [
     ("    alice@example.org\n", "members:1: an indented line must follow a LIST@DOMAIN line"),
     ("devs@lists.example.test  not-an-address\n",
@@ -189,6 +196,7 @@ def mm(tmp_path_factory):
     list_id = inst.create_list(MM_LIST)
     inst.subscribe(list_id, "Alice+mm@Example.ORG")
     inst.subscribe(list_id, "boss@example.org", role="owner")
+    inst.subscribe(list_id, "mod@example.org", role="moderator")
     inst.list_id = list_id
     yield inst
     inst.stop()
@@ -213,13 +221,14 @@ def dmm(tmp_path_factory, run_as, mm):
 
 
 def test_lists_sync_process_fetches_at_start(dmm):
-    dmm.wait_log(r"mailprocd/listsync.*lists sync: 1 lists, 2 addresses from http://")
+    dmm.wait_log(r"mailprocd/listsync.*lists sync: 1 lists, 3 addresses from http://")
     procs = [p for p in dmm.children() if dmm.role(p) == "mailprocd/listsync"]
     assert len(procs) == 1, dmm.log_tail()
     if dmm.run_as is not None:
         assert set(H.proc_ids(procs[0])[0]) == {dmm.run_as.uid}
     H.expect(rcpt(dmm, "alice@example.org", MM_LIST), 250)
     H.expect(rcpt(dmm, "BOSS@example.org", MM_LIST), 250)
+    H.expect(rcpt(dmm, "mod+x@example.org", MM_LIST), 250)
     H.expect(rcpt(dmm, STRANGER, MM_LIST), 550, "5.7.1")
     H.expect(rcpt(dmm, STRANGER, MM_LIST, lmtp=True), 250)
     assert policy(dmm, STRANGER, MM_LIST).startswith(REFUSED)
@@ -233,26 +242,31 @@ def test_member_added_through_rest_posts_after_lists_sync(dmm, mm):
     mm.subscribe(mm.list_id, newcomer)
     res = dmm.ctl("lists", "sync")
     assert res.returncode == 0, res.out
-    assert f"{MM_LIST}: 2 members, 1 owners, 0 moderators" in res.stdout.decode(), res.out
+    assert f"{MM_LIST}: 2 members, 1 owners, 1 moderators" in res.stdout.decode(), res.out
     H.expect(rcpt(dmm, newcomer, MM_LIST), 250)
     assert policy(dmm, newcomer, MM_LIST) == "DUNNO"
 
 
 def test_lists_sync_pages_through_the_rosters(dmm, mm):
     """One entry a page: every page of the lists and of each roster."""
+    mm.subscribe(mm.list_id, "pager@example.org")
+    members = mm.members(mm.list_id)
+    assert len(members) >= 2
     env = dict(os.environ, MAILPROCD_LISTS_PAGE_SIZE="1")
     res = subprocess.run(H.as_user(dmm.run_as, [H.mailprocctl_bin(), "-f", dmm.conf,
                                                 "lists", "sync"]),
                          env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert f"{MM_LIST}: 2 members, 1 owners, 0 moderators" in res.stdout, res.stdout
+    assert f"{MM_LIST}: {len(members)} members, 1 owners, 1 moderators" in res.stdout, \
+        res.stdout
     assert "1 list fetched" in res.stdout, res.stdout
-    H.expect(rcpt(dmm, "newcomer@example.org", MM_LIST), 250)
-    H.expect(rcpt(dmm, "alice@example.org", MM_LIST), 250)
+    for m in members:
+        H.expect(rcpt(dmm, m, MM_LIST), 250)
 
 
 def test_list_without_data_lets_through(dmm):
     """late@ is in the lists source but not (yet) in Mailman."""
+    dmm.wait_log(r"lists sync: 1 lists")
     H.expect(rcpt(dmm, STRANGER, "late@lists.example.test"), 250)
     dmm.wait_log(r"no members data for <late@lists\.example\.test>: accepted")
 
@@ -263,6 +277,96 @@ def test_wrong_credentials_fail_and_keep_the_data(tmp_path, run_as, mm, dmm):
     assert res.returncode == 1, res.out
     assert "HTTP status 401" in res.out, res.out
     assert not (dm.db_dir / "state" / "members.mdb").exists()
+
+
+def test_reload_to_members_file(tmp_path, run_as, mm):
+    """SIGHUP from mailman3 to file: the lists sync process ends and is not
+    started again; the receiver and the policy service read the members
+    source from then on."""
+    import signal
+    dm = mailman_daemon(tmp_path / "reload", run_as, mm)
+    write_members(dm, f"{MM_LIST}  {STRANGER}\n")
+    dm.compile()
+    dm.start()
+    try:
+        dm.wait_log(r"lists sync: 1 lists")
+        [sync] = [p for p in dm.children() if dm.role(p) == "mailprocd/listsync"]
+        H.expect(rcpt(dm, STRANGER, MM_LIST), 550, "5.7.1")
+        dm.settings["members_source"] = "file"
+        dm.conf.write_text(dm.config_text())
+        H.chown_tree(dm.root, dm.run_as)
+        os.kill(dm.pid, signal.SIGHUP)
+        H.wait_for(lambda: not H.alive(sync), what="the lists sync process to end")
+        H.wait_for(lambda: rcpt(dm, STRANGER, MM_LIST).code == 250,
+                   what="the receiver to read the members source")
+        H.expect(rcpt(dm, "alice@example.org", MM_LIST), 550, "5.7.1")
+        assert policy(dm, "alice@example.org", MM_LIST).startswith(REFUSED)
+        assert policy(dm, STRANGER, MM_LIST) == "DUNNO"
+        assert [p for p in dm.children() if dm.role(p) == "mailprocd/listsync"] == []
+    finally:
+        dm.stop()
+
+
+@pytest.mark.skipif(not H.IS_ROOT, reason="root mode needs root")
+def test_root_mode_fetches_as_user(tmp_path, mm):
+    """As root, the lists sync process and `mailprocctl lists sync` run as
+    `user`, and members.mdb is the user's."""
+    H.make_traversable(tmp_path)
+    home = tmp_path / "home"
+    svc = H.create_user("mpt-ls-")
+    acct = H.create_user("mpt-lm-", home=home)
+    dm = None
+    try:
+        home.mkdir()
+        os.chown(home, acct.uid, acct.gid)
+        dm = H.PolicyDaemon(tmp_path / "root", run_as=None, single_user=False,
+                            rules="a@example.test\n    maildir ~/Maildir/\n",
+                            uids=f"a@example.test {acct.name}\n", settings={
+                                "user": svc.name,
+                                "members_source": f"mailman3 {mm.rest_root} {mm.credentials}"})
+        dm.write_sources(lists=f"{MM_LIST}  mailman3  {mm.lmtp_dest}  members-only\n")
+        dm.compile()
+        dm.start()
+        dm.wait_log(r"mailprocd/listsync.*lists sync: 1 lists")
+        [sync] = [p for p in dm.children() if dm.role(p) == "mailprocd/listsync"]
+        assert set(H.proc_ids(sync)[0]) == {svc.uid}
+        store = dm.db_dir / "state" / "members.mdb"
+        st = os.stat(store)
+        assert (st.st_uid, st.st_gid) == (svc.uid, svc.gid)
+        res = dm.ctl("lists", "sync")
+        assert res.returncode == 0, res.out
+        st2 = os.stat(store)
+        assert st2.st_ino != st.st_ino          # a new file, swapped in
+        assert (st2.st_uid, st2.st_gid) == (svc.uid, svc.gid)
+        H.expect(rcpt(dm, STRANGER, MM_LIST), 550, "5.7.1")
+        H.expect(rcpt(dm, "alice@example.org", MM_LIST), 250)
+    finally:
+        if dm is not None and dm.proc is not None:
+            dm.stop()
+        H.delete_user(svc)
+        H.delete_user(acct)
+
+
+def test_stop_during_a_stalled_fetch(tmp_path, run_as):
+    """A REST server that accepts and never answers: the lists sync process
+    still ends at once on the daemon's stop, leaving no file behind."""
+    import socket
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        port = srv.getsockname()[1]
+        dm = H.PolicyDaemon(tmp_path / "stall", run_as=run_as, settings={
+            "members_source": f"mailman3 http://127.0.0.1:{port}/3.1 restadmin:x"})
+        dm.compile()
+        dm.start()
+        try:
+            srv.settimeout(H.DEADLINE)
+            conn, _ = srv.accept()      # the fetch at start, now stalled
+        finally:
+            dm.stop()                   # fails unless every process ends soon
+        conn.close()
+        assert "lists sync: stopped during a fetch" in dm.log(), dm.log_tail()
+        assert list((dm.db_dir / "state").glob("members.mdb*")) == []
 
 
 def test_mailman_down_keeps_old_data_until_stale(tmp_path, run_as, mm):

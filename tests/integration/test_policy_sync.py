@@ -386,6 +386,68 @@ def test_root_file_read_with_owners_rights_only(root_env):
         f"policy: owned by uid 0, not by {c.name} (uid {c.uid}): not read\n")
 
 
+def _fanotify_open_perm(path):
+    """A fanotify descriptor on which every open of path waits for our
+    answer (FAN_OPEN_PERM): the test learns the opener's pid."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fanotify_mark.argtypes = (ctypes.c_int, ctypes.c_uint, ctypes.c_uint64,
+                                   ctypes.c_int, ctypes.c_char_p)
+    FAN_CLASS_CONTENT, FAN_CLOEXEC, FAN_MARK_ADD, FAN_OPEN_PERM = 0x4, 0x1, 0x1, 0x10000
+    fd = libc.fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC, os.O_RDONLY)
+    if fd < 0:
+        pytest.skip("fanotify: " + os.strerror(ctypes.get_errno()))
+    if libc.fanotify_mark(fd, FAN_MARK_ADD, FAN_OPEN_PERM, -100, str(path).encode()) < 0:
+        os.close(fd)
+        pytest.skip("fanotify_mark: " + os.strerror(ctypes.get_errno()))
+    return fd
+
+
+def test_root_stopped_reader_does_not_stall_the_sync(root_env):
+    """The reader runs as the account, so its owner can SIGSTOP it, which
+    its own alarm cannot end.  The root side gives up on it and the
+    round goes on with the other accounts."""
+    import select
+    import struct
+    import subprocess
+    d, a, b = root_env["d"], root_env["a"], root_env["b"]
+    target = write_policy(root_env["homes"] / "a", "block sender stopped@x.test\n", a)
+    write_policy(root_env["homes"] / "b", "block sender after-stop@x.test\n", b)
+    fan = _fanotify_open_perm(target)
+    proc = subprocess.Popen([H.mailprocctl_bin(), "-f", d.conf, "policy", "sync"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader = None
+    try:
+        ready, _, _ = select.select([fan], [], [], H.DEADLINE)
+        assert ready, "the reader never opened the policy file"
+        buf = os.read(fan, 4096)
+        _len, _vers, _res, _mlen, _mask, evfd, reader = struct.unpack_from("IBBHQii", buf)
+        assert H.proc_ids(reader)[0][0] == a.uid     # the account's reader
+        os.kill(reader, signal.SIGSTOP)             # what the account can do
+        os.write(fan, struct.pack("iI", evfd, 1))   # FAN_ALLOW: the open goes on
+        os.close(evfd)
+        try:
+            out, errout = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("policy sync waits for ever for a stopped reader")
+        assert proc.returncode == 0, out + errout
+        assert b"did not finish in 12 s: killed" in errout
+        m = SYNC_RE.match(out.decode().strip())
+        assert m and int(m.group(3)) == 1 and int(m.group(4)) == 1, out
+        assert "block sender after-stop@x.test" in show(d, b.name)[1]
+        assert "block sender stopped@x.test" not in show(d, a.name)[1]
+    finally:
+        os.close(fan)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if reader is not None:
+            try:
+                os.kill(reader, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def test_root_daemon_syncs_as_root_child(root_env):
     d, a, svc = root_env["d"], root_env["a"], root_env["svc"]
     state = d.db_dir / "state"

@@ -1,7 +1,7 @@
 /*
  * test_mailman_json.c - the JSON handling of the members sync against
- * answers recorded from a real Mailman 3.3.8 core
- * (tests/tools/record_mailman_rest.py, in tests/unit/data/mailman/): the
+ * answers recorded from a real Mailman 3.3.8 core (mailman_instance.py
+ * --record, in tests/unit/data/mailman3/, see its README): the
  * lists, the rosters whole and paged, an empty collection (no "entries"),
  * an error body, and broken or cut off JSON, which must be errors.
  */
@@ -50,11 +50,11 @@ static void test_lists_paged(void **state)
 	size_t len, total, got;
 	struct mailman_list_refs refs = { 0 };
 	char err[256];
-	char *p1 = recorded("lists_page1.json", &len);
+	char *p1 = recorded("lists_count1_page1.json", &len);
 	assert_int_equal(mailman_json_lists(p1, len, &refs, &total, &got, err, sizeof(err)), 0);
 	assert_int_equal(total, 2);
 	assert_int_equal(got, 1);
-	char *p2 = recorded("lists_page2.json", &len);
+	char *p2 = recorded("lists_count1_page2.json", &len);
 	assert_int_equal(mailman_json_lists(p2, len, &refs, &total, &got, err, sizeof(err)), 0);
 	assert_int_equal(got, 1);
 	assert_int_equal(refs.n, 2);
@@ -83,17 +83,17 @@ static void test_rosters(void **state)
 	members_data_init(&d);
 	struct members_list *l = members_data_list(&d, "devs@lists.example.test", 0);
 
-	roster("roster_member.json", "member", l, 3, 3);
-	roster("roster_owner.json", "owner", l, 1, 1);
-	roster("roster_moderator.json", "moderator", l, 1, 1);
+	roster("devs_roster_member.json", "member", l, 3, 3);
+	roster("devs_roster_owner.json", "owner", l, 1, 1);
+	roster("devs_roster_moderator.json", "moderator", l, 1, 1);
 	assert_int_equal(l->n, 5);
-	assert_string_equal(l->addrs[0], "alice@example.org");
-	assert_string_equal(l->addrs[1], "bob@example.org");
-	assert_string_equal(l->addrs[2], "carol@example.net");      /* +detail gone */
+	assert_string_equal(l->addrs[0], "alice@example.test");
+	assert_string_equal(l->addrs[1], "bob.smith@example.test");
+	assert_string_equal(l->addrs[2], "carol@example.test");     /* +detail gone */
 	assert_string_equal(l->roles[2], "member");
-	assert_string_equal(l->addrs[3], "owner@example.org");
+	assert_string_equal(l->addrs[3], "owner1@example.test");
 	assert_string_equal(l->roles[3], "owner");
-	assert_string_equal(l->addrs[4], "mod@example.org");
+	assert_string_equal(l->addrs[4], "mod1@example.test");
 	assert_string_equal(l->roles[4], "moderator");
 	members_data_free(&d);
 }
@@ -104,11 +104,11 @@ static void test_roster_paged_and_empty(void **state)
 	members_data_init(&d);
 	struct members_list *l = members_data_list(&d, "devs@lists.example.test", 0);
 
-	roster("roster_member_page1.json", "member", l, 3, 2);
-	roster("roster_member_page2.json", "member", l, 3, 1);
+	roster("devs_roster_member_count2_page1.json", "member", l, 3, 2);
+	roster("devs_roster_member_count2_page2.json", "member", l, 3, 1);
 	assert_int_equal(l->n, 3);
 	struct members_list *e = members_data_list(&d, "empty@lists.example.test", 0);
-	roster("roster_empty.json", "member", e, 0, 0);     /* no "entries" at all */
+	roster("empty_roster_member.json", "member", e, 0, 0);     /* no "entries" at all */
 	assert_int_equal(e->n, 0);
 	members_data_free(&d);
 }
@@ -130,7 +130,7 @@ static void assert_roster_error(const char *body, size_t len, const char *want)
 static void test_broken_answers(void **state)
 {
 	size_t len;
-	char *body = recorded("roster_member.json", &len);
+	char *body = recorded("devs_roster_member.json", &len);
 	/* cut off anywhere: never a partial list */
 	for (size_t cut = 0; cut < len - 1; cut += 7)
 		assert_roster_error(body, cut, "bad JSON");
@@ -138,6 +138,9 @@ static void test_broken_answers(void **state)
 	char *e404 = recorded("error_404.json", &len);
 	assert_roster_error(e404, len, "not a collection");
 	free(e404);
+	char *e401 = recorded("error_401.json", &len);
+	assert_roster_error(e401, len, "not a collection");
+	free(e401);
 	assert_roster_error("[1, 2]", 6, "not a collection");
 	assert_roster_error("{\"total_size\": \"3\"}", 19, "not a collection");
 	assert_roster_error("{\"total_size\": -1}", 18, "not a collection");

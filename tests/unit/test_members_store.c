@@ -136,7 +136,7 @@ static void test_failed_fetch_keeps_old_data(void **state)
 	snprintf(path, sizeof(path), "%s/members.mdb", f->dir);
 	assert_int_equal(stat(path, &before), 0);
 	/* port 1 on loopback: connection refused, a real failure */
-	assert_int_equal(lists_sync_run(&f->cfg, NULL, err, sizeof(err)), -1);
+	assert_int_equal(lists_sync_run(&f->cfg, NULL, NULL, err, sizeof(err)), -1);
 	if (strstr(err, "GET http://127.0.0.1:1/3.1/lists") == NULL)
 		fail_msg("error \"%s\" does not name the request", err);
 	assert_int_equal(stat(path, &after), 0);

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <string.h>
 
 #include "policy/tx_memory.h"
 
@@ -100,6 +101,44 @@ static void test_expiry_and_bounds(void **state)
 	tx_memory_free(m);
 }
 
+/* Transactions that never reach END-OF-MESSAGE, each with many long
+ * recipients: the byte budget drops the least recently used ones, and
+ * the bytes counted come back to zero. */
+static void test_byte_budget(void **state)
+{
+	struct tx_memory *m = tx_memory_new(100000, 3600);
+	char inst[32], addr[1100];
+	int found;
+
+	tx_memory_set_max_bytes(m, 1024 * 1024);
+	memset(addr, 'a', 1000);
+	for (int t = 0; t < 50; t++) {
+		snprintf(inst, sizeof(inst), "abandoned%d", t);
+		for (int i = 0; i < 100; i++) {
+			snprintf(addr + 1000, 100, "%d@x", i);
+			tx_memory_add(m, inst, (uint64_t)i, addr, 10, "maxsize", 100);
+		}
+		assert_true(tx_memory_bytes(m) <= 1024 * 1024);
+	}
+	/* 50 x 100 x ~1 KiB was asked for: the oldest went, the newest stay */
+	assert_true(tx_memory_count(m) < 50);
+	assert_true(tx_memory_bytes(m) > 512 * 1024);
+	tx_memory_over(m, "abandoned0", 100, 5, 100, &found);
+	assert_false(found);
+	assert_non_null(tx_memory_over(m, "abandoned49", 100, 50, 100, &found));
+	/* pruning and forgetting give the bytes back */
+	tx_memory_add(m, "abandoned48", 1, "z@x", 10, "", 100);
+	tx_memory_forget(m, "abandoned49");
+	tx_memory_forget(m, "abandoned48");
+	for (int t = 0; t < 50; t++) {
+		snprintf(inst, sizeof(inst), "abandoned%d", t);
+		tx_memory_forget(m, inst);
+	}
+	assert_int_equal(tx_memory_count(m), 0);
+	assert_int_equal(tx_memory_bytes(m), 0);
+	tx_memory_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -107,6 +146,7 @@ int main(void)
 		cmocka_unit_test(test_refused_later_dropped),
 		cmocka_unit_test(test_unknown_count_never_prunes),
 		cmocka_unit_test(test_expiry_and_bounds),
+		cmocka_unit_test(test_byte_budget),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -291,6 +291,17 @@ static void test_limits(void **state)
 	free(got);
 	buf_free(&b);
 
+	/* too many helo regexes: each costs up to the match limit at every
+	 * request, in the service's only loop */
+	for (int i = 0; i < USER_POLICY_MAX_HELO_RULES; i++)
+		buf_printf(&b, "block helo /^(?:x%d)?(a|aa)+(a|aa)+$/\n", i);
+	user_policy_free(parse_ok(b.data));
+	buf_puts(&b, "allow helo /one-more/\n");
+	got = parse_errors(b.data, 1);
+	assert_non_null(strstr(got, "17: more than 16 helo rules"));
+	free(got);
+	buf_reset(&b);
+
 	/* too many errors: reported up to a bound, then one line */
 	for (int i = 0; i < 200; i++)
 		buf_puts(&b, "junk\n");
@@ -408,6 +419,23 @@ static void test_codec_hostile(void **state)
 	    0, 1, 2, 1, 0,0,0,0, 0, 1, 'a', 0, 0 };
 	assert_int_equal(user_policy_decode(line_zero, sizeof(line_zero), &q), -1);
 	buf_free(&b);
+
+	/* more helo regexes than the parser allows: a forged blob */
+	for (int n = USER_POLICY_MAX_HELO_RULES; n <= USER_POLICY_MAX_HELO_RULES + 1; n++) {
+		buf_append(&b, "MPUP\x01\x00\0\0\0\0\0\0\0\0", 14);
+		buf_putc(&b, 0);
+		buf_putc(&b, (char)n);
+		for (int i = 0; i < n; i++) {
+			/* block, helo, line i + 1, pattern "a", no text */
+			buf_append(&b, "\x02\x03\0\0\0", 5);
+			buf_putc(&b, (char)(i + 1));
+			buf_append(&b, "\0\x01" "a" "\0\0", 5);
+		}
+		assert_int_equal(user_policy_decode(b.data, b.len, &q),
+		    n <= USER_POLICY_MAX_HELO_RULES ? 0 : -1);
+		user_policy_free(q);
+		buf_free(&b);
+	}
 }
 
 static int teardown(void **state)
