@@ -216,6 +216,13 @@ static void child_exited(struct master *m, pid_t pid, int status)
 		c->pid = 0;
 		if (m->stopping)
 			return;
+		if (!child_wanted(m, (enum child_kind)k) && WIFEXITED(status) &&
+		    WEXITSTATUS(status) == 0) {
+			/* a reload took away what it served (members_source) */
+			log_info("%s (pid %ld) ended: the configuration no longer needs it",
+			    child_names[k], (long)pid);
+			return;
+		}
 		if (WIFSIGNALED(status))
 			log_warn("%s (pid %ld) killed by signal %d; restarting",
 			    child_names[k], (long)pid, WTERMSIG(status));

@@ -303,6 +303,9 @@ def test_reload_to_members_file(tmp_path, run_as, mm):
         assert policy(dm, "alice@example.org", MM_LIST).startswith(REFUSED)
         assert policy(dm, STRANGER, MM_LIST) == "DUNNO"
         assert [p for p in dm.children() if dm.role(p) == "mailprocd/listsync"] == []
+        dm.wait_log(r"lists sync \(pid \d+\) ended: the configuration no longer needs it")
+        assert "lists sync (pid" not in "".join(
+            l for l in dm.log().splitlines(True) if "restarting" in l)
     finally:
         dm.stop()
 
