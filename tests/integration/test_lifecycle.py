@@ -137,6 +137,7 @@ def test_reload_during_a_pipe_runs_it_once_and_does_not_stall(daemons):
     assert child_pids(d) == before, "a reload restarts no process"
 
 
+@H.normal_pass_only
 def test_reload_during_a_forward_sends_it_once(daemons):
     sink = HoldingSink(RELAY_HOLD)
     try:

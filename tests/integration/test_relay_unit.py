@@ -596,6 +596,7 @@ def test_relay_host_by_name(scripted):
     assert run.results[1][0][2].startswith("host localhost[127.0.0.1] said: 250 ")
 
 
+@H.normal_pass_only
 def test_idle_connection_closed_with_quit(scripted):
     """Slow (about 33 s): the idle timeout is RELAY_IDLE_TIMEOUT = 30 s."""
     s = scripted()

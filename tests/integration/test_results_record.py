@@ -299,6 +299,7 @@ def test_forward_queued_again_is_not_doubled(daemons, tmp_path, run_as):
         later.stop()
 
 
+@H.normal_pass_only
 def test_active_limit_takes_turns(daemons, tmp_path):
     """max_active_messages 10: 30 messages to later@ defer and come due
     every second while new mail to busy@ (delivered one at a time, slower

@@ -346,6 +346,7 @@ def test_killed_worker_is_retried_and_delivers(d):
     assert not H.alive(pid)
 
 
+@H.normal_pass_only
 def test_worker_exits_when_idle_and_syncs_its_journal(tmp_path, run_as):
     rules = "fay@example.test\n    if spam maildir ~/Maildir/.Junk/ ; stop\n    maildir ~/Maildir/\n"
     d = H.Daemon(tmp_path / "idle", run_as=run_as, rules=rules, uids="fay@example.test fay\n",
@@ -426,6 +427,7 @@ def many_parts(to, parts=3000):
             b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + rest)
 
 
+@H.normal_pass_only
 def test_check_turns_and_stuck_check_stopped(tmp_path, run_as):
     """spam_concurrency 1: while pat's check holds the only turn, quin's
     worker waits for its turn and checks nothing.  pat's check is stuck
