@@ -67,6 +67,16 @@ static void check_error(const char *err, size_t errlen)
 	CHECK(err[0] != '\0');
 }
 
+static void check_list_address(const char *a)
+{
+	CHECK(a != NULL);
+	const char *at = strchr(a, '@');
+	CHECK(strlen(a) <= 254);
+	CHECK(at != NULL && at != a && at[1] != '\0' && strchr(at + 1, '@') == NULL);
+	for (const char *p = a; *p; p++)
+		CHECK((unsigned char)*p > 0x20 && *p != 0x7f);
+}
+
 static void fuzz_lists(const char *body, size_t len)
 {
 	struct mailman_list_refs refs = { 0 };
@@ -83,8 +93,7 @@ static void fuzz_lists(const char *body, size_t len)
 	CHECK((long)got == count_entries(body, len));
 	for (size_t i = 0; i < refs.n; i++) {
 		CHECK(refs.v[i].list_id != NULL && refs.v[i].list_id[0] != '\0');
-		CHECK(refs.v[i].fqdn_listname != NULL);
-		CHECK(strchr(refs.v[i].fqdn_listname, '@') != NULL);
+		check_list_address(refs.v[i].fqdn_listname);
 	}
 	size_t total2 = 0, got2 = 0;
 	CHECK(mailman_json_lists(body, len, &refs, &total2, &got2, err, sizeof(err)) == 0);
