@@ -6,13 +6,16 @@
  *     exactly that size, with no NUL after it);
  *   - an accepted page of GET /lists appended exactly `got` entries, as
  *     many as the answer's "entries" array has, each with a non-empty
- *     list_id and an fqdn_listname with an '@', and a second call appends
- *     the same again;
+ *     list_id and an fqdn_listname that can be the LIST of the members
+ *     db's keys (LIST TAB ADDRESS, members_key.h): at most
+ *     MEMBERS_ADDRESS_MAX (254) bytes, no white space or control
+ *     characters, one '@' neither first nor last; and a second call
+ *     appends the same again;
  *   - an accepted roster page added exactly `got` members, as many as the
  *     array has, each with the role asked for and an address that is
- *     NUL-terminated, at most 320 bytes, lower-case, without white space
- *     or control characters, with an '@' that is neither first nor last,
- *     and that normalises to itself;
+ *     NUL-terminated, at most MEMBERS_ADDRESS_MAX bytes, lower-case,
+ *     without white space or control characters, with an '@' that is
+ *     neither first nor last, and that normalises to itself;
  *   - a refused answer says why (a non-empty, NUL-terminated error);
  *   - no leak, accepted or not (ASan's leak check).
  *
@@ -71,7 +74,7 @@ static void check_list_address(const char *a)
 {
 	CHECK(a != NULL);
 	const char *at = strchr(a, '@');
-	CHECK(strlen(a) <= 254);
+	CHECK(strlen(a) <= MEMBERS_ADDRESS_MAX);
 	CHECK(at != NULL && at != a && at[1] != '\0' && strchr(at + 1, '@') == NULL);
 	for (const char *p = a; *p; p++)
 		CHECK((unsigned char)*p > 0x20 && *p != 0x7f);
@@ -110,7 +113,7 @@ static void check_address(const char *a, char delimiter)
 {
 	size_t len = strlen(a);
 	const char *at = strrchr(a, '@');
-	CHECK(len > 0 && len <= 320);
+	CHECK(len > 0 && len <= MEMBERS_ADDRESS_MAX);
 	CHECK(at != NULL && at != a && at[1] != '\0');
 	for (const char *p = a; *p; p++) {
 		CHECK((unsigned char)*p > 0x20 && *p != 0x7f);
