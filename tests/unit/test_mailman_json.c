@@ -175,7 +175,8 @@ static void test_broken_lists(void **state)
 /* fqdn_listname becomes LIST in the members keys LIST TAB ADDRESS: with a
  * tab in it, Mailman (or whoever answers for it over plain HTTP) could
  * make "devs@x TAB evil@y" a list whose record is the key of evil@y as a
- * member of devs@x.  Found by tests/fuzz/fuzz_mailman_json.c. */
+ * member of devs@x.  tests/fuzz/fuzz_mailman_json.c found a name with a
+ * second '@' taken; a tab was as welcome. */
 static void test_list_name_must_be_a_key(void **state)
 {
 	static const char *const bad[] = { "devs@x\\tevil@y", "devs@x evil@y", "a@b@c",

@@ -122,7 +122,7 @@ static void test_errors(void **state)
 /* A list or member address longer than MEMBERS_ADDRESS_MAX (254) is an
  * error of its line: LIST TAB ADDRESS must fit an LMDB key (511 bytes), or
  * the source was accepted and its compile failed at the store, without a
- * line.  Found by tests/fuzz/fuzz_lists_source.c. */
+ * line.  tests/fuzz/fuzz_lists_source.c found it (a list of 531 bytes). */
 static void test_lengths(void **state)
 {
 	char list[MEMBERS_ADDRESS_MAX + 2], member[MEMBERS_ADDRESS_MAX + 2], text[1024];
