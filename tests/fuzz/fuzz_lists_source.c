@@ -40,7 +40,7 @@
  * The first byte picks the mode: bit 0 clear = the `lists` source, set =
  * the `members` source; bits 1-2 the recipient delimiter ('\0', '+', '-',
  * '+').  The sources are written to a directory under /dev/shm (or $TMPDIR
- * when there is none) made at the first run.
+ * when there is none) made at the first run and removed at exit.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -96,6 +96,20 @@ static void report(void *arg, const char *msg)
 static char *srcdir;
 static MDB_env *env;
 
+/* The directory and what is in it go at exit (not after a crash: then
+ * its source is in the directory too). */
+static void cleanup(void)
+{
+	static const char *const names[] = { "lists", "members", "members.mdb" };
+	char path[4200];
+	mdb_env_close(env);
+	for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++) {
+		snprintf(path, sizeof(path), "%s/%s", srcdir, names[i]);
+		unlink(path);
+	}
+	rmdir(srcdir);
+}
+
 static void setup(void)
 {
 	const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm"
@@ -111,6 +125,7 @@ static void setup(void)
 	CHECK(mdb_env_set_maxdbs(env, 2) == 0);
 	CHECK(mdb_env_set_mapsize(env, (size_t)64 << 20) == 0);
 	CHECK(mdb_env_open(env, path, MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOSYNC, 0600) == 0);
+	atexit(cleanup);
 }
 
 static void write_source(const char *path, const uint8_t *data, size_t len)
