@@ -69,8 +69,16 @@ int mailman_json_lists(const char *body, size_t len, struct mailman_list_refs *o
 	json_array_foreach(entries, i, e) {
 		const char *id = json_is_object(e) ? string_member(e, "list_id") : NULL;
 		const char *name = json_is_object(e) ? string_member(e, "fqdn_listname") : NULL;
-		if (id == NULL || name == NULL || id[0] == '\0' || strchr(name, '@') == NULL) {
+		if (id == NULL || name == NULL || id[0] == '\0') {
 			snprintf(err, errlen, "list entry %zu has no list_id or fqdn_listname", i);
+			json_decref(root);
+			return -1;
+		}
+		/* it becomes LIST in the keys LIST TAB ADDRESS: a tab in it
+		 * would make a member of another list */
+		if (!members_list_address_ok(name)) {
+			snprintf(err, errlen, "list entry %zu: fqdn_listname is no list address "
+			    "(LIST@DOMAIN, at most %d bytes, no white space)", i, MEMBERS_ADDRESS_MAX);
 			json_decref(root);
 			return -1;
 		}

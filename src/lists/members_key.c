@@ -10,8 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MEMBERS_ADDRESS_MAX 320
-
 int members_normalise(const char *address, char delimiter, struct buf *out)
 {
 	buf_reset(out);
@@ -33,6 +31,18 @@ int members_normalise(const char *address, char delimiter, struct buf *out)
 	for (const char *p = at; *p; p++)
 		buf_putc(out, (char)tolower((unsigned char)*p));
 	return 0;
+}
+
+int members_list_address_ok(const char *list)
+{
+	const char *at = strchr(list, '@');
+	if (at == NULL || at == list || at[1] == '\0' || strchr(at + 1, '@') != NULL ||
+	    strlen(list) > MEMBERS_ADDRESS_MAX)
+		return 0;
+	for (const char *p = list; *p; p++)
+		if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+			return 0;
+	return 1;
 }
 
 void members_list_key(const char *list, struct buf *out)

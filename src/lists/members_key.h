@@ -22,10 +22,18 @@
 #define MEMBERS_DB_NAME "members"
 #define MEMBERS_STORE_FILE "members.mdb"
 
+/* The longest list or member address (RFC 5321's 256-byte path less the
+ * angle brackets): LIST TAB ADDRESS then fits an LMDB key (511 bytes). */
+#define MEMBERS_ADDRESS_MAX 254
+
 /* The normalised form of address in out (lower-case, +detail removed when
  * delimiter is not '\0').  0, or -1 when it is no address (no '@', empty
  * parts, white space or control characters, too long). */
 int members_normalise(const char *address, char delimiter, struct buf *out);
+/* 1 when list can be the LIST of the keys: one '@', neither first nor
+ * last, no white space (a tab would make another list's member key) or
+ * control characters, at most MEMBERS_ADDRESS_MAX bytes; else 0. */
+int members_list_address_ok(const char *list);
 /* Keys and the list record's value. */
 void members_list_key(const char *list, struct buf *out);
 void members_member_key(const char *list, const char *address, struct buf *out);

@@ -53,9 +53,9 @@ int members_source_line(struct members_source *s, char *text, int indented,
 	char *rest = text + strcspn(text, " \t");
 	if (*rest != '\0')
 		*rest++ = '\0';
-	const char *at = strchr(text, '@');
-	if (at == NULL || at == text || at[1] == '\0' || strchr(at + 1, '@') != NULL) {
-		snprintf(err, errlen, "\"%s\" is no list address (LIST@DOMAIN)", text);
+	if (!members_list_address_ok(text)) {
+		snprintf(err, errlen, "\"%.*s\" is no list address (LIST@DOMAIN, at most %d bytes)",
+		    MEMBERS_ADDRESS_MAX + 10, text, MEMBERS_ADDRESS_MAX);
 		return -1;
 	}
 	if (members_data_find(&s->data, text) != NULL) {

@@ -17,6 +17,7 @@
 
 #include "lib/fsutil.h"
 #include "lists/mailman_json.h"
+#include "lists/members_key.h"
 
 static char *recorded(const char *name, size_t *len)
 {
@@ -171,6 +172,46 @@ static void test_broken_lists(void **state)
 	mailman_list_refs_free(&refs);
 }
 
+/* fqdn_listname becomes LIST in the members keys LIST TAB ADDRESS: with a
+ * tab in it, Mailman (or whoever answers for it over plain HTTP) could
+ * make "devs@x TAB evil@y" a list whose record is the key of evil@y as a
+ * member of devs@x.  tests/fuzz/fuzz_mailman_json.c found a name with a
+ * second '@' taken; a tab was as welcome. */
+static void test_list_name_must_be_a_key(void **state)
+{
+	static const char *const bad[] = { "devs@x\\tevil@y", "devs@x evil@y", "a@b@c",
+	    "a@b\\u0001", "@b", "a@" };
+	struct mailman_list_refs refs = { 0 };
+	size_t total, got;
+	char err[256], body[1024];
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		snprintf(body, sizeof(body), "{\"total_size\": 1, \"entries\": [{\"list_id\": "
+		    "\"a.b\", \"fqdn_listname\": \"%s\"}]}", bad[i]);
+		err[0] = '\0';
+		if (mailman_json_lists(body, strlen(body), &refs, &total, &got, err,
+		    sizeof(err)) != -1)
+			fail_msg("fqdn_listname \"%s\" accepted", bad[i]);
+		assert_non_null(strstr(err, "fqdn_listname is no list address"));
+	}
+	/* the longest name that is taken, and one byte more */
+	char name[MEMBERS_ADDRESS_MAX + 2];
+	memset(name, 'a', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	name[10] = '@';
+	snprintf(body, sizeof(body), "{\"total_size\": 1, \"entries\": [{\"list_id\": "
+	    "\"a.b\", \"fqdn_listname\": \"%s\"}]}", name);
+	assert_int_equal(mailman_json_lists(body, strlen(body), &refs, &total, &got, err,
+	    sizeof(err)), -1);
+	name[MEMBERS_ADDRESS_MAX] = '\0';
+	snprintf(body, sizeof(body), "{\"total_size\": 1, \"entries\": [{\"list_id\": "
+	    "\"a.b\", \"fqdn_listname\": \"%s\"}]}", name);
+	assert_int_equal(mailman_json_lists(body, strlen(body), &refs, &total, &got, err,
+	    sizeof(err)), 0);
+	assert_int_equal(refs.n, 1);
+	assert_string_equal(refs.v[0].fqdn_listname, name);
+	mailman_list_refs_free(&refs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -180,6 +221,7 @@ int main(void)
 		cmocka_unit_test(test_roster_paged_and_empty),
 		cmocka_unit_test(test_broken_answers),
 		cmocka_unit_test(test_broken_lists),
+		cmocka_unit_test(test_list_name_must_be_a_key),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

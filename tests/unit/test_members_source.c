@@ -119,12 +119,46 @@ static void test_errors(void **state)
 	members_source_free(&s);
 }
 
+/* A list or member address longer than MEMBERS_ADDRESS_MAX (254) is an
+ * error of its line: LIST TAB ADDRESS must fit an LMDB key (511 bytes), or
+ * the source was accepted and its compile failed at the store, without a
+ * line.  tests/fuzz/fuzz_lists_source.c found it (a list of 531 bytes). */
+static void test_lengths(void **state)
+{
+	char list[MEMBERS_ADDRESS_MAX + 2], member[MEMBERS_ADDRESS_MAX + 2], text[1024];
+	struct members_source s;
+	char err[400];
+	memset(list, 'l', sizeof(list) - 1);
+	list[sizeof(list) - 1] = '\0';
+	list[4] = '@';
+	memset(member, 'm', sizeof(member) - 1);
+	member[sizeof(member) - 1] = '\0';
+	member[4] = '@';
+
+	members_source_init(&s, '+');
+	snprintf(text, sizeof(text), "%s m@x", list);
+	assert_int_equal(members_source_line(&s, text, 0, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "is no list address"));
+	list[MEMBERS_ADDRESS_MAX] = '\0';
+	snprintf(text, sizeof(text), "%s %s", list, member);
+	assert_int_equal(members_source_line(&s, text, 0, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "is no address"));
+	member[MEMBERS_ADDRESS_MAX] = '\0';
+	snprintf(text, sizeof(text), "%s", member);
+	assert_int_equal(members_source_line(&s, text, 1, err, sizeof(err)), 0);
+	assert_int_equal(s.data.n, 1);
+	assert_int_equal(s.data.lists[0].n, 1);
+	assert_string_equal(s.data.lists[0].addrs[0], member);
+	members_source_free(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_normalise),
 		cmocka_unit_test(test_lists_and_continuations),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_lengths),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,6 +22,8 @@
 #include "lib/xalloc.h"
 #include "lists/lists_sync.h"
 #include "lists/members.h"
+#include "lists/members_key.h"
+#include "lists/members_source.h"
 #include "lists/members_store.h"
 
 struct fixture {
@@ -150,11 +152,39 @@ static void test_failed_fetch_keeps_old_data(void **state)
 	assert_int_equal(access(path, F_OK), -1);
 }
 
+/* What the members source takes at its limits can be stored and found:
+ * a list and a member of MEMBERS_ADDRESS_MAX bytes each. */
+static void test_longest_addresses_fit(void **state)
+{
+	struct fixture *f = *state;
+	char list[MEMBERS_ADDRESS_MAX + 1], member[MEMBERS_ADDRESS_MAX + 1], text[1024];
+	char err[400];
+	struct members_source s;
+	memset(list, 'l', sizeof(list) - 1);
+	list[sizeof(list) - 1] = '\0';
+	list[4] = '@';
+	memset(member, 'm', sizeof(member) - 1);
+	member[sizeof(member) - 1] = '\0';
+	member[4] = '@';
+	snprintf(text, sizeof(text), "%s %s", list, member);
+
+	members_source_init(&s, '+');
+	assert_int_equal(members_source_line(&s, text, 0, err, sizeof(err)), 0);
+	if (members_store_write(f->dir, &s.data, err, sizeof(err)) < 0)
+		fail_msg("members_store_write: %s", err);
+	members_source_free(&s);
+	struct members *m = members_open(&f->cfg, err, sizeof(err));
+	assert_non_null(m);
+	assert_int_equal(check(m, list, member, "is a member"), MEMBERS_IS_MEMBER);
+	members_close(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_check, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_fetch_keeps_old_data, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_longest_addresses_fit, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
