@@ -48,6 +48,10 @@ char *ctl_read_message(const char *cmd, uint64_t max, size_t *len);
 
 /* "mailprocctl: message" on stderr. */
 void ctl_error(const char *fmt, ...) MP_PRINTF(1, 2);
+/* Root mode (run as root with a `user` in the config): become that user
+ * for good, as the daemon's unprivileged processes run, before touching
+ * what they own.  0, or -1 after an error naming `what` (the command). */
+int ctl_become_daemon_user(const struct config *cfg, const char *what);
 
 /* An age in seconds as "42s", "5m", "3h12m", "2d4h". */
 void ctl_format_age(int64_t seconds, char *out, size_t outlen);

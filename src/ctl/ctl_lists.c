@@ -7,31 +7,11 @@
  */
 #include "ctl/ctl.h"
 #include "conf/config.h"
-#include "lib/privsep.h"
 #include "lists/lists_sync.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-
-static int become_user(const struct config *cfg)
-{
-	uid_t uid;
-	gid_t gid;
-	char err[512];
-
-	if (geteuid() != 0 || cfg->user == NULL)
-		return 0;
-	if (privsep_lookup_user(cfg->user, &uid, &gid, NULL, NULL) < 0) {
-		ctl_error("lists sync: unknown user \"%s\"", cfg->user);
-		return -1;
-	}
-	if (privsep_become(uid, gid, cfg->user, err, sizeof(err)) < 0) {
-		ctl_error("lists sync: %s", err);
-		return -1;
-	}
-	return 0;
-}
 
 int ctl_lists_sync(const struct config *cfg, char **args, int nargs)
 {
@@ -42,7 +22,7 @@ int ctl_lists_sync(const struct config *cfg, char **args, int nargs)
 		ctl_error("lists sync: members_source is not mailman3 in %s", cfg->path);
 		return CTL_ERROR;
 	}
-	if (become_user(cfg) < 0)
+	if (ctl_become_daemon_user(cfg, "lists sync") < 0)
 		return CTL_ERROR;
 	if (lists_sync_run(cfg, &d, NULL, err, sizeof(err)) < 0) {
 		ctl_error("lists sync: %s (the members fetched before stay)", err);

@@ -13,7 +13,6 @@
 #include "conf/config.h"
 #include "db/db.h"
 #include "lists/members.h"
-#include "lib/privsep.h"
 #include "policy/decide.h"
 #include "policy/greylist.h"
 #include "policy/policy_request.h"
@@ -80,26 +79,6 @@ static int read_request(struct policy_request *req)
 	return 0;
 }
 
-/* Root mode: become the daemon's user, as the service runs. */
-static int become_user(const struct config *cfg)
-{
-	uid_t uid;
-	gid_t gid;
-	char err[512];
-
-	if (geteuid() != 0 || cfg->user == NULL)
-		return 0;
-	if (privsep_lookup_user(cfg->user, &uid, &gid, NULL, NULL) < 0) {
-		ctl_error("policy check: unknown user \"%s\"", cfg->user);
-		return -1;
-	}
-	if (privsep_become(uid, gid, cfg->user, err, sizeof(err)) < 0) {
-		ctl_error("policy check: %s", err);
-		return -1;
-	}
-	return 0;
-}
-
 int ctl_policy_check(const struct config *cfg, char **args, int nargs)
 {
 	struct policy_request req = { 0 };
@@ -111,7 +90,7 @@ int ctl_policy_check(const struct config *cfg, char **args, int nargs)
 
 	if (read_request(&req) < 0)
 		return CTL_ERROR;
-	if (become_user(cfg) < 0) {
+	if (ctl_become_daemon_user(cfg, "policy check") < 0) {
 		policy_request_free(&req);
 		return CTL_ERROR;
 	}

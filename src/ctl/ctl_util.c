@@ -2,12 +2,15 @@
  * ctl_util.c - output helpers shared by the mailprocctl commands.
  */
 #include "ctl/ctl.h"
+#include "conf/config.h"
 #include "lib/buf.h"
+#include "lib/privsep.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 void ctl_error(const char *fmt, ...)
 {
@@ -82,4 +85,23 @@ char *ctl_read_message(const char *cmd, uint64_t max, size_t *len)
 	buf_putc(&b, '\0');
 	*len = o;
 	return b.data;
+}
+
+int ctl_become_daemon_user(const struct config *cfg, const char *what)
+{
+	uid_t uid;
+	gid_t gid;
+	char err[512];
+
+	if (geteuid() != 0 || cfg->user == NULL)
+		return 0;
+	if (privsep_lookup_user(cfg->user, &uid, &gid, NULL, NULL) < 0) {
+		ctl_error("%s: unknown user \"%s\"", what, cfg->user);
+		return -1;
+	}
+	if (privsep_become(uid, gid, cfg->user, err, sizeof(err)) < 0) {
+		ctl_error("%s: %s", what, err);
+		return -1;
+	}
+	return 0;
 }
