@@ -48,15 +48,6 @@ def available():
     return None
 
 
-def _wait_gone(pid, start, timeout):
-    end = time.monotonic() + timeout
-    while H.alive(pid, start):
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 class MailmanInstance:
     """One private Mailman 3 core.
 
@@ -249,9 +240,9 @@ enable: no
                 os.kill(self.master_pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-            ok = _wait_gone(self.master_pid, self.master_start, 30)
+            ok = H.wait_gone(self.master_pid, self.master_start, 30)
             for p, s in tree:
-                ok = _wait_gone(p, s, 10) and ok
+                ok = H.wait_gone(p, s, 10) and ok
             if not ok:
                 for p, s in [(self.master_pid, self.master_start)] + tree:
                     if H.alive(p, s):

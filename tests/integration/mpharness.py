@@ -219,6 +219,17 @@ def alive(pid, start=None):
                                                 st["start"] == start)
 
 
+def wait_gone(pid, start, timeout):
+    """Wait up to timeout seconds for the process pid (started at start,
+    so that a reused pid does not count) to end; True when it did."""
+    end = time.monotonic() + timeout
+    while alive(pid, start):
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def proc_status(pid):
     """/proc/PID/status as a dict of str -> str."""
     out = {}

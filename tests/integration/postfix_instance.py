@@ -44,15 +44,6 @@ def available():
     return None
 
 
-def _wait_gone(pid, start, timeout):
-    end = time.monotonic() + timeout
-    while H.alive(pid, start):
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def _wait_port(port, timeout, check=None, what="a listener"):
     """Wait until a TCP connection to 127.0.0.1:port succeeds."""
     end = time.monotonic() + timeout
@@ -323,9 +314,9 @@ class PostfixInstance:
                 os.kill(self.master_pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-            ok = _wait_gone(self.master_pid, self.master_start, 20)
+            ok = H.wait_gone(self.master_pid, self.master_start, 20)
             for p, s in tree:
-                ok = _wait_gone(p, s, 5) and ok
+                ok = H.wait_gone(p, s, 5) and ok
             if not ok:
                 for p, s in [(self.master_pid, self.master_start)] + tree:
                     if H.alive(p, s):
