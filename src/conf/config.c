@@ -431,7 +431,7 @@ static void h_listen(struct parse_ctx *p, char **w, int n, void *field)
 	struct listen_spec l = { 0 };
 
 	if (n < 3) {
-		perr(p, "listen takes a protocol (smtp, lmtp, policy) and an address");
+		perr(p, "listen takes a protocol (smtp, lmtp, policy, metrics) and an address");
 		return;
 	}
 	if (strcmp(w[1], "smtp") == 0)
@@ -440,8 +440,10 @@ static void h_listen(struct parse_ctx *p, char **w, int n, void *field)
 		l.proto = LISTEN_LMTP;
 	else if (strcmp(w[1], "policy") == 0)
 		l.proto = LISTEN_POLICY;
+	else if (strcmp(w[1], "metrics") == 0)
+		l.proto = LISTEN_METRICS;
 	else {
-		perr(p, "listen: unknown protocol \"%s\" (smtp, lmtp or policy)", w[1]);
+		perr(p, "listen: unknown protocol \"%s\" (smtp, lmtp, policy or metrics)", w[1]);
 		return;
 	}
 	if (c->nlisten >= CONFIG_MAX_LISTEN) {

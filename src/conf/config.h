@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-enum listen_proto { LISTEN_SMTP, LISTEN_LMTP, LISTEN_POLICY };
+enum listen_proto { LISTEN_SMTP, LISTEN_LMTP, LISTEN_POLICY, LISTEN_METRICS };
 
 struct listen_spec {
 	enum listen_proto proto;

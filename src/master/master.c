@@ -104,8 +104,10 @@ static void keep_listeners(struct master *m, enum child_kind kind)
 	struct config *cfg = &m->d->cfg;
 
 	for (int i = 0; i < cfg->nlisten; i++) {
-		int policy = cfg->listen[i].proto == LISTEN_POLICY;
-		int keep = (kind == CHILD_RECEIVER && !policy) || (kind == CHILD_POLICY && policy);
+		enum listen_proto proto = cfg->listen[i].proto;
+		int mail = proto == LISTEN_SMTP || proto == LISTEN_LMTP;
+		int keep = (kind == CHILD_RECEIVER && mail) ||
+		    (kind == CHILD_POLICY && proto == LISTEN_POLICY);
 		if (keep || m->listen_fds[i] < 0)
 			continue;
 		close(m->listen_fds[i]);

@@ -194,7 +194,7 @@ static int listeners_open(struct receiver *r, const int *listen_fds)
 {
 	for (int i = 0; i < r->cfg->nlisten; i++) {
 		const struct listen_spec *spec = &r->cfg->listen[i];
-		if (spec->proto == LISTEN_POLICY || listen_fds[i] < 0)
+		if ((spec->proto != LISTEN_SMTP && spec->proto != LISTEN_LMTP) || listen_fds[i] < 0)
 			continue;
 		struct listener *l = &r->listeners[r->nlisteners];
 		l->r = r;
