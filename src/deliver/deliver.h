@@ -18,6 +18,9 @@ struct delivery_result {
 	enum delivery_status status;
 	char dsn[16];           /* enhanced status code, e.g. "4.3.0" */
 	char text[512];         /* human-readable reason */
+	unsigned action;        /* enum result_action (lib/msgtypes.h): the kind of
+	                         * instruction this is the result of, 0 (none) unless
+	                         * the worker's rules set it */
 };
 
 /* What is being delivered: the message is msg_size bytes at msg_offset in

@@ -55,7 +55,10 @@ enum msg_type {
 	                         * "N,M" as in MSG_JOB's run, that delivered, or ""),
 	                         * u32 verdict, u32 is_spam, i64 score (x 1000),
 	                         * str headers (a primary part's spam verdict, which
-	                         * the qmgr hands its uid=/gid= parts) */
+	                         * the qmgr hands its uid=/gid= parts),
+	                         * u32 action (enum result_action: the kind of the
+	                         * instruction whose outcome is the result; the
+	                         * qmgr refuses a result with one it does not know) */
 	MSG_JOB_DONE,           /* str qid, u32 retiring (the worker leaves now),
 	                         * u32 spam checks done so far */
 	/* qmgr -> worker; fd = the message (LF line ends), read-only */
@@ -122,6 +125,16 @@ enum polsync_msg_type {
  * uid=/gid= part): none (no check wanted, or the part did not get that
  * far), wanted but not checked (headers: the note saying why), checked. */
 enum { VERDICT_NONE = 0, VERDICT_UNCHECKED, VERDICT_CHECKED };
+/* MSG_RESULT's action: what delivered, or tried to and decided the
+ * status (the worst instruction's, the first among equals; metrics count
+ * deliveries by it).  RESULT_ACTION_NONE: no instruction ran (a reject by
+ * the rules, a refused job, a loop) or none applies.  LIST is the qmgr's
+ * own, for the relay's deliveries to list managers; a worker never sends
+ * it. */
+enum result_action {
+	RESULT_ACTION_NONE = 0, RESULT_ACTION_MAILDIR, RESULT_ACTION_MBOX, RESULT_ACTION_PIPE,
+	RESULT_ACTION_FORWARD, RESULT_ACTION_LIST, RESULT_ACTION_DISCARD, RESULT_ACTION_COUNT
+};
 /* The longest verdict header lines passed on to uid=/gid= parts; longer
  * ones are not passed on (those copies get no X-Spam-* lines). */
 #define MSG_VERDICT_HEADERS_MAX 4096

@@ -87,6 +87,7 @@ static void grant(void)
 		clock_gettime(CLOCK_MONOTONIC, &w->check_since);
 		w->user->checks_running++;
 		Q.checks_running++;
+		figures_worker(w);
 	}
 }
 
@@ -99,6 +100,7 @@ void checks_wait(struct worker *w)
 	w->check = CHECK_WAITING;
 	clock_gettime(CLOCK_MONOTONIC, &w->check_since);
 	TAILQ_INSERT_TAIL(&Q.checks, w, check_entry);
+	figures_worker(w);
 	grant();
 }
 
@@ -110,6 +112,7 @@ static int leave(struct worker *w)
 		return 0;
 	TAILQ_REMOVE(&Q.checks, w, check_entry);
 	w->check = CHECK_NONE;
+	figures_worker(w);
 	if (held) {
 		w->user->checks_running--;
 		Q.checks_running--;
@@ -123,6 +126,9 @@ void checks_end(struct worker *w)
 		log_warn("worker %ld ended a spam check it had no turn for", (long)w->pid);
 		return;
 	}
+	/* a check's duration (a learn takes a turn too) */
+	if (w->job != NULL && w->job->kind == JOB_DELIVER)
+		figures_spam_duration(&w->check_since);
 	leave(w);
 	grant();
 }

@@ -21,6 +21,7 @@
 #include "lib/msgtypes.h"
 #include "lib/strmap.h"
 #include "lib/xalloc.h"
+#include "metrics/qmgr_figures.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -148,6 +149,16 @@ static int status_user(const char *key, void *value, void *ctx)
 	return 0;
 }
 
+/* Recipient results with this status so far, every action (the figures
+ * of the metrics region: since the daemon started, across qmgr restarts). */
+static uint64_t deliveries(enum fig_delivery_status st)
+{
+	uint64_t n = 0;
+	for (int a = 0; a < FA_COUNT; a++)
+		n += metrics_read(&metrics_qmgr->deliveries[st][a]);
+	return n;
+}
+
 static void status(struct control_conn *c)
 {
 	struct buf b = BUF_INIT;
@@ -162,8 +173,9 @@ static void status(struct control_conn *c)
 	buf_printf(&b, "active messages=%zu limit=%llu peak=%zu backlog=%s evicted=%lu\n",
 	    strmap_count(Q.msgs), (unsigned long long)Q.cfg->max_active_messages, Q.peak_msgs,
 	    Q.backlog ? "yes" : "no", Q.evicted);
-	buf_printf(&b, "deliveries sent=%lu deferred=%lu bounced=%lu\n", Q.count_sent,
-	    Q.count_deferred, Q.count_bounced);
+	buf_printf(&b, "deliveries sent=%llu deferred=%llu bounced=%llu\n",
+	    (unsigned long long)deliveries(FD_DELIVERED), (unsigned long long)deliveries(FD_DEFERRED),
+	    (unsigned long long)deliveries(FD_BOUNCED));
 	if (Q.cfg->spam_engine)
 		buf_printf(&b, "spam checks running=%d of %d\n", Q.checks_running, Q.check_slots);
 	strmap_each(Q.users, status_user, &b);

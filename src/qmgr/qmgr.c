@@ -62,7 +62,22 @@ struct qid_list {
 	size_t n, cap;
 };
 
-static void collect_dir(enum qdir dir, time_t now, struct qid_list *l)
+/* Files on disk not loaded and not listed (deferred, not due yet), for
+ * the figures: how many, and the oldest arrival (0: none). */
+struct disk_left {
+	size_t n;
+	uint64_t oldest_usec;
+};
+
+static void disk_left_add(struct disk_left *left, const char *qid)
+{
+	uint64_t a = figures_qid_usec(qid);
+	left->n++;
+	if (a != 0 && (left->oldest_usec == 0 || a < left->oldest_usec))
+		left->oldest_usec = a;
+}
+
+static void collect_dir(enum qdir dir, time_t now, struct qid_list *l, struct disk_left *left)
 {
 	int fd = dup(Q.queue_dirfd[dir]);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -82,9 +97,13 @@ static void collect_dir(enum qdir dir, time_t now, struct qid_list *l)
 		if (len >= QID_MAX || !qid_valid(de->d_name) || strmap_get(Q.msgs, de->d_name) != NULL)
 			continue;
 		if (dir == QDIR_DEFERRED) {
-			if (fstatat(Q.queue_dirfd[dir], de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-			    st.st_mtime > now)
+			if (fstatat(Q.queue_dirfd[dir], de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 				continue;
+			if (st.st_mtime > now) {
+				if (left != NULL)
+					disk_left_add(left, de->d_name);
+				continue;
+			}
 			due = st.st_mtime;
 		}
 		if (l->n == l->cap) {
@@ -117,6 +136,7 @@ static void refill(void)
 	size_t room = (loaded < limit ? limit - loaded : 0);
 	struct qmsg *m;
 	struct qid_list fresh = { 0 }, due = { 0 };
+	struct disk_left left_deferred = { 0 };
 	time_t now = time(NULL);
 
 	TAILQ_FOREACH(m, &Q.waiting, waiting)
@@ -126,9 +146,9 @@ static void refill(void)
 		Q.backlog = 1;          /* do not know: look when room frees */
 		return;
 	}
-	collect_dir(QDIR_ACTIVE, now, &fresh);
-	collect_dir(QDIR_INCOMING, now, &fresh);
-	collect_dir(QDIR_DEFERRED, now, &due);
+	collect_dir(QDIR_ACTIVE, now, &fresh, NULL);
+	collect_dir(QDIR_INCOMING, now, &fresh, NULL);
+	collect_dir(QDIR_DEFERRED, now, &due, &left_deferred);
 	if (fresh.n > 1)
 		qsort(fresh.v, fresh.n, sizeof(*fresh.v), entry_cmp);
 	if (due.n > 1)
@@ -136,13 +156,24 @@ static void refill(void)
 	size_t f = 0, g = 0;
 	while (f < fresh.n || g < due.n) {
 		int take_due = g < due.n && (deferred_turn || f == fresh.n);
-		struct qid_entry *e = take_due ? &due.v[g++] : &fresh.v[f++];
+		struct qid_entry *e = take_due ? &due.v[g] : &fresh.v[f];
 		if (sched_load(e->qid, e->dir) < 0)
 			break;          /* no room: the turn stays with its side */
+		*(take_due ? &g : &f) += 1;
 		deferred_turn = !take_due;
 	}
 	if (f < fresh.n || g < due.n)
 		Q.backlog = 1;
+	/* the figures: what stays on disk */
+	struct disk_left left_fresh = { 0 };
+	for (; f < fresh.n; f++)
+		disk_left_add(&left_fresh, fresh.v[f].qid);
+	for (; g < due.n; g++)
+		disk_left_add(&left_deferred, due.v[g].qid);
+	figures_disk(left_fresh.n, left_deferred.n,
+	    left_deferred.oldest_usec == 0 || (left_fresh.oldest_usec != 0 &&
+	    left_fresh.oldest_usec < left_deferred.oldest_usec) ?
+	    left_fresh.oldest_usec : left_deferred.oldest_usec);
 	free(fresh.v);
 	free(due.v);
 }
@@ -158,7 +189,7 @@ void qmgr_flush_disk(void)
 	struct qid_list l = { 0 };
 	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_sec = QMGR_MTIME_FLUSHED } };
 
-	collect_dir(QDIR_DEFERRED, (time_t)INT64_MAX, &l);
+	collect_dir(QDIR_DEFERRED, (time_t)INT64_MAX, &l, NULL);
 	for (size_t i = 0; i < l.n; i++)
 		if (utimensat(Q.queue_dirfd[QDIR_DEFERRED], l.v[i].qid, times, AT_SYMLINK_NOFOLLOW) < 0 &&
 		    errno != ENOENT)
@@ -255,6 +286,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	if (!Q.stopping && now - last_rescan >= RESCAN_SECONDS) {
 		last_rescan = now;
 		refill();
+		figures_corrupt_scan(Q.cfg->queue_dir);
 		sched_retry_unremovable();
 	}
 	stop_check();
@@ -319,6 +351,8 @@ int qmgr_main(struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
 	TAILQ_INIT(&Q.spawns);
 	TAILQ_INIT(&Q.waiting);
 	checks_init();
+	figures_start();
+	figures_corrupt_scan(cfg->queue_dir);
 	Q.queue_dirfd[QDIR_ACTIVE] = open_queue_dir("active");
 	Q.queue_dirfd[QDIR_DEFERRED] = open_queue_dir("deferred");
 	Q.queue_dirfd[QDIR_INCOMING] = open_queue_dir("incoming");

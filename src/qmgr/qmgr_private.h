@@ -9,6 +9,8 @@
  *   checks.c     spam check turns (spam_concurrency) and their watchdog
  *   verdicts.c   uid=/gid= parts waiting for their primary part's spam verdict
  *   stop.c       the graceful stop: the grace time, what was cut short
+ *   figures.c    the qmgr's metrics: queue, deliveries, delays, spam checks,
+ *                workers (metrics/qmgr_figures.h)
  */
 #ifndef MP_QMGR_PRIVATE_H
 #define MP_QMGR_PRIVATE_H
@@ -38,6 +40,7 @@ struct rcpt_partial {
 	struct buf where;
 	char *forward;
 	struct buf done;        /* the parts' done lists, "N,M" */
+	uint64_t started_usec;  /* when the first part's attempt began (0: none did) */
 };
 
 struct qmsg {
@@ -65,6 +68,8 @@ struct qmsg {
 	size_t nspam_stopped;
 	struct job **held;      /* jobs of uid=/gid= parts waiting for verdicts */
 	size_t nheld;
+	size_t fig_heap;        /* figures.c: its place in the arrival heap + 1 */
+	int fig_state;          /* figures.c: the queue state it is counted in */
 };
 
 /* The spam verdict of a recipient's primary part, which its uid=/gid=
@@ -107,6 +112,9 @@ struct job {
 	                         * destination ("lmtp:HOST:PORT", "lmtp:unix:PATH");
 	                         * NULL: SMTP to relay_host */
 	time_t relay_sent;
+	uint64_t started_usec;  /* wall clock when it went to the worker or the
+	                         * relay (0: it never did): the attempt's start */
+	int spam_counted;       /* its spam verdict is in the figures */
 	size_t n;
 	struct job_rcpt *rcpt;
 	size_t bytes;           /* delivery jobs: the MSG_JOB payload so far */
@@ -135,6 +143,7 @@ struct worker {
 	struct timespec check_since;    /* when it began waiting, then running */
 	int check_stopped;      /* the watchdog asked the spawner to kill it */
 	uint64_t generation;    /* of the configuration it was forked with */
+	int fig_state;          /* figures.c: the state it is counted in + 1 */
 };
 TAILQ_HEAD(worker_list, worker);
 TAILQ_HEAD(check_list, worker);
@@ -195,7 +204,6 @@ struct qmgr {
 	int queue_dirfd[QDIR_COUNT];    /* active/, deferred/, incoming/ */
 	char *self_home;                /* single-user mode: the daemon user's home */
 	time_t started;
-	unsigned long count_sent, count_deferred, count_bounced;
 };
 
 extern struct qmgr Q;
@@ -276,6 +284,43 @@ void checks_forget(struct worker *w);
 void checks_watchdog(void);
 /* Whether m's check for u was stopped (its next job skips the check). */
 int checks_skip(const struct qmsg *m, const struct user *u);
+
+/* figures.c: the qmgr's figures in its metrics region (see there) */
+/* At start: the gauges begin from zero (the counters go on). */
+void figures_start(void);
+/* m came into the active set, moved between active/ and deferred/
+ * (m->dir), or leaves it: to disk to wait (figures_msg_to_disk) or
+ * for good. */
+void figures_msg_in(struct qmsg *m);
+void figures_msg_moved(struct qmsg *m);
+void figures_msg_out(struct qmsg *m);
+void figures_msg_to_disk(struct qmsg *m);
+/* What the last scan of the queue left on disk, not loaded; oldest_usec 0
+ * when nothing. */
+void figures_disk(size_t active, size_t deferred, uint64_t oldest_usec);
+/* The arrival time in a queue id (qid.c), 0 when it has none. */
+uint64_t figures_qid_usec(const char *qid);
+/* corrupt/: counted now, or one more moved there. */
+void figures_corrupt_scan(const char *queue_dir);
+void figures_corrupt_add(void);
+/* One recipient's result (r->action its kind), of the attempt that began
+ * at started_usec (0: none, it failed before a worker or the relay had it);
+ * a final one (delivered, bounced) also gives one delay per stage. */
+void figures_result(const struct qmsg *m, const struct delivery_result *r,
+    uint64_t started_usec);
+/* A recipient expired (bounced without an attempt). */
+void figures_expired(const struct qmsg *m);
+void figures_bounce(void);
+uint64_t figures_now_usec(void);
+/* A job's spam verdict (VERDICT_UNCHECKED or _CHECKED), once per job; the
+ * duration of a check turn that began at since (CLOCK_MONOTONIC). */
+void figures_spam_verdict(uint32_t verdict, int is_spam);
+void figures_spam_duration(const struct timespec *since);
+/* w's state may have changed (job, check turn); w is removed; the number
+ * of spawn requests in flight changed. */
+void figures_worker(struct worker *w);
+void figures_worker_gone(struct worker *w);
+void figures_spawning(void);
 
 /* control.c */
 void control_init(int listen_fd);

@@ -84,6 +84,7 @@ static int send_job(struct job *job)
 		return 0;
 	}
 	job->relay_sent = time(NULL);
+	job->started_usec = figures_now_usec();
 	TAILQ_INSERT_TAIL(&R.inflight, job, entry);
 	R.ninflight++;
 	return 1;

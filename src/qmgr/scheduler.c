@@ -90,6 +90,7 @@ static void waiting_leave(struct qmsg *m)
 
 static void msg_free(struct qmsg *m)
 {
+	figures_msg_out(m);
 	waiting_leave(m);
 	if (m->retry_ev)
 		event_free(m->retry_ev);
@@ -133,9 +134,10 @@ static const char *status_word(enum delivery_status s)
 	}
 }
 
-/* Apply one recipient's result to the message in memory and log it. */
+/* Apply one recipient's result to the message in memory, log it and
+ * count it (figures.c; started_usec: when the attempt began, 0 for none). */
 static void apply_result(struct qmsg *m, size_t idx, const struct delivery_result *r,
-    const char *where)
+    const char *where, uint64_t started_usec)
 {
 	struct qrcpt *rc = &m->qf.rcpt[idx];
 
@@ -146,17 +148,15 @@ static void apply_result(struct qmsg *m, size_t idx, const struct delivery_resul
 	/* the status code goes with the text: a bounce quotes both */
 	rc->last_error = xasprintf("%s %s", r->dsn[0] ? r->dsn : "4.3.0", r->text);
 	m->unrecorded[idx] = 1;         /* nothing acts on it before msg_record */
+	figures_result(m, r, started_usec);
 	switch (r->status) {
 	case DELIVERY_OK:
-		Q.count_sent++;
 		rc->state = RCPT_SENT;
 		break;
 	case DELIVERY_PERMFAIL:
-		Q.count_bounced++;
 		rc->state = RCPT_BOUNCED;       /* the DSN goes when the message is done */
 		break;
 	default:
-		Q.count_deferred++;
 		rc->attempts++;
 		rc->last_attempt = time(NULL);
 		break;
@@ -234,6 +234,7 @@ static int msg_move(struct qmsg *m, enum qdir to)
 		return 0;       /* stays where it is; the state is in the file */
 	}
 	m->dir = to;
+	figures_msg_moved(m);
 	return 0;
 }
 
@@ -427,6 +428,7 @@ static void expire_pending(struct qmsg *m)
 			rc->last_error = xstrdup("4.4.7 message expired in the queue");
 		rc->state = RCPT_EXPIRED;
 		m->unrecorded[i] = 1;   /* msg_settle records them first */
+		figures_expired(m);
 	}
 	msg_settle(m);
 }
@@ -645,7 +647,7 @@ static void fail_now(struct qmsg *m, size_t idx, enum delivery_status st, const 
 	struct delivery_result r = { .status = st };
 	snprintf(r.dsn, sizeof(r.dsn), "%s", dsn);
 	snprintf(r.text, sizeof(r.text), "%s", text);
-	apply_result(m, idx, &r, NULL);
+	apply_result(m, idx, &r, NULL, 0);
 }
 
 /* An outbound message (forward, bounce): its pending recipients go to the
@@ -980,7 +982,8 @@ static void load_failed(const char *qid, enum qdir dir, int err)
 			log_warn("qid=%s: cannot remove: %s", qid, strerror(errno));
 	} else {
 		log_warn("qid=%s: malformed queue file; moved to corrupt/", qid);
-		queue_move(Q.cfg->queue_dir, qid, qdir_names[dir], "corrupt");
+		if (queue_move(Q.cfg->queue_dir, qid, qdir_names[dir], "corrupt") == 0)
+			figures_corrupt_add();
 	}
 }
 
@@ -1000,6 +1003,7 @@ static int evict_msg(struct qmsg *m, time_t now)
 		return -1;
 	}
 	log_debug("qid=%s: back to disk until %lld", m->qid, (long long)m->due);
+	figures_msg_to_disk(m);
 	strmap_del(Q.msgs, m->qid);
 	msg_free(m);
 	Q.evicted++;
@@ -1060,6 +1064,7 @@ int sched_load(const char *qid, enum qdir dir)
 	m->busy = xcalloc(m->qf.nrcpt, 1);
 	m->unrecorded = xcalloc(m->qf.nrcpt, 1);
 	strmap_put(Q.msgs, m->qid, m);
+	figures_msg_in(m);
 	if (strmap_count(Q.msgs) > Q.peak_msgs)
 		Q.peak_msgs = strmap_count(Q.msgs);
 	if (m->qf.finished != 0) {
@@ -1124,7 +1129,7 @@ static void note_done(struct qmsg *m, const struct job_rcpt *jr)
  * the others (the worst status wins; destinations add up; the primary part
  * brings the forwards).  Returns 1 when it was the last part, with jr
  * holding the combined result. */
-static int merge_part(struct qmsg *m, struct job_rcpt *jr)
+static int merge_part(struct qmsg *m, struct job_rcpt *jr, uint64_t *started_usec)
 {
 	size_t i = jr->index;
 
@@ -1139,6 +1144,8 @@ static int merge_part(struct qmsg *m, struct job_rcpt *jr)
 	} else if (jr->result.status > p->result.status) {
 		p->result = jr->result;
 	}
+	if (*started_usec != 0 && (p->started_usec == 0 || *started_usec < p->started_usec))
+		p->started_usec = *started_usec;
 	if (jr->where && jr->where[0]) {
 		if (p->where.len)
 			buf_putc(&p->where, ',');
@@ -1163,6 +1170,7 @@ static int merge_part(struct qmsg *m, struct job_rcpt *jr)
 	p->forward = NULL;
 	free(jr->done);
 	jr->done = p->done.len ? xstrdup(p->done.data) : NULL;
+	*started_usec = p->started_usec;
 	partial_free(p);
 	m->partial[i] = NULL;
 	return 1;
@@ -1199,8 +1207,13 @@ void sched_job_finished(struct job *job)
 	    "no result from the relay");
 	for (size_t i = 0; i < job->n; i++) {
 		struct job_rcpt *jr = &job->rcpt[i];
+		uint64_t started_usec = job->started_usec;
+		/* the relay's deliveries: to a list manager, or an outbound
+		 * message's (forwards and bounces) */
+		if (job->user == NULL)
+			jr->result.action = job->lmtp_dest ? RESULT_ACTION_LIST : RESULT_ACTION_FORWARD;
 		if (m->busy[jr->index] > 1 || (m->partial && m->partial[jr->index])) {
-			if (!merge_part(m, jr))
+			if (!merge_part(m, jr, &started_usec))
 				continue;       /* other parts still run */
 		}
 		m->busy[jr->index] = 0;
@@ -1209,7 +1222,7 @@ void sched_job_finished(struct job *job)
 		if (jr->forward != NULL && jr->forward[0] != '\0' &&
 		    jr->result.status == DELIVERY_OK)
 			queue_forward(m, jr);
-		apply_result(m, jr->index, &jr->result, jr->where);
+		apply_result(m, jr->index, &jr->result, jr->where, started_usec);
 	}
 	m->njobs--;
 	sched_job_free(job);

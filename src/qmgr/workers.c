@@ -63,12 +63,14 @@ static void worker_set_idle(struct worker *w)
 	w->job = NULL;
 	w->idle_since = time(NULL);
 	evtimer_add(w->idle_ev, &tv);
+	figures_worker(w);
 }
 
 static void worker_remove(struct worker *w)
 {
 	struct user *u = w->user;
 	checks_forget(w);
+	figures_worker_gone(w);
 	TAILQ_REMOVE(&u->workers, w, entry);
 	u->nworkers--;
 	Q.nworkers--;
@@ -92,7 +94,9 @@ static int worker_send_learn(struct worker *w, struct job *job)
 		return 0;
 	}
 	w->job = job;
+	job->started_usec = figures_now_usec();
 	evtimer_del(w->idle_ev);
+	figures_worker(w);
 	return 1;
 }
 
@@ -158,7 +162,9 @@ static int worker_send_job(struct worker *w, struct job *job)
 		return 0;
 	}
 	w->job = job;
+	job->started_usec = figures_now_usec();
 	evtimer_del(w->idle_ev);
+	figures_worker(w);
 	return 1;
 }
 
@@ -242,6 +248,7 @@ static void spawn_request(struct user *u)
 	TAILQ_INSERT_TAIL(&Q.spawns, req, entry);
 	u->spawning++;
 	Q.nspawning++;
+	figures_spawning();
 }
 
 void workers_dispatch(void)
@@ -312,6 +319,7 @@ void workers_spawn_reply(int ok, uint32_t id, pid_t pid, int fd, const char *rea
 	free(req);
 	u->spawning--;
 	Q.nspawning--;
+	figures_spawning();
 	if (!ok) {
 		log_warn("no worker for %s (uid %lu): %s", u->account, (unsigned long)u->uid, reason);
 		if (u->nworkers == 0 && u->spawning == 0)
@@ -429,7 +437,7 @@ static void on_learn_done(struct worker *w)
 static void on_result(struct worker *w)
 {
 	const char *qid, *dsn, *text, *where, *forward, *done, *headers;
-	uint32_t index, status, verdict, is_spam;
+	uint32_t index, status, verdict, is_spam, action;
 	int64_t score;
 	struct job *job = w->job;
 
@@ -439,7 +447,9 @@ static void on_result(struct worker *w)
 	    ipc_get_str(&wmsg, &forward) < 0 || ipc_get_str(&wmsg, &done) < 0 ||
 	    ipc_get_u32(&wmsg, &verdict) < 0 || ipc_get_u32(&wmsg, &is_spam) < 0 ||
 	    ipc_get_i64(&wmsg, &score) < 0 || ipc_get_str(&wmsg, &headers) < 0 ||
+	    ipc_get_u32(&wmsg, &action) < 0 ||
 	    ipc_end(&wmsg) < 0 || status > DELIVERY_PERMFAIL || verdict > VERDICT_CHECKED ||
+	    action >= RESULT_ACTION_COUNT || action == RESULT_ACTION_LIST ||
 	    job == NULL || job->kind != JOB_DELIVER || strcmp(qid, job->msg->qid) != 0) {
 		log_warn("worker %ld sent a malformed result", (long)w->pid);
 		return;
@@ -450,6 +460,7 @@ static void on_result(struct worker *w)
 			continue;
 		jr->have_result = 1;
 		jr->result.status = (enum delivery_status)status;
+		jr->result.action = action;
 		snprintf(jr->result.dsn, sizeof(jr->result.dsn), "%s", dsn);
 		snprintf(jr->result.text, sizeof(jr->result.text), "%s", text);
 		free(jr->where);
@@ -458,6 +469,13 @@ static void on_result(struct worker *w)
 		jr->forward = forward[0] ? xstrdup(forward) : NULL;
 		free(jr->done);
 		jr->done = done[0] ? xstrdup(done) : NULL;
+		/* one check per job (the worker checks a message once for
+		 * its user): the first primary part's verdict is it */
+		if (verdict != VERDICT_NONE && !job->spam_counted &&
+		    strncmp(jr->run, "only:", 5) != 0) {
+			job->spam_counted = 1;
+			figures_spam_verdict(verdict, is_spam != 0);
+		}
 		if (strncmp(jr->run, "primary", 7) == 0) {
 			/* its uid=/gid= parts may be waiting for this */
 			struct part_verdict v = { .state = (int)verdict, .is_spam = is_spam != 0,

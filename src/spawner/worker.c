@@ -111,6 +111,7 @@ static int send_result(int fd, const char *qid, uint32_t index, const struct del
 	ipc_add_str(&out, forward);
 	ipc_add_str(&out, done);
 	add_verdict(rc, ws);
+	ipc_add_u32(&out, r->action < RESULT_ACTION_COUNT ? r->action : RESULT_ACTION_NONE);
 	return ipc_send(fd, &out);
 }
 

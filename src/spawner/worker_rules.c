@@ -19,6 +19,7 @@
 #include "db/rules_entry.h"
 #include "deliver/deliver.h"
 #include "lib/log.h"
+#include "lib/msgtypes.h"
 #include "mime/mime.h"
 #include "queue/qfile.h"
 #include "rules/eval.h"
@@ -99,6 +100,19 @@ static int is_primary(const struct worker_rcpt *rc)
 	return strncmp(rc->run, "all", 3) == 0 || strncmp(rc->run, "primary", 7) == 0;
 }
 
+/* The kind of instruction a result is of (MSG_RESULT's action). */
+static unsigned result_action_of(enum rule_action a)
+{
+	switch (a) {
+	case ACT_MAILDIR: return RESULT_ACTION_MAILDIR;
+	case ACT_MBOX: return RESULT_ACTION_MBOX;
+	case ACT_PIPE: return RESULT_ACTION_PIPE;
+	case ACT_FORWARD: return RESULT_ACTION_FORWARD;
+	case ACT_DISCARD: return RESULT_ACTION_DISCARD;
+	default: return RESULT_ACTION_NONE;
+	}
+}
+
 /* maildir, mbox or pipe: writes as this worker's user. */
 static void run_writer(const struct rule_instruction *in, const struct worker_rcpt *rc,
     const struct delivery_msg *dm, struct delivery_result *r, struct buf *where)
@@ -106,6 +120,7 @@ static void run_writer(const struct rule_instruction *in, const struct worker_rc
 	char path[PATH_MAX], err[256];
 
 	memset(r, 0, sizeof(*r));
+	r->action = result_action_of(in->action);
 	if (!worker_self.root_mode &&
 	    ((in->has_uid && in->uid != getuid()) || (in->has_gid && in->gid != getgid()))) {
 		/* only a root-mode daemon can switch accounts */
@@ -162,19 +177,23 @@ static void run_instruction(const struct rule_instruction *in, const struct work
 			buf_putc(where, ',');
 		buf_printf(where, "forward:%s", in->arg);
 		deliver_result_set(r, DELIVERY_OK, "2.0.0", "%s", "forwarded");
+		r->action = RESULT_ACTION_FORWARD;
 		return;
 	case ACT_DISCARD:
 		if (where->len)
 			buf_putc(where, ',');
 		buf_puts(where, "discard");
 		deliver_result_set(r, DELIVERY_OK, "2.0.0", "%s", "discarded by the rules");
+		r->action = RESULT_ACTION_DISCARD;
 		return;
 	case ACT_REJECT:
 		deliver_result_set(r, DELIVERY_PERMFAIL, "5.7.1", "%s", in->arg ? in->arg : "rejected");
+		r->action = RESULT_ACTION_NONE;
 		return;
 	default:
 		deliver_result_set(r, DELIVERY_TEMPFAIL, "4.3.0", "unknown action %s",
 		    rule_action_name(in->action));
+		r->action = RESULT_ACTION_NONE;
 		return;
 	}
 }
