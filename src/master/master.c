@@ -1,6 +1,7 @@
 /*
- * master.c - supervisor of the receiver, qmgr, spawner, relay and (with a
- * `listen policy` line) the policy service.
+ * master.c - supervisor of the receiver, qmgr, spawner, relay, (with a
+ * `listen policy` line) the policy service and (with a `listen metrics`
+ * line) the metrics service.
  *
  * The master keeps the listening sockets and the socketpairs between its
  * children, so a child that dies is simply forked again with the same
@@ -8,6 +9,10 @@
  * are blocked and taken synchronously with sigtimedwait(): no handler runs
  * at an arbitrary point.  A reload (SIGHUP) restarts nothing: each child
  * gets the checked configuration on its own socketpair (reload.c).
+ *
+ * The master also keeps the memfds of the figures' regions (metrics.h),
+ * created before any child: each owner gets its own region's descriptor,
+ * the metrics service and the qmgr read-only ones; nobody else any.
  */
 #include "master/master.h"
 #include "master/fd_limit.h"
@@ -17,6 +22,8 @@
 #include "lib/log.h"
 #include "lib/privsep.h"
 #include "lists/lists_sync.h"
+#include "metrics/metrics.h"
+#include "metrics/service.h"
 #include "policy/service.h"
 #include "policy/sync.h"
 #include "qmgr/qmgr.h"
@@ -47,11 +54,13 @@ enum child_kind {
 	CHILD_POLSYNC,          /* only with a `listen policy` line */
 	CHILD_POLICY,           /* only with a `listen policy` line */
 	CHILD_LISTSYNC,         /* only with members_source mailman3 */
+	CHILD_METRICS,          /* only with a `listen metrics` line */
 	CHILD_COUNT
 };
 
 static const char *const child_names[CHILD_COUNT] = {
 	"receiver", "qmgr", "spawner", "relay", "policy sync", "policy", "lists sync",
+	"metrics",
 };
 
 struct child {
@@ -69,6 +78,8 @@ struct master {
 	int qmgr_relay[2];      /* [0] qmgr end, [1] relay end */
 	int config_link[CHILD_COUNT][2];        /* [0] master end, [1] the child's: reloads */
 	int control_fd;         /* run_dir/control.sock, for the qmgr */
+	int metrics_rw[METRICS_REGION_COUNT];   /* each for its owner only */
+	int metrics_ro[METRICS_REGION_COUNT];   /* for the metrics service and the qmgr */
 	char control_path[4096];
 	struct child child[CHILD_COUNT];
 	int stopping;
@@ -77,27 +88,31 @@ struct master {
 
 static sigset_t master_sigs;
 
-static int has_policy_listener(const struct config *cfg)
+static int has_listener(const struct config *cfg, enum listen_proto proto)
 {
 	for (int i = 0; i < cfg->nlisten; i++)
-		if (cfg->listen[i].proto == LISTEN_POLICY)
+		if (cfg->listen[i].proto == proto)
 			return 1;
 	return 0;
 }
 
 /* Whether this configuration runs a child of that kind at all: the
- * policy service and its sync only with a `listen policy` line. */
+ * policy service and its sync only with a `listen policy` line, the
+ * metrics service only with a `listen metrics` line. */
 static int child_wanted(const struct master *m, enum child_kind kind)
 {
 	if (kind == CHILD_POLICY || kind == CHILD_POLSYNC)
-		return has_policy_listener(&m->d->cfg);
+		return has_listener(&m->d->cfg, LISTEN_POLICY);
+	if (kind == CHILD_METRICS)
+		return has_listener(&m->d->cfg, LISTEN_METRICS);
 	if (kind == CHILD_LISTSYNC)
 		return m->d->cfg.members_source == MEMBERS_MAILMAN3;
 	return 1;
 }
 
 /* The listening sockets a child serves: SMTP and LMTP for the receiver,
- * policy for the policy service, none for the others.  The rest are
+ * policy for the policy service, metrics for the metrics service, none
+ * for the others.  The rest are
  * closed (and -1 in the child's copy). */
 static void keep_listeners(struct master *m, enum child_kind kind)
 {
@@ -107,7 +122,8 @@ static void keep_listeners(struct master *m, enum child_kind kind)
 		enum listen_proto proto = cfg->listen[i].proto;
 		int mail = proto == LISTEN_SMTP || proto == LISTEN_LMTP;
 		int keep = (kind == CHILD_RECEIVER && mail) ||
-		    (kind == CHILD_POLICY && proto == LISTEN_POLICY);
+		    (kind == CHILD_POLICY && proto == LISTEN_POLICY) ||
+		    (kind == CHILD_METRICS && proto == LISTEN_METRICS);
 		if (keep || m->listen_fds[i] < 0)
 			continue;
 		close(m->listen_fds[i]);
@@ -118,6 +134,35 @@ static void keep_listeners(struct master *m, enum child_kind kind)
 /* Everything a child must do before it runs: its name, default signal
  * dispositions, no descriptors of the others, its identity, and death with
  * the master. */
+/* The region a child owns (writes), or -1. */
+static int owned_region(enum child_kind kind)
+{
+	switch (kind) {
+	case CHILD_RECEIVER: return METRICS_RECEIVER;
+	case CHILD_QMGR: return METRICS_QMGR;
+	case CHILD_POLICY: return METRICS_POLICY;
+	default: return -1;
+	}
+}
+
+/* A child keeps the read-write descriptor of its own region; the metrics
+ * service the read-only ones of all, the qmgr those of the others (for
+ * `mailprocctl status`).  Every other region descriptor is closed. */
+static void keep_regions(struct master *m, enum child_kind kind)
+{
+	for (int k = 0; k < METRICS_REGION_COUNT; k++) {
+		int keep_ro = kind == CHILD_METRICS || (kind == CHILD_QMGR && k != METRICS_QMGR);
+		if (k != owned_region(kind) && m->metrics_rw[k] >= 0) {
+			close(m->metrics_rw[k]);
+			m->metrics_rw[k] = -1;
+		}
+		if (!keep_ro && m->metrics_ro[k] >= 0) {
+			close(m->metrics_ro[k]);
+			m->metrics_ro[k] = -1;
+		}
+	}
+}
+
 static void child_setup(struct master *m, enum child_kind kind)
 {
 	struct daemon_ctx *d = m->d;
@@ -132,6 +177,7 @@ static void child_setup(struct master *m, enum child_kind kind)
 	sigprocmask(SIG_UNBLOCK, &master_sigs, NULL);
 
 	keep_listeners(m, kind);
+	keep_regions(m, kind);
 	if (kind != CHILD_RECEIVER)
 		close(m->recv_qmgr[0]);
 	if (kind != CHILD_QMGR) {
@@ -164,10 +210,27 @@ static void child_setup(struct master *m, enum child_kind kind)
 		_exit(1);
 }
 
+/* An owner maps its region read-write before its main loop counts
+ * anything; the qmgr also maps the others' read-only for its status. */
+static void attach_regions(struct master *m, enum child_kind kind)
+{
+	int own = owned_region(kind);
+
+	if (own >= 0 && m->metrics_rw[own] >= 0) {
+		metrics_attach((enum metrics_region_kind)own, m->metrics_rw[own]);
+		close(m->metrics_rw[own]);
+		m->metrics_rw[own] = -1;
+	}
+	if (kind == CHILD_QMGR)
+		metrics_view_map(&metrics_status_view, m->metrics_ro);
+}
+
 static int run_child(struct master *m, enum child_kind kind)
 {
 	struct config *cfg = &m->d->cfg;
 	int link = m->config_link[kind][1];
+
+	attach_regions(m, kind);
 	switch (kind) {
 	case CHILD_RECEIVER:
 		return receiver_main(cfg, m->listen_fds, m->recv_qmgr[0], link);
@@ -186,6 +249,8 @@ static int run_child(struct master *m, enum child_kind kind)
 		return policy_service_main(cfg, m->listen_fds, link);
 	case CHILD_LISTSYNC:
 		return lists_sync_main(cfg, link);
+	case CHILD_METRICS:
+		return metrics_service_main(cfg, m->listen_fds, m->metrics_ro, link);
 	default:
 		panic("run_child: kind %d", (int)kind);
 	}
@@ -307,7 +372,7 @@ static void reload(struct master *m)
 	 * the qmgr's) */
 	static const enum child_kind order[CHILD_COUNT] = {
 		CHILD_SPAWNER, CHILD_RELAY, CHILD_QMGR, CHILD_RECEIVER, CHILD_POLSYNC, CHILD_POLICY,
-		CHILD_LISTSYNC,
+		CHILD_LISTSYNC, CHILD_METRICS,
 	};
 
 	if (memfd < 0)
@@ -421,6 +486,14 @@ int master_run(struct daemon_ctx *d)
 		if (chown(m.control_path, 0, 0) < 0)
 			log_warn("%s: chown: %s", m.control_path, strerror(errno));
 	}
+	/* before any child: the figures outlive each of them */
+	if (metrics_regions_create(m.metrics_rw) < 0)
+		log_warn("running without figures (no `listen metrics` output)");
+	for (int k = 0; k < METRICS_REGION_COUNT; k++) {
+		m.metrics_ro[k] = m.metrics_rw[k] >= 0 ? metrics_region_reopen_ro(m.metrics_rw[k]) : -1;
+		if (m.metrics_rw[k] >= 0 && m.metrics_ro[k] < 0)
+			log_warn("metrics: cannot open a region read-only: %s", strerror(errno));
+	}
 	if (ipc_socketpair(m.recv_qmgr) < 0 || ipc_socketpair(m.qmgr_spawner) < 0 ||
 	    ipc_socketpair(m.qmgr_relay) < 0)
 		fatal("socketpair: %s", strerror(errno));
@@ -445,6 +518,8 @@ int master_run(struct daemon_ctx *d)
 		start_child(&m, CHILD_POLICY);
 	if (child_wanted(&m, CHILD_LISTSYNC))
 		start_child(&m, CHILD_LISTSYNC);
+	if (child_wanted(&m, CHILD_METRICS))
+		start_child(&m, CHILD_METRICS);
 
 	while (!m.stopping) {
 		siginfo_t si;

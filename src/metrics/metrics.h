@@ -119,4 +119,14 @@ struct metrics_view {
 	const struct metrics_policy *policy;
 };
 
+/* Map the regions of fds read-only into v (a region that cannot be mapped,
+ * or whose fd is -1, stays NULL; logged) and close the descriptors (-1
+ * afterwards). */
+void metrics_view_map(struct metrics_view *v, int fds[METRICS_REGION_COUNT]);
+
+/* The qmgr's view for `mailprocctl status`: the other owners' regions
+ * read-only (the master's wiring fills it at the qmgr's start), its own
+ * through metrics_qmgr.  All NULL in other processes. */
+extern struct metrics_view metrics_status_view;
+
 #endif

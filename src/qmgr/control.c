@@ -11,7 +11,8 @@
  *                  job, queued with the user's deliveries (same fairness,
  *                  same open Bayes data); the reply comes when it is done.
  *   MSG_CTL_STATUS the queue, spam check turns, and each worker: user, pid,
- *                  uptime, state, spam checks, resident memory.
+ *                  uptime, state, spam checks, resident memory; then the
+ *                  daemon's figures (metrics.h) as a short table.
  */
 #include "qmgr/qmgr_private.h"
 #include "db/db.h"
@@ -21,6 +22,7 @@
 #include "lib/msgtypes.h"
 #include "lib/strmap.h"
 #include "lib/xalloc.h"
+#include "metrics/expose.h"
 #include "metrics/qmgr_figures.h"
 
 #include <errno.h>
@@ -30,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -159,6 +162,21 @@ static uint64_t deliveries(enum fig_delivery_status st)
 	return n;
 }
 
+/* The figures of every region, as `listen metrics` would serve them, in
+ * a short table. */
+static void status_figures(struct buf *b)
+{
+	struct metrics_view v = metrics_status_view;
+	struct buf text = BUF_INIT;
+	struct timeval tv;
+
+	v.qmgr = metrics_qmgr;
+	gettimeofday(&tv, NULL);
+	expose_all(&text, &v, (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec);
+	status_table(b, text.data ? text.data : "");
+	buf_free(&text);
+}
+
 static void status(struct control_conn *c)
 {
 	struct buf b = BUF_INIT;
@@ -179,6 +197,7 @@ static void status(struct control_conn *c)
 	if (Q.cfg->spam_engine)
 		buf_printf(&b, "spam checks running=%d of %d\n", Q.checks_running, Q.check_slots);
 	strmap_each(Q.users, status_user, &b);
+	status_figures(&b);
 	if (b.len > IPC_MAX_PAYLOAD - 64) {     /* thousands of workers: cut, say so */
 		b.len = IPC_MAX_PAYLOAD - 64;
 		buf_puts(&b, "\n(truncated)\n");

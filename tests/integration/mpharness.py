@@ -1262,3 +1262,87 @@ class PolicyDaemon(Daemon):
             if self.role(p) == "mailprocd/policy":
                 return p
         return None
+
+
+# ---------------------------------------------------------------- metrics
+
+def http_request(port, method="GET", path="/metrics", raw=None, timeout=None):
+    """One HTTP/1.0 request to 127.0.0.1:port (or the bytes raw as they
+    are); returns (status, headers dict with lower-case names, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout or REPLY_TIMEOUT) as s:
+        s.sendall(raw if raw is not None else
+                  f"{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    m = re.match(r"HTTP/1\.[01] (\d{3}) ", lines[0] + " ")
+    assert m, f"not an HTTP reply: {data[:200]!r}"
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return int(m.group(1)), headers, body
+
+
+def metrics_samples(text):
+    """The samples of an exposition, parsed by prometheus_client:
+    {(name, ((label, value), ...sorted)): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+class MetricsDaemon(Daemon):
+    """A Daemon with `listen metrics` on a loopback port; start() also
+    waits for GET /metrics.  Combine with PolicyDaemon by inheriting both
+    (class D(MetricsDaemon, PolicyDaemon))."""
+
+    def __init__(self, root, **kw):
+        [self.metrics_port] = free_ports(1)
+        super().__init__(root, **kw)
+
+    def config_text(self):
+        return super().config_text() + f"listen metrics 127.0.0.1:{self.metrics_port}\n"
+
+    def wait_ready(self):
+        super().wait_ready()
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            self.assert_running("during start-up")
+            try:
+                if http_request(self.metrics_port, timeout=5)[0] == 200:
+                    return
+            except (OSError, AssertionError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"metrics not served after {DEADLINE:.0f}s; "
+                            f"log:\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def scrape_text(self):
+        status, headers, body = http_request(self.metrics_port)
+        assert status == 200, f"GET /metrics: {status} {body[:200]!r}"
+        return body.decode("utf-8")
+
+    def scrape(self):
+        """Every sample now (see metrics_samples)."""
+        return metrics_samples(self.scrape_text())
+
+    def sample(self, name, **labels):
+        """One sample's value now (KeyError if there is none)."""
+        return self.scrape()[(name, tuple(sorted(labels.items())))]
+
+    def metrics_pid(self):
+        """The metrics service process (log ident mailprocd/metrics)."""
+        for p in self.children():
+            if self.role(p) == "mailprocd/metrics":
+                return p
+        return None
