@@ -173,6 +173,15 @@ void figures_msg_to_disk(struct qmsg *m)
 	figures_msg_out(m);
 }
 
+void figures_msg_left_on_disk(const char *qid, enum qdir dir)
+{
+	uint64_t a = figures_qid_usec(qid);
+	on_disk[state_of(dir)]++;
+	if (a != 0 && (disk_oldest_usec == 0 || a < disk_oldest_usec))
+		disk_oldest_usec = a;
+	publish_queue();
+}
+
 void figures_disk(size_t active, size_t deferred, uint64_t oldest_usec)
 {
 	on_disk[FQ_ACTIVE] = active;

@@ -62,8 +62,9 @@ struct qid_list {
 	size_t n, cap;
 };
 
-/* Files on disk not loaded and not listed (deferred, not due yet), for
- * the figures: how many, and the oldest arrival (0: none). */
+/* Files on disk not loaded and not listed (deferred, not due yet; all of
+ * them when there is no list), for the figures: how many, and the oldest
+ * arrival (0: none). */
 struct disk_left {
 	size_t n;
 	uint64_t oldest_usec;
@@ -96,6 +97,10 @@ static void collect_dir(enum qdir dir, time_t now, struct qid_list *l, struct di
 		time_t due = 0;
 		if (len >= QID_MAX || !qid_valid(de->d_name) || strmap_get(Q.msgs, de->d_name) != NULL)
 			continue;
+		if (l == NULL) {
+			disk_left_add(left, de->d_name);
+			continue;
+		}
 		if (dir == QDIR_DEFERRED) {
 			if (fstatat(Q.queue_dirfd[dir], de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 				continue;
@@ -126,11 +131,28 @@ static int entry_cmp(const void *a, const void *b)
 	return strcmp(x->qid, y->qid);
 }
 
+static uint64_t oldest_of(uint64_t a, uint64_t b)
+{
+	return a == 0 || (b != 0 && b < a) ? b : a;
+}
+
+/* For the figures, when nothing is to be loaded: what waits on disk. */
+static void count_disk(time_t now)
+{
+	struct disk_left fresh = { 0 }, deferred = { 0 };
+
+	collect_dir(QDIR_ACTIVE, now, NULL, &fresh);
+	collect_dir(QDIR_INCOMING, now, NULL, &fresh);
+	collect_dir(QDIR_DEFERRED, now, NULL, &deferred);
+	figures_disk(fresh.n, deferred.n, oldest_of(fresh.oldest_usec, deferred.oldest_usec));
+}
+
 /* Load what is on disk and not in memory, as far as the active set has
  * room, oldest first: new mail (active/ and incoming/: mail taken before a
  * restart, and mail the receiver announced while there was no room) in
- * turns with the due files of deferred/. */
-static void refill(void)
+ * turns with the due files of deferred/.  count: with no room, count what
+ * waits on disk all the same (the minute's rescan). */
+static void refill(int count)
 {
 	size_t limit = Q.cfg->max_active_messages, loaded = strmap_count(Q.msgs);
 	size_t room = (loaded < limit ? limit - loaded : 0);
@@ -144,6 +166,8 @@ static void refill(void)
 	Q.backlog = 0;
 	if (room == 0) {
 		Q.backlog = 1;          /* do not know: look when room frees */
+		if (count)
+			count_disk(now);
 		return;
 	}
 	collect_dir(QDIR_ACTIVE, now, &fresh, NULL);
@@ -171,9 +195,7 @@ static void refill(void)
 	for (; g < due.n; g++)
 		disk_left_add(&left_deferred, due.v[g].qid);
 	figures_disk(left_fresh.n, left_deferred.n,
-	    left_deferred.oldest_usec == 0 || (left_fresh.oldest_usec != 0 &&
-	    left_fresh.oldest_usec < left_deferred.oldest_usec) ?
-	    left_fresh.oldest_usec : left_deferred.oldest_usec);
+	    oldest_of(left_fresh.oldest_usec, left_deferred.oldest_usec));
 	free(fresh.v);
 	free(due.v);
 }
@@ -181,7 +203,7 @@ static void refill(void)
 static void refill_fire(evutil_socket_t fd, short what, void *arg)
 {
 	if (!Q.stopping)
-		refill();
+		refill(0);
 }
 
 void qmgr_flush_disk(void)
@@ -198,7 +220,7 @@ void qmgr_flush_disk(void)
 		log_info("flush: %zu deferred message%s on disk retried as room frees", l.n,
 		    l.n == 1 ? "" : "s");
 	free(l.v);
-	refill();
+	refill(0);
 }
 
 void qmgr_refill_soon(void)
@@ -242,8 +264,10 @@ static void on_receiver(evutil_socket_t fd, short what, void *arg)
 		}
 		open_db();
 		/* with mail left on disk, the refill takes turns */
-		if (Q.backlog)
+		if (Q.backlog) {
+			figures_msg_left_on_disk(qid, QDIR_INCOMING);
 			qmgr_refill_soon();
+		}
 		else
 			sched_load(qid, QDIR_INCOMING);
 	}
@@ -285,7 +309,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	relay_check_timeouts();
 	if (!Q.stopping && now - last_rescan >= RESCAN_SECONDS) {
 		last_rescan = now;
-		refill();
+		refill(1);
 		figures_corrupt_scan(Q.cfg->queue_dir);
 		sched_retry_unremovable();
 	}
@@ -384,7 +408,7 @@ int qmgr_main(struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
 
 	open_db();
 	last_rescan = time(NULL);
-	refill();
+	refill(1);
 	log_info("started: %zu message%s in the queue%s", strmap_count(Q.msgs),
 	    strmap_count(Q.msgs) == 1 ? "" : "s", Q.backlog ? " (more on disk)" : "");
 

@@ -1045,6 +1045,7 @@ int sched_load(const char *qid, enum qdir dir)
 	if (!sched_room()) {
 		close(fd);
 		Q.backlog = 1;
+		figures_msg_left_on_disk(qid, dir);
 		return -1;
 	}
 	struct stat st;

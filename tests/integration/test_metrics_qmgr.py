@@ -6,7 +6,8 @@ delivered, adds one delay observation per stage (not two) and counts the
 deferral and the delivery once each; a rules reject bounces (action none)
 and queues one bounce, which the relay delivers to a real SMTP sink
 (action forward); spam verdicts with real SpamAssassin; the queue and
-worker gauges while a delivery is held up, and after it."""
+worker gauges while a delivery is held up, and after it, and with
+messages waiting on disk for room in the active set."""
 
 import shutil
 
@@ -241,6 +242,44 @@ def test_queue_and_worker_gauges_while_a_delivery_is_held_up(d):
     workers = sum(value(after, "mailprocd_workers", state=st)
                   for st in ("starting", "idle", "busy", "waiting", "checking"))
     assert workers == len(d.workers()), (workers, d.workers())
+
+
+def test_queue_gauges_count_messages_waiting_on_disk(tmp_path, run_as):
+    """max_active_messages 1 and hank's delivery held up: two more
+    messages wait on disk for room, and the queue counts them (3 active,
+    the oldest hank's); released, all three are delivered and the queue
+    is empty."""
+    dm = H.MetricsDaemon(tmp_path / "disk", run_as=run_as, rules=RULES, uids=UIDS,
+                         homes=USERS, settings={"max_active_messages": "1"})
+    dm.compile()
+    dm.start()
+    go = dm.home("hank") / "go"
+    try:
+        first = H.make_message(to="hank@example.test")
+        assert send(dm, ["hank@example.test"], first) == {}
+        held = wait_samples(dm, lambda s: value(s, "mailprocd_workers", state="busy") == 1,
+                            "hank's worker busy")
+        more = [H.make_message(to="alice@example.test") for _ in range(2)]
+        for m in more:
+            assert send(dm, ["alice@example.test"], m) == {}
+        waiting = wait_samples(dm, lambda s: value(s, "mailprocd_queue_messages",
+                                                   state="active") == 3,
+                               "three messages queued, two on disk")
+        assert value(waiting, "mailprocd_queue_oldest_age_seconds") >= \
+            value(held, "mailprocd_queue_oldest_age_seconds")
+        assert value(waiting, DELIVERIES, status="delivered", action="maildir") == 0
+    finally:
+        go.touch()
+        H.chown_tree(go, dm.run_as)
+    try:
+        for m in more:
+            H.wait_maildir(dm.maildir("alice"), H.mid(m))
+        after = wait_samples(dm, lambda s: idle_queue(s) and
+                             value(s, DELIVERIES, status="delivered", action="maildir") == 2,
+                             "all delivered, the queue empty")
+        assert value(after, "mailprocd_queue_oldest_age_seconds") == 0
+    finally:
+        dm.stop()
 
 
 # ---------------------------------------------------------------- spam
