@@ -81,6 +81,7 @@ static void grant(void)
 			TAILQ_REMOVE(&Q.checks, w, check_entry);
 			w->check = CHECK_NONE;
 			w->dead = 1;
+			figures_worker(w);
 			continue;
 		}
 		w->check = CHECK_RUNNING;

@@ -267,9 +267,9 @@ static void on_receiver(evutil_socket_t fd, short what, void *arg)
 		if (Q.backlog) {
 			figures_msg_left_on_disk(qid, QDIR_INCOMING);
 			qmgr_refill_soon();
-		}
-		else
+		} else {
 			sched_load(qid, QDIR_INCOMING);
+		}
 	}
 }
 
