@@ -239,10 +239,10 @@ static int outbound_dsn(const struct qmsg *m, const struct dsn_kind *k)
 			    to, 1, QW_OUTBOUND | QW_8BITMIME);
 		if (w != NULL && qwriter_write(w, out.data, out.len) == 0)
 			rc = commit_and_load(w, k->what, m);
-		if (rc == 0 && k == &BOUNCE)
-			figures_bounce();
 		else if (w != NULL)
 			qwriter_abort(w);
+		if (rc == 0 && k == &BOUNCE)
+			figures_bounce();
 		if (rc < 0 && w == NULL)
 			log_warn("qid=%s: cannot create the %s: %s", m->qid, k->what, strerror(errno));
 	} else if (fd >= 0) {
