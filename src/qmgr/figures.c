@@ -30,6 +30,10 @@
 static size_t loaded[FQ_COUNT];
 static size_t on_disk[FQ_COUNT];
 static uint64_t disk_oldest_usec;       /* 0: none */
+/* Put back to disk since the scan under way listed the directories: the
+ * scan's counts do not have them. */
+static size_t evicted_deferred;
+static uint64_t evicted_oldest_usec;
 
 /* The loaded messages, oldest arrival on top. */
 static struct qmsg **heap;
@@ -132,6 +136,7 @@ void figures_start(void)
 	memset(loaded, 0, sizeof(loaded));
 	memset(on_disk, 0, sizeof(on_disk));
 	disk_oldest_usec = 0;
+	figures_scan_begin();
 	for (int s = 0; s < FW_COUNT; s++)
 		metrics_gauge_set(&f->workers[s], 0);
 	publish_queue();
@@ -164,13 +169,25 @@ void figures_msg_out(struct qmsg *m)
 	publish_queue();
 }
 
+static uint64_t older(uint64_t a, uint64_t b)
+{
+	return a == 0 || (b != 0 && b < a) ? b : a;
+}
+
 void figures_msg_to_disk(struct qmsg *m)
 {
 	uint64_t a = arrival_usec(m);
 	on_disk[FQ_DEFERRED]++;
-	if (disk_oldest_usec == 0 || a < disk_oldest_usec)
-		disk_oldest_usec = a;
+	disk_oldest_usec = older(disk_oldest_usec, a);
+	evicted_deferred++;
+	evicted_oldest_usec = older(evicted_oldest_usec, a);
 	figures_msg_out(m);
+}
+
+void figures_scan_begin(void)
+{
+	evicted_deferred = 0;
+	evicted_oldest_usec = 0;
 }
 
 void figures_msg_left_on_disk(const char *qid, enum qdir dir)
@@ -185,8 +202,9 @@ void figures_msg_left_on_disk(const char *qid, enum qdir dir)
 void figures_disk(size_t active, size_t deferred, uint64_t oldest_usec)
 {
 	on_disk[FQ_ACTIVE] = active;
-	on_disk[FQ_DEFERRED] = deferred;
-	disk_oldest_usec = oldest_usec;
+	on_disk[FQ_DEFERRED] = deferred + evicted_deferred;
+	disk_oldest_usec = older(oldest_usec, evicted_oldest_usec);
+	figures_scan_begin();
 	publish_queue();
 }
 

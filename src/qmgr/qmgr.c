@@ -141,6 +141,7 @@ static void count_disk(time_t now)
 {
 	struct disk_left fresh = { 0 }, deferred = { 0 };
 
+	figures_scan_begin();
 	collect_dir(QDIR_ACTIVE, now, NULL, &fresh);
 	collect_dir(QDIR_INCOMING, now, NULL, &fresh);
 	collect_dir(QDIR_DEFERRED, now, NULL, &deferred);
@@ -170,6 +171,7 @@ static void refill(int count)
 			count_disk(now);
 		return;
 	}
+	figures_scan_begin();  /* what loading puts back to disk is not in the lists */
 	collect_dir(QDIR_ACTIVE, now, &fresh, NULL);
 	collect_dir(QDIR_INCOMING, now, &fresh, NULL);
 	collect_dir(QDIR_DEFERRED, now, &due, &left_deferred);

@@ -298,6 +298,9 @@ void figures_msg_to_disk(struct qmsg *m);
 /* A message stays on disk for lack of room (counted until the next scan
  * counts again). */
 void figures_msg_left_on_disk(const char *qid, enum qdir dir);
+/* A scan of the queue directories begins: messages put back to disk from
+ * now on are added to what it counts, figures_disk. */
+void figures_scan_begin(void);
 /* What the last scan of the queue left on disk, not loaded; oldest_usec 0
  * when nothing. */
 void figures_disk(size_t active, size_t deferred, uint64_t oldest_usec);

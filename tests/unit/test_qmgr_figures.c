@@ -121,10 +121,24 @@ static void test_messages_on_disk(void **state)
 	/* one left on disk for lack of room, by its queue id */
 	figures_msg_left_on_disk("0TPJSH68UKL00N690001", QDIR_INCOMING);
 	assert_int_equal(gauge(FQ_ACTIVE), 4);
+	figures_scan_begin();   /* the next scan finds nothing on disk */
 	figures_disk(0, 0, 0);
 	assert_int_equal(gauge(FQ_ACTIVE), 0);
 	assert_int_equal(gauge(FQ_DEFERRED), 0);
 	assert_int_equal(oldest(), 0);
+	/* a scan lists the directories, then loading makes room by putting
+	 * one back to disk: the scan's count adds it */
+	figures_msg_in(&m);
+	figures_scan_begin();
+	figures_msg_to_disk(&m);
+	figures_disk(1, 0, 0);
+	assert_int_equal(gauge(FQ_ACTIVE), 1);
+	assert_int_equal(gauge(FQ_DEFERRED), 1);
+	assert_int_equal(oldest(), 1700000100ull * 1000000u);
+	/* the next scan sees it on disk itself */
+	figures_scan_begin();
+	figures_disk(0, 1, 1700000100ull * 1000000u);
+	assert_int_equal(gauge(FQ_DEFERRED), 1);
 }
 
 static void test_qid_time(void **state)
