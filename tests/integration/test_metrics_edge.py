@@ -149,8 +149,9 @@ def wait_no_sessions(d):
     """Sessions of earlier tests may take a moment to be freed."""
     def none_open():
         f = scrape(d)
-        return all(value(f, "mailprocd_sessions", protocol=p) == 0 for p in ("smtp", "lmtp"))
-    H.wait_for(none_open, what="no SMTP or LMTP session left open")
+        return all(value(f, "mailprocd_sessions", protocol=p) == 0
+                   for p in ("smtp", "lmtp", "policy"))
+    H.wait_for(none_open, what="no session left open")
 
 
 def test_sessions_by_protocol(d):
@@ -182,6 +183,43 @@ def test_sessions_by_protocol(d):
         return all(value(f, "mailprocd_sessions", protocol=p) == 0
                    for p in ("smtp", "lmtp", "policy"))
     H.wait_for(all_closed, what="the session gauges back at 0")
+
+
+def test_sessions_of_a_killed_process_not_counted_after_it(d):
+    """The receiver and the policy service killed with sessions open: the
+    new ones start their gauges at 0, the totals go on."""
+    wait_no_sessions(d)
+    conns = [Conn(d.smtp_port), Conn(d.lmtp_port)]
+    pconn = PolicyConn(d.policy_port)
+    try:
+        for c in conns:
+            expect(c.reply(), 220)
+        assert pconn.ask(rcpt_request("alice@example.test")) == "DUNNO"
+        before = scrape(d)
+        assert value(before, "mailprocd_sessions", protocol="smtp") == 1
+        assert value(before, "mailprocd_sessions", protocol="policy") == 1
+        receiver, policy = d.receiver_pid(conns[0]), d.policy_pid()
+        os.kill(receiver, signal.SIGKILL)
+        os.kill(policy, signal.SIGKILL)
+        H.wait_for(lambda: not H.alive(receiver) and not H.alive(policy),
+                   what="the killed processes to be gone")
+    finally:
+        for c in conns + [pconn]:
+            c.close()
+    d.wait_ready()
+    H.wait_for(lambda: d.policy_pid() not in (None, policy), what="a new policy service")
+
+    def gauges_at_zero():
+        # wait_ready's own sessions may take a moment to be freed
+        f = scrape(d)
+        if all(value(f, "mailprocd_sessions", protocol=p) == 0
+               for p in ("smtp", "lmtp", "policy")):
+            return f
+        return None
+    after = H.wait_for(gauges_at_zero, what="the session gauges at 0 in the new processes")
+    for p in ("smtp", "lmtp", "policy"):
+        assert value(after, "mailprocd_sessions_total", protocol=p) > \
+            value(before, "mailprocd_sessions_total", protocol=p), p
 
 
 # ------------------------------------------------------------ messages
