@@ -233,6 +233,7 @@ static int lookup_recipient(struct session *s, const char *addr, uint64_t *maxsi
 	int r = db_resolve(db, addr, s->r->cfg->recipient_delimiter, &res, err, sizeof(err));
 	if (r < 0) {
 		log_warn("lookup of <%s>: %s", addr, err);
+		db_resolution_free(&res);       /* it may have got some way */
 		return r;
 	}
 	if (r > 0 && res.rules_len > 0) {
