@@ -387,13 +387,6 @@ def test_root_mode_metrics_runs_as_user(tmp_path):
         uids, gids, _ = H.proc_ids(pid)
         assert set(uids) == {svc.uid} and set(gids) == {svc.gid}
         assert region_maps(pid) == {r: {"r--s"} for r in REGIONS}
-        # a process of `user` cannot open a region for writing again
-        for fd in region_links(dm.pid):
-            res = subprocess.run(
-                ["setpriv", f"--reuid={svc.uid}", f"--regid={svc.gid}", "--clear-groups",
-                 "/usr/bin/python3", "-c",
-                 f"open('/proc/{dm.pid}/fd/{fd}', 'r+b')"], capture_output=True)
-            assert res.returncode != 0
         text = dm.scrape_text()
         assert families(text).keys() >= FAMILIES.keys()
         dm.stop()
