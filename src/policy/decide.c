@@ -26,6 +26,7 @@ void decision_init(struct decision *d)
 {
 	memset(d, 0, sizeof(*d));
 	snprintf(d->action, sizeof(d->action), "DUNNO");
+	d->figure = FPA_DUNNO;
 }
 
 void decision_free(struct decision *d)
@@ -52,11 +53,13 @@ static void why(struct decision *d, const char *fmt, ...)
 }
 
 /* The answer, with any byte that could break the protocol (a user's text)
- * made a '?'. */
-static void answer(struct decision *d, const char *fmt, ...) MP_PRINTF(2, 3);
-static void answer(struct decision *d, const char *fmt, ...)
+ * made a '?'; figure says which it is. */
+static void answer(struct decision *d, enum fig_policy_answer figure, const char *fmt, ...)
+    MP_PRINTF(3, 4);
+static void answer(struct decision *d, enum fig_policy_answer figure, const char *fmt, ...)
 {
 	va_list ap;
+	d->figure = figure;
 	va_start(ap, fmt);
 	vsnprintf(d->action, sizeof(d->action), fmt, ap);
 	va_end(ap);
@@ -68,6 +71,7 @@ static void answer(struct decision *d, const char *fmt, ...)
 static enum decide_step temporary(struct decision *d, const char *what, const char *err)
 {
 	d->temporary = 1;
+	d->figure = FPA_TEMPORARY;
 	why(d, "DUNNO: %s: %s (temporary; Postfix goes on with its other restrictions)",
 	    what, err);
 	/* the log line says the rest */
@@ -176,6 +180,7 @@ static int our_recipient(struct decide_ctx *ctx, const char *rcpt,
 		return 0;
 	}
 	if (k == 0) {
+		d->figure = FPA_DUNNO_UNKNOWN_DOMAIN;
 		why(d, "DUNNO: the databases know no address in the domain of <%s>", rcpt);
 		return 0;
 	}
@@ -239,7 +244,7 @@ static enum decide_step decide_rcpt(struct decide_ctx *ctx, const struct policy_
 		if (address_is_postmaster(rcpt)) {
 			why(d, "DUNNO: <%s> is always accepted (RFC 5321 4.5.1)", rcpt);
 		} else {
-			answer(d, "550 5.1.1 User unknown");
+			answer(d, FPA_UNKNOWN_RECIPIENT, "550 5.1.1 User unknown");
 			why(d, "<%s>: no key in rules or uid matches it", rcpt);
 		}
 		goto done;
@@ -251,14 +256,14 @@ static enum decide_step decide_rcpt(struct decide_ctx *ctx, const struct policy_
 		goto done;
 	uint64_t limit = recipient_limit(ctx, &res, up, limit_why, sizeof(limit_why));
 	if (limit != 0 && size > limit) {
-		answer(d, "552 5.3.4 Message too big for recipient");
+		answer(d, FPA_TOO_LARGE, "552 5.3.4 Message too big for recipient");
 		why(d, "size %llu is over %llu, the %s",
 		    (unsigned long long)size, (unsigned long long)limit, limit_why);
 		goto done;
 	}
 	char members_why[512];
 	if (decide_members_only(ctx, &res, sender, &text, members_why, sizeof(members_why))) {
-		answer(d, "550 5.7.1 <%s>: %s", res.list_key, text);
+		answer(d, FPA_NOT_MEMBER, "550 5.7.1 <%s>: %s", res.list_key, text);
 		why(d, "%s", members_why);
 		goto done;
 	}
@@ -280,12 +285,13 @@ static enum decide_step decide_rcpt(struct decide_ctx *ctx, const struct policy_
 	user_policy_evaluate(up, sender, policy_request_get(req, PA_CLIENT_ADDRESS),
 	    policy_request_get(req, PA_HELO_NAME), &m);
 	if (m.action == UPA_ALLOW) {
+		d->figure = FPA_USER_ALLOW;
 		why(d, "DUNNO: allowed by %s's own policy, line %d: allow %s", res.account,
 		    m.line, m.rule ? m.rule : "");
 		goto done;
 	}
 	if (m.action == UPA_BLOCK) {
-		answer(d, "550 5.7.1 %s", m.text ? m.text : DEFAULT_BLOCK_TEXT);
+		answer(d, FPA_USER_BLOCK, "550 5.7.1 %s", m.text ? m.text : DEFAULT_BLOCK_TEXT);
 		why(d, "blocked by %s's own policy, line %d: block %s", res.account, m.line,
 		    m.rule ? m.rule : "");
 		goto done;
@@ -313,7 +319,8 @@ void decide_greylisted(struct decide_ctx *ctx, struct decision *d, enum decide_g
 {
 	switch (verdict) {
 	case DECIDE_GREY_DEFER:
-		answer(d, "450 4.7.1 Greylisted, retry in %ld seconds", retry_in > 0 ? retry_in : 1);
+		answer(d, FPA_GREYLIST, "450 4.7.1 Greylisted, retry in %ld seconds",
+		    retry_in > 0 ? retry_in : 1);
 		why(d, "greylisted: client %s, sender <%s>, recipient <%s> first seen less than "
 		    "greylist_delay ago (or longer than greylist_max_age)", d->gl_client,
 		    d->gl_sender, d->gl_recipient);
@@ -341,7 +348,7 @@ static enum decide_step decide_end_of_message(struct decide_ctx *ctx,
 		const struct tx_rcpt *over = tx_memory_over(ctx->txs, instance, count, size, now,
 		    &found);
 		if (over != NULL) {
-			answer(d, "552 5.3.4 Message too big for recipient");
+			answer(d, FPA_TOO_LARGE, "552 5.3.4 Message too big for recipient");
 			why(d, "size %llu is over %llu for <%s>, the %s", (unsigned long long)size,
 			    (unsigned long long)over->limit, over->address, over->limit_why);
 		}
@@ -365,7 +372,7 @@ static enum decide_step decide_end_of_message(struct decide_ctx *ctx,
 	if (known && account_policy(ctx, &res, &up, d) >= 0) {
 		uint64_t limit = recipient_limit(ctx, &res, up, limit_why, sizeof(limit_why));
 		if (limit != 0 && size > limit) {
-			answer(d, "552 5.3.4 Message too big for recipient");
+			answer(d, FPA_TOO_LARGE, "552 5.3.4 Message too big for recipient");
 			why(d, "size %llu is over %llu for <%s>, the %s", (unsigned long long)size,
 			    (unsigned long long)limit, rcpt, limit_why);
 		} else {

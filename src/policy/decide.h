@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "lib/buf.h"
+#include "metrics/policy_figures.h"
 
 struct config;
 struct db;
@@ -49,6 +50,7 @@ struct decide_ctx {
 
 struct decision {
 	char action[DECIDE_ACTION_MAX]; /* "DUNNO", "550 5.1.1 ..." (no "action=") */
+	enum fig_policy_answer figure;  /* which answer it is, for the figures */
 	struct buf why;                 /* lines saying why, for policy check */
 	char reason[512];               /* one line for the log */
 	int temporary;                  /* DUNNO because something is wrong */

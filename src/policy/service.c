@@ -15,6 +15,7 @@
 #include "conf/config_swap.h"
 #include "db/db.h"
 #include "lists/members.h"
+#include "metrics/policy_figures.h"
 #include "conf/config.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
@@ -283,6 +284,9 @@ int policy_service_main(struct config *cfg, const int *listen_fds, int master_fd
 	signal(SIGHUP, SIG_IGN);
 	svc->cfg = cfg;
 	TAILQ_INIT(&svc->conns);
+	/* the region outlives us: the connections of a service that died
+	 * are gone with it */
+	metrics_gauge_set(&metrics_policy->sessions, 0);
 	svc->txs = tx_memory_new(SERVICE_TX_MAX, SERVICE_TX_TTL);
 	tx_memory_set_max_bytes(svc->txs, SERVICE_TX_MAX_BYTES);
 	svc->base = event_base_new();

@@ -11,10 +11,13 @@
  * answer waits for the greylist store has that request cancelled.  A
  * client that stops sending in the middle of a request, or sends
  * nothing, is closed after session_timeout; one that does not read its
- * answers is not read from.
+ * answers is not read from.  Connections, answers written and requests
+ * that could not be parsed are counted in the service's figures
+ * (policy_figures.h).
  */
 #include "policy/service_private.h"
 #include "policy/greylist.h"
+#include "metrics/policy_figures.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 
@@ -76,6 +79,7 @@ static void pconn_free(struct pconn *c)
 	bufferevent_free(c->bev);
 	TAILQ_REMOVE(&svc->conns, c, entry);
 	svc->nconns--;
+	metrics_gauge_add(&metrics_policy->sessions, -1);
 	free(c);
 	service_conn_gone(svc);
 }
@@ -111,6 +115,7 @@ static void flush_answers(struct pconn *c)
 		TAILQ_REMOVE(&c->pending, p, entry);
 		c->npending--;
 		log_answer(c, p);
+		metrics_inc(&metrics_policy->answers[p->d.figure], 1);
 		char *line = xasprintf("action=%s\n\n", p->d.action);
 		if (bufferevent_write(c->bev, line, strlen(line)) < 0)
 			log_warn("%s: cannot queue a policy answer", c->client);
@@ -172,6 +177,7 @@ static int read_one_request(struct pconn *c)
 		enum policy_parse_status st = policy_parser_feed(&c->parser, data, n, &used);
 		evbuffer_drain(in, used);
 		if (st == POLICY_PARSE_ERROR) {
+			metrics_inc(&metrics_policy->bad_requests, 1);
 			log_warn("%s: policy protocol error (%s); closing the connection",
 			    c->client, c->parser.error);
 			return -1;
@@ -281,6 +287,8 @@ void pconn_start(struct policy_service *svc, int fd, const struct sockaddr *sa,
 	}
 	TAILQ_INSERT_TAIL(&svc->conns, c, entry);
 	svc->nconns++;
+	metrics_gauge_add(&metrics_policy->sessions, 1);
+	metrics_inc(&metrics_policy->sessions_total, 1);
 	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
 	bufferevent_set_timeouts(c->bev, &tv, &tv);
 	bufferevent_enable(c->bev, EV_READ);

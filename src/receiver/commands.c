@@ -5,7 +5,8 @@
  * syntax, limits) with a reply and changes nothing, and an act step, which
  * does the work and replies.  Which protocol a verb belongs to and whether
  * it takes an argument are table entries checked in one place.  Every reply
- * after the greeting and HELO/EHLO/LHLO carries an enhanced status code.
+ * after the greeting and HELO/EHLO/LHLO carries an enhanced status code; a
+ * refusal names its reason (receiver_figures.h), which gives the code.
  */
 #include "receiver/receiver_private.h"
 #include "db/address.h"
@@ -44,7 +45,7 @@ struct command {
 static int check_hello(struct session *s, struct command_ctx *c)
 {
 	if (!smtp_helo_valid(c->arg)) {
-		session_reply(s, 501, "5.5.4", "Syntax: %s", c->cmd->usage);
+		session_refuse(s, FR_SYNTAX, 501, "Syntax: %s", c->cmd->usage);
 		return -1;
 	}
 	return 0;
@@ -80,7 +81,7 @@ static int need_hello(struct session *s)
 {
 	if (s->protocol != NULL)
 		return 0;
-	session_reply(s, 503, "5.5.1", "Error: send %s first",
+	session_refuse(s, FR_BAD_SEQUENCE, 503, "Error: send %s first",
 	    s->lmtp ? "LHLO" : "HELO/EHLO");
 	return -1;
 }
@@ -90,13 +91,13 @@ static int param_error(struct session *s, enum smtp_path_status st, const char *
 {
 	switch (st) {
 	case SMTP_PATH_PARAM_SYNTAX:
-		session_reply(s, 501, "5.5.4", "Syntax error in parameters");
+		session_refuse(s, FR_SYNTAX, 501, "Syntax error in parameters");
 		return -1;
 	case SMTP_PATH_PARAM_UNKNOWN:
-		session_reply(s, 555, "5.5.4", "Unsupported parameter %s", param);
+		session_refuse(s, FR_SYNTAX, 555, "Unsupported parameter %s", param);
 		return -1;
 	case SMTP_PATH_PARAM_VALUE:
-		session_reply(s, 501, "5.5.4", "Bad or repeated parameter %s", param);
+		session_refuse(s, FR_SYNTAX, 501, "Bad or repeated parameter %s", param);
 		return -1;
 	default:
 		return 0;
@@ -108,7 +109,7 @@ static int check_mail(struct session *s, struct command_ctx *c)
 	if (need_hello(s) < 0)
 		return -1;
 	if (s->tx.active) {
-		session_reply(s, 503, "5.5.1", "Error: nested MAIL command");
+		session_refuse(s, FR_BAD_SEQUENCE, 503, "Error: nested MAIL command");
 		return -1;
 	}
 	enum smtp_path_status st = smtp_parse_mail(c->arg, &c->path);
@@ -116,21 +117,21 @@ static int check_mail(struct session *s, struct command_ctx *c)
 	case SMTP_PATH_OK:
 		break;
 	case SMTP_PATH_SYNTAX:
-		session_reply(s, 501, "5.5.4", "Syntax: MAIL FROM:<address>");
+		session_refuse(s, FR_SYNTAX, 501, "Syntax: MAIL FROM:<address>");
 		return -1;
 	case SMTP_PATH_TOO_LONG:
-		session_reply(s, 501, "5.1.7", "Sender address too long");
+		session_refuse(s, FR_BAD_SENDER_ADDRESS, 501, "Sender address too long");
 		return -1;
 	case SMTP_PATH_BAD_ADDRESS:
 	case SMTP_PATH_NO_DOMAIN:
-		session_reply(s, 501, "5.1.7", "Bad sender address syntax");
+		session_refuse(s, FR_BAD_SENDER_ADDRESS, 501, "Bad sender address syntax");
 		return -1;
 	default:
 		return param_error(s, st, c->path.param);
 	}
 	if (c->path.params.has_size &&
 	    c->path.params.size > s->r->cfg->max_message_size) {
-		session_reply(s, 552, "5.3.4", "Message size exceeds fixed limit");
+		session_refuse(s, FR_MESSAGE_TOO_LARGE, 552, "Message size exceeds fixed limit");
 		return -1;
 	}
 	return 0;
@@ -151,7 +152,7 @@ static void act_mail(struct session *s, struct command_ctx *c)
 static int check_rcpt(struct session *s, struct command_ctx *c)
 {
 	if (!s->tx.active) {
-		session_reply(s, 503, "5.5.1", "Error: need MAIL command");
+		session_refuse(s, FR_BAD_SEQUENCE, 503, "Error: need MAIL command");
 		return -1;
 	}
 	enum smtp_path_status st = smtp_parse_rcpt(c->arg, &c->path);
@@ -159,22 +160,23 @@ static int check_rcpt(struct session *s, struct command_ctx *c)
 	case SMTP_PATH_OK:
 		break;
 	case SMTP_PATH_SYNTAX:
-		session_reply(s, 501, "5.5.4", "Syntax: RCPT TO:<address>");
+		session_refuse(s, FR_SYNTAX, 501, "Syntax: RCPT TO:<address>");
 		return -1;
 	case SMTP_PATH_TOO_LONG:
-		session_reply(s, 501, "5.1.3", "Recipient address too long");
+		session_refuse(s, FR_BAD_ADDRESS, 501, "Recipient address too long");
 		return -1;
 	case SMTP_PATH_NO_DOMAIN:
-		session_reply(s, 501, "5.1.3", "Recipient address must include a domain");
+		session_refuse(s, FR_BAD_ADDRESS, 501,
+		    "Recipient address must include a domain");
 		return -1;
 	case SMTP_PATH_BAD_ADDRESS:
-		session_reply(s, 501, "5.1.3", "Bad recipient address syntax");
+		session_refuse(s, FR_BAD_ADDRESS, 501, "Bad recipient address syntax");
 		return -1;
 	default:
 		return param_error(s, st, c->path.param);
 	}
 	if (s->tx.nrcpts >= s->r->cfg->max_recipients) {
-		session_reply(s, 452, "4.5.3", "Too many recipients");
+		session_refuse(s, FR_TOO_MANY_RECIPIENTS, 452, "Too many recipients");
 		return -1;
 	}
 	return 0;
@@ -231,6 +233,7 @@ static int lookup_recipient(struct session *s, const char *addr, uint64_t *maxsi
 	int r = db_resolve(db, addr, s->r->cfg->recipient_delimiter, &res, err, sizeof(err));
 	if (r < 0) {
 		log_warn("lookup of <%s>: %s", addr, err);
+		db_resolution_free(&res);       /* it may have got some way */
 		return r;
 	}
 	if (r > 0 && res.rules_len > 0) {
@@ -272,20 +275,22 @@ static void act_rcpt(struct session *s, struct command_ctx *c)
 	}
 
 	if (known < 0) {
-		session_reply(s, 451, "4.3.0", "<%s>: Temporary lookup failure", addr);
+		session_refuse(s, FR_LOOKUP_FAILED, 451, "<%s>: Temporary lookup failure", addr);
 		return;
 	}
 	if (known == 0) {
-		session_reply(s, 550, "5.1.1", "<%s>: User unknown", addr);
+		session_refuse(s, FR_UNKNOWN_RECIPIENT, 550, "<%s>: User unknown", addr);
 		return;
 	}
 	if (not_member) {
-		session_reply(s, 550, "5.7.1", "<%s>: only members may post to this list", addr);
+		session_refuse(s, FR_NOT_LIST_MEMBER, 550, "<%s>: only members may post to this list",
+		    addr);
 		return;
 	}
 	struct transaction *tx = &s->tx;
 	if (maxsize > 0 && tx->size_param > maxsize) {
-		session_reply(s, 552, "5.3.4", "<%s>: Message size exceeds the recipient's limit", addr);
+		session_refuse(s, FR_MESSAGE_TOO_LARGE, 552,
+		    "<%s>: Message size exceeds the recipient's limit", addr);
 		return;
 	}
 	if (tx->nrcpts == tx->cap) {
@@ -303,11 +308,12 @@ static void act_rcpt(struct session *s, struct command_ctx *c)
 static int check_data(struct session *s, struct command_ctx *c)
 {
 	if (!s->tx.active) {
-		session_reply(s, 503, "5.5.1", "Error: need MAIL command");
+		session_refuse(s, FR_BAD_SEQUENCE, 503, "Error: need MAIL command");
 		return -1;
 	}
 	if (s->tx.nrcpts == 0) {
-		session_reply(s, s->lmtp ? 503 : 554, "5.5.1", "Error: no valid recipients");
+		session_refuse(s, FR_NO_VALID_RECIPIENTS, s->lmtp ? 503 : 554,
+		    "Error: no valid recipients");
 		return -1;
 	}
 	return 0;
@@ -376,16 +382,16 @@ static int check_common(struct session *s, const struct command *cmd, const char
 {
 	if (!(cmd->protocols & (s->lmtp ? IN_LMTP : IN_SMTP))) {
 		if (s->lmtp)
-			session_reply(s, 500, "5.5.1", "Error: %s is not valid in LMTP, use LHLO",
-			    smtp_verb_name(cmd->verb));
+			session_refuse(s, FR_WRONG_PROTOCOL, 500,
+			    "Error: %s is not valid in LMTP, use LHLO", smtp_verb_name(cmd->verb));
 		else
-			session_reply(s, 500, "5.5.1", "Error: %s is not valid in SMTP",
+			session_refuse(s, FR_WRONG_PROTOCOL, 500, "Error: %s is not valid in SMTP",
 			    smtp_verb_name(cmd->verb));
 		return -1;
 	}
 	if ((cmd->args == ARG_NONE && *arg != '\0') ||
 	    (cmd->args == ARG_REQUIRED && *arg == '\0')) {
-		session_reply(s, 501, "5.5.4", "Syntax: %s", cmd->usage);
+		session_refuse(s, FR_SYNTAX, 501, "Syntax: %s", cmd->usage);
 		return -1;
 	}
 	return 0;
@@ -397,10 +403,10 @@ void command_execute(struct session *s, char *line, size_t len)
 
 	switch (smtp_parse_command(line, len, &parsed)) {
 	case SMTP_CMD_NUL:
-		session_reply(s, 500, "5.5.2", "Error: NUL character in command");
+		session_refuse(s, FR_UNKNOWN_COMMAND, 500, "Error: NUL character in command");
 		return;
 	case SMTP_CMD_UNKNOWN:
-		session_reply(s, 500, "5.5.2", "Error: command not recognized");
+		session_refuse(s, FR_UNKNOWN_COMMAND, 500, "Error: command not recognized");
 		return;
 	case SMTP_CMD_OK:
 		break;

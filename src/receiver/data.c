@@ -11,6 +11,8 @@
  * session reads no further commands (the replies must come in order), and
  * if the client goes away the commit still finishes and the qmgr still
  * hears of the message.  LMTP answers once per recipient, SMTP once.
+ * A committed message is counted in the receiver's figures then, whether
+ * or not its client is still there for the reply.
  */
 #include "receiver/receiver_private.h"
 #include "receiver/commit_pool.h"
@@ -29,15 +31,17 @@
 /* Input bytes handled per step (the output buffer lives on the stack). */
 #define DATA_CHUNK 16384
 
-/* A reply about the message: SMTP one, LMTP one per accepted recipient. */
-static void reply_to_all(struct session *s, int code, const char *enh, const char *text)
+/* A refusal of the message: SMTP one reply, LMTP one per accepted
+ * recipient (each counted). */
+static void refuse_to_all(struct session *s, enum fig_rejection reason, int code,
+    const char *text)
 {
 	if (!s->lmtp) {
-		session_reply(s, code, enh, "%s", text);
+		session_refuse(s, reason, code, "%s", text);
 		return;
 	}
 	for (size_t i = 0; i < s->tx.nrcpts; i++)
-		session_reply(s, code, enh, "<%s> %s", s->tx.rcpts[i], text);
+		session_refuse(s, reason, code, "<%s> %s", s->tx.rcpts[i], text);
 }
 
 /* A queue failure: 452 4.3.1 when the disk or quota is full, else 451. */
@@ -45,14 +49,14 @@ static void reply_queue_error(struct session *s, int err, int to_all)
 {
 	int full = err == ENOSPC || err == EDQUOT;
 	int code = full ? 452 : 451;
-	const char *enh = full ? "4.3.1" : "4.3.0";
+	enum fig_rejection reason = full ? FR_QUEUE_FULL : FR_QUEUE_ERROR;
 	const char *text = full ? "Insufficient system storage" :
 	    "Error: queue file write error";
 
 	if (to_all)
-		reply_to_all(s, code, enh, text);
+		refuse_to_all(s, reason, code, text);
 	else
-		session_reply(s, code, enh, "%s", text);
+		session_refuse(s, reason, code, "%s", text);
 }
 
 static int write_received(struct session *s, struct qwriter *w)
@@ -204,6 +208,8 @@ struct pending_commit {
 	struct session *s;              /* NULL once the session is gone */
 	char qid[QID_MAX];
 	unsigned long long size;
+	enum fig_protocol proto;        /* for the figures, which count */
+	size_t nrcpts;                  /* the recipients not over their maxsize= */
 };
 
 /* The message is durable (or not): answer, if anyone is still there. */
@@ -212,8 +218,12 @@ static void commit_finished(struct pending_commit *pc)
 	struct session *s = pc->s;
 	int err = pc->req.error;
 
-	if (err == 0)
+	if (err == 0) {
 		receiver_notify_qmgr(pc->r, pc->qid);
+		metrics_inc(&metrics_receiver->messages[pc->proto], 1);
+		metrics_inc(&metrics_receiver->bytes[pc->proto], pc->size);
+		metrics_inc(&metrics_receiver->recipients[pc->proto], pc->nrcpts);
+	}
 	if (s == NULL) {
 		if (err == 0)
 			log_info("%s: queued; the client left before the reply", pc->qid);
@@ -231,8 +241,8 @@ static void commit_finished(struct pending_commit *pc)
 		if (s->lmtp) {
 			for (size_t i = 0; i < tx->nrcpts; i++) {
 				if (s->data.over[i])
-					session_reply(s, 552, "5.3.4", "<%s> Message size exceeds "
-					    "the recipient's limit", tx->rcpts[i]);
+					session_refuse(s, FR_MESSAGE_TOO_LARGE, 552, "<%s> Message "
+					    "size exceeds the recipient's limit", tx->rcpts[i]);
 				else
 					session_reply(s, 250, "2.1.5", "<%s> Ok: queued as %s",
 					    tx->rcpts[i], pc->qid);
@@ -258,12 +268,15 @@ static void commit_done(struct commit_req *req)
 		session_resume(s);      /* commands that came after the dot */
 }
 
-/* Hand the message to the commit pool (inline when there is none). */
-static void commit_message(struct session *s)
+/* Hand the message to the commit pool (inline when there is none); nrcpts
+ * of its recipients are not over their limit. */
+static void commit_message(struct session *s, size_t nrcpts)
 {
 	struct pending_commit *pc = xcalloc(1, sizeof(*pc));
 
 	pc->r = s->r;
+	pc->proto = s->proto;
+	pc->nrcpts = nrcpts;
 	pc->s = s;
 	snprintf(pc->qid, sizeof(pc->qid), "%s", qwriter_qid(s->data.qw));
 	pc->size = (unsigned long long)qwriter_size(s->data.qw);
@@ -284,19 +297,21 @@ static void commit_message(struct session *s)
 static void data_end(struct session *s)
 {
 	struct data_stream *d = &s->data;
+	size_t left;
 
-	if (!d->too_big && d->error == 0 && d->qw != NULL && apply_maxsize(s) > 0) {
-		commit_message(s);      /* the transaction ends when it is done */
+	if (!d->too_big && d->error == 0 && d->qw != NULL && (left = apply_maxsize(s)) > 0) {
+		commit_message(s, left);        /* the transaction ends when it is done */
 		return;
 	}
 	if (!d->too_big && d->error == 0 && d->qw != NULL) {
 		log_info("%s: message from=<%s> refused: over every recipient's limit",
 		    s->client, s->tx.sender);
-		reply_to_all(s, 552, "5.3.4", "Message size exceeds the recipient's limit");
+		refuse_to_all(s, FR_MESSAGE_TOO_LARGE, 552,
+		    "Message size exceeds the recipient's limit");
 	} else if (d->too_big) {
 		log_info("%s: message from=<%s> refused: over %llu bytes", s->client,
 		    s->tx.sender, (unsigned long long)s->r->cfg->max_message_size);
-		reply_to_all(s, 552, "5.3.4", "Message size exceeds fixed limit");
+		refuse_to_all(s, FR_MESSAGE_TOO_LARGE, 552, "Message size exceeds fixed limit");
 	} else {
 		reply_queue_error(s, d->error ? d->error : EIO, 1);
 	}

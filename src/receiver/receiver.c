@@ -103,10 +103,16 @@ void receiver_session_gone(struct receiver *r)
 
 /* ---- accepting ---- */
 
-static void refuse_connection(int fd, const char *msg)
+/* "421 ENH TEXT" and close, before any session: counted like any other
+ * refusal. */
+static void refuse_connection(int fd, enum fig_rejection reason, const char *text)
 {
+	char msg[256];
+	int len = snprintf(msg, sizeof(msg), "421 %s %s\r\n", fig_rejection_code[reason], text);
+
+	metrics_inc(&metrics_receiver->rejections[reason], 1);
 	/* a fresh socket's send buffer is empty: this does not block */
-	ssize_t n = send(fd, msg, strlen(msg), MSG_DONTWAIT | MSG_NOSIGNAL);
+	ssize_t n = send(fd, msg, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL);
 	(void)n;
 	close(fd);
 }
@@ -144,11 +150,12 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd,
 	if (r->nsessions >= r->cfg->max_sessions) {
 		log_warn("too many sessions (%llu): connection refused",
 		    (unsigned long long)r->nsessions);
-		refuse_connection(fd, "421 4.3.2 Too many connections\r\n");
+		refuse_connection(fd, FR_TOO_MANY_SESSIONS, "Too many connections");
 		return;
 	}
 	if (over_client_limit(r, l->spec, sa, (socklen_t)salen)) {
-		refuse_connection(fd, "421 4.7.0 Too many connections from your address\r\n");
+		refuse_connection(fd, FR_TOO_MANY_FROM_CLIENT,
+		    "Too many connections from your address");
 		return;
 	}
 	if (evutil_make_socket_nonblocking(fd) < 0) {
@@ -314,6 +321,10 @@ int receiver_main(struct config *cfg, const int *listen_fds, int qmgr_fd, int ma
 	r->hostname = cfg->hostname ? cfg->hostname : "localhost";
 	r->qmgr_fd = qmgr_fd;
 	TAILQ_INIT(&r->sessions);
+	/* the region outlives us: the sessions of a receiver that died are
+	 * gone with it */
+	for (int i = 0; i < FP_COUNT; i++)
+		metrics_gauge_set(&metrics_receiver->sessions[i], 0);
 	r->clients = client_count_new();
 	if (qmgr_fd >= 0)
 		set_nonblocking(qmgr_fd);

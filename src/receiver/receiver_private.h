@@ -23,6 +23,7 @@
 #include "conf/config.h"
 #include "receiver/client_count.h"
 #include "lib/log.h"
+#include "metrics/receiver_figures.h"
 #include "proto/smtp_data.h"
 #include "proto/smtp_line.h"
 #include "proto/smtp_parse.h"
@@ -106,6 +107,7 @@ struct session {
 	struct receiver *r;
 	struct bufferevent *bev;
 	int lmtp;
+	enum fig_protocol proto;        /* FP_SMTP or FP_LMTP, for the figures */
 	char client[64];                /* "[192.0.2.1]", "[IPv6:::1]", "unix" */
 	struct client_key client_key;   /* counted in r->clients when counted */
 	int counted;
@@ -137,8 +139,14 @@ void session_start(struct receiver *r, const struct listen_spec *spec, int fd,
 /* "[192.0.2.1]", "[IPv6:2001:db8::1]", or "unix" for anything else. */
 void session_format_client(const struct sockaddr *sa, socklen_t salen, char *out,
     size_t outlen);
-/* Queue one reply line; enh NULL for replies without an enhanced code. */
+/* Queue one positive (2xx, 3xx) reply line; enh NULL for replies without
+ * an enhanced code.  A 4xx or 5xx goes through session_refuse (a panic
+ * here: our bug). */
 void session_reply(struct session *s, int code, const char *enh,
+    const char *fmt, ...) MP_PRINTF(4, 5);
+/* Queue one 4xx or 5xx reply line, with the enhanced code of reason, and
+ * count it in mailprocd_rejections_total. */
+void session_refuse(struct session *s, enum fig_rejection reason, int code,
     const char *fmt, ...) MP_PRINTF(4, 5);
 /* A line of a multi-line reply that is not the last. */
 void session_reply_more(struct session *s, int code, const char *fmt, ...)

@@ -11,7 +11,9 @@
  * and a client that sends commands without reading the replies is no
  * longer read from once SESSION_OUTPUT_HIGH bytes of replies wait.
  * While a message is being committed, input waits: session_resume() picks
- * it up, together with an end of input that arrived meanwhile.
+ * it up, together with an end of input that arrived meanwhile.  Sessions
+ * open and started, and every refusal (session_refuse), are counted in the
+ * receiver's figures (receiver_figures.h).
  */
 #include "receiver/receiver_private.h"
 #include "proto/smtp_reply.h"
@@ -49,8 +51,24 @@ static void reply_line(struct session *s, int code, int more, const char *enh,
 void session_reply(struct session *s, int code, const char *enh, const char *fmt, ...)
 {
 	va_list ap;
+
+	if (code >= 400)
+		panic("session_reply: %d is a refusal: session_refuse counts it", code);
 	va_start(ap, fmt);
 	reply_line(s, code, 0, enh, fmt, ap);
+	va_end(ap);
+}
+
+void session_refuse(struct session *s, enum fig_rejection reason, int code,
+    const char *fmt, ...)
+{
+	va_list ap;
+
+	if (code < 400 || (unsigned)reason >= FR_COUNT)
+		panic("session_refuse: %d for reason %d", code, (int)reason);
+	metrics_inc(&metrics_receiver->rejections[reason], 1);
+	va_start(ap, fmt);
+	reply_line(s, code, 0, fig_rejection_code[reason], fmt, ap);
 	va_end(ap);
 }
 
@@ -93,6 +111,7 @@ static void session_free(struct session *s)
 	bufferevent_free(s->bev);
 	TAILQ_REMOVE(&r->sessions, s, entry);
 	r->nsessions--;
+	metrics_gauge_add(&metrics_receiver->sessions[s->proto], -1);
 	if (s->counted)
 		client_count_remove(r->clients, &s->client_key);
 	free(s);
@@ -117,7 +136,7 @@ static size_t command_input(struct session *s, const char *p, size_t n)
 		command_execute(s, s->line.buf, s->line.len);
 		break;
 	case SMTP_LINE_TOO_LONG:
-		session_reply(s, 500, "5.5.2", "Error: line too long");
+		session_refuse(s, FR_LINE_TOO_LONG, 500, "Error: line too long");
 		break;
 	case SMTP_LINE_MORE:
 		break;
@@ -133,7 +152,7 @@ static void pause_reading(struct session *s)
 
 static void say_shutting_down(struct session *s)
 {
-	session_reply(s, 421, "4.3.2", "Service shutting down");
+	session_refuse(s, FR_SHUTTING_DOWN, 421, "Service shutting down");
 	session_close(s);
 }
 
@@ -224,7 +243,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		    session_busy(s) ? " in a transaction" : "");
 		data_abort(s);
 		session_reset_transaction(s);
-		session_reply(s, 421, "4.4.2", "Timeout");
+		session_refuse(s, FR_TIMEOUT, 421, "Timeout");
 		session_close(s);
 	}
 	session_check_done(s);
@@ -283,6 +302,7 @@ void session_start(struct receiver *r, const struct listen_spec *spec, int fd,
 
 	s->r = r;
 	s->lmtp = spec->proto == LISTEN_LMTP;
+	s->proto = s->lmtp ? FP_LMTP : FP_SMTP;
 	if (spec->is_unix)
 		snprintf(s->client, sizeof(s->client), "unix");
 	else
@@ -298,6 +318,8 @@ void session_start(struct receiver *r, const struct listen_spec *spec, int fd,
 	}
 	TAILQ_INSERT_TAIL(&r->sessions, s, entry);
 	r->nsessions++;
+	metrics_gauge_add(&metrics_receiver->sessions[s->proto], 1);
+	metrics_inc(&metrics_receiver->sessions_total[s->proto], 1);
 	if (!spec->is_unix && client_key_from(sa, salen, &s->client_key) == 0) {
 		client_count_add(r->clients, &s->client_key);
 		s->counted = 1;
