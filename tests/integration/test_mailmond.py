@@ -421,6 +421,13 @@ def test_config_errors_file_line(tmp_path, run_as):
     assert f"{bad}:7: probe local is defined twice (first on line 1)" in err
     assert len(err.strip().splitlines()) == 5, err
 
+    # the shipped example is valid (with an account that exists here)
+    example = tmp_path / "example.conf"
+    text = (H.REPO / "etc" / "mailmond.conf").read_text()
+    example.write_text(re.sub(r"(?m)^user\s+\S+\n", user, text))
+    res = check_config(example)
+    assert res.returncode == 0, res.stderr
+
     if H.IS_ROOT:
         # started as root without `user`: refused
         noroot = tmp_path / "noroot.conf"
