@@ -45,6 +45,7 @@ class Mailmond:
         self.fds_dir.mkdir(exist_ok=True)
         self.log_path = root / "mailmond.log"
         self.proc = None
+        self.pid = self.start_time = None
         lines = ["# written by test_mailmond.py"]
         lines += [f"probe {p}" for p in probes]
         opts = {"interval": "300ms", "late_after": "2s", "lost_after": "1h",
@@ -62,40 +63,73 @@ class Mailmond:
         self.conf.write_text("\n".join(lines) + "\n")
         H.chown_tree(root, run_as)
 
-    def start(self):
+    def start(self, detach=False):
+        """Start it with -d (a child of ours), or without (it detaches:
+        its pid is found through its listening socket)."""
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
         env.setdefault("LSAN_OPTIONS", "suppressions=%s:print_suppressions=0" % (
             H.REPO / "tests" / "lsan.supp"))
+        argv = [str(mailmond_bin())] + ([] if detach else ["-d", "-v"]) + \
+            ["-f", str(self.conf)]
         with open(self.log_path, "ab") as logf:
             # as root, root itself starts it: mailmond drops to `user`
             self.proc = subprocess.Popen(
-                [str(mailmond_bin()), "-d", "-v", "-f", str(self.conf)],
-                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                start_new_session=True, env=env)
+                argv, stdin=subprocess.DEVNULL, stdout=logf,
+                stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        if detach:
+            try:
+                rc = self.proc.wait(H.DEADLINE)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"mailmond without -d did not return\n{self.log()}")
+            assert rc == 0, self.log()
+            self.proc = None
+            inode = H.wait_for(lambda: H._tcp_inode(self.port, 0),
+                               what="the detached mailmond's listener")
+            self.pid = H.wait_for(
+                lambda: H.pid_holding_socket(inode, H.all_procs()),
+                what="the process holding the listener")
+        else:
+            self.pid = self.proc.pid
+        self.start_time = H.proc_stat(self.pid)["start"]
         H.wait_for(lambda: self.scrape_text() is not None or self.dead(),
                    what="mailmond's /metrics")
         assert not self.dead(), f"mailmond exited:\n{self.log()}"
         return self
 
     def dead(self):
-        return self.proc.poll() is not None
+        if self.proc is not None:
+            return self.proc.poll() is not None
+        return not H.alive(self.pid, self.start_time)
 
     def stop(self):
-        if self.proc is None:
+        if self.pid is None:
             return
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            rc = self.proc.wait(H.DEADLINE)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        if not self.dead():
+            os.kill(self.pid, signal.SIGTERM)
+        if self.proc is not None:
+            try:
+                rc = self.proc.wait(H.DEADLINE)
+            except subprocess.TimeoutExpired:
+                rc = None
+        else:
+            rc = 0 if H.wait_gone(self.pid, self.start_time, H.DEADLINE) else None
+        if rc is None:
+            self.kill()
             pytest.fail(f"mailmond did not stop on SIGTERM\n{self.log()}")
-        self.proc = None
+        self.proc = self.pid = None
         bad = H.sanitizer_lines(self.log())
         assert not bad, "sanitizer report from mailmond:\n" + "\n".join(bad)
         assert rc == 0, f"mailmond exit status {rc}\n{self.log()}"
+
+    def kill(self):
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        if self.pid is not None and H.alive(self.pid, self.start_time):
+            os.kill(self.pid, signal.SIGKILL)
+        self.proc = self.pid = None
 
     def log(self):
         try:
@@ -165,9 +199,7 @@ def mailmonds(tmp_path):
 
     yield make
     for m in made:
-        if m.proc is not None and m.proc.poll() is None:
-            os.kill(m.proc.pid, signal.SIGKILL)
-            m.proc.wait()
+        m.kill()
 
 
 def probe_files(maildir):
@@ -209,7 +241,7 @@ def test_probes_seen_removed_and_exported(daemons, mailmonds, run_as):
         f"maildir {maildir}"])
     m.start()
     if H.IS_ROOT and run_as is not None:
-        uids, gids, _ = H.proc_ids(m.proc.pid)
+        uids, gids, _ = H.proc_ids(m.pid)
         assert set(uids) == {run_as.uid} and set(gids) == {run_as.gid}, \
             "mailmond did not give root up"
 
@@ -294,10 +326,10 @@ def test_daemon_stopped_late_then_recovered(daemons, mailmonds, run_as):
     for f in fd_lists:
         text = f.read_text()
         assert "socket:" not in text and "anon_inode" not in text, text
-    kids = H.children(m.proc.pid)
+    kids = H.children(m.pid)
     assert all(H.proc_stat(k)["state"] != "Z" for k in kids)
     zombies = [p for p, st in H.all_procs().items()
-               if st["ppid"] == m.proc.pid and st["state"] == "Z"]
+               if st["ppid"] == m.pid and st["state"] == "Z"]
     assert not zombies, f"unreaped children: {zombies}"
     m.stop()
 
@@ -345,6 +377,26 @@ def test_lmtp_unix_socket(daemons, mailmonds, run_as):
     assert {1, 2} <= arrived_seqs(m.log(), "sock")
     assert m.figure("mailmond_probe_send_failures_total", "sock") == 0
     assert m.state("sock") == "ok"
+    m.stop()
+
+
+def test_detaches_without_d(daemons, mailmonds, run_as):
+    """Without -d the command returns at once and mailmond goes on in a
+    session of its own, detached from ours, not as root."""
+    d = daemons("d")
+    d.start()
+    m = mailmonds("m", run_as, [
+        f"bg lmtp:unix:{d.sock_path} to alice@example.test "
+        f"maildir {d.maildir('alice')}"], alert=False)
+    m.start(detach=True)
+    st = H.proc_stat(m.pid)
+    assert st["pgrp"] == m.pid and os.getsid(m.pid) == m.pid
+    assert os.getsid(m.pid) != os.getsid(0)
+    if H.IS_ROOT and run_as is not None:
+        assert set(H.proc_ids(m.pid)[0]) == {run_as.uid}
+    m.wait_figure("mailmond_probes_received_total", "bg", 1)
+    # it logs to syslog, not to where its stderr was
+    assert "arrived" not in m.log()
     m.stop()
 
 
