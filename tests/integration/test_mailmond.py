@@ -48,7 +48,7 @@ class Mailmond:
         self.pid = self.start_time = None
         lines = ["# written by test_mailmond.py"]
         lines += [f"probe {p}" for p in probes]
-        opts = {"interval": "300ms", "late_after": "2s", "lost_after": "1h",
+        opts = {"interval": "300ms", "late_after": "10s", "lost_after": "1h",
                 "timeout": "5s", "listen": f"metrics 127.0.0.1:{self.port}",
                 "helo": "mailmond.example.test",
                 "from": "mailmond@example.test"}
@@ -289,7 +289,7 @@ def test_daemon_stopped_late_then_recovered(daemons, mailmonds, run_as):
     maildir = d.maildir("alice")
     m = mailmonds("m", run_as, [
         f"direct lmtp:127.0.0.1:{d.lmtp_port} to alice@example.test "
-        f"maildir {maildir}"], settings={"late_after": "1s"})
+        f"maildir {maildir}"])
     m.start()
     m.wait_figure("mailmond_probes_received_total", "direct", 1)
     assert m.state("direct") == "ok"
@@ -326,11 +326,10 @@ def test_daemon_stopped_late_then_recovered(daemons, mailmonds, run_as):
     for f in fd_lists:
         text = f.read_text()
         assert "socket:" not in text and "anon_inode" not in text, text
-    kids = H.children(m.pid)
-    assert all(H.proc_stat(k)["state"] != "Z" for k in kids)
-    zombies = [p for p, st in H.all_procs().items()
-               if st["ppid"] == m.pid and st["state"] == "Z"]
-    assert not zombies, f"unreaped children: {zombies}"
+    # (a child that just ended may be a zombie for a moment)
+    H.wait_for(lambda: not [p for p, st in H.all_procs().items()
+                            if st["ppid"] == m.pid and st["state"] == "Z"],
+               what="mailmond to reap its children")
     m.stop()
 
 
