@@ -22,6 +22,7 @@ import urllib.request
 import pytest
 
 import mpharness as H
+import postfix_instance as P
 
 PROBE_RE = re.compile(rb"^X-Mailmond-Probe:.*\bseq=(\d+);", re.M | re.I)
 
@@ -397,6 +398,35 @@ def test_detaches_without_d(daemons, mailmonds, run_as):
     # it logs to syslog, not to where its stderr was
     assert "arrived" not in m.log()
     m.stop()
+
+
+@pytest.mark.skipif(P.available() is not None, reason=P.available() or "")
+def test_whole_path_through_postfix(daemons, mailmonds, run_as, tmp_path):
+    """The probe goes to a real (private) Postfix, which hands it to
+    mailprocd over LMTP: the delay measured is the whole path's."""
+    d = daemons("d")
+    d.start()
+    pfx = P.PostfixInstance(tmp_path / "pfx", lmtp=f"inet:127.0.0.1:{d.lmtp_port}",
+                            policy=None, relay_domains=[H.DOMAIN])
+    (tmp_path / "pfx").mkdir()
+    pfx.start()
+    try:
+        m = mailmonds("m", run_as, [
+            f"mta smtp:127.0.0.1:{pfx.port} to alice@example.test "
+            f"maildir {d.maildir('alice')}"],
+            settings={"interval": "1s", "helo": "client.example.test"},
+            alert=False)
+        m.start()
+        m.wait_figure("mailmond_probes_received_total", "mta", 2,
+                      what=lambda: f"probes through Postfix; maillog:\n"
+                                   f"{pfx.maillog_tail()}\n{m.log()[-2000:]}")
+        assert m.figure("mailmond_probe_send_failures_total", "mta") == 0
+        # Postfix did relay them: its queue ids are in the maillog
+        assert re.search(r"to=<alice@example.test>.*relay=127\.0\.0\.1"
+                         r".*status=sent", pfx.maillog())
+        m.stop()
+    finally:
+        pfx.stop()
 
 
 def test_send_timeout_makes_probe_late(mailmonds, run_as, tmp_path):
