@@ -40,6 +40,10 @@ packages=(
 	util-linux passwd procps
 	# checking the man pages
 	groff-base man-db
+	# the metrics: promtool checks the exposition, prometheus_client parses
+	# it, and a real Prometheus server scrapes the daemon
+	# (test_metrics_http.py)
+	prometheus python3-prometheus-client
 )
 # spamassassin -L, spamc and spamd are the benchmark's spam peers
 bench_packages=(strace linux-perf spamc spamd)
@@ -95,7 +99,8 @@ install_packages() {
 		"mailman3 mailman3/config_hyperkitty boolean false" | debconf-set-selections
 
 	# Do not let the installation start the system's mail services (a running
-	# system dovecot, postfix, mailman3 or spamd, is not wanted on a test machine).
+	# system dovecot, postfix, mailman3, spamd or prometheus is not wanted on a
+	# test machine).
 	# Only when no policy is in place already; removed again on exit.
 	policy=/usr/sbin/policy-rc.d
 	if [ ! -e "$policy" ]; then

@@ -16,12 +16,16 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define HTTP_MAX_HEADERS_SIZE 8192
 #define HTTP_MAX_BODY_SIZE 4096
 #define HTTP_TIMEOUT_SECONDS 10
+/* The type libevent 2.1 gives a method it does not know (its internal
+ * EVHTTP_REQ_UNKNOWN_); allowed, so that such a request gets our 405. */
+#define HTTP_REQ_UNKNOWN (1 << 15)
 
 struct metrics_http {
 	struct evhttp *http;
@@ -38,7 +42,8 @@ static void send_error(struct evhttp_request *req, int code, const char *reason)
 	    "text/plain; charset=utf-8");
 	if (body != NULL)
 		evbuffer_add_printf(body, "%d %s\n", code, reason);
-	evhttp_send_reply(req, code, reason, body);
+	evhttp_send_reply(req, code, reason,
+	    evhttp_request_get_command(req) == EVHTTP_REQ_HEAD ? NULL : body);
 	if (body != NULL)
 		evbuffer_free(body);
 }
@@ -70,9 +75,16 @@ static void on_request(struct evhttp_request *req, void *arg)
 		send_error(req, HTTP_INTERNAL, "Internal Server Error");
 		return;
 	}
+	struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+	evhttp_add_header(headers, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	if (method == EVHTTP_REQ_HEAD) {
+		/* the length GET would have, and no body (evhttp 2.1 would send it) */
+		char length[32];
+		snprintf(length, sizeof(length), "%zu", text.len);
+		evhttp_add_header(headers, "Content-Length", length);
+		evbuffer_drain(body, evbuffer_get_length(body));
+	}
 	buf_free(&text);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-	    "text/plain; version=0.0.4; charset=utf-8");
 	evhttp_send_reply(req, HTTP_OK, "OK", body);
 	evbuffer_free(body);
 }
@@ -90,11 +102,11 @@ struct metrics_http *metrics_http_start(struct event_base *base, const int *fds,
 		free(h);
 		return NULL;
 	}
-	/* every method evhttp knows reaches on_request, which answers 405:
-	 * evhttp's own answer to a method it was not allowed is 501 */
+	/* every method reaches on_request, which answers 405: evhttp's own
+	 * answer to a method it was not allowed is 501, and a 4xx is wanted */
 	evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
 	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-	    EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+	    EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH | HTTP_REQ_UNKNOWN);
 	evhttp_set_max_headers_size(h->http, HTTP_MAX_HEADERS_SIZE);
 	evhttp_set_max_body_size(h->http, HTTP_MAX_BODY_SIZE);
 	evhttp_set_timeout(h->http, HTTP_TIMEOUT_SECONDS);

@@ -64,6 +64,9 @@ static void test_create_headers_and_seals(void **state)
 		assert_int_equal(h.kind, (uint32_t)k);
 		assert_int_equal(h.size, sizes[k]);
 		assert_true(h.created_usec > 1000000000ull * 1000000ull);
+		/* a process given a read-only descriptor cannot open it again
+		 * for writing through /proc */
+		assert_int_equal(st.st_mode & 07777, 0400);
 		/* nobody can shrink it under a reader's mapping */
 		assert_int_equal(ftruncate(fds[k], 8), -1);
 		assert_int_equal(fcntl(fds[k], F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
