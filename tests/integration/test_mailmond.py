@@ -1,0 +1,518 @@
+"""test_mailmond.py - mailmond, the delivery delay monitor, against the real
+mailprocd: probes sent over SMTP and LMTP (TCP and a unix socket), seen in
+the maildir through inotify, removed, and their delays exported; the
+daemon stopped makes the probe late (alert once), started again recovered
+(alert once more); a probe that never arrives is late, then lost; a sender
+that gets no answer times out; config errors as file:line with -n.
+
+The figures are read from mailmond's own /metrics, parsed by
+prometheus_client and checked by `promtool check metrics`.  Intervals and
+thresholds are sub-second to 2 s so that the module stays fast.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+import mpharness as H
+import postfix_instance as P
+
+PROBE_RE = re.compile(rb"^X-Mailmond-Probe:.*\bseq=(\d+);", re.M | re.I)
+
+
+def mailmond_bin():
+    return H.binary("src/mailmond/mailmond")
+
+
+class Mailmond:
+    """One mailmond process with its config file and log.  As root it is
+    started as root with `user` (it must give root up itself); otherwise
+    as ourselves."""
+
+    def __init__(self, root, run_as, probes, settings=None, alert=True):
+        self.root = root
+        self.run_as = run_as
+        self.port = H.free_ports(1)[0]
+        self.conf = root / "mailmond.conf"
+        self.alerts = root / "alerts"
+        self.fds_dir = root / "alert-fds"
+        self.fds_dir.mkdir(exist_ok=True)
+        self.log_path = root / "mailmond.log"
+        self.proc = None
+        self.pid = self.start_time = None
+        lines = ["# written by test_mailmond.py"]
+        lines += [f"probe {p}" for p in probes]
+        opts = {"interval": "300ms", "late_after": "10s", "lost_after": "1h",
+                "timeout": "5s", "listen": f"metrics 127.0.0.1:{self.port}",
+                "helo": "mailmond.example.test",
+                "from": "mailmond@example.test"}
+        if alert:
+            opts["alert_command"] = (
+                '"echo \\"$PROBE $STATE $DELAY\\" >> ' + str(self.alerts) +
+                '; ls -l /proc/$$/fd > ' + str(self.fds_dir) + '/$STATE.$$"')
+        opts.update(settings or {})
+        if H.IS_ROOT and run_as is not None:
+            opts["user"] = run_as.name
+        lines += [f"{k} {v}" for k, v in opts.items() if v is not None]
+        self.conf.write_text("\n".join(lines) + "\n")
+        H.chown_tree(root, run_as)
+
+    def start(self, detach=False):
+        """Start it with -d (a child of ours), or without (it detaches:
+        its pid is found through its listening socket)."""
+        env = dict(os.environ)
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+        env.setdefault("LSAN_OPTIONS", "suppressions=%s:print_suppressions=0" % (
+            H.REPO / "tests" / "lsan.supp"))
+        argv = [str(mailmond_bin())] + ([] if detach else ["-d", "-v"]) + \
+            ["-f", str(self.conf)]
+        with open(self.log_path, "ab") as logf:
+            # as root, root itself starts it: mailmond drops to `user`
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=logf,
+                stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        if detach:
+            try:
+                rc = self.proc.wait(H.DEADLINE)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"mailmond without -d did not return\n{self.log()}")
+            assert rc == 0, self.log()
+            self.proc = None
+            inode = H.wait_for(lambda: H._tcp_inode(self.port, 0),
+                               what="the detached mailmond's listener")
+            self.pid = H.wait_for(
+                lambda: H.pid_holding_socket(inode, H.all_procs()),
+                what="the process holding the listener")
+        else:
+            self.pid = self.proc.pid
+        self.start_time = H.proc_stat(self.pid)["start"]
+        H.wait_for(lambda: self.scrape_text() is not None or self.dead(),
+                   what="mailmond's /metrics")
+        assert not self.dead(), f"mailmond exited:\n{self.log()}"
+        return self
+
+    def dead(self):
+        if self.proc is not None:
+            return self.proc.poll() is not None
+        return not H.alive(self.pid, self.start_time)
+
+    def stop(self):
+        if self.pid is None:
+            return
+        if not self.dead():
+            os.kill(self.pid, signal.SIGTERM)
+        if self.proc is not None:
+            try:
+                rc = self.proc.wait(H.DEADLINE)
+            except subprocess.TimeoutExpired:
+                rc = None
+        else:
+            rc = 0 if H.wait_gone(self.pid, self.start_time, H.DEADLINE) else None
+        if rc is None:
+            self.kill()
+            pytest.fail(f"mailmond did not stop on SIGTERM\n{self.log()}")
+        self.proc = self.pid = None
+        bad = H.sanitizer_lines(self.log())
+        assert not bad, "sanitizer report from mailmond:\n" + "\n".join(bad)
+        assert rc == 0, f"mailmond exit status {rc}\n{self.log()}"
+
+    def kill(self):
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        if self.pid is not None and H.alive(self.pid, self.start_time):
+            os.kill(self.pid, signal.SIGKILL)
+        self.proc = self.pid = None
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def alert_lines(self):
+        try:
+            return self.alerts.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def scrape_text(self):
+        try:
+            with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+                assert r.status == 200
+                return r.read().decode()
+        except OSError:
+            return None
+
+    def scrape(self):
+        """{(name, ((label, value), ...)): value} parsed by
+        prometheus_client."""
+        from prometheus_client.parser import text_string_to_metric_families
+        text = self.scrape_text()
+        assert text is not None, f"no /metrics\n{self.log()}"
+        out = {}
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        return out
+
+    def figure(self, name, probe, **labels):
+        labels["probe"] = probe
+        return self.scrape().get((name, tuple(sorted(labels.items()))))
+
+    def state(self, probe):
+        m = self.scrape()
+        on = [s for s in ("ok", "late", "lost")
+              if m.get(("mailmond_probe_state",
+                        (("probe", probe), ("state", s)))) == 1]
+        assert len(on) == 1, f"probe state gauges: {on}"
+        return on[0]
+
+    def wait_figure(self, name, probe, at_least, what=None):
+        return H.wait_for(
+            lambda: (self.figure(name, probe) or 0) >= at_least,
+            what=what or (lambda: f"{name}{{probe={probe}}} >= {at_least}; "
+                                  f"log:\n{self.log()[-3000:]}"))
+
+
+@pytest.fixture
+def mailmonds(tmp_path):
+    made = []
+
+    def make(name, run_as, probes, **kw):
+        root = tmp_path / name
+        root.mkdir()
+        if H.IS_ROOT:
+            H.make_traversable(root)
+        H.chown_tree(root, run_as)
+        m = Mailmond(root, run_as, probes, **kw)
+        made.append(m)
+        return m
+
+    yield make
+    for m in made:
+        m.kill()
+
+
+def probe_files(maildir):
+    """{seq: path} of the probe files in maildir/new and cur."""
+    out = {}
+    for sub in ("new", "cur"):
+        d = maildir / sub
+        if not d.is_dir():
+            continue
+        for f in d.iterdir():
+            m = PROBE_RE.search(f.read_bytes()[:65536])
+            if m:
+                out[int(m.group(1))] = f
+    return out
+
+
+def arrived_seqs(log, probe):
+    return {int(s) for s in re.findall(
+        rf"probe {re.escape(probe)} seq (\d+) arrived: delay \d+\.\d+s", log)}
+
+
+def test_probes_seen_removed_and_exported(daemons, mailmonds, run_as):
+    d = daemons("d")
+    d.start()
+    maildir = d.maildir("alice")
+    # what was there before start-up: a stranger's probe (another run) and
+    # a message that is not a probe
+    (maildir / "new").mkdir(parents=True, exist_ok=True)
+    (maildir / "cur").mkdir(exist_ok=True)
+    (maildir / "tmp").mkdir(exist_ok=True)
+    stale = maildir / "new" / "1.stale.example"
+    stale.write_bytes(b"X-Mailmond-Probe: name=smtp; seq=7; sent=1000000; "
+                      b"run=0123456789abcdef\nSubject: old\n\nold\n")
+    other = maildir / "new" / "2.other.example"
+    other.write_bytes(b"Subject: a letter\n\nnot a probe\n")
+    H.chown_tree(d.home("alice"), run_as)
+    m = mailmonds("m", run_as, [
+        f"smtp smtp:127.0.0.1:{d.smtp_port} to alice@example.test "
+        f"maildir {maildir}"])
+    m.start()
+    if H.IS_ROOT and run_as is not None:
+        uids, gids, _ = H.proc_ids(m.pid)
+        assert set(uids) == {run_as.uid} and set(gids) == {run_as.gid}, \
+            "mailmond did not give root up"
+
+    m.wait_figure("mailmond_probes_received_total", "smtp", 3)
+    fig = m.scrape()
+    lab = (("probe", "smtp"),)
+    received = fig[("mailmond_probes_received_total", lab)]
+    assert fig[("mailmond_probe_delay_seconds_count", lab)] == received
+    assert fig[("mailmond_probe_delay_seconds_sum", lab)] > 0
+    assert fig[("mailmond_probe_delay_seconds_bucket",
+                (("le", "+Inf"), ("probe", "smtp")))] == received
+    assert 0 < fig[("mailmond_probe_last_delay_seconds", lab)] < 60
+    assert fig[("mailmond_probes_sent_total", lab)] >= received
+    assert fig[("mailmond_probe_send_failures_total", lab)] == 0
+    assert fig[("mailmond_probes_late_total", lab)] == 0
+    assert fig[("mailmond_probes_lost_total", lab)] == 0
+    assert m.state("smtp") == "ok"
+
+    # one log line per probe; every probe seen is gone from the maildir
+    log = m.log()
+    seen = arrived_seqs(log, "smtp")
+    assert len(seen) >= received and {1, 2, 3} <= seen
+    assert not seen & set(probe_files(maildir)), \
+        f"probes logged as arrived are still in {maildir}"
+    # the stranger's probe was removed as stale, the letter left alone and
+    # logged once
+    assert not stale.exists()
+    assert re.search(r"1\.stale\.example: stale probe smtp seq 7", log)
+    assert other.exists()
+    assert len(re.findall(r"2\.other\.example: not a probe: left alone",
+                          log)) == 1
+    assert m.alert_lines() == []
+
+    # the exposition passes promtool
+    text = m.scrape_text()
+    res = subprocess.run(["promtool", "check", "metrics"], input=text,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    m.stop()
+
+
+def test_daemon_stopped_late_then_recovered(daemons, mailmonds, run_as):
+    d = daemons("d")
+    d.start()
+    maildir = d.maildir("alice")
+    m = mailmonds("m", run_as, [
+        f"direct lmtp:127.0.0.1:{d.lmtp_port} to alice@example.test "
+        f"maildir {maildir}"])
+    m.start()
+    m.wait_figure("mailmond_probes_received_total", "direct", 1)
+    assert m.state("direct") == "ok"
+
+    d.stop()
+    H.wait_for(lambda: m.alert_lines(), what="the late alert")
+    failures = m.figure("mailmond_probe_send_failures_total", "direct")
+    assert m.state("direct") == "late"
+    # it stays late while more probes fail: no second alert
+    m.wait_figure("mailmond_probe_send_failures_total", "direct", failures + 3)
+    lines = m.alert_lines()
+    assert len(lines) == 1, lines
+    probe, state, delay = lines[0].split()
+    assert (probe, state) == ("direct", "late")
+    assert float(delay) >= 0
+
+    d.start()
+    H.wait_for(lambda: len(m.alert_lines()) >= 2, what="the recovered alert")
+    received = m.figure("mailmond_probes_received_total", "direct")
+    m.wait_figure("mailmond_probes_received_total", "direct", received + 3)
+    lines = m.alert_lines()
+    assert len(lines) == 2, lines
+    probe, state, delay = lines[1].split()
+    assert (probe, state) == ("direct", "recovered")
+    assert 0 < float(delay) < 60
+    assert m.state("direct") == "ok"
+    assert m.figure("mailmond_probes_late_total", "direct") >= 1
+    assert m.figure("mailmond_probes_lost_total", "direct") == 0
+
+    # the alert commands kept none of mailmond's descriptors (its
+    # listener, the inotify descriptor, libevent's) and were all reaped
+    fd_lists = list(m.fds_dir.iterdir())
+    assert len(fd_lists) == 2
+    for f in fd_lists:
+        text = f.read_text()
+        assert "socket:" not in text and "anon_inode" not in text, text
+    # (a child that just ended may be a zombie for a moment)
+    H.wait_for(lambda: not [p for p, st in H.all_procs().items()
+                            if st["ppid"] == m.pid and st["state"] == "Z"],
+               what="mailmond to reap its children")
+    m.stop()
+
+
+def test_lost_probe(daemons, mailmonds, run_as):
+    """Sent and accepted, but it goes to bob's mbox, never to the watched
+    maildir: late after late_after, lost after lost_after, one alert
+    each."""
+    d = daemons("d")
+    d.start()
+    m = mailmonds("m", run_as, [
+        f"nowhere smtp:127.0.0.1:{d.smtp_port} to bob@example.test "
+        f"maildir {d.maildir('alice')}"],
+        settings={"interval": "1s", "late_after": "500ms",
+                  "lost_after": "1500ms"})
+    m.start()
+    m.wait_figure("mailmond_probes_lost_total", "nowhere", 2)
+    assert m.state("nowhere") == "lost"
+    fig = m.scrape()
+    lab = (("probe", "nowhere"),)
+    assert fig[("mailmond_probes_sent_total", lab)] >= 2
+    assert fig[("mailmond_probe_send_failures_total", lab)] == 0
+    assert fig[("mailmond_probes_received_total", lab)] == 0
+    assert fig[("mailmond_probes_late_total", lab)] >= \
+        fig[("mailmond_probes_lost_total", lab)]
+    assert [ln.split()[:2] for ln in m.alert_lines()] == \
+        [["nowhere", "late"], ["nowhere", "lost"]]
+    # DELAY of the lost alert is the age of the probe given up
+    assert float(m.alert_lines()[1].split()[2]) >= 1.5
+    H.wait_for(lambda: os.path.getsize(d.mbox("bob")) > 0
+               if d.mbox("bob").exists() else False,
+               what="the probes in bob's mbox")
+    m.stop()
+
+
+def test_lmtp_unix_socket(daemons, mailmonds, run_as):
+    d = daemons("d")
+    d.start()
+    maildir = d.maildir("alice")
+    m = mailmonds("m", run_as, [
+        f"sock lmtp:unix:{d.sock_path} to alice@example.test "
+        f"maildir {maildir}"], alert=False)
+    m.start()
+    m.wait_figure("mailmond_probes_received_total", "sock", 2)
+    assert {1, 2} <= arrived_seqs(m.log(), "sock")
+    assert m.figure("mailmond_probe_send_failures_total", "sock") == 0
+    assert m.state("sock") == "ok"
+    m.stop()
+
+
+def test_detaches_without_d(daemons, mailmonds, run_as):
+    """Without -d the command returns at once and mailmond goes on in a
+    session of its own, detached from ours, not as root."""
+    d = daemons("d")
+    d.start()
+    m = mailmonds("m", run_as, [
+        f"bg lmtp:unix:{d.sock_path} to alice@example.test "
+        f"maildir {d.maildir('alice')}"], alert=False)
+    m.start(detach=True)
+    st = H.proc_stat(m.pid)
+    assert st["pgrp"] == m.pid and os.getsid(m.pid) == m.pid
+    assert os.getsid(m.pid) != os.getsid(0)
+    if H.IS_ROOT and run_as is not None:
+        assert set(H.proc_ids(m.pid)[0]) == {run_as.uid}
+    m.wait_figure("mailmond_probes_received_total", "bg", 1)
+    # it logs to syslog, not to where its stderr was
+    assert "arrived" not in m.log()
+    m.stop()
+
+
+@pytest.mark.skipif(P.available() is not None, reason=P.available() or "")
+def test_whole_path_through_postfix(daemons, mailmonds, run_as, tmp_path):
+    """The probe goes to a real (private) Postfix, which hands it to
+    mailprocd over LMTP: the delay measured is the whole path's."""
+    d = daemons("d")
+    d.start()
+    pfx = P.PostfixInstance(tmp_path / "pfx", lmtp=f"inet:127.0.0.1:{d.lmtp_port}",
+                            policy=None, relay_domains=[H.DOMAIN])
+    (tmp_path / "pfx").mkdir()
+    pfx.start()
+    try:
+        m = mailmonds("m", run_as, [
+            f"mta smtp:127.0.0.1:{pfx.port} to alice@example.test "
+            f"maildir {d.maildir('alice')}"],
+            settings={"interval": "1s", "helo": "client.example.test"},
+            alert=False)
+        m.start()
+        m.wait_figure("mailmond_probes_received_total", "mta", 2,
+                      what=lambda: f"probes through Postfix; maillog:\n"
+                                   f"{pfx.maillog_tail()}\n{m.log()[-2000:]}")
+        assert m.figure("mailmond_probe_send_failures_total", "mta") == 0
+        # Postfix did relay them: its queue ids are in the maillog
+        assert re.search(r"to=<alice@example.test>.*relay=127\.0\.0\.1"
+                         r".*status=sent", pfx.maillog())
+        m.stop()
+    finally:
+        pfx.stop()
+
+
+def test_send_timeout_makes_probe_late(mailmonds, run_as, tmp_path):
+    """A server that accepts the connection and never answers: the sender
+    child gives up after `timeout`; meanwhile the loop still serves
+    /metrics."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    port = srv.getsockname()[1]
+    try:
+        m = mailmonds("m", run_as, [
+            f"mute smtp:127.0.0.1:{port} to alice@example.test "
+            f"maildir {tmp_path / 'm' / 'Maildir'}"],
+            settings={"timeout": "700ms", "interval": "2s"})
+        m.start()
+        assert m.scrape_text() is not None
+        m.wait_figure("mailmond_probe_send_failures_total", "mute", 1)
+        assert m.state("mute") == "late"
+        assert re.search(r"probe mute seq 1: not sent: no answer within 0\.7s",
+                         m.log())
+        assert [ln.split()[:2] for ln in m.alert_lines()] == [["mute", "late"]]
+        # it created the maildir it watches
+        for sub in ("tmp", "new", "cur"):
+            assert (tmp_path / "m" / "Maildir" / sub).is_dir()
+        m.stop()
+    finally:
+        srv.close()
+
+
+def check_config(path, run_as=None):
+    res = subprocess.run([str(mailmond_bin()), "-n", "-f", str(path)],
+                         capture_output=True, text=True, timeout=H.DEADLINE)
+    bad = H.sanitizer_lines(res.stdout + res.stderr)
+    assert not bad, "\n".join(bad)
+    return res
+
+
+def test_config_errors_file_line(tmp_path, run_as):
+    user = f"user {run_as.name}\n" if H.IS_ROOT and run_as else ""
+    good = tmp_path / "good.conf"
+    good.write_text(
+        "# probes\n"
+        "probe local smtp:127.0.0.1:25 to mon+local@example.test "
+        "maildir /var/lib/mailmond/Maildir/\n"
+        "probe direct lmtp:unix:/run/mailprocd/lmtp.sock "
+        "to mon@example.test maildir /var/lib/mailmond/Maildir/\n"
+        "interval 60s\nlate_after 5m\nlost_after 1h\n"
+        "listen metrics 127.0.0.1:9120\n"
+        'alert_command "/usr/local/bin/notify-oncall --quiet"  # comment\n'
+        + user)
+    res = check_config(good)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == f"{good}: ok"
+
+    bad = tmp_path / "bad.conf"
+    bad.write_text(
+        "probe local smtp:127.0.0.1:25 to mon@example.test maildir /m/\n"
+        "interval 60s\n"
+        "late_aftr 5m\n"
+        "probe x ftp:127.0.0.1:25 to mon@example.test maildir /m/\n"
+        "lost_after soon\n"
+        'alert_command "unterminated\n'
+        "probe local smtp:127.0.0.1:26 to mon@example.test maildir /m/\n"
+        + user)
+    res = check_config(bad)
+    assert res.returncode == 1
+    err = res.stderr
+    assert f'{bad}:3: unknown setting "late_aftr"' in err
+    assert f'{bad}:4: probe x: bad target "ftp:127.0.0.1:25"' in err
+    assert f'{bad}:5: lost_after: bad duration "soon"' in err
+    assert f"{bad}:6: unterminated quoted string" in err
+    assert f"{bad}:7: probe local is defined twice (first on line 1)" in err
+    assert len(err.strip().splitlines()) == 5, err
+
+    # the shipped example is valid (with an account that exists here)
+    example = tmp_path / "example.conf"
+    text = (H.REPO / "etc" / "mailmond.conf").read_text()
+    example.write_text(re.sub(r"(?m)^user\s+\S+\n", user, text))
+    res = check_config(example)
+    assert res.returncode == 0, res.stderr
+
+    if H.IS_ROOT:
+        # started as root without `user`: refused
+        noroot = tmp_path / "noroot.conf"
+        noroot.write_text(good.read_text().replace(user, ""))
+        res = check_config(noroot)
+        assert res.returncode == 1
+        assert "does not run as root" in res.stderr
