@@ -24,8 +24,10 @@ static uint64_t start_usec(const struct metrics_view *v)
 	return 0;
 }
 
-/* mailprocd_sessions and mailprocd_sessions_total: SMTP and LMTP from the
- * receiver, policy from the policy service. */
+/* mailprocd_sessions and mailprocd_sessions_started_total (not
+ * mailprocd_sessions_total, which OpenMetrics parsers would take for the
+ * gauge's counter): SMTP and LMTP from the receiver, policy from the
+ * policy service. */
 static void expose_sessions(struct buf *out, const struct metrics_view *v)
 {
 	const char *labels[] = { "protocol", NULL, NULL };
@@ -41,16 +43,16 @@ static void expose_sessions(struct buf *out, const struct metrics_view *v)
 		prom_sample(out, "mailprocd_sessions", labels,
 		    (double)metrics_gauge_read(&v->policy->sessions));
 	}
-	prom_family(out, "mailprocd_sessions_total", "counter",
+	prom_family(out, "mailprocd_sessions_started_total", "counter",
 	    "Sessions accepted since the daemon started, by protocol.");
 	for (int p = 0; p < FP_COUNT && v->receiver != NULL; p++) {
 		labels[1] = protocol_names[p];
-		prom_sample_u64(out, "mailprocd_sessions_total", labels,
+		prom_sample_u64(out, "mailprocd_sessions_started_total", labels,
 		    metrics_read(&v->receiver->sessions_total[p]));
 	}
 	if (v->policy != NULL) {
 		labels[1] = "policy";
-		prom_sample_u64(out, "mailprocd_sessions_total", labels,
+		prom_sample_u64(out, "mailprocd_sessions_started_total", labels,
 		    metrics_read(&v->policy->sessions_total));
 	}
 }

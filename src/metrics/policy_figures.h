@@ -31,7 +31,7 @@ extern const char *const fig_policy_reason[FPA_COUNT];
 struct metrics_policy {
 	struct metrics_region_header hdr;
 	int64_t sessions;                       /* mailprocd_sessions{protocol="policy"} */
-	uint64_t sessions_total;                /* mailprocd_sessions_total{protocol="policy"} */
+	uint64_t sessions_total;                /* mailprocd_sessions_started_total{protocol="policy"} */
 	uint64_t answers[FPA_COUNT];
 	uint64_t bad_requests;                  /* mailprocd_policy_bad_requests_total:
 	                                         * requests that could not be parsed

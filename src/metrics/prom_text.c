@@ -6,6 +6,7 @@
 #include "lib/buf.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 
 /* s with \ and newline escaped (and " too for label values). */
@@ -59,8 +60,17 @@ static void put_value(struct buf *out, double v)
 		buf_puts(out, v > 0 ? "+Inf\n" : "-Inf\n");
 	else if (v == floor(v) && fabs(v) < 9007199254740992.0)
 		buf_printf(out, "%.0f\n", v);
-	else
-		buf_printf(out, "%.17g\n", v);
+	else {
+		/* the shortest of %.15g .. %.17g that reads back as v:
+		 * 0.0026, not 0.0025899999999999999 */
+		char text[40];
+		for (int digits = 15; digits <= 17; digits++) {
+			snprintf(text, sizeof(text), "%.*g", digits, v);
+			if (strtod(text, NULL) == v)
+				break;
+		}
+		buf_printf(out, "%s\n", text);
+	}
 }
 
 void prom_sample(struct buf *out, const char *name, const char *const *labels, double value)

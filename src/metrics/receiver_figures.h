@@ -50,7 +50,7 @@ extern const char *const fig_rejection_code[FR_COUNT];
 struct metrics_receiver {
 	struct metrics_region_header hdr;
 	int64_t sessions[FP_COUNT];             /* mailprocd_sessions{protocol} */
-	uint64_t sessions_total[FP_COUNT];      /* mailprocd_sessions_total{protocol} */
+	uint64_t sessions_total[FP_COUNT];      /* mailprocd_sessions_started_total{protocol} */
 	uint64_t messages[FP_COUNT];            /* mailprocd_messages_received_total{protocol} */
 	uint64_t bytes[FP_COUNT];               /* mailprocd_received_bytes_total{protocol} */
 	uint64_t recipients[FP_COUNT];          /* mailprocd_recipients_accepted_total{protocol}:

@@ -52,8 +52,10 @@ void session_reply(struct session *s, int code, const char *enh, const char *fmt
 {
 	va_list ap;
 
+	/* a refusal goes through session_refuse, which counts it; one that
+	 * does not is a bug to log, not a reason to drop every session */
 	if (code >= 400)
-		panic("session_reply: %d is a refusal: session_refuse counts it", code);
+		log_warn("%s: BUG: reply %d sent uncounted (use session_refuse)", s->client, code);
 	va_start(ap, fmt);
 	reply_line(s, code, 0, enh, fmt, ap);
 	va_end(ap);
@@ -64,8 +66,14 @@ void session_refuse(struct session *s, enum fig_rejection reason, int code,
 {
 	va_list ap;
 
-	if (code < 400 || (unsigned)reason >= FR_COUNT)
-		panic("session_refuse: %d for reason %d", code, (int)reason);
+	if ((unsigned)reason >= FR_COUNT) {
+		log_warn("%s: BUG: refusal %d with an unknown reason %d", s->client, code,
+		    (int)reason);
+		va_start(ap, fmt);
+		reply_line(s, code, 0, NULL, fmt, ap);
+		va_end(ap);
+		return;
+	}
 	metrics_inc(&metrics_receiver->rejections[reason], 1);
 	va_start(ap, fmt);
 	reply_line(s, code, 0, fig_rejection_code[reason], fmt, ap);

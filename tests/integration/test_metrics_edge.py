@@ -171,7 +171,7 @@ def test_sessions_by_protocol(d):
         assert value(now, "mailprocd_sessions", protocol="smtp") == 2
         assert value(now, "mailprocd_sessions", protocol="lmtp") == 3
         assert value(now, "mailprocd_sessions", protocol="policy") == 2
-        assert moved(before, now, "mailprocd_sessions_total") == {
+        assert moved(before, now, "mailprocd_sessions_started_total") == {
             (("protocol", "smtp"),): 2, (("protocol", "lmtp"),): 3,
             (("protocol", "policy"),): 2}
     finally:
@@ -218,8 +218,8 @@ def test_sessions_of_a_killed_process_not_counted_after_it(d):
         return None
     after = H.wait_for(gauges_at_zero, what="the session gauges at 0 in the new processes")
     for p in ("smtp", "lmtp", "policy"):
-        assert value(after, "mailprocd_sessions_total", protocol=p) > \
-            value(before, "mailprocd_sessions_total", protocol=p), p
+        assert value(after, "mailprocd_sessions_started_total", protocol=p) > \
+            value(before, "mailprocd_sessions_started_total", protocol=p), p
 
 
 # ------------------------------------------------------------ messages

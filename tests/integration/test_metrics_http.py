@@ -29,7 +29,7 @@ FAMILIES = {
     "mailprocd_build_info": "gauge",
     "mailprocd_start_time_seconds": "gauge",
     "mailprocd_sessions": "gauge",
-    "mailprocd_sessions_total": "counter",
+    "mailprocd_sessions_started_total": "counter",
     "mailprocd_messages_received_total": "counter",
     "mailprocd_received_bytes_total": "counter",
     "mailprocd_recipients_accepted_total": "counter",
@@ -256,7 +256,7 @@ def _poke(d, offset, value):
 # receiver_figures.h: the header (24 bytes), sessions[2] (int64), then
 # sessions_total[FP_SMTP] (uint64)
 SESSIONS_TOTAL_SMTP = 24 + 16
-SMTP_TOTAL = ("mailprocd_sessions_total", (("protocol", "smtp"),))
+SMTP_TOTAL = ("mailprocd_sessions_started_total", (("protocol", "smtp"),))
 
 
 def _kill_and_wait_restart(d, role):

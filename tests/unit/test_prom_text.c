@@ -37,15 +37,17 @@ static void test_samples(void **state)
 	prom_sample(&b, "g", NULL, INFINITY);
 	prom_sample(&b, "g", NULL, -INFINITY);
 	prom_sample(&b, "g", NULL, 1e300);
+	prom_sample(&b, "g", NULL, 0.1 + 0.2);  /* needs all 17 digits */
 	prom_sample_u64(&b, "c_total", (const char *[]){ "p", "smtp", NULL }, UINT64_MAX);
 	assert_string_equal(b.data,
 	    "g 3\n"
 	    "g{a=\"x\",b=\"y\"} -2.5\n"
-	    "g{v=\"q\\\"\\\\\\nz\"} 0.10000000000000001\n"
+	    "g{v=\"q\\\"\\\\\\nz\"} 0.1\n"
 	    "g NaN\n"
 	    "g +Inf\n"
 	    "g -Inf\n"
-	    "g 1.0000000000000001e+300\n"
+	    "g 1e+300\n"
+	    "g 0.30000000000000004\n"
 	    "c_total{p=\"smtp\"} 18446744073709551615\n");
 	buf_free(&b);
 }

@@ -127,8 +127,8 @@ static void test_from_the_figures(void **state)
 	const char *t = table(text.data);
 	assert_row(t, "build_info version=0.1.0", "1");
 	assert_row(t, "start_time_seconds", "1700000000");
-	assert_row(t, "sessions_total protocol=lmtp", "5");
-	assert_row(t, "sessions_total protocol=policy", "2");
+	assert_row(t, "sessions_started_total protocol=lmtp", "5");
+	assert_row(t, "sessions_started_total protocol=policy", "2");
 	assert_row(t, "rejections_total reason=unknown_recipient code=5.1.1", "4");
 	assert_row(t, "deliveries_total status=delivered action=maildir", "9");
 	assert_row(t, "queue_oldest_age_seconds", "60");
