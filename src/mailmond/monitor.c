@@ -185,6 +185,16 @@ static void on_arrival(const struct probe_id *id, uint64_t arrival_usec, const c
 	}
 	double delay = arrival_usec > id->sent_usec ?
 	    (double)(arrival_usec - id->sent_usec) / 1e6 : 0.0;
+	switch (probe_arrival_kind(&m->probes[i], id->seq)) {
+	case PROBE_ARRIVED_AGAIN:
+		log_info("%s/new/%s: probe %s seq %llu arrived again (delay %.3fs): removed, not "
+		    "counted", dir, file, id->name, (unsigned long long)id->seq, delay);
+		return;
+	case PROBE_ARRIVED_NEVER_SENT:
+		log_warn("%s/new/%s: probe %s seq %llu was never sent by this run: removed, not "
+		    "counted", dir, file, id->name, (unsigned long long)id->seq);
+		return;
+	}
 	log_info("probe %s seq %llu arrived: delay %.3fs", id->name, (unsigned long long)id->seq,
 	    delay);
 	probe_arrived(&m->probes[i], id->seq, delay, on_change, m);

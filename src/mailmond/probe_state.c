@@ -52,6 +52,8 @@ static void turn(struct probe *p, enum probe_state to, double delay, probe_chang
 
 void probe_send_started(struct probe *p, uint64_t seq, uint64_t now)
 {
+	if (seq >= p->next_seq)
+		p->next_seq = seq + 1;  /* (the monitor numbers its sends from it) */
 	if (p->npending == PROBE_OUTSTANDING_MAX) {
 		/* cannot happen before lost_after gives the oldest up, unless
 		 * lost_after is many thousand intervals: forget the oldest */
@@ -93,9 +95,26 @@ void probe_send_failed(struct probe *p, uint64_t seq, uint64_t now, probe_change
 		turn(p, PROBE_LATE, (double)(now - r->start_mono) / 1e6, fn, arg);
 }
 
-void probe_arrived(struct probe *p, uint64_t seq, double delay, probe_change_fn fn, void *arg)
+int probe_arrival_kind(const struct probe *p, uint64_t seq)
+{
+	if (seq == 0 || seq >= p->next_seq)
+		return PROBE_ARRIVED_NEVER_SENT;
+	for (size_t i = 0; i < PROBE_ARRIVED_MEMORY; i++) {
+		if (p->arrived[i] == seq)
+			return PROBE_ARRIVED_AGAIN;
+	}
+	return 0;
+}
+
+int probe_arrived(struct probe *p, uint64_t seq, double delay, probe_change_fn fn, void *arg)
 {
 	size_t n = 0;
+	int kind = probe_arrival_kind(p, seq);
+
+	if (kind != 0)
+		return kind;
+	p->arrived[p->arrived_next] = seq;
+	p->arrived_next = (p->arrived_next + 1) % PROBE_ARRIVED_MEMORY;
 	/* this one and every earlier send: the path works */
 	while (n < p->npending && p->pending[n].seq <= seq)
 		n++;
@@ -104,6 +123,7 @@ void probe_arrived(struct probe *p, uint64_t seq, double delay, probe_change_fn 
 	p->last_delay = delay;
 	metrics_observe(&p->delay, &metrics_delay_bounds, delay);
 	turn(p, PROBE_OK, delay, fn, arg);
+	return 0;
 }
 
 void probe_check(struct probe *p, uint64_t now, uint64_t late_after, uint64_t lost_after,

@@ -23,6 +23,9 @@ enum probe_state { PROBE_OK, PROBE_LATE, PROBE_LOST };
 /* At most this many sends are remembered per probe; older ones are given
  * up as lost. */
 #define PROBE_OUTSTANDING_MAX 4096
+/* The sequence numbers of the last arrivals remembered, so that a probe
+ * delivered twice (a retry after a lost reply, a forward loop) counts once. */
+#define PROBE_ARRIVED_MEMORY 64
 
 struct probe_send_rec {
 	uint64_t seq;
@@ -44,6 +47,9 @@ struct probe {
 	struct metrics_hist delay;
 	double last_delay;
 	uint64_t sent, received, late, lost, send_failures;
+	/* the last arrivals' seqs (0: none), a ring */
+	uint64_t arrived[PROBE_ARRIVED_MEMORY];
+	size_t arrived_next;
 };
 
 /* STATE as alert_command sees it: "late", "lost" or "recovered". */
@@ -60,8 +66,14 @@ void probe_send_accepted(struct probe *p, uint64_t seq);
 /* It failed: the send counts as late at once. */
 void probe_send_failed(struct probe *p, uint64_t seq, uint64_t now, probe_change_fn fn,
     void *arg);
-/* Probe seq of this run arrived, delay seconds after it was sent. */
-void probe_arrived(struct probe *p, uint64_t seq, double delay, probe_change_fn fn, void *arg);
+/* Probe seq of this run arrived, delay seconds after it was sent.  0 when
+ * it was counted; PROBE_ARRIVED_AGAIN when that seq arrived already (a
+ * copy: nothing is counted or changed), PROBE_ARRIVED_NEVER_SENT when this
+ * run sent no such seq (nothing counted). */
+enum { PROBE_ARRIVED_AGAIN = 1, PROBE_ARRIVED_NEVER_SENT = 2 };
+/* What probe_arrived would make of seq, changing nothing. */
+int probe_arrival_kind(const struct probe *p, uint64_t seq);
+int probe_arrived(struct probe *p, uint64_t seq, double delay, probe_change_fn fn, void *arg);
 /* Move the sends that crossed late_after or lost_after by now. */
 void probe_check(struct probe *p, uint64_t now, uint64_t late_after, uint64_t lost_after,
     probe_change_fn fn, void *arg);

@@ -457,6 +457,49 @@ def test_send_timeout_makes_probe_late(mailmonds, run_as, tmp_path):
         srv.close()
 
 
+def cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return int(rest[11]) + int(rest[12])
+
+
+def test_metrics_out_of_descriptors_pauses_accept(mailmonds, run_as, tmp_path):
+    """Idle clients holding every descriptor of the metrics listener: accept()
+    fails with EMFILE, and the listener rests a second instead of retrying
+    at once forever (libevent's default: a spinning loop writing a log line
+    per try); once they leave, /metrics answers again."""
+    import resource
+    m = mailmonds("m", run_as, [
+        f"idle smtp:127.0.0.1:1 to alice@example.test "
+        f"maildir {tmp_path / 'm' / 'Maildir'}"],
+        settings={"interval": "1h"}, alert=False)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (32, hard))     # inherited
+    try:
+        m.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    held = []
+    try:
+        for _ in range(40):
+            c = socket.create_connection(("127.0.0.1", m.port), timeout=5)
+            c.sendall(b"GET /met")      # a request that never ends
+            held.append(c)
+        cpu0 = cpu_ticks(m.pid)
+        time.sleep(2)
+        log = m.log()
+        assert log.count("Error from accept() call") == 0, log[-2000:]
+        assert len(re.findall(r"metrics: accept: Too many open files", log)) == 1, log[-2000:]
+        # a spinning loop would take about 2 s (200 ticks) of CPU here
+        assert cpu_ticks(m.pid) - cpu0 < 50, "the loop spins"
+    finally:
+        for c in held:
+            c.close()
+    H.wait_for(lambda: m.scrape_text() is not None, what="/metrics after the clients left")
+    m.stop()
+
+
 def check_config(path, run_as=None):
     res = subprocess.run([str(mailmond_bin()), "-n", "-f", str(path)],
                          capture_output=True, text=True, timeout=H.DEADLINE)

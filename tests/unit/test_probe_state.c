@@ -120,12 +120,47 @@ static void test_straight_to_lost(void **state)
 	probe_free(&p);
 }
 
+/* A probe delivered twice, or one this run never sent (a forged seq would
+ * otherwise clear every pending send up to it): counted once, or not at
+ * all, and no state change. */
+static void test_arrived_twice_or_never_sent(void **state)
+{
+	struct probe p;
+	changes[0] = '\0';
+	probe_init(&p, &conf);
+	probe_send_started(&p, 1, 0);
+	probe_send_started(&p, 2, 1 * S);
+	check(&p, 3 * S);
+	assert_string_equal(changes, "p:late:3.0 ");
+	assert_int_equal(probe_arrival_kind(&p, 1), 0);
+	assert_int_equal(probe_arrived(&p, 1, 3.5, on_change, NULL), 0);
+	assert_string_equal(changes, "p:late:3.0 p:recovered:3.5 ");
+	assert_int_equal(p.received, 1);
+	/* the copy */
+	assert_int_equal(probe_arrival_kind(&p, 1), PROBE_ARRIVED_AGAIN);
+	assert_int_equal(probe_arrived(&p, 1, 9.0, on_change, NULL), PROBE_ARRIVED_AGAIN);
+	assert_int_equal(p.received, 1);
+	assert_int_equal(p.delay.count, 1);
+	assert_true(p.last_delay == 3.5);
+	/* never sent: seq 2 stays pending */
+	assert_int_equal(probe_arrived(&p, 99, 1.0, on_change, NULL), PROBE_ARRIVED_NEVER_SENT);
+	assert_int_equal(probe_arrived(&p, 0, 1.0, on_change, NULL), PROBE_ARRIVED_NEVER_SENT);
+	assert_int_equal(p.received, 1);
+	assert_int_equal(p.npending, 1);
+	/* seq 2 counts when it comes */
+	assert_int_equal(probe_arrived(&p, 2, 4.0, on_change, NULL), 0);
+	assert_int_equal(p.received, 2);
+	assert_string_equal(changes, "p:late:3.0 p:recovered:3.5 ");
+	probe_free(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_late_then_recovered),
 		cmocka_unit_test(test_send_failures),
 		cmocka_unit_test(test_straight_to_lost),
+		cmocka_unit_test(test_arrived_twice_or_never_sent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
