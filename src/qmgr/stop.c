@@ -39,6 +39,7 @@ static void cut_job(struct worker *w)
 		    job->msg->qf.rcpt[job->rcpt[i].index].address, (long)w->pid, w->user->account);
 	}
 	w->job = NULL;
+	figures_worker(w);              /* no longer busy */
 	if (reported > 0)
 		sched_job_failed(job, "mail system stopping: delivery cut short");
 	else
