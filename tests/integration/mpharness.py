@@ -22,9 +22,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SANITIZED = os.environ.get("MAILPROCD_SANITIZED") == "1"
-# For a test whose length is mostly a wait the scenario prescribes (a 60 s
-# pipe, the qmgr's 60 s rescan, the relay's 30 s idle timeout, a reply held
-# 20 s), for the slow real peers (Mailman 3 starts in 12-25 s), and for the
+# For a test whose length is mostly a wait the scenario prescribes (the
+# daemon's own intervals are settings the tests set short:
+# queue_scan_interval, relay_idle_timeout), for the slow real peers (Mailman 3 starts in 12-25 s), and for the
 # SpamAssassin scenarios that take four times as long under the
 # sanitizers: most of the code they run is run under the sanitizers by
 # shorter tests, and the whole command must stay within its time budget
