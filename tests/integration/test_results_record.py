@@ -12,6 +12,7 @@ rest waits on disk and all are delivered."""
 import errno
 import os
 import re
+import signal
 import smtplib
 import time
 
@@ -136,6 +137,35 @@ def test_unremovable_file_is_delivered_once(daemons, tmp_path, run_as, sink):
     assert not re.search(rf"qid={qid} from=.* status=", d.log())
     assert not re.search(rf"qid={qid}: bounce queued", d.log())
     assert len(sink.received(lambda x: x["to"] == [sender])) == 1
+
+
+def test_queue_scan_interval_applies_on_reload(daemons, tmp_path, run_as, sink):
+    """queue_scan_interval 1h: a finished file that could not be removed
+    stays after its directories are writable again (no rescan); a reload
+    to 1s brings the rescan within seconds, which removes it."""
+    if not H.IS_ROOT or run_as is None:
+        pytest.skip("needs root to run the daemon as an account that "
+                    "directory modes apply to")
+    d = make(daemons, tmp_path, "scan", relay_host=sink.address,
+             queue_scan_interval="1h")
+    d.start()
+    qid = start_slow_delivery(d, [SLOW])
+    for sub in ("active", "deferred"):
+        os.chmod(d.queue_dir / sub, 0o500)
+    try:
+        (d.root / "go").touch()
+        d.wait_log(rf"qid={qid}: cannot remove the finished queue file", H.DEADLINE)
+    finally:
+        for sub in ("active", "deferred"):
+            os.chmod(d.queue_dir / sub, 0o700)
+    time.sleep(2)
+    assert qid in d.queue_files("active"), "removed with no rescan"
+    d.settings["queue_scan_interval"] = "1s"
+    d.conf.write_text(d.config_text())
+    os.kill(d.pid, signal.SIGHUP)
+    d.wait_log(rf"qid={qid}: finished queue file removed at last", H.DEADLINE)
+    assert qid not in d.queue_files("active")
+    assert copies(d) == 1
 
 
 def fill(path):
