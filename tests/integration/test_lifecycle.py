@@ -237,6 +237,51 @@ def test_reload_moves_new_forwards_to_a_new_relay_host(daemons):
         new.stop()
 
 
+class QuitCountingSink(H.SmtpSink):
+    """The SMTP sink, counting the QUIT commands it gets."""
+
+    def __init__(self):
+        super().__init__()
+        self.quits = 0
+        sink = self
+
+        async def handle_QUIT(server, session, envelope):
+            with sink.lock:
+                sink.quits += 1
+            return "221 2.0.0 Bye"
+
+        self.controller.handler.handle_QUIT = handle_QUIT
+
+
+def test_reload_applies_relay_idle_timeout(daemons):
+    """relay_idle_timeout 1h: the relay's connection stays open after a
+    forward; after a reload to 1s the next forward goes on the same
+    connection, which is then closed with QUIT within seconds."""
+    sink = QuitCountingSink()
+    try:
+        d = daemons("ri", rules="fwd@example.test\n    forward out@remote.test\n",
+                    uids="fwd@example.test fwd\n", homes=("fwd",),
+                    settings={"relay_host": sink.address, "relay_idle_timeout": "1h"})
+        d.start()
+        first = H.make_message(to="fwd@example.test")
+        assert send(d, ["fwd@example.test"], first) == {}
+        sink.wait(lambda x: H.mid(first) in x["data"])
+        time.sleep(2)
+        assert sink.quits == 0, "closed before relay_idle_timeout"
+        before = child_pids(d)
+        rewrite_config(d, relay_idle_timeout="1s")
+        reload(d)
+        d.wait_log(r"relay: configuration 1 in use")
+        second = H.make_message(to="fwd@example.test")
+        assert send(d, ["fwd@example.test"], second) == {}
+        sink.wait(lambda x: H.mid(second) in x["data"])
+        H.wait_for(lambda: sink.quits == 1, H.DEADLINE, "the idle connection's QUIT")
+        assert sink.connections == 1
+        assert child_pids(d) == before, "a reload restarts no process"
+    finally:
+        sink.stop()
+
+
 def test_reload_new_default_delivery_reaches_running_users(daemons):
     """A user's worker outlives a reload (worker_idle_timeout 300s): it
     retires once idle, and the next message is delivered by a worker with
