@@ -90,6 +90,8 @@ void config_defaults(struct config *c)
 	c->mail_spool_group = xstrdup("mail");
 	c->mbox_lock_timeout = 30;
 	c->stop_grace_time = 30;
+	c->queue_scan_interval = 60;
+	c->relay_idle_timeout = 30;
 	c->state_dir = NULL;    /* db_dir/state, filled by config_load */
 	c->policy_sync_interval = 60;
 	c->greylist_delay = 300;
@@ -252,8 +254,9 @@ static void h_spool_group(struct parse_ctx *p, char **w, int n, void *field)
 	set_string(field, w[1]);
 }
 
-/* mbox_lock_timeout: 1s to 1h (a worker waits that long per mbox) */
-static void h_lock_timeout(struct parse_ctx *p, char **w, int n, void *field)
+/* A duration from 1s to 1h: mbox_lock_timeout (a worker waits that long
+ * per mbox), queue_scan_interval, relay_idle_timeout. */
+static void h_duration_1s_1h(struct parse_ctx *p, char **w, int n, void *field)
 {
 	uint64_t old = *(uint64_t *)field;
 	h_duration(p, w, n, field);
@@ -562,8 +565,10 @@ static const struct key {
 	{ "spam_learn_sync", h_duration, F(spam_learn_sync), 0 },
 	{ "spam_concurrency", h_spam_concurrency, F(spam_concurrency), 0 },
 	{ "mail_spool_group", h_spool_group, F(mail_spool_group), 0 },
-	{ "mbox_lock_timeout", h_lock_timeout, F(mbox_lock_timeout), 0 },
+	{ "mbox_lock_timeout", h_duration_1s_1h, F(mbox_lock_timeout), 0 },
 	{ "stop_grace_time", h_duration, F(stop_grace_time), 0 },
+	{ "queue_scan_interval", h_duration_1s_1h, F(queue_scan_interval), 0 },
+	{ "relay_idle_timeout", h_duration_1s_1h, F(relay_idle_timeout), 0 },
 	{ "state_dir", h_path, F(state_dir), 0 },
 	{ "policy_sync_interval", h_duration, F(policy_sync_interval), 0 },
 	{ "greylist_delay", h_duration, F(greylist_delay), 0 },

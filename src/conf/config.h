@@ -71,6 +71,8 @@ struct config {
 	                                 * files there; NULL = none */
 	uint64_t mbox_lock_timeout;     /* seconds an mbox delivery waits for its locks */
 	uint64_t stop_grace_time;       /* seconds work in flight may go on after SIGTERM */
+	uint64_t queue_scan_interval;   /* seconds between the qmgr's rescans of the queue */
+	uint64_t relay_idle_timeout;    /* seconds a relay connection stays open without work */
 	/* the policy service (issue 10) */
 	char *state_dir;                /* owned by user: policy.mdb, greylist.mdb;
 	                                 * default db_dir/state */

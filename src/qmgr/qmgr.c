@@ -36,12 +36,14 @@
 #include <unistd.h>
 
 #define TICK_SECONDS 5
-#define RESCAN_SECONDS 60
 
 struct qmgr Q;
 
 static struct ipc_msg rmsg;
-static time_t last_rescan;
+/* The rescan of the queue every queue_scan_interval, and the interval it
+ * runs at (to re-arm it when a reload changes the setting). */
+static struct event *rescan_ev;
+static uint64_t rescan_interval;
 
 static struct event *refill_ev;
 /* Whose turn it is at the next room in the active set: due deferred mail
@@ -152,7 +154,7 @@ static void count_disk(time_t now)
  * room, oldest first: new mail (active/ and incoming/: mail taken before a
  * restart, and mail the receiver announced while there was no room) in
  * turns with the due files of deferred/.  count: with no room, count what
- * waits on disk all the same (the minute's rescan). */
+ * waits on disk all the same (the rescan every queue_scan_interval). */
 static void refill(int count)
 {
 	size_t limit = Q.cfg->max_active_messages, loaded = strmap_count(Q.msgs);
@@ -304,18 +306,34 @@ static void on_spawner(evutil_socket_t fd, short what, void *arg)
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
-	time_t now = time(NULL);
 	open_db();
 	workers_check_spawn_timeouts();
 	checks_watchdog();
 	relay_check_timeouts();
-	if (!Q.stopping && now - last_rescan >= RESCAN_SECONDS) {
-		last_rescan = now;
+	stop_check();
+}
+
+/* Every queue_scan_interval: load what waits on disk, count corrupt
+ * files, try again to remove finished files that could not be. */
+static void on_rescan(evutil_socket_t fd, short what, void *arg)
+{
+	if (!Q.stopping) {
 		refill(1);
 		figures_corrupt_scan(Q.cfg->queue_dir);
 		sched_retry_unremovable();
 	}
 	stop_check();
+}
+
+/* (Re)start the rescan timer when queue_scan_interval is new. */
+static void rescan_arm(void)
+{
+	if (rescan_interval == Q.cfg->queue_scan_interval)
+		return;
+	rescan_interval = Q.cfg->queue_scan_interval;
+	struct timeval tv = { .tv_sec = (time_t)rescan_interval };
+	event_del(rescan_ev);
+	event_add(rescan_ev, &tv);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -346,6 +364,7 @@ static void on_master(evutil_socket_t fd, short what, void *arg)
 	if (swapped <= 0)
 		return;
 	checks_set_slots();
+	rescan_arm();
 	log_info("configuration %llu in use", (unsigned long long)cfg->generation);
 	workers_retire_stale();
 	workers_dispatch();
@@ -391,6 +410,7 @@ int qmgr_main(struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
 	struct event *ev_recv = event_new(Q.base, receiver_fd, EV_READ | EV_PERSIST, on_receiver, NULL);
 	struct event *ev_spawn = event_new(Q.base, spawner_fd, EV_READ | EV_PERSIST, on_spawner, NULL);
 	struct event *ev_tick = event_new(Q.base, -1, EV_PERSIST, on_tick, NULL);
+	rescan_ev = event_new(Q.base, -1, EV_PERSIST, on_rescan, NULL);
 	struct event *ev_term = evsignal_new(Q.base, SIGTERM, on_signal, NULL);
 	struct event *ev_int = evsignal_new(Q.base, SIGINT, on_signal, NULL);
 	struct event *ev_usr1 = evsignal_new(Q.base, SIGUSR1, on_signal, NULL);
@@ -409,7 +429,7 @@ int qmgr_main(struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
 	Q.started = time(NULL);
 
 	open_db();
-	last_rescan = time(NULL);
+	rescan_arm();
 	refill(1);
 	log_info("started: %zu message%s in the queue%s", strmap_count(Q.msgs),
 	    strmap_count(Q.msgs) == 1 ? "" : "s", Q.backlog ? " (more on disk)" : "");
@@ -423,6 +443,9 @@ int qmgr_main(struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
 	event_free(ev_recv);
 	event_free(ev_spawn);
 	event_free(ev_tick);
+	event_free(rescan_ev);
+	rescan_ev = NULL;
+	rescan_interval = 0;
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_usr1);

@@ -144,7 +144,7 @@ void conn_ready(struct relay_conn *c)
 		if (tx_start(c, job))
 			return;
 	}
-	conn_arm(c, RELAY_IDLE_TIMEOUT);
+	conn_arm(c, (int)c->r->cfg->relay_idle_timeout);
 }
 
 void conn_stop(struct relay_conn *c)

@@ -11,7 +11,7 @@
  * without a result are to be retried.  Jobs run in arrival order on up to
  * RELAY_MAX_CONNS cached connections per destination; a connection
  * carries up to RELAY_MAX_MSGS_PER_CONN transactions and is closed after
- * RELAY_IDLE_TIMEOUT seconds without work.
+ * relay_idle_timeout (a setting) without work.
  */
 #ifndef MP_RELAY_H
 #define MP_RELAY_H
@@ -21,7 +21,6 @@
 #define RELAY_MAX_CONNS 4
 #define RELAY_MAX_MSGS_PER_CONN 100
 /* seconds */
-#define RELAY_IDLE_TIMEOUT 30
 #define RELAY_CONNECT_TIMEOUT 30
 #define RELAY_REPLY_TIMEOUT 300         /* greeting, EHLO, MAIL, RCPT, DATA, RSET */
 #define RELAY_SEND_TIMEOUT 300          /* no progress while sending the message */

@@ -22,13 +22,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SANITIZED = os.environ.get("MAILPROCD_SANITIZED") == "1"
-# For a test whose length is mostly a wait the scenario prescribes (a 60 s
-# pipe, the qmgr's 60 s rescan, the relay's 30 s idle timeout, a reply held
-# 20 s), for the slow real peers (Mailman 3 starts in 12-25 s), and for the
-# SpamAssassin scenarios that take four times as long under the
-# sanitizers: most of the code they run is run under the sanitizers by
-# shorter tests, and the whole command must stay within its time budget
-# (20 minutes on 2 cores).
+# For a test whose length is mostly a wait the scenario prescribes (a
+# reply held 20 s; the daemon's own intervals, queue_scan_interval and
+# relay_idle_timeout, are settings the tests set short instead), for the
+# slow real peers (Mailman 3 starts in 12-25 s), and for the SpamAssassin
+# scenarios that take four times as long under the sanitizers: most of the
+# code they run is run under the sanitizers by shorter tests, and the
+# whole command must stay within its time budget (20 minutes on 2 cores).
 normal_pass_only = pytest.mark.skipif(
     SANITIZED, reason="a long wait; run in the normal pass only (time budget)")
 IS_ROOT = os.geteuid() == 0

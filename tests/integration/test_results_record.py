@@ -2,7 +2,7 @@
 is in the queue file before anything acts on it (removing the file,
 queueing the bounce, forgetting the message), so that a finished message
 is never delivered again: not when its file cannot be removed (read-only
-queue directory; the qmgr rescans every 60 s), not when its bounce cannot
+queue directory; the qmgr rescans every queue_scan_interval), not when its bounce cannot
 be queued (full disk) and the daemon restarts, not when its results
 cannot be written for a while (kept in memory, recorded at the latest
 when the daemon stops).  Also the active set
@@ -12,6 +12,7 @@ rest waits on disk and all are delivered."""
 import errno
 import os
 import re
+import signal
 import smtplib
 import time
 
@@ -93,18 +94,18 @@ def start_slow_delivery(d, rcpts, sender=H.SENDER):
     return qid
 
 
-@H.normal_pass_only
 def test_unremovable_file_is_delivered_once(daemons, tmp_path, run_as, sink):
     """The queue's active/ and deferred/ turn read-only after the message
     was accepted: the results can still be appended to its file, which
     cannot be removed.  slow@ is delivered once, not again at the rescans
-    (every 60 s), nope@'s bounce goes once, and the log says once that the
+    (queue_scan_interval 1s: five of them), nope@'s bounce goes once, and the log says once that the
     file cannot be removed; after a restart (which makes the directories
     writable again) it is removed without a delivery or a bounce."""
     if not H.IS_ROOT or run_as is None:
         pytest.skip("needs root to run the daemon as an account that "
                     "directory modes apply to")
-    d = make(daemons, tmp_path, "ro", relay_host=sink.address)
+    d = make(daemons, tmp_path, "ro", relay_host=sink.address,
+             queue_scan_interval="1s")
     d.start()
     sender = "ro@remote.test"
     qid = start_slow_delivery(d, [SLOW, NOPE], sender)
@@ -114,9 +115,9 @@ def test_unremovable_file_is_delivered_once(daemons, tmp_path, run_as, sink):
         (d.root / "go").touch()
         H.wait_for(lambda: copies(d) == 1, H.DEADLINE, "the delivery")
         t0 = time.monotonic()
-        while time.monotonic() - t0 < 80:      # past a rescan (60 s)
+        while time.monotonic() - t0 < 5:       # past five rescans
             assert copies(d) == 1, "delivered again"
-            time.sleep(1)
+            time.sleep(0.5)
         assert copies(d) == 1
         d.wait_log(rf"qid={qid}: cannot remove the finished queue file .*"
                    r"Permission denied", H.DEADLINE)
@@ -136,6 +137,35 @@ def test_unremovable_file_is_delivered_once(daemons, tmp_path, run_as, sink):
     assert not re.search(rf"qid={qid} from=.* status=", d.log())
     assert not re.search(rf"qid={qid}: bounce queued", d.log())
     assert len(sink.received(lambda x: x["to"] == [sender])) == 1
+
+
+def test_queue_scan_interval_applies_on_reload(daemons, tmp_path, run_as, sink):
+    """queue_scan_interval 1h: a finished file that could not be removed
+    stays after its directories are writable again (no rescan); a reload
+    to 1s brings the rescan within seconds, which removes it."""
+    if not H.IS_ROOT or run_as is None:
+        pytest.skip("needs root to run the daemon as an account that "
+                    "directory modes apply to")
+    d = make(daemons, tmp_path, "scan", relay_host=sink.address,
+             queue_scan_interval="1h")
+    d.start()
+    qid = start_slow_delivery(d, [SLOW])
+    for sub in ("active", "deferred"):
+        os.chmod(d.queue_dir / sub, 0o500)
+    try:
+        (d.root / "go").touch()
+        d.wait_log(rf"qid={qid}: cannot remove the finished queue file", H.DEADLINE)
+    finally:
+        for sub in ("active", "deferred"):
+            os.chmod(d.queue_dir / sub, 0o700)
+    time.sleep(2)
+    assert qid in d.queue_files("active"), "removed with no rescan"
+    d.settings["queue_scan_interval"] = "1s"
+    d.conf.write_text(d.config_text())
+    os.kill(d.pid, signal.SIGHUP)
+    d.wait_log(rf"qid={qid}: finished queue file removed at last", H.DEADLINE)
+    assert qid not in d.queue_files("active")
+    assert copies(d) == 1
 
 
 def fill(path):

@@ -14,7 +14,7 @@
  * untouched at the end.
  *
  * usage: relay_drive [-n JOBS] [-s SENDER] [-r RCPT]... [-8] [-0] [-S] [-k|-w]
- *            [-d SECONDS] [-i SECONDS] [-t SECONDS] [-H HELO] [-v]
+ *            [-d SECONDS] [-i SECONDS] [-I SECONDS] [-t SECONDS] [-H HELO] [-v]
  *            HOST:PORT MESSAGE-FILE
  *   -n  jobs to submit (default 1)      -S  one at a time (wait for done)
  *   -s  envelope sender ("" = <>)       -r  recipient (repeatable)
@@ -26,6 +26,7 @@
  *   -d  wait SECONDS after submitting before reading results (the relay's
  *       results pile up) or before -k / -w (jobs are in flight)
  *   -i  wait SECONDS after the last done before closing (idle connections)
+ *   -I  the relay's relay_idle_timeout in whole SECONDS (default 30)
  *   -t  give up after SECONDS (default 120)  -v  relay debug log on stderr
  * Exit 0 when every job got its done (or, with -k, the relay exited 0).
  */
@@ -65,7 +66,7 @@ static double now(void)
 static void usage(void)
 {
 	fprintf(stderr, "usage: relay_drive [-n JOBS] [-s SENDER] [-r RCPT]... [-8] [-0] [-S] "
-	    "[-k|-w] [-d SECONDS] [-i SECONDS] [-t SECONDS] [-H HELO] [-v] HOST:PORT MESSAGE-FILE\n");
+	    "[-k|-w] [-d SECONDS] [-i SECONDS] [-I SECONDS] [-t SECONDS] [-H HELO] [-v] HOST:PORT MESSAGE-FILE\n");
 	exit(2);
 }
 
@@ -213,8 +214,9 @@ int main(int argc, char **argv)
 	int nrcpt = 0, jobs = 1, eightbit = 0, sequential = 0, kill_early = 0, half_close = 0;
 	int verbose = 0, malformed = 0, opt, fds[2];
 	double timeout = 120, delay = 0, idle = 0;
+	int idle_timeout = 0;
 
-	while ((opt = getopt(argc, argv, "n:s:r:80Skwd:i:t:H:v")) != -1) {
+	while ((opt = getopt(argc, argv, "n:s:r:80Skwd:i:I:t:H:v")) != -1) {
 		switch (opt) {
 		case 'n': jobs = atoi(optarg); break;
 		case 's': sender = optarg; break;
@@ -230,6 +232,7 @@ int main(int argc, char **argv)
 		case 'w': half_close = 1; break;
 		case 'd': delay = atof(optarg); break;
 		case 'i': idle = atof(optarg); break;
+		case 'I': idle_timeout = atoi(optarg); break;
 		case 't': timeout = atof(optarg); break;
 		case 'H': helo = optarg; break;
 		case 'v': verbose = 1; break;
@@ -247,6 +250,8 @@ int main(int argc, char **argv)
 	free(cfg.relay_host);
 	cfg.relay_host = strdup(argv[optind]);
 	cfg.hostname = strdup(helo);
+	if (idle_timeout > 0)
+		cfg.relay_idle_timeout = (uint64_t)idle_timeout;
 	int spool = make_spool(argv[optind + 1], &off, &size);
 	double deadline = now() + timeout;
 

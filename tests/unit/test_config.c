@@ -151,6 +151,22 @@ static void test_mailbox_settings(void **state)
 	config_free(&c);
 }
 
+/* The qmgr's rescan and the relay's idle timeout: today's fixed values by
+ * default, settable from 1s to 1h (tests set them short). */
+static void test_interval_settings(void **state)
+{
+	struct config c;
+	assert_int_equal(load_text(&c, "listen lmtp 127.0.0.1:24\n"), 0);
+	assert_int_equal(c.queue_scan_interval, 60);
+	assert_int_equal(c.relay_idle_timeout, 30);
+	config_free(&c);
+	assert_int_equal(load_text(&c, "listen lmtp 127.0.0.1:24\nqueue_scan_interval 1s\n"
+	    "relay_idle_timeout 1h\n"), 0);
+	assert_int_equal(c.queue_scan_interval, 1);
+	assert_int_equal(c.relay_idle_timeout, 3600);
+	config_free(&c);
+}
+
 static void test_unix_options(void **state)
 {
 	struct config c;
@@ -217,6 +233,10 @@ static void test_errors(void **state)
 		{ "listen lmtp 127.0.0.1:24\nmbox_lock_timeout 0s\n", "F:2: mbox_lock_timeout: between 1s and 1h" },
 		{ "listen lmtp 127.0.0.1:24\nmbox_lock_timeout 2h\n", "F:2: mbox_lock_timeout: between 1s and 1h" },
 		{ "listen lmtp 127.0.0.1:24\nmbox_lock_timeout soon\n", "F:2: mbox_lock_timeout: bad duration" },
+		{ "listen lmtp 127.0.0.1:24\nqueue_scan_interval 0s\n", "F:2: queue_scan_interval: between 1s and 1h" },
+		{ "listen lmtp 127.0.0.1:24\nqueue_scan_interval 2h\n", "F:2: queue_scan_interval: between 1s and 1h" },
+		{ "listen lmtp 127.0.0.1:24\nrelay_idle_timeout 0s\n", "F:2: relay_idle_timeout: between 1s and 1h" },
+		{ "listen lmtp 127.0.0.1:24\nrelay_idle_timeout 61m\n", "F:2: relay_idle_timeout: between 1s and 1h" },
 		{ "listen lmtp 127.0.0.1:24\nminimum_uid 0\n", "F:2: minimum_uid: bad uid \"0\"" },
 		{ "listen lmtp 127.0.0.1:24\nminimum_uid -5\n", "F:2: minimum_uid: bad uid" },
 		{ "# nothing\n", "F: no listen setting" },
@@ -267,6 +287,7 @@ int main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_spam_concurrency),
 		cmocka_unit_test(test_mailbox_settings),
+		cmocka_unit_test(test_interval_settings),
 		cmocka_unit_test(test_unix_options),
 		cmocka_unit_test(test_sessions_per_client),
 		cmocka_unit_test(test_errors),
