@@ -304,7 +304,8 @@ def delivery_run(base, tag, args, account, work, metrics):
         try:
             with open(peer.log, errors="replace") as f:
                 res["notes"] = [l.rstrip() for l in f
-                                if re.search(r"warn|error|defer|retry|timeout|exit", l, re.I)]
+                                if re.search(r"status=(deferred|bounced)|\b(warn(ing)?|error|"
+                                             r"retry|time(d ?)?out)\b", l, re.I)]
         except OSError:
             res["notes"] = []
         shutil.rmtree(workdir, ignore_errors=True)
