@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import smtplib
 import stat
 import subprocess
 from pathlib import Path
@@ -262,3 +263,86 @@ def test_installed_example_config_passes_check(inst, tmp_path):
         assert res.returncode == 0 and res.stdout == f"{conf}: ok\n", res.stdout + res.stderr
     finally:
         H.delete_user(acct)
+
+
+@needs_root
+def test_daemon_runs_from_the_install_on_the_tmpfiles_tree(inst, tmp_path):
+    """The installed mailprocd, root mode, on the directories the real
+    systemd-tmpfiles made from the installed snippet (in a scratch root
+    where _mailprocd is a throwaway account): it starts, writes its pid
+    file into run_dir, the receiver (as `user`) queues a message sent over
+    LMTP, the owners and modes are the daemon's own (it had nothing to fix),
+    and SIGTERM stops it cleanly."""
+    acct = H.create_user("mpinst")
+    proc = None
+    try:
+        root = tmp_path / "root"
+        (root / "etc").mkdir(parents=True)
+        (root / "etc/passwd").write_text(
+            f"_mailprocd:x:{acct.uid}:{acct.gid}::/nonexistent:/usr/sbin/nologin\n")
+        (root / "etc/group").write_text(f"_mailprocd:x:{acct.gid}:\n")
+        for tool in (["systemd-sysusers", f"--root={root}", str(inst["sysusers"])],
+                     ["systemd-tmpfiles", "--create", f"--root={root}", str(inst["tmpfiles"])]):
+            res = subprocess.run(tool, capture_output=True, text=True)
+            assert res.returncode == 0, res.stderr
+        H.make_traversable(root)
+        queue, db, run = (root / "var/spool/mailprocd", root / "var/lib/mailprocd/db",
+                          root / "run/mailprocd")
+        made = {p: stat_of(p) for p in (queue, db, run)}
+        assert made[queue] == (0o700, acct.uid, acct.gid)
+
+        src = tmp_path / "src"
+        src.mkdir()
+        (src / "uid").write_text(f"postmaster@example.test {acct.name}\n")
+        port = H.free_ports(1)[0]
+        text = (inst["doc"] / "examples" / "mailprocd.conf").read_text()
+        text = re.sub(r"^listen\s.*\n", "", text, flags=re.M)
+        for key, value in [("user", acct.name), ("queue_dir", queue), ("db_dir", db),
+                           ("db_source_dir", src), ("run_dir", run)]:
+            text, n = re.subn(rf"^{key}\s+\S+", f"{key} {value}", text, flags=re.M)
+            assert n == 1, key
+        conf = tmp_path / "mailprocd.conf"
+        conf.write_text(text + f"listen lmtp 127.0.0.1:{port}\n")
+        res = subprocess.run([str(inst["sbin"] / "mailprocctl"), "-f", str(conf), "db", "compile"],
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+
+        log = open(tmp_path / "daemon.log", "w+")
+        proc = subprocess.Popen([str(inst["sbin"] / "mailprocd"), "-d", "-f", str(conf)],
+                                stdout=log, stderr=subprocess.STDOUT)
+        H.wait_for(lambda: (run / "mailprocd.pid").exists() or proc.poll() is not None,
+                   what="the pid file")
+        assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
+        assert (run / "mailprocd.pid").read_text() == f"{proc.pid}\n"
+        client = H.wait_for(lambda: _lmtp(port), what="the LMTP listener")
+        try:
+            refused = client.sendmail("sender@example.test", ["postmaster@example.test"],
+                                      b"Subject: installed\r\n\r\nfrom the install\r\n")
+            assert refused == {}
+        finally:
+            client.quit()
+        for p, before in made.items():
+            assert stat_of(p) == before, p
+        state = stat_of(db / "state")
+        assert state[1:] == (acct.uid, acct.gid) and state[0] & 0o077 == 0
+
+        proc.send_signal(15)
+        assert proc.wait(timeout=H.DEADLINE) == 0, (tmp_path / "daemon.log").read_text()
+        proc = None
+        out = (tmp_path / "daemon.log").read_text()
+        assert not [l for l in out.splitlines() if any(s in l for s in H.SANITIZER_PATTERNS)], out
+    finally:
+        if proc is not None:
+            for pid in H.descendants(proc.pid):
+                os.kill(pid, 9)
+            proc.kill()
+            proc.wait()
+        H.delete_user(acct)
+
+
+def _lmtp(port):
+    try:
+        c = smtplib.LMTP("127.0.0.1", port, timeout=H.REPLY_TIMEOUT)
+    except OSError:
+        return None
+    return c
