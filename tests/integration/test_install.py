@@ -1,5 +1,6 @@
 """test_install.py - `meson install --destdir` from the build under test
-(MAILPROCD_BUILD, normal or sanitizer build alike): the programs in sbin
+(MAILPROCD_BUILD; it works from a sanitizer build too, but runs in the
+normal pass only): the programs in sbin
 and runnable, every man page of docs/ in its section, the example configs,
 dashboard and LICENSE under the docdir, the systemd units (checked by
 `systemd-analyze verify` and for the settings the daemon depends on), the
@@ -26,6 +27,9 @@ import mpharness as H
 
 PROGRAMS = ["mailprocd", "mailmond", "mailprocctl"]
 needs_root = pytest.mark.skipif(not H.IS_ROOT, reason="needs root (chown, root mode)")
+# What is installed does not depend on the build's sanitizers, and the
+# sanitized pass spends about 30 s here: the normal pass alone (time budget).
+pytestmark = H.normal_pass_only
 
 
 def introspect(what):
