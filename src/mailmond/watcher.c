@@ -63,7 +63,10 @@ static void ignore(struct watcher *w, struct watched *d, const char *name, const
 	free(key);
 }
 
-static void look_at(struct watcher *w, struct watched *d, const char *name)
+/* Look at new/NAME.  from_create: it was just created, so possibly still
+ * empty, to be written after: then the IN_CLOSE_WRITE that follows is
+ * waited for instead of calling it "not a probe". */
+static void look_at(struct watcher *w, struct watched *d, const char *name, int from_create)
 {
 	uint64_t arrival = wall_usec();
 	struct stat st;
@@ -82,6 +85,11 @@ static void look_at(struct watcher *w, struct watched *d, const char *name)
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
 		ignore(w, d, name, "not a regular file");
+		return;
+	}
+	if (from_create && st.st_size == 0) {
+		close(fd);
+		log_debug("%s/new/%s: created empty: looked at again once written", d->path, name);
 		return;
 	}
 	text = xmalloc(PROBE_READ_MAX);
@@ -143,7 +151,7 @@ static void scan(struct watcher *w, struct watched *d)
 	}
 	closedir(dir);
 	for (size_t i = 0; i < n; i++) {
-		look_at(w, d, names[i]);
+		look_at(w, d, names[i], 0);
 		free(names[i]);
 	}
 	free(names);
@@ -186,9 +194,12 @@ static void on_inotify(evutil_socket_t fd, short what, void *arg)
 				d->wd = -1;
 				continue;
 			}
-			if (ev->len > 0 && (ev->mask & (IN_MOVED_TO | IN_CREATE)) &&
+			/* IN_CLOSE_WRITE: a file created here and written after its
+			 * IN_CREATE is looked at again (a probe counted already is
+			 * gone by then: nothing counts twice) */
+			if (ev->len > 0 && (ev->mask & (IN_MOVED_TO | IN_CREATE | IN_CLOSE_WRITE)) &&
 			    !(ev->mask & IN_ISDIR))
-				look_at(w, d, ev->name);
+				look_at(w, d, ev->name, (ev->mask & IN_CREATE) != 0);
 		}
 	}
 }
@@ -244,7 +255,8 @@ int watcher_add(struct watcher *w, const char *maildir)
 		free(newdir);
 		return -1;
 	}
-	d->wd = inotify_add_watch(w->ifd, newdir, IN_MOVED_TO | IN_CREATE | IN_ONLYDIR);
+	d->wd = inotify_add_watch(w->ifd, newdir, IN_MOVED_TO | IN_CREATE | IN_CLOSE_WRITE |
+	    IN_ONLYDIR);
 	if (d->wd < 0) {
 		log_warn("inotify %s: %s", newdir, strerror(errno));
 		close(d->newfd);

@@ -1,6 +1,8 @@
 /*
  * watcher.h - watching the probe maildirs for arrivals with inotify
- * (IN_MOVED_TO and IN_CREATE on DIR/new), never by polling.
+ * (IN_MOVED_TO, IN_CREATE and IN_CLOSE_WRITE on DIR/new), never by
+ * polling.  A file created empty is looked at again when it is closed
+ * after writing.
  *
  * Each maildir is created (tmp, new, cur) when missing, watched, then
  * scanned once for what arrived before.  A file is opened with O_NOFOLLOW

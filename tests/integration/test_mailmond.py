@@ -559,3 +559,71 @@ def test_config_errors_file_line(tmp_path, run_as):
         res = check_config(noroot)
         assert res.returncode == 1
         assert "does not run as root" in res.stderr
+
+
+# -- robustness: probes that reach the watched maildir in unusual ways.
+# The probe is addressed to bob (an mbox), the maildir watched is alice's:
+# the test takes this run's probe from bob's mbox and puts it into the
+# watched maildir itself, the way the case at hand would.
+
+def detour_probe(daemons, mailmonds, run_as, name, settings=None):
+    """(d, m, maildir, probe bytes): mailmond's first probe, taken from
+    bob's mbox, not yet in the watched maildir."""
+    d = daemons("d")
+    d.start()
+    maildir = d.maildir("alice")
+    for sub in ("tmp", "new", "cur"):
+        (maildir / sub).mkdir(parents=True, exist_ok=True)
+    H.chown_tree(d.home("alice"), run_as)
+    opts = {"interval": "1h", "late_after": "2s", "lost_after": "1h"}
+    opts.update(settings or {})
+    m = mailmonds("m", run_as, [
+        f"{name} smtp:127.0.0.1:{d.smtp_port} to bob@example.test "
+        f"maildir {maildir}"], settings=opts)
+    m.start()
+    msgs = H.wait_for(
+        lambda: [x for x in H.mbox_messages(d.mbox("bob"))
+                 if PROBE_RE.search(x)],
+        what=lambda: f"the probe in bob's mbox\n{m.log()[-2000:]}")
+    msg = msgs[0].split(b"\n", 1)[1]        # without the mbox From line
+    return d, m, maildir, msg
+
+
+def give(path, run_as):
+    if H.IS_ROOT and run_as is not None:
+        os.chown(path, run_as.uid, run_as.gid)
+
+
+def test_file_created_empty_then_written_is_counted(daemons, mailmonds,
+                                                    run_as):
+    """A probe file created straight in new/ (IN_CREATE while empty) and
+    written after: counted when it is closed (IN_CLOSE_WRITE), once."""
+    d, m, maildir, msg = detour_probe(daemons, mailmonds, run_as, "slow")
+    path = maildir / "new" / "3.slow-writer.example"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        give(path, run_as)
+        H.wait_for(lambda: "3.slow-writer.example: created empty" in m.log(),
+                   what=lambda: f"the empty file seen\n{m.log()[-2000:]}")
+        os.write(fd, msg)
+    finally:
+        os.close(fd)
+    m.wait_figure("mailmond_probes_received_total", "slow", 1)
+    H.wait_for(lambda: not path.exists(), what="the probe removed")
+    log = m.log()
+    assert arrived_seqs(log, "slow") == {1}
+    assert "arrived again" not in log
+    assert "found by a rescan" not in log
+    assert "slow-writer.example: not a probe" not in log
+    assert m.figure("mailmond_probes_late_total", "slow") == 0
+    assert m.figure("mailmond_probes_received_total", "slow") == 1
+
+    # written at once and closed (IN_CREATE and IN_CLOSE_WRITE both see
+    # it): counted once; a letter written so is left alone, logged once
+    letter = maildir / "new" / "4.letter.example"
+    with open(letter, "wb") as f:
+        f.write(b"Subject: hello\n\nnot a probe\n")
+    H.wait_for(lambda: "4.letter.example: not a probe" in m.log(),
+               what="the letter seen")
+    m.stop()
+    assert len(re.findall(r"4\.letter\.example: not a probe", m.log())) == 1
