@@ -24,10 +24,14 @@
 /* Names of files that are not probes, remembered so that each is logged
  * once; beyond this many the memory is cleared. */
 #define IGNORED_MAX 10000
+#define WATCH_MASK (IN_MOVED_TO | IN_CREATE | IN_CLOSE_WRITE | IN_DELETE_SELF | \
+	IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW)
 
 struct watched {
 	char *path;             /* the maildir */
-	int newfd;              /* its new/ */
+	/* its new/, open only while looked through: an open descriptor would
+	 * keep inotify from reporting its removal (IN_DELETE_SELF) */
+	int newfd;
 	int wd;
 };
 
@@ -125,14 +129,35 @@ static void look_at(struct watcher *w, struct watched *d, const char *name, int 
 	w->fn(&id, arrival, d->path, name, w->arg);
 }
 
+/* Open d->path/new as d->newfd (no symbolic link).  0, or -1 (logged
+ * unless it is gone: its IN_DELETE_SELF or IN_MOVE_SELF follows). */
+static int enter(struct watched *d)
+{
+	char *newdir = xasprintf("%s/new", d->path);
+	d->newfd = open(newdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (d->newfd < 0 && errno != ENOENT)
+		log_warn("%s: %s", newdir, strerror(errno));
+	free(newdir);
+	return d->newfd < 0 ? -1 : 0;
+}
+
+static void leave(struct watched *d)
+{
+	close(d->newfd);
+	d->newfd = -1;
+}
+
 static void scan(struct watcher *w, struct watched *d)
 {
+	if (enter(d) < 0)
+		return;
 	int fd = dup(d->newfd);
 	DIR *dir = fd < 0 ? NULL : fdopendir(fd);
 	if (dir == NULL) {
 		log_warn("%s/new: %s", d->path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
+		leave(d);
 		return;
 	}
 	rewinddir(dir);
@@ -155,7 +180,10 @@ static void scan(struct watcher *w, struct watched *d)
 		free(names[i]);
 	}
 	free(names);
+	leave(d);
 }
+
+static void rewatch(struct watcher *w, struct watched *d, const char *what);
 
 static struct watched *by_wd(struct watcher *w, int wd)
 {
@@ -189,17 +217,24 @@ static void on_inotify(evutil_socket_t fd, short what, void *arg)
 			struct watched *d = by_wd(w, ev->wd);
 			if (d == NULL)
 				continue;
-			if (ev->mask & IN_IGNORED) {
-				log_warn("%s/new is no longer watched (removed?)", d->path);
-				d->wd = -1;
+			if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) {
+				/* the watch on new/ is gone (IN_IGNORED), or about to go,
+				 * or watches a directory moved elsewhere */
+				if (ev->mask & IN_IGNORED)
+					d->wd = -1;     /* the kernel removed it already */
+				rewatch(w, d, ev->mask & IN_MOVE_SELF ? "was renamed" :
+				    ev->mask & IN_DELETE_SELF ? "was removed" :
+				    "lost its watch");
 				continue;
 			}
 			/* IN_CLOSE_WRITE: a file created here and written after its
 			 * IN_CREATE is looked at again (a probe counted already is
 			 * gone by then: nothing counts twice) */
 			if (ev->len > 0 && (ev->mask & (IN_MOVED_TO | IN_CREATE | IN_CLOSE_WRITE)) &&
-			    !(ev->mask & IN_ISDIR))
+			    !(ev->mask & IN_ISDIR) && enter(d) == 0) {
 				look_at(w, d, ev->name, (ev->mask & IN_CREATE) != 0);
+				leave(d);
+			}
 		}
 	}
 }
@@ -221,18 +256,11 @@ struct watcher *watcher_new(struct event_base *base, watcher_arrival_fn fn, void
 	return w;
 }
 
-int watcher_add(struct watcher *w, const char *maildir)
+/* Create the maildir (tmp, new, cur) where missing.  0, or -1 (logged). */
+static int make_maildir(const char *maildir)
 {
 	static const char *const subdirs[] = { "tmp", "new", "cur" };
 
-	for (int i = 0; i < w->ndirs; i++) {
-		if (strcmp(w->dirs[i].path, maildir) == 0)
-			return 0;
-	}
-	if (w->ndirs == MAX_DIRS) {
-		log_warn("%s: at most %d maildirs", maildir, MAX_DIRS);
-		return -1;
-	}
 	if (mkdir_p(maildir, 0700) < 0) {
 		log_warn("%s: cannot create: %s", maildir, strerror(errno));
 		return -1;
@@ -247,24 +275,55 @@ int watcher_add(struct watcher *w, const char *maildir)
 		}
 		free(sub);
 	}
-	char *newdir = xasprintf("%s/new", maildir);
-	struct watched *d = &w->dirs[w->ndirs];
-	d->newfd = open(newdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (d->newfd < 0) {
-		log_warn("%s: %s", newdir, strerror(errno));
-		free(newdir);
-		return -1;
-	}
-	d->wd = inotify_add_watch(w->ifd, newdir, IN_MOVED_TO | IN_CREATE | IN_CLOSE_WRITE |
-	    IN_ONLYDIR);
-	if (d->wd < 0) {
+	return 0;
+}
+
+/* Watch d->path/new as d->wd.  0, or -1 (logged). */
+static int open_new(struct watcher *w, struct watched *d)
+{
+	char *newdir = xasprintf("%s/new", d->path);
+	d->newfd = -1;
+	d->wd = inotify_add_watch(w->ifd, newdir, WATCH_MASK);
+	if (d->wd < 0)
 		log_warn("inotify %s: %s", newdir, strerror(errno));
-		close(d->newfd);
-		free(newdir);
+	free(newdir);
+	return d->wd < 0 ? -1 : 0;
+}
+
+/* new/ was removed or renamed (or its watch is gone otherwise): create it
+ * again, watch the new one and look through it once. */
+static void rewatch(struct watcher *w, struct watched *d, const char *what)
+{
+	if (d->wd >= 0)
+		inotify_rm_watch(w->ifd, d->wd);    /* (after a rename it still holds) */
+	d->wd = -1;
+	if (make_maildir(d->path) < 0 || open_new(w, d) < 0) {
+		log_warn("%s/new %s: not watched any more", d->path, what);
+		return;
+	}
+	log_warn("%s/new %s: created again and watched", d->path, what);
+	scan(w, d);
+}
+
+int watcher_add(struct watcher *w, const char *maildir)
+{
+	for (int i = 0; i < w->ndirs; i++) {
+		if (strcmp(w->dirs[i].path, maildir) == 0)
+			return 0;
+	}
+	if (w->ndirs == MAX_DIRS) {
+		log_warn("%s: at most %d maildirs", maildir, MAX_DIRS);
 		return -1;
 	}
-	free(newdir);
+	if (make_maildir(maildir) < 0)
+		return -1;
+	struct watched *d = &w->dirs[w->ndirs];
 	d->path = xstrdup(maildir);
+	if (open_new(w, d) < 0) {
+		free(d->path);
+		d->path = NULL;
+		return -1;
+	}
 	w->ndirs++;
 	return 0;
 }
@@ -280,7 +339,6 @@ void watcher_free(struct watcher *w)
 	if (w == NULL)
 		return;
 	for (int i = 0; i < w->ndirs; i++) {
-		close(w->dirs[i].newfd);
 		free(w->dirs[i].path);
 	}
 	event_free(w->ev);

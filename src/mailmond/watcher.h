@@ -2,7 +2,9 @@
  * watcher.h - watching the probe maildirs for arrivals with inotify
  * (IN_MOVED_TO, IN_CREATE and IN_CLOSE_WRITE on DIR/new), never by
  * polling.  A file created empty is looked at again when it is closed
- * after writing.
+ * after writing.  When new/ is removed or renamed (IN_DELETE_SELF,
+ * IN_MOVE_SELF, IN_IGNORED) it is created again, watched again and
+ * looked through once.
  *
  * Each maildir is created (tmp, new, cur) when missing, watched, then
  * scanned once for what arrived before.  A file is opened with O_NOFOLLOW

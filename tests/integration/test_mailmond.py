@@ -627,3 +627,33 @@ def test_file_created_empty_then_written_is_counted(daemons, mailmonds,
                what="the letter seen")
     m.stop()
     assert len(re.findall(r"4\.letter\.example: not a probe", m.log())) == 1
+
+
+def test_new_removed_or_renamed_is_watched_again(daemons, mailmonds, run_as):
+    """new/ renamed away, then removed: mailmond creates it again, watches
+    it again (logged) and the probes go on being counted."""
+    d = daemons("d")
+    d.start()
+    maildir = d.maildir("alice")
+    m = mailmonds("m", run_as, [
+        f"direct lmtp:127.0.0.1:{d.lmtp_port} to alice@example.test "
+        f"maildir {maildir}"], alert=False)
+    m.start()
+    m.wait_figure("mailmond_probes_received_total", "direct", 1)
+
+    os.rename(maildir / "new", maildir / "new.old")
+    H.wait_for(lambda: "new was renamed: created again and watched" in m.log(),
+               what=lambda: f"the new/ watched again\n{m.log()[-2000:]}")
+    assert (maildir / "new").is_dir()
+    received = m.figure("mailmond_probes_received_total", "direct")
+    m.wait_figure("mailmond_probes_received_total", "direct", received + 2)
+
+    shutil.rmtree(maildir / "new")
+    H.wait_for(lambda: "new was removed: created again and watched" in m.log(),
+               what=lambda: f"the new/ watched again\n{m.log()[-2000:]}")
+    assert (maildir / "new").is_dir()
+    received = m.figure("mailmond_probes_received_total", "direct")
+    m.wait_figure("mailmond_probes_received_total", "direct", received + 2)
+    assert not probe_files(maildir).keys() & arrived_seqs(m.log(), "direct")
+    assert m.figure("mailmond_probes_late_total", "direct") == 0
+    m.stop()
