@@ -91,6 +91,9 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
 	struct slot *s = arg;
 	struct monitor *m = s->m;
 	int i = s->i;
+	/* a send turns late or lost now: first look whether it arrived
+	 * unseen (one readdir; its arrival reschedules this timer) */
+	watcher_rescan(m->watcher, m->probes[i].conf->maildir);
 	probe_check(&m->probes[i], mono_usec(), m->c->late_after_usec, m->c->lost_after_usec,
 	    on_change, m);
 	schedule_check(m, i);

@@ -33,6 +33,7 @@ struct watched {
 	 * keep inotify from reporting its removal (IN_DELETE_SELF) */
 	int newfd;
 	int wd;
+	int rescan_found;       /* a rescan found probes: logged once */
 };
 
 struct watcher {
@@ -70,7 +71,8 @@ static void ignore(struct watcher *w, struct watched *d, const char *name, const
 /* Look at new/NAME.  from_create: it was just created, so possibly still
  * empty, to be written after: then the IN_CLOSE_WRITE that follows is
  * waited for instead of calling it "not a probe". */
-static void look_at(struct watcher *w, struct watched *d, const char *name, int from_create)
+/* 1 when it was a probe (handed to the callback), else 0. */
+static int look_at(struct watcher *w, struct watched *d, const char *name, int from_create)
 {
 	uint64_t arrival = wall_usec();
 	struct stat st;
@@ -78,23 +80,23 @@ static void look_at(struct watcher *w, struct watched *d, const char *name, int 
 	const char *why;
 
 	if (name[0] == '.')
-		return;
+		return 0;
 	int fd = openat(d->newfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno == ENOENT)
-			return;         /* gone already (seen by the scan and an event) */
+			return 0;         /* gone already (seen by the scan and an event) */
 		ignore(w, d, name, errno == ELOOP ? "a symbolic link" : strerror(errno));
-		return;
+		return 0;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
 		ignore(w, d, name, "not a regular file");
-		return;
+		return 0;
 	}
 	if (from_create && st.st_size == 0) {
 		close(fd);
 		log_debug("%s/new/%s: created empty: looked at again once written", d->path, name);
-		return;
+		return 0;
 	}
 	text = xmalloc(PROBE_READ_MAX);
 	size_t len = 0;
@@ -112,21 +114,22 @@ static void look_at(struct watcher *w, struct watched *d, const char *name, int 
 	free(text);
 	if (r == PROBE_NONE) {
 		ignore(w, d, name, "not a probe");
-		return;
+		return 0;
 	}
 	if (r == PROBE_BAD) {
 		char *m = xasprintf("bad probe header (%s)", why);
 		ignore(w, d, name, m);
 		free(m);
-		return;
+		return 0;
 	}
 	if (unlinkat(d->newfd, name, 0) < 0) {
 		if (errno != ENOENT)
 			log_warn("%s/new/%s: cannot remove: %s", d->path, name, strerror(errno));
 		if (errno == ENOENT)
-			return;         /* somebody else took it: not ours to count */
+			return 0;         /* somebody else took it: not ours to count */
 	}
 	w->fn(&id, arrival, d->path, name, w->arg);
+	return 1;
 }
 
 /* Open d->path/new as d->newfd (no symbolic link).  0, or -1 (logged
@@ -147,10 +150,12 @@ static void leave(struct watched *d)
 	d->newfd = -1;
 }
 
-static void scan(struct watcher *w, struct watched *d)
+/* Look through new/ once; the number of probes found. */
+static int scan(struct watcher *w, struct watched *d)
 {
+	int found = 0;
 	if (enter(d) < 0)
-		return;
+		return 0;
 	int fd = dup(d->newfd);
 	DIR *dir = fd < 0 ? NULL : fdopendir(fd);
 	if (dir == NULL) {
@@ -158,7 +163,7 @@ static void scan(struct watcher *w, struct watched *d)
 		if (fd >= 0)
 			close(fd);
 		leave(d);
-		return;
+		return 0;
 	}
 	rewinddir(dir);
 	/* collect first: look_at removes entries */
@@ -176,11 +181,12 @@ static void scan(struct watcher *w, struct watched *d)
 	}
 	closedir(dir);
 	for (size_t i = 0; i < n; i++) {
-		look_at(w, d, names[i], 0);
+		found += look_at(w, d, names[i], 0);
 		free(names[i]);
 	}
 	free(names);
 	leave(d);
+	return found;
 }
 
 static void rewatch(struct watcher *w, struct watched *d, const char *what);
@@ -332,6 +338,24 @@ void watcher_scan_all(struct watcher *w)
 {
 	for (int i = 0; i < w->ndirs; i++)
 		scan(w, &w->dirs[i]);
+}
+
+void watcher_rescan(struct watcher *w, const char *maildir)
+{
+	for (int i = 0; i < w->ndirs; i++) {
+		struct watched *d = &w->dirs[i];
+		if (strcmp(d->path, maildir) != 0)
+			continue;
+		if (d->wd < 0)
+			rewatch(w, d, "is not watched");   /* (looks through it) */
+		else if (scan(w, d) > 0 && !d->rescan_found) {
+			d->rescan_found = 1;
+			log_warn("%s/new: probes found by a rescan, not by inotify: inotify "
+			    "may not see this file system's changes (NFS written by another "
+			    "host?); arrivals there are only seen when a probe is due", d->path);
+		}
+		return;
+	}
 }
 
 void watcher_free(struct watcher *w)

@@ -32,6 +32,10 @@ struct watcher *watcher_new(struct event_base *base, watcher_arrival_fn fn, void
 int watcher_add(struct watcher *w, const char *maildir);
 /* Look through DIR/new of every maildir once (after all were added). */
 void watcher_scan_all(struct watcher *w);
+/* Look through maildir/new once more (before a probe there is declared
+ * late or lost: inotify may have missed it, as on NFS written by another
+ * host).  Probes found so are logged once per maildir as a hint. */
+void watcher_rescan(struct watcher *w, const char *maildir);
 void watcher_free(struct watcher *w);
 
 #endif

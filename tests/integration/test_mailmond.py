@@ -657,3 +657,32 @@ def test_new_removed_or_renamed_is_watched_again(daemons, mailmonds, run_as):
     assert not probe_files(maildir).keys() & arrived_seqs(m.log(), "direct")
     assert m.figure("mailmond_probes_late_total", "direct") == 0
     m.stop()
+
+
+def test_arrival_inotify_missed_found_by_rescan(daemons, mailmonds, run_as):
+    """A probe that arrived without inotify telling (as on NFS written by
+    another host; here: written through a descriptor kept open, so no
+    event reports the complete file) is found by the one rescan before it
+    would turn late, and counted, not late; the hint is logged once."""
+    d, m, maildir, msg = detour_probe(daemons, mailmonds, run_as, "nfs")
+    tmp = maildir / "tmp" / "5.unseen.example"
+    tmp.write_bytes(b"Subject: not yet\n\n")
+    give(tmp, run_as)
+    fd = os.open(tmp, os.O_RDWR)
+    try:
+        os.rename(tmp, maildir / "new" / tmp.name)
+        H.wait_for(lambda: "5.unseen.example: not a probe" in m.log(),
+                   what=lambda: f"the file seen\n{m.log()[-2000:]}")
+        os.pwrite(fd, msg, 0)       # the probe now; no event says so
+        m.wait_figure("mailmond_probes_received_total", "nfs", 1)
+    finally:
+        os.close(fd)
+    log = m.log()
+    assert arrived_seqs(log, "nfs") == {1}
+    assert len(re.findall(r"/new: probes found by a rescan, not by inotify",
+                          log)) == 1, log[-2000:]
+    assert m.figure("mailmond_probes_late_total", "nfs") == 0
+    assert m.state("nfs") == "ok"
+    assert m.alert_lines() == []
+    assert not (maildir / "new" / tmp.name).exists()
+    m.stop()
