@@ -170,8 +170,8 @@ static void reap(struct monitor *m)
 	}
 }
 
-static void on_arrival(const struct probe_id *id, uint64_t arrival_usec, const char *dir,
-    const char *file, void *arg)
+static void on_arrival(const struct probe_id *id, uint64_t arrival_mono,
+    uint64_t arrival_wall, const char *dir, const char *file, void *arg)
 {
 	struct monitor *m = arg;
 	int i;
@@ -186,12 +186,16 @@ static void on_arrival(const struct probe_id *id, uint64_t arrival_usec, const c
 		    i == m->n ? "a probe of this configuration" : "this run");
 		return;
 	}
-	double delay = arrival_usec > id->sent_usec ?
-	    (double)(arrival_usec - id->sent_usec) / 1e6 : 0.0;
+	/* by the header's wall-clock send time: for the logs, and for a send
+	 * this run no longer waits for */
+	double wall_diff = ((double)arrival_wall - (double)id->sent_usec) / 1e6;
+	double wall_delay = wall_diff > 0 ? wall_diff : 0.0;
+	double delay = probe_delay(&m->probes[i], id->seq, arrival_mono, arrival_wall,
+	    id->sent_usec);
 	switch (probe_arrival_kind(&m->probes[i], id->seq)) {
 	case PROBE_ARRIVED_AGAIN:
 		log_info("%s/new/%s: probe %s seq %llu arrived again (delay %.3fs): removed, not "
-		    "counted", dir, file, id->name, (unsigned long long)id->seq, delay);
+		    "counted", dir, file, id->name, (unsigned long long)id->seq, wall_delay);
 		return;
 	case PROBE_ARRIVED_NEVER_SENT:
 		log_warn("%s/new/%s: probe %s seq %llu was never sent by this run: removed, not "
@@ -200,6 +204,10 @@ static void on_arrival(const struct probe_id *id, uint64_t arrival_usec, const c
 	}
 	log_info("probe %s seq %llu arrived: delay %.3fs", id->name, (unsigned long long)id->seq,
 	    delay);
+	if (wall_diff - delay > 1.0 || delay - wall_diff > 1.0)
+		log_warn("probe %s seq %llu: by the wall clock its delay is %.3fs: the clock was "
+		    "set in between (the monotonic %.3fs counts)", id->name,
+		    (unsigned long long)id->seq, wall_diff, delay);
 	probe_arrived(&m->probes[i], id->seq, delay, on_change, m);
 	schedule_check(m, i);
 }

@@ -46,10 +46,10 @@ struct watcher {
 	void *arg;
 };
 
-static uint64_t wall_usec(void)
+static uint64_t clock_usec(clockid_t clock)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
+	clock_gettime(clock, &ts);
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
@@ -74,7 +74,8 @@ static void ignore(struct watcher *w, struct watched *d, const char *name, const
 /* 1 when it was a probe (handed to the callback), else 0. */
 static int look_at(struct watcher *w, struct watched *d, const char *name, int from_create)
 {
-	uint64_t arrival = wall_usec();
+	uint64_t arrival_mono = clock_usec(CLOCK_MONOTONIC);
+	uint64_t arrival_wall = clock_usec(CLOCK_REALTIME);
 	struct stat st;
 	char *text;
 	const char *why;
@@ -128,7 +129,7 @@ static int look_at(struct watcher *w, struct watched *d, const char *name, int f
 		if (errno == ENOENT)
 			return 0;         /* somebody else took it: not ours to count */
 	}
-	w->fn(&id, arrival, d->path, name, w->arg);
+	w->fn(&id, arrival_mono, arrival_wall, d->path, name, w->arg);
 	return 1;
 }
 

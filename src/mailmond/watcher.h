@@ -22,9 +22,9 @@
 struct event_base;
 struct watcher;
 
-/* A probe arrived (wall-clock usec) in maildir dir. */
-typedef void (*watcher_arrival_fn)(const struct probe_id *id, uint64_t arrival_usec,
-    const char *dir, const char *file, void *arg);
+/* A probe arrived (monotonic and wall-clock usec) in maildir dir. */
+typedef void (*watcher_arrival_fn)(const struct probe_id *id, uint64_t arrival_mono,
+    uint64_t arrival_wall, const char *dir, const char *file, void *arg);
 
 struct watcher *watcher_new(struct event_base *base, watcher_arrival_fn fn, void *arg);
 /* Add a maildir (several probes may share one: added once).  0, or -1

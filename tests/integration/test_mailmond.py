@@ -686,3 +686,37 @@ def test_arrival_inotify_missed_found_by_rescan(daemons, mailmonds, run_as):
     assert m.alert_lines() == []
     assert not (maildir / "new" / tmp.name).exists()
     m.stop()
+
+
+def test_delay_by_monotonic_clock(daemons, mailmonds, run_as):
+    """The wall clock set an hour back between sending and arrival (here:
+    the header's wall-clock send time an hour later than it was; the other
+    way round too): the delay of this run's probe is its monotonic one."""
+    d, m, maildir, msg = detour_probe(daemons, mailmonds, run_as, "jump",
+                                      settings={"interval": "1s"})
+    sent = int(re.search(rb"\bsent=(\d+);", msg).group(1))
+    for shift, name in ((3600, "6.ahead.example"), (-3600, "7.behind.example")):
+        seq = int(PROBE_RE.search(msg).group(1))
+        body = re.sub(rb"\bsent=\d+;",
+                      b"sent=%d;" % (sent - shift * 1000000), msg)
+        tmp = maildir / "tmp" / name
+        tmp.write_bytes(body)
+        give(tmp, run_as)
+        os.rename(tmp, maildir / "new" / name)
+        H.wait_for(lambda: seq in arrived_seqs(m.log(), "jump"),
+                   what=lambda: f"seq {seq} counted\n{m.log()[-2000:]}")
+        delay = float(re.search(
+            rf"probe jump seq {seq} arrived: delay (\d+\.\d+)s",
+            m.log()).group(1))
+        assert 0 < delay < 60, (shift, delay)
+        assert 0 < m.figure("mailmond_probe_last_delay_seconds", "jump") < 60
+        assert re.search(rf"probe jump seq {seq}: by the wall clock its delay "
+                         rf"is -?\d+\.\d+s: the clock was set", m.log())
+        # the next probe from bob's mbox
+        msg = H.wait_for(
+            lambda: [x for x in H.mbox_messages(d.mbox("bob"))
+                     if b"seq=%d;" % (seq + 1) in x],
+            what="the next probe")[0].split(b"\n", 1)[1]
+        sent = int(re.search(rb"\bsent=(\d+);", msg).group(1))
+    assert m.figure("mailmond_probe_delay_seconds_sum", "jump") < 120
+    m.stop()
