@@ -720,3 +720,85 @@ def test_delay_by_monotonic_clock(daemons, mailmonds, run_as):
         sent = int(re.search(rb"\bsent=(\d+);", msg).group(1))
     assert m.figure("mailmond_probe_delay_seconds_sum", "jump") < 120
     m.stop()
+
+
+ALERT_SCRIPT = """#!/bin/sh
+# writes its alert, then (for the states in $HANG) hangs in a child of
+# its own, whose pid it leaves in DIR/hang.$STATE
+dir=$(dirname "$0")
+echo "$PROBE $STATE $DELAY" >> "$dir/m/alerts"
+case " $HANG " in
+*" $STATE "*)
+    sleep 30 &
+    echo $! > "$dir/m/hang.$STATE"
+    wait ;;
+esac
+"""
+
+
+def hanging_alerts(mailmonds, run_as, tmp_path, hang, settings):
+    script = tmp_path / "alert.sh"
+    script.write_text(ALERT_SCRIPT)
+    script.chmod(0o755)
+    opts = {"interval": "1h", "late_after": "300ms", "lost_after": "800ms",
+            "alert_command": f'"HANG=\\"{hang}\\" /bin/sh {script}"'}
+    opts.update(settings)
+    # nothing listens on port 1: the send fails, the probe is late at
+    # once and lost after lost_after
+    m = mailmonds("m", run_as, [
+        f"down smtp:127.0.0.1:1 to alice@example.test "
+        f"maildir {tmp_path / 'm' / 'Maildir'}"], settings=opts)
+    return m.start()
+
+
+def test_hanging_alert_killed_and_next_runs_after(mailmonds, run_as, tmp_path):
+    """The late alert hangs (a child of its shell sleeps): the lost change
+    waits for it; after alert_timeout its whole process group is killed
+    (logged), then the lost alert runs: once per change, in order."""
+    m = hanging_alerts(mailmonds, run_as, tmp_path, "late",
+                       {"alert_timeout": "1s"})
+    H.wait_for(lambda: len(m.alert_lines()) >= 2,
+               what=lambda: f"two alerts\n{m.log()[-3000:]}")
+    assert [ln.split()[:2] for ln in m.alert_lines()] == \
+        [["down", "late"], ["down", "lost"]]
+    assert float(m.alert_lines()[1].split()[2]) >= 0.8
+    sleeper = int((m.root / "hang.late").read_text())
+    H.wait_for(lambda: not H.alive(sleeper),
+               what="the hanging alert's child killed")
+    log = m.log()
+    pid = re.search(r"probe down: alert_command \(late, pid (\d+)\) still "
+                    r"running after 1\.000s \(alert_timeout\): killing its "
+                    r"process group", log)
+    assert pid, log[-3000:]
+    waits = log.index(f"probe down: alert (lost) waits for the one running "
+                      f"(late, pid {pid.group(1)})")
+    killed = log.index(f"probe down: alert_command (late, pid {pid.group(1)}) "
+                       f"killed after alert_timeout")
+    started = log.index("probe down: alert_command (lost) started")
+    assert waits < killed < started
+    H.wait_for(lambda: "probe down: alert_command (lost, pid" in m.log()
+               and re.search(r"alert_command \(lost, pid \d+\) done", m.log()),
+               what="the lost alert reaped")
+    m.stop()
+    assert len(m.alert_lines()) == 2
+
+
+def test_alert_running_at_stop_is_killed(mailmonds, run_as, tmp_path):
+    """mailmond stopped while an alert hangs: the alert's process group is
+    killed, the change still waiting is logged as not run."""
+    m = hanging_alerts(mailmonds, run_as, tmp_path, "late lost", {})
+    H.wait_for(lambda: (m.root / "hang.late").exists() and
+               (m.root / "hang.late").read_text().endswith("\n"),
+               what="the late alert hanging")
+    H.wait_for(lambda: "probe down: alert (lost) waits for the one running"
+               in m.log(), what="the lost change waiting")
+    sleeper = int((m.root / "hang.late").read_text())
+    assert H.alive(sleeper)
+    m.stop()
+    H.wait_for(lambda: not H.alive(sleeper), timeout=2,
+               what="the hanging alert's child killed at stop")
+    log = m.log()
+    assert re.search(r"probe down: alert_command \(late, pid \d+\) killed: "
+                     r"mailmond stops", log), log[-2000:]
+    assert "probe down: 1 alert not run: mailmond stops" in log
+    assert [ln.split()[:2] for ln in m.alert_lines()] == [["down", "late"]]
