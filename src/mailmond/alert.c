@@ -31,8 +31,13 @@ pid_t alert_run(const char *cmd, const char *probe, const char *state, double de
 		log_warn("alert for probe %s (%s): fork: %s", probe, state, strerror(errno));
 		return -1;
 	}
-	if (pid > 0)
+	if (pid > 0) {
+		setpgid(pid, pid);      /* (the child does it too: no race) */
 		return pid;
+	}
+
+	/* a process group of its own, so that all it started can be killed */
+	setpgid(0, 0);
 
 	int devnull = open("/dev/null", O_RDONLY);
 	if (devnull < 0 || dup2(devnull, STDIN_FILENO) < 0)

@@ -54,6 +54,7 @@ void mm_config_defaults(struct mm_config *c)
 	c->late_after_usec = 300ULL * 1000000;
 	c->lost_after_usec = 3600ULL * 1000000;
 	c->timeout_usec = 30ULL * 1000000;
+	c->alert_timeout_usec = 60ULL * 1000000;
 }
 
 int mm_parse_duration(const char *s, uint64_t *usec)
@@ -296,6 +297,11 @@ static void h_alert_command(struct parse_ctx *p, char **w, int n)
 	set_string(&p->c->alert_command, w[1]);
 }
 
+static void h_alert_timeout(struct parse_ctx *p, char **w, int n)
+{
+	h_duration(p, w, n, &p->c->alert_timeout_usec);
+}
+
 static void h_from(struct parse_ctx *p, char **w, int n)
 {
 	if (!want_one(p, w, n))
@@ -337,6 +343,7 @@ static const struct {
 	{ "timeout", h_timeout, 0 },
 	{ "listen", h_listen, 1 },
 	{ "alert_command", h_alert_command, 0 },
+	{ "alert_timeout", h_alert_timeout, 0 },
 	{ "from", h_from, 0 },
 	{ "helo", h_helo, 0 },
 	{ "user", h_user, 0 },

@@ -43,6 +43,7 @@ struct mm_config {
 	uint64_t lost_after_usec;       /* unseen that long: lost */
 	uint64_t timeout_usec;          /* for one whole SMTP/LMTP dialogue */
 	char *alert_command;            /* NULL: none */
+	uint64_t alert_timeout_usec;    /* an alert still running then: killed */
 	char *from;                     /* envelope sender and From: */
 	char *helo;                     /* EHLO/LHLO name */
 	char *user;                     /* account to become when started as root */

@@ -3,6 +3,7 @@
  */
 #include "mailmond/monitor.h"
 #include "mailmond/alert.h"
+#include "mailmond/alert_queue.h"
 #include "mailmond/mm_expose.h"
 #include "mailmond/probe_state.h"
 #include "mailmond/sender.h"
@@ -37,6 +38,8 @@ struct monitor {
 	struct probe probes[MM_MAX_PROBES];
 	struct event *send_ev[MM_MAX_PROBES];
 	struct event *check_ev[MM_MAX_PROBES];
+	struct alert_queue alerts[MM_MAX_PROBES];
+	struct event *alert_ev[MM_MAX_PROBES];     /* alert_timeout */
 	int n;
 	char run[PROBE_RUN_LEN + 1];
 	struct watcher *watcher;
@@ -63,12 +66,86 @@ static struct timeval tv_usec(uint64_t usec)
 		.tv_usec = (suseconds_t)(usec % 1000000) };
 }
 
+/* Start probe i's next waiting alert unless one runs. */
+static void start_alert(struct monitor *m, int i)
+{
+	struct alert_queue *q = &m->alerts[i];
+	struct alert_change a;
+	const char *name = m->probes[i].conf->name;
+
+	while (alert_queue_next(q, &a)) {
+		q->pid = alert_run(m->c->alert_command, name, a.state, a.delay);
+		if (q->pid < 0)
+			continue;       /* not started (logged): the next one */
+		log_debug("probe %s: alert_command (%s) started, pid %ld", name, a.state,
+		    (long)q->pid);
+		struct timeval tv = tv_usec(m->c->alert_timeout_usec);
+		evtimer_add(m->alert_ev[i], &tv);
+	}
+}
+
 static void on_change(struct probe *p, const char *state, double delay, void *arg)
 {
 	struct monitor *m = arg;
+	int i = (int)(p - m->probes);
 	log_info("probe %s: %s (delay %.3fs)", p->conf->name, state, delay);
-	if (m->c->alert_command != NULL)
-		(void)alert_run(m->c->alert_command, p->conf->name, state, delay);
+	if (m->c->alert_command == NULL)
+		return;
+	struct alert_queue *q = &m->alerts[i];
+	alert_queue_push(q, state, delay);
+	if (q->dropped > 0) {
+		log_warn("probe %s: %d alerts waiting for alert_command (pid %ld): the oldest "
+		    "waiting one not run", p->conf->name, ALERT_QUEUE_MAX, (long)q->pid);
+		q->dropped = 0;
+	}
+	if (q->pid > 0)
+		log_info("probe %s: alert (%s) waits for the one running (%s, pid %ld)",
+		    p->conf->name, state, q->running.state, (long)q->pid);
+	start_alert(m, i);
+}
+
+/* An alert ran alert_timeout: kill its process group (reap() goes on). */
+static void on_alert_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct slot *s = arg;
+	struct alert_queue *q = &s->m->alerts[s->i];
+	if (q->pid <= 0)
+		return;
+	log_warn("probe %s: alert_command (%s, pid %ld) still running after %.3fs "
+	    "(alert_timeout): killing its process group", s->m->probes[s->i].conf->name,
+	    q->running.state, (long)q->pid, (double)s->m->c->alert_timeout_usec / 1e6);
+	q->timed_out = 1;
+	kill(-q->pid, SIGKILL);
+}
+
+/* Alert pid ended with status: log how, start the next one. */
+static int alert_reaped(struct monitor *m, pid_t pid, int status)
+{
+	int i;
+	for (i = 0; i < m->n; i++) {
+		if (m->alerts[i].pid == pid)
+			break;
+	}
+	if (i == m->n)
+		return 0;
+	struct alert_queue *q = &m->alerts[i];
+	const char *name = m->probes[i].conf->name;
+	if (q->timed_out)
+		log_warn("probe %s: alert_command (%s, pid %ld) killed after alert_timeout", name,
+		    q->running.state, (long)pid);
+	else if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+		log_warn("probe %s: alert_command (%s, pid %ld) exited with status %d", name,
+		    q->running.state, (long)pid, WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		log_warn("probe %s: alert_command (%s, pid %ld) killed by signal %d", name,
+		    q->running.state, (long)pid, WTERMSIG(status));
+	else
+		log_info("probe %s: alert_command (%s, pid %ld) done", name, q->running.state,
+		    (long)pid);
+	evtimer_del(m->alert_ev[i]);
+	alert_queue_done(q);
+	start_alert(m, i);
+	return 1;
 }
 
 /* Arm the probe's check timer for the next send that turns late or lost. */
@@ -91,6 +168,9 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
 	struct slot *s = arg;
 	struct monitor *m = s->m;
 	int i = s->i;
+	/* a send turns late or lost now: first look whether it arrived
+	 * unseen (one readdir; its arrival reschedules this timer) */
+	watcher_rescan(m->watcher, m->probes[i].conf->maildir);
 	probe_check(&m->probes[i], mono_usec(), m->c->late_after_usec, m->c->lost_after_usec,
 	    on_change, m);
 	schedule_check(m, i);
@@ -141,13 +221,7 @@ static void reap(struct monitor *m)
 				break;
 		}
 		if (i == m->n) {
-			/* an alert command */
-			if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
-				log_warn("alert_command (pid %ld) exited with status %d", (long)pid,
-				    WEXITSTATUS(status));
-			else if (WIFSIGNALED(status))
-				log_warn("alert_command (pid %ld) killed by signal %d", (long)pid,
-				    WTERMSIG(status));
+			(void)alert_reaped(m, pid, status);
 			continue;
 		}
 		struct probe *p = &m->probes[i];
@@ -167,8 +241,8 @@ static void reap(struct monitor *m)
 	}
 }
 
-static void on_arrival(const struct probe_id *id, uint64_t arrival_usec, const char *dir,
-    const char *file, void *arg)
+static void on_arrival(const struct probe_id *id, uint64_t arrival_mono,
+    uint64_t arrival_wall, const char *dir, const char *file, void *arg)
 {
 	struct monitor *m = arg;
 	int i;
@@ -183,12 +257,16 @@ static void on_arrival(const struct probe_id *id, uint64_t arrival_usec, const c
 		    i == m->n ? "a probe of this configuration" : "this run");
 		return;
 	}
-	double delay = arrival_usec > id->sent_usec ?
-	    (double)(arrival_usec - id->sent_usec) / 1e6 : 0.0;
+	/* by the header's wall-clock send time: for the logs, and for a send
+	 * this run no longer waits for */
+	double wall_diff = ((double)arrival_wall - (double)id->sent_usec) / 1e6;
+	double wall_delay = wall_diff > 0 ? wall_diff : 0.0;
+	double delay = probe_delay(&m->probes[i], id->seq, arrival_mono, arrival_wall,
+	    id->sent_usec);
 	switch (probe_arrival_kind(&m->probes[i], id->seq)) {
 	case PROBE_ARRIVED_AGAIN:
 		log_info("%s/new/%s: probe %s seq %llu arrived again (delay %.3fs): removed, not "
-		    "counted", dir, file, id->name, (unsigned long long)id->seq, delay);
+		    "counted", dir, file, id->name, (unsigned long long)id->seq, wall_delay);
 		return;
 	case PROBE_ARRIVED_NEVER_SENT:
 		log_warn("%s/new/%s: probe %s seq %llu was never sent by this run: removed, not "
@@ -197,6 +275,10 @@ static void on_arrival(const struct probe_id *id, uint64_t arrival_usec, const c
 	}
 	log_info("probe %s seq %llu arrived: delay %.3fs", id->name, (unsigned long long)id->seq,
 	    delay);
+	if (wall_diff - delay > 1.0 || delay - wall_diff > 1.0)
+		log_warn("probe %s seq %llu: by the wall clock its delay is %.3fs: the clock was "
+		    "set in between (the monotonic %.3fs counts)", id->name,
+		    (unsigned long long)id->seq, wall_diff, delay);
 	probe_arrived(&m->probes[i], id->seq, delay, on_change, m);
 	schedule_check(m, i);
 }
@@ -263,6 +345,8 @@ int monitor_run(const struct mm_config *c, int *listen_fds)
 		m->slot[i] = (struct slot){ m, i };
 		m->send_ev[i] = event_new(m->base, -1, EV_PERSIST, on_send, &m->slot[i]);
 		m->check_ev[i] = evtimer_new(m->base, on_check, &m->slot[i]);
+		alert_queue_init(&m->alerts[i]);
+		m->alert_ev[i] = evtimer_new(m->base, on_alert_timeout, &m->slot[i]);
 		if (watcher_add(m->watcher, c->probe[i].maildir) < 0)
 			status = 1;
 	}
@@ -294,6 +378,19 @@ out:
 			close(p->sender_fd);
 		}
 	}
+	/* alerts still running: killed (their process groups), reaped */
+	for (int i = 0; i < m->n; i++) {
+		struct alert_queue *q = &m->alerts[i];
+		if (q->pid > 0) {
+			kill(-q->pid, SIGKILL);
+			waitpid(q->pid, NULL, 0);
+			log_warn("probe %s: alert_command (%s, pid %ld) killed: mailmond stops",
+			    m->probes[i].conf->name, q->running.state, (long)q->pid);
+		}
+		if (q->n > 0)
+			log_warn("probe %s: %zu alert%s not run: mailmond stops",
+			    m->probes[i].conf->name, q->n, q->n == 1 ? "" : "s");
+	}
 	if (m->http != NULL)
 		metrics_http_free(m->http);
 	watcher_free(m->watcher);
@@ -302,6 +399,8 @@ out:
 			event_free(m->send_ev[i]);
 		if (m->check_ev[i] != NULL)
 			event_free(m->check_ev[i]);
+		if (m->alert_ev[i] != NULL)
+			event_free(m->alert_ev[i]);
 		probe_free(&m->probes[i]);
 	}
 	for (int i = 0; i < 4; i++)

@@ -1,7 +1,8 @@
 /*
  * monitor.h - the running mailmond: its probes, the timers that send them
  * and check them, the maildir watcher, the metrics endpoint, and the
- * reaping of its children (senders and alert commands).
+ * reaping of its children (senders, and alert commands: one at a time per
+ * probe, killed after alert_timeout and at stop).
  */
 #ifndef MM_MONITOR_H
 #define MM_MONITOR_H

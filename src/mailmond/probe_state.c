@@ -126,6 +126,18 @@ int probe_arrived(struct probe *p, uint64_t seq, double delay, probe_change_fn f
 	return 0;
 }
 
+double probe_delay(const struct probe *p, uint64_t seq, uint64_t arrival_mono,
+    uint64_t arrival_wall, uint64_t sent_wall)
+{
+	for (size_t i = 0; i < p->npending; i++) {
+		const struct probe_send_rec *r = &p->pending[i];
+		if (r->seq == seq)
+			return arrival_mono > r->start_mono ?
+			    (double)(arrival_mono - r->start_mono) / 1e6 : 0.0;
+	}
+	return arrival_wall > sent_wall ? (double)(arrival_wall - sent_wall) / 1e6 : 0.0;
+}
+
 void probe_check(struct probe *p, uint64_t now, uint64_t late_after, uint64_t lost_after,
     probe_change_fn fn, void *arg)
 {

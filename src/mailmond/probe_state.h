@@ -74,6 +74,14 @@ enum { PROBE_ARRIVED_AGAIN = 1, PROBE_ARRIVED_NEVER_SENT = 2 };
 /* What probe_arrived would make of seq, changing nothing. */
 int probe_arrival_kind(const struct probe *p, uint64_t seq);
 int probe_arrived(struct probe *p, uint64_t seq, double delay, probe_change_fn fn, void *arg);
+/* The delay in seconds (never negative) of probe seq of this run
+ * arriving at arrival_mono (monotonic usec) and arrival_wall (wall-clock
+ * usec), sent at sent_wall by its header: monotonic arrival minus the
+ * send's monotonic start while this run still has that send pending (a
+ * wall-clock jump in between changes nothing), else wall-clock arrival
+ * minus sent_wall. */
+double probe_delay(const struct probe *p, uint64_t seq, uint64_t arrival_mono,
+    uint64_t arrival_wall, uint64_t sent_wall);
 /* Move the sends that crossed late_after or lost_after by now. */
 void probe_check(struct probe *p, uint64_t now, uint64_t late_after, uint64_t lost_after,
     probe_change_fn fn, void *arg);

@@ -24,11 +24,16 @@
 /* Names of files that are not probes, remembered so that each is logged
  * once; beyond this many the memory is cleared. */
 #define IGNORED_MAX 10000
+#define WATCH_MASK (IN_MOVED_TO | IN_CREATE | IN_CLOSE_WRITE | IN_DELETE_SELF | \
+	IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW)
 
 struct watched {
 	char *path;             /* the maildir */
-	int newfd;              /* its new/ */
+	/* its new/, open only while looked through: an open descriptor would
+	 * keep inotify from reporting its removal (IN_DELETE_SELF) */
+	int newfd;
 	int wd;
+	int rescan_found;       /* a rescan found probes: logged once */
 };
 
 struct watcher {
@@ -41,10 +46,10 @@ struct watcher {
 	void *arg;
 };
 
-static uint64_t wall_usec(void)
+static uint64_t clock_usec(clockid_t clock)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
+	clock_gettime(clock, &ts);
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
@@ -63,26 +68,36 @@ static void ignore(struct watcher *w, struct watched *d, const char *name, const
 	free(key);
 }
 
-static void look_at(struct watcher *w, struct watched *d, const char *name)
+/* Look at new/NAME.  from_create: it was just created, so possibly still
+ * empty, to be written after: then the IN_CLOSE_WRITE that follows is
+ * waited for instead of calling it "not a probe". */
+/* 1 when it was a probe (handed to the callback), else 0. */
+static int look_at(struct watcher *w, struct watched *d, const char *name, int from_create)
 {
-	uint64_t arrival = wall_usec();
+	uint64_t arrival_mono = clock_usec(CLOCK_MONOTONIC);
+	uint64_t arrival_wall = clock_usec(CLOCK_REALTIME);
 	struct stat st;
 	char *text;
 	const char *why;
 
 	if (name[0] == '.')
-		return;
+		return 0;
 	int fd = openat(d->newfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno == ENOENT)
-			return;         /* gone already (seen by the scan and an event) */
+			return 0;         /* gone already (seen by the scan and an event) */
 		ignore(w, d, name, errno == ELOOP ? "a symbolic link" : strerror(errno));
-		return;
+		return 0;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
 		ignore(w, d, name, "not a regular file");
-		return;
+		return 0;
+	}
+	if (from_create && st.st_size == 0) {
+		close(fd);
+		log_debug("%s/new/%s: created empty: looked at again once written", d->path, name);
+		return 0;
 	}
 	text = xmalloc(PROBE_READ_MAX);
 	size_t len = 0;
@@ -100,32 +115,56 @@ static void look_at(struct watcher *w, struct watched *d, const char *name)
 	free(text);
 	if (r == PROBE_NONE) {
 		ignore(w, d, name, "not a probe");
-		return;
+		return 0;
 	}
 	if (r == PROBE_BAD) {
 		char *m = xasprintf("bad probe header (%s)", why);
 		ignore(w, d, name, m);
 		free(m);
-		return;
+		return 0;
 	}
 	if (unlinkat(d->newfd, name, 0) < 0) {
 		if (errno != ENOENT)
 			log_warn("%s/new/%s: cannot remove: %s", d->path, name, strerror(errno));
 		if (errno == ENOENT)
-			return;         /* somebody else took it: not ours to count */
+			return 0;         /* somebody else took it: not ours to count */
 	}
-	w->fn(&id, arrival, d->path, name, w->arg);
+	w->fn(&id, arrival_mono, arrival_wall, d->path, name, w->arg);
+	return 1;
 }
 
-static void scan(struct watcher *w, struct watched *d)
+/* Open d->path/new as d->newfd (no symbolic link).  0, or -1 (logged
+ * unless it is gone: its IN_DELETE_SELF or IN_MOVE_SELF follows). */
+static int enter(struct watched *d)
 {
+	char *newdir = xasprintf("%s/new", d->path);
+	d->newfd = open(newdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (d->newfd < 0 && errno != ENOENT)
+		log_warn("%s: %s", newdir, strerror(errno));
+	free(newdir);
+	return d->newfd < 0 ? -1 : 0;
+}
+
+static void leave(struct watched *d)
+{
+	close(d->newfd);
+	d->newfd = -1;
+}
+
+/* Look through new/ once; the number of probes found. */
+static int scan(struct watcher *w, struct watched *d)
+{
+	int found = 0;
+	if (enter(d) < 0)
+		return 0;
 	int fd = dup(d->newfd);
 	DIR *dir = fd < 0 ? NULL : fdopendir(fd);
 	if (dir == NULL) {
 		log_warn("%s/new: %s", d->path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
-		return;
+		leave(d);
+		return 0;
 	}
 	rewinddir(dir);
 	/* collect first: look_at removes entries */
@@ -143,11 +182,15 @@ static void scan(struct watcher *w, struct watched *d)
 	}
 	closedir(dir);
 	for (size_t i = 0; i < n; i++) {
-		look_at(w, d, names[i]);
+		found += look_at(w, d, names[i], 0);
 		free(names[i]);
 	}
 	free(names);
+	leave(d);
+	return found;
 }
+
+static void rewatch(struct watcher *w, struct watched *d, const char *what);
 
 static struct watched *by_wd(struct watcher *w, int wd)
 {
@@ -181,14 +224,24 @@ static void on_inotify(evutil_socket_t fd, short what, void *arg)
 			struct watched *d = by_wd(w, ev->wd);
 			if (d == NULL)
 				continue;
-			if (ev->mask & IN_IGNORED) {
-				log_warn("%s/new is no longer watched (removed?)", d->path);
-				d->wd = -1;
+			if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) {
+				/* the watch on new/ is gone (IN_IGNORED), or about to go,
+				 * or watches a directory moved elsewhere */
+				if (ev->mask & IN_IGNORED)
+					d->wd = -1;     /* the kernel removed it already */
+				rewatch(w, d, ev->mask & IN_MOVE_SELF ? "was renamed" :
+				    ev->mask & IN_DELETE_SELF ? "was removed" :
+				    "lost its watch");
 				continue;
 			}
-			if (ev->len > 0 && (ev->mask & (IN_MOVED_TO | IN_CREATE)) &&
-			    !(ev->mask & IN_ISDIR))
-				look_at(w, d, ev->name);
+			/* IN_CLOSE_WRITE: a file created here and written after its
+			 * IN_CREATE is looked at again (a probe counted already is
+			 * gone by then: nothing counts twice) */
+			if (ev->len > 0 && (ev->mask & (IN_MOVED_TO | IN_CREATE | IN_CLOSE_WRITE)) &&
+			    !(ev->mask & IN_ISDIR) && enter(d) == 0) {
+				look_at(w, d, ev->name, (ev->mask & IN_CREATE) != 0);
+				leave(d);
+			}
 		}
 	}
 }
@@ -210,18 +263,11 @@ struct watcher *watcher_new(struct event_base *base, watcher_arrival_fn fn, void
 	return w;
 }
 
-int watcher_add(struct watcher *w, const char *maildir)
+/* Create the maildir (tmp, new, cur) where missing.  0, or -1 (logged). */
+static int make_maildir(const char *maildir)
 {
 	static const char *const subdirs[] = { "tmp", "new", "cur" };
 
-	for (int i = 0; i < w->ndirs; i++) {
-		if (strcmp(w->dirs[i].path, maildir) == 0)
-			return 0;
-	}
-	if (w->ndirs == MAX_DIRS) {
-		log_warn("%s: at most %d maildirs", maildir, MAX_DIRS);
-		return -1;
-	}
 	if (mkdir_p(maildir, 0700) < 0) {
 		log_warn("%s: cannot create: %s", maildir, strerror(errno));
 		return -1;
@@ -236,23 +282,55 @@ int watcher_add(struct watcher *w, const char *maildir)
 		}
 		free(sub);
 	}
-	char *newdir = xasprintf("%s/new", maildir);
-	struct watched *d = &w->dirs[w->ndirs];
-	d->newfd = open(newdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (d->newfd < 0) {
-		log_warn("%s: %s", newdir, strerror(errno));
-		free(newdir);
-		return -1;
-	}
-	d->wd = inotify_add_watch(w->ifd, newdir, IN_MOVED_TO | IN_CREATE | IN_ONLYDIR);
-	if (d->wd < 0) {
+	return 0;
+}
+
+/* Watch d->path/new as d->wd.  0, or -1 (logged). */
+static int open_new(struct watcher *w, struct watched *d)
+{
+	char *newdir = xasprintf("%s/new", d->path);
+	d->newfd = -1;
+	d->wd = inotify_add_watch(w->ifd, newdir, WATCH_MASK);
+	if (d->wd < 0)
 		log_warn("inotify %s: %s", newdir, strerror(errno));
-		close(d->newfd);
-		free(newdir);
+	free(newdir);
+	return d->wd < 0 ? -1 : 0;
+}
+
+/* new/ was removed or renamed (or its watch is gone otherwise): create it
+ * again, watch the new one and look through it once. */
+static void rewatch(struct watcher *w, struct watched *d, const char *what)
+{
+	if (d->wd >= 0)
+		inotify_rm_watch(w->ifd, d->wd);    /* (after a rename it still holds) */
+	d->wd = -1;
+	if (make_maildir(d->path) < 0 || open_new(w, d) < 0) {
+		log_warn("%s/new %s: not watched any more", d->path, what);
+		return;
+	}
+	log_warn("%s/new %s: created again and watched", d->path, what);
+	scan(w, d);
+}
+
+int watcher_add(struct watcher *w, const char *maildir)
+{
+	for (int i = 0; i < w->ndirs; i++) {
+		if (strcmp(w->dirs[i].path, maildir) == 0)
+			return 0;
+	}
+	if (w->ndirs == MAX_DIRS) {
+		log_warn("%s: at most %d maildirs", maildir, MAX_DIRS);
 		return -1;
 	}
-	free(newdir);
+	if (make_maildir(maildir) < 0)
+		return -1;
+	struct watched *d = &w->dirs[w->ndirs];
 	d->path = xstrdup(maildir);
+	if (open_new(w, d) < 0) {
+		free(d->path);
+		d->path = NULL;
+		return -1;
+	}
 	w->ndirs++;
 	return 0;
 }
@@ -263,12 +341,29 @@ void watcher_scan_all(struct watcher *w)
 		scan(w, &w->dirs[i]);
 }
 
+void watcher_rescan(struct watcher *w, const char *maildir)
+{
+	for (int i = 0; i < w->ndirs; i++) {
+		struct watched *d = &w->dirs[i];
+		if (strcmp(d->path, maildir) != 0)
+			continue;
+		if (d->wd < 0)
+			rewatch(w, d, "is not watched");   /* (looks through it) */
+		else if (scan(w, d) > 0 && !d->rescan_found) {
+			d->rescan_found = 1;
+			log_warn("%s/new: probes found by a rescan, not by inotify: inotify "
+			    "may not see this file system's changes (NFS written by another "
+			    "host?); arrivals there are only seen when a probe is due", d->path);
+		}
+		return;
+	}
+}
+
 void watcher_free(struct watcher *w)
 {
 	if (w == NULL)
 		return;
 	for (int i = 0; i < w->ndirs; i++) {
-		close(w->dirs[i].newfd);
 		free(w->dirs[i].path);
 	}
 	event_free(w->ev);

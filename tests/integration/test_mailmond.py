@@ -559,3 +559,248 @@ def test_config_errors_file_line(tmp_path, run_as):
         res = check_config(noroot)
         assert res.returncode == 1
         assert "does not run as root" in res.stderr
+
+
+# -- robustness: probes that reach the watched maildir in unusual ways.
+# The probe is addressed to bob (an mbox), the maildir watched is alice's:
+# the test takes this run's probe from bob's mbox and puts it into the
+# watched maildir itself, the way the case at hand would.
+
+def detour_probe(daemons, mailmonds, run_as, name, settings=None):
+    """(d, m, maildir, probe bytes): mailmond's first probe, taken from
+    bob's mbox, not yet in the watched maildir."""
+    d = daemons("d")
+    d.start()
+    maildir = d.maildir("alice")
+    for sub in ("tmp", "new", "cur"):
+        (maildir / sub).mkdir(parents=True, exist_ok=True)
+    H.chown_tree(d.home("alice"), run_as)
+    opts = {"interval": "1h", "late_after": "2s", "lost_after": "1h"}
+    opts.update(settings or {})
+    m = mailmonds("m", run_as, [
+        f"{name} smtp:127.0.0.1:{d.smtp_port} to bob@example.test "
+        f"maildir {maildir}"], settings=opts)
+    m.start()
+    msgs = H.wait_for(
+        lambda: [x for x in H.mbox_messages(d.mbox("bob"))
+                 if PROBE_RE.search(x)],
+        what=lambda: f"the probe in bob's mbox\n{m.log()[-2000:]}")
+    msg = msgs[0].split(b"\n", 1)[1]        # without the mbox From line
+    return d, m, maildir, msg
+
+
+def give(path, run_as):
+    if H.IS_ROOT and run_as is not None:
+        os.chown(path, run_as.uid, run_as.gid)
+
+
+def test_file_created_empty_then_written_is_counted(daemons, mailmonds,
+                                                    run_as):
+    """A probe file created straight in new/ (IN_CREATE while empty) and
+    written after: counted when it is closed (IN_CLOSE_WRITE), once."""
+    d, m, maildir, msg = detour_probe(daemons, mailmonds, run_as, "slow")
+    path = maildir / "new" / "3.slow-writer.example"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        give(path, run_as)
+        H.wait_for(lambda: "3.slow-writer.example: created empty" in m.log(),
+                   what=lambda: f"the empty file seen\n{m.log()[-2000:]}")
+        os.write(fd, msg)
+    finally:
+        os.close(fd)
+    m.wait_figure("mailmond_probes_received_total", "slow", 1)
+    H.wait_for(lambda: not path.exists(), what="the probe removed")
+    log = m.log()
+    assert arrived_seqs(log, "slow") == {1}
+    assert "arrived again" not in log
+    assert "found by a rescan" not in log
+    assert "slow-writer.example: not a probe" not in log
+    assert m.figure("mailmond_probes_received_total", "slow") == 1
+
+    # written at once and closed (IN_CREATE and IN_CLOSE_WRITE both see
+    # it): counted once; a letter written so is left alone, logged once
+    letter = maildir / "new" / "4.letter.example"
+    with open(letter, "wb") as f:
+        f.write(b"Subject: hello\n\nnot a probe\n")
+    H.wait_for(lambda: "4.letter.example: not a probe" in m.log(),
+               what="the letter seen")
+    m.stop()
+    assert len(re.findall(r"4\.letter\.example: not a probe", m.log())) == 1
+
+
+def test_new_removed_or_renamed_is_watched_again(daemons, mailmonds, run_as):
+    """new/ renamed away, then removed: mailmond creates it again, watches
+    it again (logged) and the probes go on being counted."""
+    d = daemons("d")
+    d.start()
+    maildir = d.maildir("alice")
+    m = mailmonds("m", run_as, [
+        f"direct lmtp:127.0.0.1:{d.lmtp_port} to alice@example.test "
+        f"maildir {maildir}"], alert=False)
+    m.start()
+    m.wait_figure("mailmond_probes_received_total", "direct", 1)
+
+    os.rename(maildir / "new", maildir / "new.old")
+    H.wait_for(lambda: "new was renamed: created again and watched" in m.log(),
+               what=lambda: f"the new/ watched again\n{m.log()[-2000:]}")
+    assert (maildir / "new").is_dir()
+    received = m.figure("mailmond_probes_received_total", "direct")
+    m.wait_figure("mailmond_probes_received_total", "direct", received + 2)
+
+    shutil.rmtree(maildir / "new")
+    H.wait_for(lambda: "new was removed: created again and watched" in m.log(),
+               what=lambda: f"the new/ watched again\n{m.log()[-2000:]}")
+    assert (maildir / "new").is_dir()
+    received = m.figure("mailmond_probes_received_total", "direct")
+    m.wait_figure("mailmond_probes_received_total", "direct", received + 2)
+    assert not probe_files(maildir).keys() & arrived_seqs(m.log(), "direct")
+    assert m.figure("mailmond_probes_late_total", "direct") == 0
+    m.stop()
+
+
+def test_arrival_inotify_missed_found_by_rescan(daemons, mailmonds, run_as):
+    """A probe that arrived without inotify telling (as on NFS written by
+    another host; here: written through a descriptor kept open, so no
+    event reports the complete file) is found by the one rescan before it
+    would turn late, and counted, not late; the hint is logged once."""
+    d, m, maildir, msg = detour_probe(daemons, mailmonds, run_as, "nfs")
+    tmp = maildir / "tmp" / "5.unseen.example"
+    tmp.write_bytes(b"Subject: not yet\n\n")
+    give(tmp, run_as)
+    fd = os.open(tmp, os.O_RDWR)
+    try:
+        os.rename(tmp, maildir / "new" / tmp.name)
+        H.wait_for(lambda: "5.unseen.example: not a probe" in m.log(),
+                   what=lambda: f"the file seen\n{m.log()[-2000:]}")
+        # (the rescan comes late_after, 2 s, after the send)
+        assert m.figure("mailmond_probes_late_total", "nfs") == 0, \
+            "the probe turned late before the test could place it: too slow"
+        os.pwrite(fd, msg, 0)       # the probe now; no event says so
+        m.wait_figure("mailmond_probes_received_total", "nfs", 1)
+    finally:
+        os.close(fd)
+    log = m.log()
+    assert arrived_seqs(log, "nfs") == {1}
+    assert len(re.findall(r"/new: probes found by a rescan, not by inotify",
+                          log)) == 1, log[-2000:]
+    assert m.figure("mailmond_probes_late_total", "nfs") == 0
+    assert m.state("nfs") == "ok"
+    assert m.alert_lines() == []
+    assert not (maildir / "new" / tmp.name).exists()
+    m.stop()
+
+
+def test_delay_by_monotonic_clock(daemons, mailmonds, run_as):
+    """The wall clock set an hour back between sending and arrival (here:
+    the header's wall-clock send time an hour later than it was; the other
+    way round too): the delay of this run's probe is its monotonic one."""
+    d, m, maildir, msg = detour_probe(daemons, mailmonds, run_as, "jump",
+                                      settings={"interval": "1s"})
+    sent = int(re.search(rb"\bsent=(\d+);", msg).group(1))
+    for shift, name in ((3600, "6.ahead.example"), (-3600, "7.behind.example")):
+        seq = int(PROBE_RE.search(msg).group(1))
+        body = re.sub(rb"\bsent=\d+;",
+                      b"sent=%d;" % (sent - shift * 1000000), msg)
+        tmp = maildir / "tmp" / name
+        tmp.write_bytes(body)
+        give(tmp, run_as)
+        os.rename(tmp, maildir / "new" / name)
+        H.wait_for(lambda: seq in arrived_seqs(m.log(), "jump"),
+                   what=lambda: f"seq {seq} counted\n{m.log()[-2000:]}")
+        delay = float(re.search(
+            rf"probe jump seq {seq} arrived: delay (\d+\.\d+)s",
+            m.log()).group(1))
+        assert 0 < delay < 60, (shift, delay)
+        assert 0 < m.figure("mailmond_probe_last_delay_seconds", "jump") < 60
+        assert re.search(rf"probe jump seq {seq}: by the wall clock its delay "
+                         rf"is -?\d+\.\d+s: the clock was set", m.log())
+        # the next probe from bob's mbox
+        msg = H.wait_for(
+            lambda: [x for x in H.mbox_messages(d.mbox("bob"))
+                     if b"seq=%d;" % (seq + 1) in x],
+            what="the next probe")[0].split(b"\n", 1)[1]
+        sent = int(re.search(rb"\bsent=(\d+);", msg).group(1))
+    assert m.figure("mailmond_probe_delay_seconds_sum", "jump") < 120
+    m.stop()
+
+
+ALERT_SCRIPT = """#!/bin/sh
+# writes its alert, then (for the states in $HANG) hangs in a child of
+# its own, whose pid it leaves in DIR/hang.$STATE
+dir=$(dirname "$0")
+echo "$PROBE $STATE $DELAY" >> "$dir/m/alerts"
+case " $HANG " in
+*" $STATE "*)
+    sleep 30 &
+    echo $! > "$dir/m/hang.$STATE"
+    wait ;;
+esac
+"""
+
+
+def hanging_alerts(mailmonds, run_as, tmp_path, hang, settings):
+    script = tmp_path / "alert.sh"
+    script.write_text(ALERT_SCRIPT)
+    script.chmod(0o755)
+    opts = {"interval": "1h", "late_after": "300ms", "lost_after": "800ms",
+            "alert_command": f'"HANG=\\"{hang}\\" /bin/sh {script}"'}
+    opts.update(settings)
+    # nothing listens on port 1: the send fails, the probe is late at
+    # once and lost after lost_after
+    m = mailmonds("m", run_as, [
+        f"down smtp:127.0.0.1:1 to alice@example.test "
+        f"maildir {tmp_path / 'm' / 'Maildir'}"], settings=opts)
+    return m.start()
+
+
+def test_hanging_alert_killed_and_next_runs_after(mailmonds, run_as, tmp_path):
+    """The late alert hangs (a child of its shell sleeps): the lost change
+    waits for it; after alert_timeout its whole process group is killed
+    (logged), then the lost alert runs: once per change, in order."""
+    m = hanging_alerts(mailmonds, run_as, tmp_path, "late",
+                       {"alert_timeout": "1s"})
+    H.wait_for(lambda: len(m.alert_lines()) >= 2,
+               what=lambda: f"two alerts\n{m.log()[-3000:]}")
+    assert [ln.split()[:2] for ln in m.alert_lines()] == \
+        [["down", "late"], ["down", "lost"]]
+    assert float(m.alert_lines()[1].split()[2]) >= 0.8
+    sleeper = int((m.root / "hang.late").read_text())
+    H.wait_for(lambda: not H.alive(sleeper),
+               what="the hanging alert's child killed")
+    log = m.log()
+    pid = re.search(r"probe down: alert_command \(late, pid (\d+)\) still "
+                    r"running after 1\.000s \(alert_timeout\): killing its "
+                    r"process group", log)
+    assert pid, log[-3000:]
+    waits = log.index(f"probe down: alert (lost) waits for the one running "
+                      f"(late, pid {pid.group(1)})")
+    killed = log.index(f"probe down: alert_command (late, pid {pid.group(1)}) "
+                       f"killed after alert_timeout")
+    started = log.index("probe down: alert_command (lost) started")
+    assert waits < killed < started
+    H.wait_for(lambda: "probe down: alert_command (lost, pid" in m.log()
+               and re.search(r"alert_command \(lost, pid \d+\) done", m.log()),
+               what="the lost alert reaped")
+    m.stop()
+    assert len(m.alert_lines()) == 2
+
+
+def test_alert_running_at_stop_is_killed(mailmonds, run_as, tmp_path):
+    """mailmond stopped while an alert hangs: the alert's process group is
+    killed, the change still waiting is logged as not run."""
+    m = hanging_alerts(mailmonds, run_as, tmp_path, "late lost", {})
+    H.wait_for(lambda: (m.root / "hang.late").exists() and
+               (m.root / "hang.late").read_text().endswith("\n"),
+               what="the late alert hanging")
+    H.wait_for(lambda: "probe down: alert (lost) waits for the one running"
+               in m.log(), what="the lost change waiting")
+    sleeper = int((m.root / "hang.late").read_text())
+    assert H.alive(sleeper)
+    m.stop()
+    H.wait_for(lambda: not H.alive(sleeper), timeout=2,
+               what="the hanging alert's child killed at stop")
+    log = m.log()
+    assert re.search(r"probe down: alert_command \(late, pid \d+\) killed: "
+                     r"mailmond stops", log), log[-2000:]
+    assert "probe down: 1 alert not run: mailmond stops" in log
+    assert [ln.split()[:2] for ln in m.alert_lines()] == [["down", "late"]]

@@ -59,6 +59,7 @@ static void test_spec_example(void **state)
 	assert_int_equal(c.late_after_usec, 300000000ULL);
 	assert_int_equal(c.lost_after_usec, 3600000000ULL);  /* default */
 	assert_int_equal(c.timeout_usec, 30000000ULL);       /* default */
+	assert_int_equal(c.alert_timeout_usec, 60000000ULL); /* default */
 	assert_int_equal(c.nlisten, 1);
 	assert_string_equal(c.listen[0].host, "127.0.0.1");
 	assert_string_equal(c.listen[0].port, "9120");
@@ -77,7 +78,7 @@ static void test_every_setting(void **state)
 	    "probe u smtp:unix:/run/x.sock to a@b.test maildir /m\n"
 	    "probe v lmtp:unix:/run/y.sock to a@b.test maildir /m\n"
 	    "probe w6 lmtp:[::1]:24 to a@b.test maildir /m\n"
-	    "interval 250ms\nlate_after 1.5s\nlost_after 2\ntimeout 0.5\n"
+	    "interval 250ms\nlate_after 1.5s\nlost_after 2\ntimeout 0.5\nalert_timeout 90s\n"
 	    "listen metrics [::1]:9120\nlisten metrics 0.0.0.0:9121\n"
 	    "alert_command \"echo \\\"$PROBE\\\" \\\\ done\"\n"
 	    "from monitor@example.test\nhelo probe.example.test\nuser nobody\r\n");
@@ -91,6 +92,7 @@ static void test_every_setting(void **state)
 	assert_int_equal(c.late_after_usec, 1500000);
 	assert_int_equal(c.lost_after_usec, 2000000);
 	assert_int_equal(c.timeout_usec, 500000);
+	assert_int_equal(c.alert_timeout_usec, 90000000ULL);
 	assert_int_equal(c.nlisten, 2);
 	assert_string_equal(c.listen[0].host, "::1");
 	assert_string_equal(c.alert_command, "echo \"$PROBE\" \\ done");

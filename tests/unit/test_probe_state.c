@@ -1,8 +1,8 @@
 /*
  * test_probe_state.c - a probe's states and figures: late after
  * late_after or at once when it could not be sent, lost after lost_after,
- * recovered on an arrival, each change reported once, and when the next
- * check is due.
+ * recovered on an arrival, each change reported once, when the next
+ * check is due, and the delay by the monotonic clock.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -154,6 +154,28 @@ static void test_arrived_twice_or_never_sent(void **state)
 	probe_free(&p);
 }
 
+/* A send this run has pending: the delay is by the monotonic clock,
+ * whatever the wall clock did; else by the header's wall-clock time. */
+static void test_delay_by_monotonic_clock(void **state)
+{
+	struct probe p;
+	probe_init(&p, &conf);
+	probe_send_started(&p, 1, 100 * S);
+	probe_send_started(&p, 2, 101 * S);
+	/* sent at wall 5000 s; the wall clock jumped an hour forward, then
+	 * back behind the send */
+	assert_true(probe_delay(&p, 1, 100 * S + 1500000, 8601 * S, 5000 * S) == 1.5);
+	assert_true(probe_delay(&p, 2, 103 * S, 4000 * S, 5000 * S) == 2.0);
+	/* not pending (given up, or never this run's): the wall clocks */
+	assert_true(probe_delay(&p, 7, 103 * S, 5004 * S, 5000 * S) == 4.0);
+	assert_true(probe_delay(&p, 7, 103 * S, 4000 * S, 5000 * S) == 0.0);
+	/* counted seq 1 is no longer pending */
+	assert_int_equal(probe_arrived(&p, 1, 1.5, on_change, NULL), 0);
+	assert_true(probe_delay(&p, 1, 104 * S, 5003 * S, 5000 * S) == 3.0);
+	assert_true(probe_delay(&p, 2, 104 * S, 5003 * S, 5000 * S) == 3.0);
+	probe_free(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -161,6 +183,7 @@ int main(void)
 		cmocka_unit_test(test_send_failures),
 		cmocka_unit_test(test_straight_to_lost),
 		cmocka_unit_test(test_arrived_twice_or_never_sent),
+		cmocka_unit_test(test_delay_by_monotonic_clock),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
