@@ -4,6 +4,7 @@
 #include "master/listen.h"
 #include "lib/log.h"
 #include "lib/privsep.h"
+#include "lib/tcp_listen.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,31 +20,7 @@
 
 static int open_tcp(const struct listen_spec *l)
 {
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-		.ai_flags = AI_PASSIVE | AI_NUMERICSERV };
-	struct addrinfo *res, *ai;
-	int fd = -1, one = 1;
-	int r = getaddrinfo(l->host, l->port, &hints, &res);
-
-	if (r != 0) {
-		log_warn("listen %s:%s: %s", l->host, l->port, gai_strerror(r));
-		return -1;
-	}
-	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			continue;
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (ai->ai_family == AF_INET6)
-			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, LISTEN_BACKLOG) == 0)
-			break;
-		log_warn("listen %s:%s: %s", l->host, l->port, strerror(errno));
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	return fd;
+	return tcp_listen("listen", l->host, l->port, LISTEN_BACKLOG);
 }
 
 static int open_unix_socket(const char *path, int type, mode_t mode) __attribute__((nonnull));
