@@ -282,3 +282,23 @@ def test_user_and_home_base_name_both_lines(sd):
     assert res.returncode == 1
     assert res.stderr == (f"{conf}:{n}: home_base (single-user mode, line {hb}) and "
                           f"user (root mode, line {n}) exclude each other\n")
+
+
+def test_reload_error_after_parsing_carries_its_line(tmp_path, run_as):
+    """SIGHUP with a default_delivery the rules parser refuses: logged as
+    file:line like -n says it, and the running configuration stays."""
+    import signal
+    d = H.Daemon(tmp_path / "d", run_as=run_as)
+    d.compile()
+    d.start()
+    try:
+        text = re.sub(r"(?m)^default_delivery .*\n", "", d.conf.read_text())
+        d.conf.write_text(text + "default_delivery discard\n")
+        n = len(text.splitlines()) + 1
+        os.kill(d.pid, signal.SIGHUP)
+        d.wait_log(re.escape(f"{d.conf}:{n}: default_delivery: must be maildir, mbox or pipe"))
+        d.wait_log("keeping the running configuration")
+        m = send(d, "alice@example.test")
+        H.wait_maildir(d.maildir("alice"), H.mid(m))
+    finally:
+        d.stop()
