@@ -50,12 +50,14 @@ static void check_user(const struct mm_config *c, uid_t *uid, gid_t *gid, char *
 	*name = NULL;
 	if (c->user != NULL) {
 		if (privsep_lookup_user(c->user, uid, gid, NULL, name) < 0) {
-			snprintf(msg, sizeof(msg), "%s: user: unknown account \"%s\"", c->path, c->user);
+			snprintf(msg, sizeof(msg), "%s:%d: user: unknown account \"%s\"", c->path,
+			    c->user_line, c->user);
 			report(msg);
 			return;
 		}
 		if (*uid == 0) {
-			snprintf(msg, sizeof(msg), "%s: user must not be root", c->path);
+			snprintf(msg, sizeof(msg), "%s:%d: user must not be root", c->path,
+			    c->user_line);
 			report(msg);
 			return;
 		}

@@ -302,3 +302,16 @@ def test_reload_error_after_parsing_carries_its_line(tmp_path, run_as):
         H.wait_maildir(d.maildir("alice"), H.mid(m))
     finally:
         d.stop()
+
+
+def test_mailmond_user_error_carries_its_line(tmp_path):
+    conf = tmp_path / "mailmond.conf"
+    conf.write_text(
+        "# probes\n"
+        "probe local smtp:127.0.0.1:25 to mon@example.test maildir /var/tmp/m/\n"
+        "user no_such_account_mpt\n"
+        "interval 60s\n")
+    res = subprocess.run([str(mailmond_bin()), "-n", "-f", str(conf)],
+                         capture_output=True, text=True)
+    assert res.returncode == 1
+    assert res.stderr == f'{conf}:3: user: unknown account "no_such_account_mpt"\n'
