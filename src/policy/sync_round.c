@@ -17,7 +17,6 @@
 #include "lib/log.h"
 #include "lib/msgtypes.h"
 #include "lib/privsep.h"
-#include "lib/proctitle.h"
 #include "lib/strmap.h"
 #include "lib/xalloc.h"
 
@@ -67,7 +66,6 @@ static pid_t start_writer(const struct config *cfg, const struct polsync_identit
 	}
 	if (pid == 0) {
 		close(sv[0]);
-		proctitle_set("mailprocd: policy sync writer");
 		if (dup2(sv[1], 3) < 0)
 			_exit(1);
 		close_range(4, ~0u, 0);
@@ -176,7 +174,6 @@ static void read_file(struct round *r, const char *name, uid_t uid, gid_t gid,
 	}
 	if (pid == 0) {
 		close(pfd[0]);
-		proctitle_set("mailprocd: policy sync reader %s", name);
 		polsync_reader_run(pfd[1], name, uid, gid, home, r->id->root_mode,
 		    r->cfg->minimum_uid);
 	}

@@ -79,21 +79,24 @@ def send(d, rcpt):
 
 
 class TitledDaemon(H.Daemon):
-    """A daemon with the optional children too: policy and metrics."""
+    """A daemon with the optional children too: policy, lists sync and
+    metrics."""
 
     def __init__(self, *a, **kw):
-        self.policy_port, self.metrics_port = H.free_ports(2)
+        self.policy_port, self.metrics_port, self.mailman_port = H.free_ports(3)
         super().__init__(*a, **kw)
 
     def config_text(self):
+        # the lists sync process runs (and finds no Mailman there)
         return super().config_text() + (
             f"listen policy 127.0.0.1:{self.policy_port}\n"
-            f"listen metrics 127.0.0.1:{self.metrics_port}\n")
+            f"listen metrics 127.0.0.1:{self.metrics_port}\n"
+            f"members_source mailman3 http://127.0.0.1:{self.mailman_port}/3.1 u:p\n")
 
 
 CHILD_TITLES = {"mailprocd: receiver", "mailprocd: qmgr", "mailprocd: spawner",
                 "mailprocd: relay", "mailprocd: policy sync", "mailprocd: policy",
-                "mailprocd: metrics"}
+                "mailprocd: lists sync", "mailprocd: metrics"}
 
 
 def check_titles(d, account, maildir):
