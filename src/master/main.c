@@ -78,7 +78,7 @@ static void check_socket_owners(const struct config *c)
 }
 
 /* Checks beyond the syntax of single lines: identities, the default
- * delivery instruction, the databases.  root_mode: judge the file as the
+ * delivery instruction, the databases.  d->root_mode: judge the file as the
  * root-mode daemon will run it; check_only: -n (also run by root on a
  * single-user file, whose account it cannot know). */
 static void check_setup(struct daemon_ctx *d, int check_only)
