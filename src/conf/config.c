@@ -153,7 +153,7 @@ static void h_duration(struct parse_ctx *p, char **w, int n, void *field)
 	if (!want_args(p, w[0], n - 1, 1, 1))
 		return;
 	if (parse_duration(w[1], &v) < 0 || v > 10ULL * 365 * 86400)
-		perr(p, "%s: bad duration \"%s\" (use a number with s, m, h or d)", w[0], w[1]);
+		perr(p, "%s: bad duration \"%s\" (use a number with s, m, h, d or w)", w[0], w[1]);
 	else
 		*(uint64_t *)field = v;
 }
@@ -580,6 +580,16 @@ static const struct key {
 };
 
 _Static_assert(sizeof(keys) / sizeof(keys[0]) <= 64, "seen[] too small");
+_Static_assert(sizeof(keys) / sizeof(keys[0]) <= sizeof(((struct config *)0)->set_line) /
+    sizeof(int), "set_line[] too small");
+
+int config_line(const struct config *c, const char *key)
+{
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (strcmp(keys[i].name, key) == 0)
+			return c->set_line[i];
+	return 0;
+}
 
 /* Split a line into words; `#` outside a word starts a comment.  Returns the
  * number of words or -1 when there are too many. */
@@ -620,6 +630,7 @@ static void parse_line(struct parse_ctx *p, char *line)
 			return;
 		}
 		p->seen[i] = 1;
+		p->c->set_line[i] = p->line;
 		keys[i].fn(p, w, n, (char *)p->c + keys[i].offset);
 		return;
 	}
@@ -640,10 +651,17 @@ static void check_whole(struct parse_ctx *p)
 	struct config *c = p->c;
 	if (c->nlisten == 0)
 		file_error(p, "no listen setting: nothing to accept mail on");
-	if (c->home_base != NULL && c->user != NULL)
-		file_error(p, "home_base (single-user mode) and user (root mode) exclude each other");
-	if (c->greylist_max_age <= c->greylist_delay)
-		file_error(p, "greylist_max_age must be longer than greylist_delay");
+	if (c->home_base != NULL && c->user != NULL) {
+		int hl = config_line(c, "home_base"), ul = config_line(c, "user");
+		p->line = hl > ul ? hl : ul;
+		perr(p, "home_base (single-user mode, line %d) and user (root mode, line %d) "
+		    "exclude each other", hl, ul);
+	}
+	if (c->greylist_max_age <= c->greylist_delay) {
+		int al = config_line(c, "greylist_max_age"), dl = config_line(c, "greylist_delay");
+		p->line = al > dl ? al : dl;    /* both default cannot happen */
+		perr(p, "greylist_max_age must be longer than greylist_delay");
+	}
 }
 
 /* Parse the lines of f (closed here) into p->c. */

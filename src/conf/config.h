@@ -88,6 +88,7 @@ struct config {
 	char *members_credentials;      /* mailman3: USER:PASSWORD (HTTP basic auth) */
 	uint64_t members_sync_interval; /* seconds between fetches of the members */
 	uint64_t generation;            /* 0 at start, +1 at each reload (not a setting) */
+	int set_line[64];               /* line each setting of the table was set on; 0 = default */
 };
 
 #define CONFIG_MAX_SIZE (1024 * 1024)
@@ -104,6 +105,9 @@ int config_load(struct config *c, const char *path,
  * when the master hands it the file it validated at a reload. */
 int config_load_fd(struct config *c, int fd, const char *name,
     void (*report)(const char *msg));
+/* The line of the file where key was set (the last listen for listen), or
+ * 0 when it kept its default: for checks made after parsing. */
+int config_line(const struct config *c, const char *key);
 /* Free the listen lines' strings; nlisten becomes 0. */
 void config_free_listen(struct config *c);
 void config_free(struct config *c);

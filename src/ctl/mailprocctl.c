@@ -8,12 +8,14 @@
  *   mailprocctl [-f FILE] status | test ADDRESS | learn --spam|--ham ADDRESS
  *   mailprocctl [-f FILE] policy sync | policy show ACCOUNT | policy check < request
  *   mailprocctl [-f FILE] lists sync
+ *   mailprocctl -V | --version | -h | --help
  *
  * Exit status: 0 success, 1 errors (printed on stderr), 2 usage.
  */
 #include "conf/config.h"
 #include "ctl/ctl.h"
 
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,8 +57,11 @@ static void usage(FILE *out)
 	    "       mailprocctl [-f FILE] policy show ACCOUNT\n"
 	    "       mailprocctl [-f FILE] policy check < request\n"
 	    "       mailprocctl [-f FILE] lists sync\n"
+	    "       mailprocctl -V | -h\n"
 	    "\n"
-	    "  -f FILE   configuration file (default " CONFIG_DEFAULT_PATH ")\n", out);
+	    "  -f FILE   configuration file (default " CONFIG_DEFAULT_PATH ")\n"
+	    "  -V, --version  print the version\n"
+	    "  -h, --help     print this help\n", out);
 }
 
 static int usage_error(const char *fmt, ...) MP_PRINTF(1, 2);
@@ -136,15 +141,23 @@ static int run(const struct command *c, const char *config_path, char **args, in
 
 int main(int argc, char **argv)
 {
+	static const struct option long_opts[] = {
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 	const char *config_path = CONFIG_DEFAULT_PATH;
 	int ch, nwords;
 
 	log_init("mailprocctl", 1, 0);
-	while ((ch = getopt(argc, argv, "+f:h")) != -1) {
+	while ((ch = getopt_long(argc, argv, "+f:Vh", long_opts, NULL)) != -1) {
 		switch (ch) {
 		case 'f':
 			config_path = optarg;
 			break;
+		case 'V':
+			printf("mailprocctl %s\n", MP_VERSION);
+			return CTL_OK;
 		case 'h':
 			usage(stdout);
 			return CTL_OK;

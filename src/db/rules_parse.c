@@ -184,6 +184,9 @@ static int parse_options(const struct token *t, int n, int flags,
 			}
 			if (resolve_gid(w + 4, out, err, errlen) < 0)
 				return -1;
+		} else if (!t[i].quoted && (strcmp(w, "uid=") == 0 || strcmp(w, "gid=") == 0)) {
+			snprintf(err, errlen, "%s needs a value: %sNAME or %sNUMBER", w, w, w);
+			return -1;
 		} else {
 			snprintf(err, errlen, "unknown option \"%s\" (uid= or gid=)", w);
 			return -1;

@@ -15,6 +15,7 @@
 #include "lib/privsep.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +37,8 @@ static _Noreturn void usage(int status)
 	    "  -n       check the configuration, then exit\n"
 	    "  -v       verbose (debug) logging\n"
 	    "  -f FILE  configuration file (default " MM_CONFIG_DEFAULT_PATH ")\n"
-	    "  -V       print the version\n"
-	    "  -h       print this help\n");
+	    "  -V, --version  print the version\n"
+	    "  -h, --help     print this help\n");
 	exit(status);
 }
 
@@ -49,12 +50,14 @@ static void check_user(const struct mm_config *c, uid_t *uid, gid_t *gid, char *
 	*name = NULL;
 	if (c->user != NULL) {
 		if (privsep_lookup_user(c->user, uid, gid, NULL, name) < 0) {
-			snprintf(msg, sizeof(msg), "%s: user: unknown account \"%s\"", c->path, c->user);
+			snprintf(msg, sizeof(msg), "%s:%d: user: unknown account \"%s\"", c->path,
+			    c->user_line, c->user);
 			report(msg);
 			return;
 		}
 		if (*uid == 0) {
-			snprintf(msg, sizeof(msg), "%s: user must not be root", c->path);
+			snprintf(msg, sizeof(msg), "%s:%d: user must not be root", c->path,
+			    c->user_line);
 			report(msg);
 			return;
 		}
@@ -75,7 +78,13 @@ int main(int argc, char **argv)
 	gid_t gid = 0;
 	char *user_name = NULL;
 
-	while ((opt = getopt(argc, argv, "dnvf:Vh")) != -1) {
+	static const struct option long_opts[] = {
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+
+	while ((opt = getopt_long(argc, argv, "dnvf:Vh", long_opts, NULL)) != -1) {
 		switch (opt) {
 		case 'd': foreground = 1; break;
 		case 'n': check_only = 1; break;

@@ -329,6 +329,7 @@ static void h_user(struct parse_ctx *p, char **w, int n)
 	if (!want_one(p, w, n))
 		return;
 	set_string(&p->c->user, w[1]);
+	p->c->user_line = p->line;
 }
 
 static const struct {

@@ -47,6 +47,7 @@ struct mm_config {
 	char *from;                     /* envelope sender and From: */
 	char *helo;                     /* EHLO/LHLO name */
 	char *user;                     /* account to become when started as root */
+	int user_line;                  /* where user was set, for the check at start */
 };
 
 /* Defaults; from and helo are filled by mm_config_load from the host name

@@ -21,6 +21,7 @@
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/privsep.h"
+#include "lib/proctitle.h"
 #include "lists/lists_sync.h"
 #include "metrics/metrics.h"
 #include "metrics/service.h"
@@ -171,6 +172,7 @@ static void child_setup(struct master *m, enum child_kind kind)
 	snprintf(ident, sizeof(ident), "mailprocd/%s", kind == CHILD_POLSYNC ? "polsync" :
 	    kind == CHILD_LISTSYNC ? "listsync" : child_names[kind]);
 	log_set_ident(ident);
+	proctitle_set("mailprocd: %s", child_names[kind]);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGXFSZ, SIG_IGN);       /* a file size limit is EFBIG, not death */
 	signal(SIGCHLD, SIG_DFL);

@@ -57,7 +57,11 @@ static void check_setup(const struct config *c)
 	char err[600];
 
 	if (rules_check_default_delivery(c->default_delivery, err, sizeof(err)) < 0) {
-		log_warn("%s: %s", c->path, err);
+		int line = config_line(c, "default_delivery");
+		if (line > 0)
+			log_warn("%s:%d: %s", c->path, line, err);
+		else
+			log_warn("%s: %s", c->path, err);
 		errors++;
 	}
 }

@@ -26,6 +26,7 @@
 #include "lib/log.h"
 #include "lib/msgtypes.h"
 #include "lib/privsep.h"
+#include "lib/proctitle.h"
 #include "lib/xalloc.h"
 #include "spam/spam.h"
 
@@ -125,6 +126,7 @@ static _Noreturn void become_worker(const struct config *cfg, int root_mode,
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGXFSZ, SIG_IGN);
 	log_set_ident("mailprocd/worker");
+	proctitle_set("mailprocd: worker %s", account);
 
 	if (root_mode) {
 		/* supplementary groups from passwd, when the account has an entry

@@ -240,7 +240,12 @@ static void test_errors(void **state)
 		{ "listen lmtp 127.0.0.1:24\nminimum_uid 0\n", "F:2: minimum_uid: bad uid \"0\"" },
 		{ "listen lmtp 127.0.0.1:24\nminimum_uid -5\n", "F:2: minimum_uid: bad uid" },
 		{ "# nothing\n", "F: no listen setting" },
-		{ "listen lmtp 127.0.0.1:24\nuser x\nhome_base /tmp\n", "exclude each other" },
+		{ "listen lmtp 127.0.0.1:24\nuser x\nhome_base /tmp\n",
+		  "F:3: home_base (single-user mode, line 3) and user (root mode, line 2) exclude each other" },
+		{ "listen lmtp 127.0.0.1:24\ngreylist_delay 2h\n# c\ngreylist_max_age 1h\n",
+		  "F:4: greylist_max_age must be longer than greylist_delay" },
+		{ "listen lmtp 127.0.0.1:24\nsession_timeout 3x\n",
+		  "F:2: session_timeout: bad duration \"3x\" (use a number with s, m, h, d or w)" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct config c;

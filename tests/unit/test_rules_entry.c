@@ -149,6 +149,8 @@ static void test_parse_errors(void **state)
 	parse_err("maildir ~/x uid=no_such_user_xyz", "unknown account \"no_such_user_xyz\"");
 	parse_err("maildir ~/x gid=no_such_group_xyz", "unknown group \"no_such_group_xyz\"");
 	parse_err("maildir ~/x gid=12 gid=13", "gid= given twice");
+	parse_err("maildir ~/x uid=", "uid= needs a value: uid=NAME or uid=NUMBER");
+	parse_err("mbox ~/x gid=", "gid= needs a value: gid=NAME or gid=NUMBER");
 	parse_err("maildir \"~/unterminated", "missing closing quote");
 	parse_err("maildir \"~/a\"b", "a quoted word must end at a space");
 	parse_err("maildir ~/x ; stop", "one instruction expected here");
