@@ -276,6 +276,24 @@ static void start_child(struct master *m, enum child_kind kind)
 	log_debug("started %s pid %ld", child_names[kind], (long)pid);
 }
 
+/* At a stop, once the qmgr is gone for good: the master's copies of the
+ * qmgr's ends of its links.  A worker the spawner started just before the
+ * stop travels to the qmgr as a descriptor in a message the qmgr never
+ * read; while the master keeps that end open, the message and so the
+ * worker's socket stay alive, the worker never sees the qmgr go, and the
+ * spawner waits for it until stop_grace_time runs out.  Closing the end
+ * drops the message. */
+static void close_qmgr_ends(struct master *m)
+{
+	int *ends[] = { &m->recv_qmgr[1], &m->qmgr_spawner[0], &m->qmgr_relay[0] };
+
+	for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
+		if (*ends[i] >= 0)
+			close(*ends[i]);
+		*ends[i] = -1;
+	}
+}
+
 static void child_exited(struct master *m, pid_t pid, int status)
 {
 	for (int k = 0; k < CHILD_COUNT; k++) {
@@ -283,8 +301,11 @@ static void child_exited(struct master *m, pid_t pid, int status)
 		if (c->pid != pid)
 			continue;
 		c->pid = 0;
-		if (m->stopping)
+		if (m->stopping) {
+			if (k == CHILD_QMGR)
+				close_qmgr_ends(m);
 			return;
+		}
 		if (!child_wanted(m, (enum child_kind)k) && WIFEXITED(status) &&
 		    WEXITSTATUS(status) == 0) {
 			/* a reload took away what it served (members_source) */
