@@ -14,6 +14,11 @@
 extern char **environ;
 
 static char *title_area;        /* argv[0]; NULL until proctitle_init */
+/* The moved environment, kept here too so that it stays reachable when a
+ * process later points environ elsewhere.  Its strings belong to environ
+ * from then on: a string that setenv or Perl's %ENV (in a SpamAssassin
+ * worker) replaces in place is not freed (tests/lsan.supp says so). */
+static char **moved_env;
 static size_t title_size;       /* bytes we may overwrite, with the NUL */
 
 void proctitle_init(int argc, char **argv)
@@ -40,7 +45,7 @@ void proctitle_init(int argc, char **argv)
 	for (int i = 0; i < nenv; i++)
 		env[i] = xstrdup(environ[i]);
 	env[nenv] = NULL;
-	environ = env;
+	environ = moved_env = env;
 	/* argv[1..] keep their own copies for getopt, which runs later */
 	for (int i = 1; i < argc; i++)
 		argv[i] = xstrdup(argv[i]);
