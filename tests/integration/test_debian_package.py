@@ -4,7 +4,7 @@ run and purged on this host, as root.
 Once per module, `dpkg-buildpackage -b -us -uc` with
 DEB_BUILD_OPTIONS=nocheck builds mailprocd_VERSION_ARCH.deb from a copy of
 the source tree in a temp dir (the checkout is not touched; the build
-compiles everything again: about a minute on 2 cores).  Then `dpkg -i`
+compiles everything again: 12-20 s of the module's 15-23 s here).  Then `dpkg -i`
 installs it, the installed `mailprocd -n` passes the installed default
 config, the installed daemon (not under systemd: the test starts
 /usr/sbin/mailprocd -d itself with the installed config, unchanged) takes
@@ -152,6 +152,21 @@ def kill_daemon(proc):
         proc.wait()
 
 
+def restore_host():
+    """After a test, whatever happened: the package purged, and what it
+    made and a purge left removed (none of it was there before the
+    install: check_clean_host), so that a failure does not stay behind."""
+    if dpkg_status() != "not-installed":
+        purge()
+    for d in MADE_DIRS:
+        shutil.rmtree(d, ignore_errors=True)
+    for name in ACCOUNTS:
+        if account_exists(name):
+            run(["userdel", name])
+        if account_exists(name):
+            run(["groupdel", name])
+
+
 @pytest.fixture(scope="module")
 def installed(deb):
     """The package installed once for the module; purged at the end if a
@@ -160,9 +175,7 @@ def installed(deb):
     try:
         yield res
     finally:
-        if dpkg_status() != "not-installed":
-            out = purge()
-            assert out.returncode == 0, out.stdout + out.stderr
+        restore_host()
 
 
 def start_daemon(tmp_path):
@@ -343,11 +356,4 @@ def test_purge_keeps_a_queue_that_holds_mail(deb, tmp_path):
             assert d == QUEUE or not d.exists(), d
     finally:
         kill_daemon(proc)
-        if dpkg_status() != "not-installed":
-            purge()
-        shutil.rmtree(QUEUE, ignore_errors=True)
-        for name in ACCOUNTS:
-            if account_exists(name):
-                run(["userdel", name])
-            if account_exists(name):
-                run(["groupdel", name])
+        restore_host()
