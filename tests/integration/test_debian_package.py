@@ -87,7 +87,7 @@ def copy_ignore(src, names):
     if src == H.REPO:
         return [n for n in names if n in TOP_SKIP or n.startswith(("build-", "obj-"))]
     if src == H.REPO / "debian":
-        return [n for n in names if n in DEBIAN_SKIP or n.endswith((".substvars", ".log"))]
+        return [n for n in names if n in DEBIAN_SKIP or n.endswith((".substvars", ".log", ".debhelper"))]
     return [n for n in names if n == "__pycache__"]
 
 
