@@ -21,6 +21,9 @@ packages=(
 	libcurl4-openssl-dev libjansson-dev
 	# spam engine: embedded Perl (libperl, ExtUtils::Embed) and SpamAssassin
 	libperl-dev spamassassin
+	# the Debian package (dpkg-buildpackage -b; debian/rules needs no
+	# fakeroot) and its test, which installs and purges it
+	debhelper dpkg-dev
 	# unit tests, sanitizer runtime for clang builds (gcc brings its own)
 	libcmocka-dev libclang-rt-14-dev
 	# integration tests and demo: real peers and clients
