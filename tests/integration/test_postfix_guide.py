@@ -44,6 +44,7 @@ LOCAL_DOMAIN = P.MYHOSTNAME  # $myhostname, in the recipes' mydestination
 VIRTUAL = "example.com"      # in the recipes' virtual_mailbox_domains
 FORWARDER = "fwd@example.net"
 LOST = "lost@example.net"    # forwards to a local user Postfix does not know
+LATE = "late@example.net"    # its account's home does not exist: deferred
 FOREIGN = "someone@elsewhere.test"
 
 
@@ -196,6 +197,8 @@ def stack(tmp_path_factory):
         users.append(lu)
         vu = H.create_user("mpt-v-", home=homes / "v")
         users.append(vu)
+        late = H.create_user("mpt-n-")  # home /nonexistent
+        users.append(late)
         for acct in (lu, vu):
             Path(acct.home).mkdir()
             os.chmod(acct.home, 0o700)
@@ -226,12 +229,14 @@ def stack(tmp_path_factory):
             rules=f"{local_addr}\n    maildir ~/Maildir/\n"
                   f"vera@{VIRTUAL}\n    maildir ~/Maildir/\n"
                   f"{FORWARDER}\n    forward {local_addr}\n"
-                  f"{LOST}\n    forward nosuch@{LOCAL_DOMAIN}\n",
+                  f"{LOST}\n    forward nosuch@{LOCAL_DOMAIN}\n"
+                  f"{LATE}\n    maildir ~/Maildir/\n",
             uids=f"{local_addr} {lu.name}\n"
                  f"vera@{VIRTUAL} {vu.name}\n"
                  f"{FORWARDER} {vu.name}\n"
-                 f"{LOST} {vu.name}\n",
-            settings={"user": svc.name})
+                 f"{LOST} {vu.name}\n"
+                 f"{LATE} {late.name}\n",
+            settings={"user": svc.name, "delay_warning_time": "2s"})
         d.compile()
         d.start()
         for port in (ports["24"], ports["10040"]):
@@ -390,6 +395,26 @@ def test_bounce_comes_back_through_the_return_smtpd(stack):
                 rf"(\w+): to=<vera@{VIRTUAL}>.*status=sent", log))
             return returned(tcp) & bounced & to_vera
         H.wait_for(bounce_ids, what="a bounce in on :10025 and out to vera")
+    except BaseException:
+        print(diag(d, tcp))
+        raise
+
+
+def test_delay_warning_comes_back_through_the_return_smtpd(stack):
+    """late@example.net cannot be delivered yet (its account's home does
+    not exist): after delay_warning_time (2s here) mailprocd sends its
+    sender, vera@example.com, a delay warning through the return smtpd,
+    and Postfix delivers it to vera by LMTP."""
+    d, tcp, unix, lu, vu, ports = stack
+    msg = H.make_message(to=LATE)
+    send(tcp, LATE, msg, sender=f"vera@{VIRTUAL}")
+    try:
+        [dsn] = H.wait_maildir(Path(vu.home) / "Maildir", H.mid(msg))
+        assert b"Action: delayed" in dsn, dsn.decode()
+        m = re.search(rb"(?mi)^Message-ID: (<[^>\r\n]+>)", dsn)
+        qid = tcp.wait_log(rf"(\w+): message-id={re.escape(m[1].decode())}")[1]
+        assert qid in returned(tcp), "the warning did not come in on :10025"
+        tcp.wait_log(rf"{qid}: to=<vera@{VIRTUAL}>.*status=sent")
     except BaseException:
         print(diag(d, tcp))
         raise
