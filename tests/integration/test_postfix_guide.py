@@ -40,7 +40,7 @@ pytestmark = pytest.mark.skipif(P.available() is not None,
 GUIDE = H.REPO / "docs" / "mailprocd.postfix.7"
 POLICY_PAGE = H.REPO / "docs" / "mailprocd.policy.5"
 OUTSIDE = "127.0.0.2"   # a client not in mynetworks (127.0.0.1/32)
-LOCAL_DOMAIN = P.MYHOSTNAME  # $myhostname, in the recipes' mydestination
+LOCAL_DOMAIN = P.MYHOSTNAME  # $myhostname, in the host's mydestination
 VIRTUAL = "example.com"      # in the recipes' virtual_mailbox_domains
 FORWARDER = "fwd@example.net"
 LOST = "lost@example.net"    # forwards to a local user Postfix does not know
@@ -126,6 +126,8 @@ class GuidePostfix(P.PostfixInstance):
         del s["message_size_limit"]
         # the world: a sink (the fixture's refuses it at RCPT)
         s["default_transport"] = "discard:the world"
+        # what a Debian host has before the recipes (they leave it alone)
+        s["mydestination"] = "$myhostname, localhost.localdomain, localhost"
         return s
 
     def master_cf(self):
