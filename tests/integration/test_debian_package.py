@@ -331,7 +331,8 @@ def test_purge_removes_what_it_made_not_the_mail(installed, tmp_path_factory):
 def test_purge_keeps_a_queue_that_holds_mail(deb, tmp_path):
     """Mail for the postmaster without an account waits in the queue (root
     mode runs no worker as root); purge keeps it with its owner _mailprocd,
-    removes the rest, and says so."""
+    removes the rest, and says so.  A source file the administrator added
+    to /etc/mailprocd stays too."""
     install(deb["deb"])
     proc = None
     try:
@@ -344,16 +345,21 @@ def test_purge_keeps_a_queue_that_holds_mail(deb, tmp_path):
         queued = [p for p in QUEUE.rglob("*") if p.is_file()]
         assert len(queued) == 1 and marker.encode() in queued[0].read_bytes()
         owner = queued[0].stat().st_uid
+        admins = Path("/etc/mailprocd/lists")
+        admins.write_text("# the administrator's own lists\n")
 
         res = purge()
         assert res.returncode == 0, res.stdout + res.stderr
         assert f"{QUEUE} still holds undelivered mail" in res.stderr
+        assert admins.read_text() == "# the administrator's own lists\n"
+        assert "/etc/mailprocd kept" in res.stderr and "lists" in res.stderr
+        assert not Path("/etc/mailprocd/mailprocd.conf").exists()
         assert dpkg_status() == "not-installed"
         assert queued[0].read_bytes().count(marker.encode()) == 1
         assert pwd.getpwnam("_mailprocd").pw_uid == owner
         assert not account_exists("_mailmond")
         for d in MADE_DIRS:
-            assert d == QUEUE or not d.exists(), d
+            assert d in (QUEUE, admins.parent) or not d.exists(), d
     finally:
         kill_daemon(proc)
         restore_host()
