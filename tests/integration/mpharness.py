@@ -8,6 +8,7 @@ by name: every pid comes from the master's pid and the ppid links in /proc.
 
 import os
 import pwd
+import random
 import re
 import secrets
 import select
@@ -156,13 +157,26 @@ def wait_for(pred, timeout=None, what="condition", interval=0.05):
         time.sleep(interval)
 
 
+# Ports for the daemons' listeners come from below the kernel's ephemeral
+# range (/proc/sys/net/ipv4/ip_local_port_range, 32768-60999): a port the
+# kernel handed out by bind(0) is free only until some client's connect()
+# takes it as its local port, and then the daemon's listen fails with
+# "Address already in use" (it happened once in CI).  Nothing takes these
+# without asking for them.
+PORT_RANGE = (20000, 32767)
+
+
 def free_ports(n):
-    """n distinct free loopback TCP ports."""
+    """n distinct free loopback TCP ports, below the ephemeral range."""
     socks = []
     try:
-        for _ in range(n):
+        while len(socks) < n:
             s = socket.socket()
-            s.bind(("127.0.0.1", 0))
+            try:
+                s.bind(("127.0.0.1", random.randint(*PORT_RANGE)))
+            except OSError:
+                s.close()
+                continue
             socks.append(s)
         return [s.getsockname()[1] for s in socks]
     finally:
