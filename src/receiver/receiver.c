@@ -13,6 +13,7 @@
 #include "receiver/receiver.h"
 #include "receiver/receiver_private.h"
 #include "receiver/commit_pool.h"
+#include "receiver/qmgr_notify.h"
 #include "conf/config_swap.h"
 #include "db/db.h"
 #include "conf/config.h"
@@ -83,16 +84,8 @@ struct members *receiver_members(struct receiver *r)
 
 void receiver_notify_qmgr(struct receiver *r, const char *qid)
 {
-	static struct ipc_msg msg;
-
-	if (r->qmgr_fd < 0)
-		return;
-	ipc_init(&msg, MSG_QUEUE_NEW);
-	ipc_add_str(&msg, qid);
-	/* the socket is non-blocking: if the qmgr is busy or gone it finds the
-	 * message on its next periodic scan */
-	if (ipc_send(r->qmgr_fd, &msg) < 0)
-		log_debug("%s: could not notify the qmgr: %s", qid, strerror(errno));
+	if (r->notify != NULL)
+		qmgr_notify_send(r->notify, qid);
 }
 
 void receiver_session_gone(struct receiver *r)
@@ -293,6 +286,7 @@ static void receiver_free(struct receiver *r)
 	if (r->ev_accept_retry)
 		event_free(r->ev_accept_retry);
 	client_count_free(r->clients);
+	qmgr_notify_free(r->notify);
 	if (r->ev_master)
 		event_free(r->ev_master);
 	if (r->db)
@@ -341,6 +335,8 @@ int receiver_main(struct config *cfg, const int *listen_fds, int qmgr_fd, int ma
 	    event_add(r->ev_master, NULL) < 0)
 		fatal("cannot set up the event loop");
 
+	if (qmgr_fd >= 0)
+		r->notify = qmgr_notify_new(r->base, qmgr_fd);
 	r->commits = commit_pool_start(r->base, RECEIVER_COMMIT_THREADS);
 	if (r->commits == NULL)
 		log_warn("committing messages on the event loop (slower)");

@@ -34,6 +34,7 @@ struct event_base;
 struct evconnlistener;
 struct qwriter;
 struct commit_pool;
+struct qmgr_notify;
 struct pending_commit;
 struct db;
 struct receiver;
@@ -75,6 +76,7 @@ struct receiver {
 	time_t db_retry_at;
 	time_t db_warned_at;
 	int qmgr_fd;
+	struct qmgr_notify *notify;     /* announcements to the qmgr; NULL: none */
 	struct commit_pool *commits;    /* NULL: commits run inline */
 };
 
