@@ -453,6 +453,7 @@ int qmgr_main(struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
 	event_free(refill_ev);
 	refill_ev = NULL;
 	sched_free_all();
+	removals_close();
 	if (Q.db)
 		db_close(Q.db);
 	event_base_free(Q.base);

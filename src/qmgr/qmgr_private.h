@@ -236,6 +236,16 @@ void qmgr_refill_soon(void);
 void qmgr_flush_disk(void);
 #define QMGR_MTIME_FLUSHED 0
 
+/* removals.c */
+/* Unlink the finished file qid from dir now; its removal is made durable
+ * (an fsync of dir) at the end of this event-loop turn, with the others
+ * of the turn.  -1 with errno when it could not be removed. */
+int removals_unlink(enum qdir dir, const char *qid);
+/* Make every removal so far durable now. */
+void removals_sync(void);
+/* At the end: removals_sync, and free what it used. */
+void removals_close(void);
+
 /* workers.c */
 void workers_dispatch(void);
 void workers_spawn_reply(int ok, uint32_t id, pid_t pid, int fd, const char *reason);
