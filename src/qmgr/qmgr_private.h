@@ -237,13 +237,13 @@ void qmgr_flush_disk(void);
 #define QMGR_MTIME_FLUSHED 0
 
 /* removals.c */
+/* Start the thread that makes removals durable. */
+void removals_start(void);
 /* Unlink the finished file qid from dir now; its removal is made durable
- * (an fsync of dir) at the end of this event-loop turn, with the others
- * of the turn.  -1 with errno when it could not be removed. */
+ * (an fsync of dir) soon after, with the others made meanwhile, without
+ * waiting for it.  -1 with errno when it could not be removed. */
 int removals_unlink(enum qdir dir, const char *qid);
-/* Make every removal so far durable now. */
-void removals_sync(void);
-/* At the end: removals_sync, and free what it used. */
+/* At the end: wait until every removal is durable, stop the thread. */
 void removals_close(void);
 
 /* workers.c */
