@@ -69,17 +69,31 @@ def alice_copies(d, msgs):
     return {H.mid(m): len(H.find_marked(got, H.mid(m))) for m in msgs}
 
 
-# The syscalls strace -y prints: fsync(5</path>), fdatasync(7</path/QID>),
-# unlinkat(5</path>, "QID", 0).
-SYSCALL = re.compile(r'^(?:\[pid\s+\d+\]\s+|\d+\s+)?(fsync|fdatasync|unlinkat)\(\d+<([^>]*)>'
-                     r'(?:, "([^"]*)")?.*= 0$')
+# The syscalls strace -f -y prints: "PID fsync(5</path>) = 0",
+# "PID fdatasync(7</path/QID>) = 0", "PID unlinkat(5</path>, "QID", 0) = 0";
+# a call another thread interrupts is split in "PID call(... <unfinished ...>"
+# and "PID <... call resumed>...) = 0".
+SYSCALL = re.compile(r'^(fsync|fdatasync|unlinkat)\(\d+<([^>]*)>(?:, "([^"]*)")?.*= 0$')
+UNFINISHED = " <unfinished ...>"
+RESUMED = re.compile(r"^<\.\.\. \w+ resumed>(.*)$")
 
 
 def syscalls(path):
+    """[(name, path of the fd, file name or None)] of the calls that
+    succeeded, in order."""
     out = []
+    pending = {}
     with open(path) as f:
         for line in f:
-            m = SYSCALL.match(line.strip())
+            pid, _, call = line.rstrip("\n").partition(" ")
+            call = call.strip()
+            if call.endswith(UNFINISHED):
+                pending[pid] = call[:-len(UNFINISHED)]
+                continue
+            m = RESUMED.match(call)
+            if m:
+                call = pending.pop(pid, "") + m.group(1)
+            m = SYSCALL.match(call)
             if m:
                 out.append(m.groups())
     return out
