@@ -4,6 +4,13 @@ counting what has reached the maildirs.
 Messages are ~4 KB, one recipient each, addressed round-robin to users
 u0..u{R-1}@bench.test.  Every peer delivers into MAILROOT/uN/Maildir/, so
 "delivered" is the number of files in the new/ directories.
+
+Two ways to send them: round-robin (message i on connection i % C, so
+every connection carries every user's mail), or per-user streams (one
+session per user carrying that user's messages in sequence, C sessions at
+a time, users taken in turn: how Postfix's lmtp client and its
+smtp-source -s lanes send a user's mail), with this module's client or
+with Postfix's smtp-source itself.
 """
 import os
 import smtplib
@@ -150,6 +157,78 @@ def run_lmtp(host, port, work, connections, timeout=120):
     for t in threads:
         t.join()
     return stats, start, time.monotonic()
+
+
+def user_streams(messages, users, size):
+    """[(recipient, [message bytes])], one per user with mail: the same
+    messages as workload(), each user's in order."""
+    work = workload(messages, users, size)
+    return [(recipient(n), [msg for _, msg in work[n::users]])
+            for n in range(min(users, messages))]
+
+
+def _lanes(items, connections, run_one):
+    """Run run_one(item) for every item, `connections` at a time, items
+    taken in turn.  Returns (start, end) monotonic times."""
+    lock = threading.Lock()
+    queue = iter(items)
+
+    def lane():
+        while True:
+            with lock:
+                item = next(queue, None)
+            if item is None:
+                return
+            run_one(item)
+
+    threads = [threading.Thread(target=lane) for _ in range(connections)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return start, time.monotonic()
+
+
+def run_lmtp_streams(host, port, streams, connections, timeout=120):
+    """One LMTP session per user (streams from user_streams), carrying
+    that user's messages in sequence, `connections` sessions at a time.
+    Returns (Stats, start, end)."""
+    stats = Stats()
+
+    def one(stream):
+        rcpt, msgs = stream
+        _lmtp_client(host, port, [(rcpt, m) for m in msgs], stats, timeout)
+    start, end = _lanes(streams, connections, one)
+    return stats, start, end
+
+
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+
+
+def run_smtp_source(host, port, streams, connections, size):
+    """The same streams sent by Postfix's smtp-source: for each user one
+    `smtp-source -L -d -s 1 -m K -l SIZE -t USER` (one LMTP session
+    carrying the user's K messages of SIZE bytes of payload), `connections`
+    of them at a time.  Returns (Stats, start, end)."""
+    import subprocess
+
+    stats = Stats()
+
+    def one(stream):
+        rcpt, msgs = stream
+        argv = [SMTP_SOURCE, "-L", "-d", "-s", "1", "-m", str(len(msgs)), "-l", str(size),
+                "-f", SENDER, "-t", rcpt, "-M", "client.bench.test", "%s:%d" % (host, port)]
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
+        if p.returncode == 0:
+            for _ in msgs:
+                stats.success()
+        else:
+            stats.failure("smtp-source to %s: exit %d: %s" % (
+                rcpt, p.returncode, p.stdout.decode(errors="replace").strip()[-300:]))
+    start, end = _lanes(streams, connections, one)
+    return stats, start, end
 
 
 def run_spawned(argv_for, work, parallel, popen_kwargs):

@@ -407,6 +407,7 @@ int qmgr_main(struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
 	Q.base = event_base_new();
 	if (Q.base == NULL)
 		fatal("event_base_new failed");
+	removals_start();
 	struct event *ev_recv = event_new(Q.base, receiver_fd, EV_READ | EV_PERSIST, on_receiver, NULL);
 	struct event *ev_spawn = event_new(Q.base, spawner_fd, EV_READ | EV_PERSIST, on_spawner, NULL);
 	struct event *ev_tick = event_new(Q.base, -1, EV_PERSIST, on_tick, NULL);
@@ -453,6 +454,7 @@ int qmgr_main(struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
 	event_free(refill_ev);
 	refill_ev = NULL;
 	sched_free_all();
+	removals_close();
 	if (Q.db)
 		db_close(Q.db);
 	event_base_free(Q.base);

@@ -236,6 +236,16 @@ void qmgr_refill_soon(void);
 void qmgr_flush_disk(void);
 #define QMGR_MTIME_FLUSHED 0
 
+/* removals.c */
+/* Start the thread that makes removals durable. */
+void removals_start(void);
+/* Unlink the finished file qid from dir now; its removal is made durable
+ * (an fsync of dir) soon after, with the others made meanwhile, without
+ * waiting for it.  -1 with errno when it could not be removed. */
+int removals_unlink(enum qdir dir, const char *qid);
+/* At the end: wait until every removal is durable, stop the thread. */
+void removals_close(void);
+
 /* workers.c */
 void workers_dispatch(void);
 void workers_spawn_reply(int ok, uint32_t id, pid_t pid, int fd, const char *reason);

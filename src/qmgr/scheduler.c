@@ -4,12 +4,16 @@
  * A message is loaded from its queue file; each recipient not yet done is
  * resolved in the databases and grouped into one job per delivery identity
  * (user).  When a job's results come back they are applied to the
- * recipients and logged, one line per recipient, and written to the queue
- * file as state records by msg_record, the one gate every result passes:
- * nothing acts on a result (removing the file, queueing the bounce,
- * deferring or forgetting the message) before that call succeeded.  A
- * message whose recipients are all done is removed (durably); one with
- * temporary failures moves to deferred/ and waits for its retry time from
+ * recipients and logged, one line per recipient, and made durable by
+ * msg_commit, the one gate every result passes: nothing acts on a result
+ * (removing the file, queueing the bounce, deferring or forgetting the
+ * message) before that call succeeded.  The gate writes them to the queue
+ * file as state records (msg_record), except for a message finished with
+ * nothing left to do (every recipient delivered, no bounce to queue):
+ * that one is removed, and the removal is its record (made durable with
+ * the other removals of the event-loop turn, removals.c).  A message whose
+ * recipients are all done is removed (durably); one with temporary
+ * failures moves to deferred/ and waits for its retry time from
  * retry_schedule.  The messages in memory are the active set, at most
  * max_active_messages; a deferred one waiting for its timer may go back
  * to disk to make room (evict_one).
@@ -171,13 +175,14 @@ static int pending_count(const struct qmsg *m)
 	return n;
 }
 
-/* The one gate between a result and what acts on it: every result applied
- * in memory since the last call (apply_result marks it) is appended to the
- * queue file and fdatasynced, all in one call.  Nothing removes the file,
- * queues a bounce or forgets the message while this fails: the results
- * stay in memory (the recipients are not delivered again while the daemon
- * runs) and msg_settle tries again later.  -1 with errno on failure (ENOENT:
- * the file was removed by an administrator). */
+/* Every result applied in memory since the last call (apply_result marks
+ * it) is appended to the queue file and fdatasynced, all in one call.
+ * Nothing removes the file, queues a bounce or forgets the message while
+ * this fails: the results stay in memory (the recipients are not delivered
+ * again while the daemon runs) and msg_settle tries again later.  -1 with
+ * errno on failure (ENOENT: the file was removed by an administrator).
+ * While recipients are still pending this is the gate itself; msg_commit
+ * is the gate of a message with no job left. */
 static int msg_record(struct qmsg *m)
 {
 	size_t *idx = xcalloc(m->qf.nrcpt, sizeof(*idx));
@@ -204,6 +209,48 @@ static int msg_record(struct qmsg *m)
 	}
 	free(idx);
 	return r;
+}
+
+/* Whether every recipient of m is done and none failed for good: nothing
+ * is left to do (no bounce, no deferral; forwards were queued before their
+ * results were applied) but removing the file. */
+static int msg_nothing_left(const struct qmsg *m)
+{
+	if (m->qf.finished != 0)
+		return 0;
+	for (size_t i = 0; i < m->qf.nrcpt; i++) {
+		enum rcpt_state st = m->qf.rcpt[i].state;
+		if (st != RCPT_SENT && st != RCPT_REFUSED)
+			return 0;
+	}
+	return 1;
+}
+
+/* What msg_commit did. */
+enum commit { COMMIT_FAILED = -1, COMMIT_RECORDED = 0, COMMIT_REMOVED = 1 };
+
+/* The one gate between the results of a message with no job left and what
+ * acts on them, in one of two forms.  A message with nothing left to do
+ * (msg_nothing_left) is removed from the queue: its removal is its record,
+ * durable at the end of this event-loop turn, and a crash before that
+ * delivers it again, as one before its results were recorded would
+ * (COMMIT_REMOVED: forget it).  Otherwise, or when its file cannot be
+ * removed, the results are recorded by msg_record (COMMIT_RECORDED, or
+ * COMMIT_FAILED with errno). */
+static enum commit msg_commit(struct qmsg *m)
+{
+	if (msg_nothing_left(m)) {
+		if (removals_unlink(m->dir, m->qid) == 0) {
+			log_debug("qid=%s: removed", m->qid);
+			memset(m->unrecorded, 0, m->qf.nrcpt);
+			return COMMIT_REMOVED;
+		}
+		if (errno == ENOENT)
+			return COMMIT_FAILED;   /* msg_settle says who removed it */
+		/* kept (a read-only directory?): its results are recorded and
+		 * msg_finish marks it finished */
+	}
+	return msg_record(m) < 0 ? COMMIT_FAILED : COMMIT_RECORDED;
 }
 
 static uint64_t retry_delay(int attempts)
@@ -359,7 +406,7 @@ static void msg_finish(struct qmsg *m)
 		return;
 	}
 	m->bounced = 1;
-	if (queue_remove(Q.queue_dirfd[m->dir], m->qid) < 0 && errno != ENOENT) {
+	if (removals_unlink(m->dir, m->qid) < 0 && errno != ENOENT) {
 		keep_unremovable(m, errno);
 		return;
 	}
@@ -373,7 +420,7 @@ void sched_retry_unremovable(void)
 	strmap_each(Q.msgs, collect_unremovable, &l);
 	for (size_t i = 0; i < l.n; i++) {
 		struct qmsg *m = l.items[i];
-		if (queue_remove(Q.queue_dirfd[m->dir], m->qid) == 0 || errno == ENOENT) {
+		if (removals_unlink(m->dir, m->qid) == 0 || errno == ENOENT) {
 			log_info("qid=%s: finished queue file removed at last", m->qid);
 			msg_forget(m);
 		}
@@ -382,19 +429,24 @@ void sched_retry_unremovable(void)
 }
 
 /* Called when a message has no job left: first its results go to disk
- * (msg_record), then it is removed when every recipient is done, else
+ * (msg_commit), then it is removed when every recipient is done, else
  * deferred until its next retry. */
 static void msg_settle(struct qmsg *m)
 {
 	if (m->unremovable)
 		return;
-	if (msg_record(m) < 0) {
+	enum commit c = msg_commit(m);
+	if (c == COMMIT_FAILED) {
 		if (errno == ENOENT) {
 			log_info("qid=%s: removed from the queue by an administrator", m->qid);
 			msg_forget(m);
 		} else {
 			settle_later(m);
 		}
+		return;
+	}
+	if (c == COMMIT_REMOVED) {
+		msg_forget(m);
 		return;
 	}
 	if (pending_count(m) == 0) {

@@ -1,7 +1,8 @@
 /*
  * qdir.c - the queue directory: creation with safe ownership and modes,
  * purge of uncommitted files, moves between subdirectories, durable
- * removal of finished files.
+ * removal of finished files, one at a time or in groups that share one
+ * fsync of their directory.
  *
  * queue_dir is opened with O_NOFOLLOW and everything below it is reached
  * through that descriptor, so a symlink swapped in cannot redirect us.
@@ -175,13 +176,34 @@ int queue_move(const char *queue_dir, const char *qid, const char *from, const c
 	return fsync_dir(dir);
 }
 
-int queue_remove(int dirfd, const char *qid)
+int queue_unlink_noted(struct queue_removals *r, int dirfd, const char *qid)
 {
 	if (unlinkat(dirfd, qid, 0) < 0)
 		return -1;
-	/* the removal is a record too: without this fsync a crash can bring
-	 * a finished file back */
-	if (fsync(dirfd) < 0)
-		log_warn("qid=%s: cannot make the removal durable: %s", qid, strerror(errno));
+	for (int i = 0; i < r->ndirs; i++)
+		if (r->dirfd[i] == dirfd)
+			return 0;
+	if (r->ndirs == QUEUE_REMOVAL_DIRS) {
+		/* more directories than noted: this one's removal is made
+		 * durable at once */
+		if (fsync(dirfd) < 0)
+			log_warn("qid=%s: cannot make the removal durable: %s", qid, strerror(errno));
+		return 0;
+	}
+	r->dirfd[r->ndirs++] = dirfd;
 	return 0;
+}
+
+int queue_removals_sync(struct queue_removals *r)
+{
+	int failed = 0;
+
+	for (int i = 0; i < r->ndirs; i++) {
+		if (fsync(r->dirfd[i]) < 0) {
+			log_warn("cannot make removals from the queue durable: %s", strerror(errno));
+			failed = 1;
+		}
+	}
+	r->ndirs = 0;
+	return failed ? -1 : 0;
 }

@@ -91,11 +91,21 @@ int queue_purge_incoming(const char *queue_dir);
  * "deferred" or "corrupt"; to: any of these but "incoming"; an existing target is not replaced) and fsync
  * the destination directory.  -1 with errno on failure. */
 int queue_move(const char *queue_dir, const char *qid, const char *from, const char *to);
-/* Remove the finished file qid from the queue subdirectory open as dirfd,
- * then fsync the directory so that the removal is durable (a failed fsync
- * is logged; the file is gone either way).  -1 with errno when it could
- * not be removed. */
-int queue_remove(int dirfd, const char *qid);
+/* Finished files leave in groups: queue_unlink_noted removes the finished file qid
+ * from the subdirectory open as dirfd at once (-1 with errno when it could
+ * not) and notes the directory; queue_removals_sync fsyncs each directory
+ * noted since the last call, once, so that every removal of the group is
+ * durable (-1 when an fsync failed; logged, the group is over either way).
+ * Until then a crash may bring the files back.  Start from
+ * QUEUE_REMOVALS_INIT. */
+#define QUEUE_REMOVAL_DIRS 4
+struct queue_removals {
+	int dirfd[QUEUE_REMOVAL_DIRS];
+	int ndirs;
+};
+#define QUEUE_REMOVALS_INIT { { -1, -1, -1, -1 }, 0 }
+int queue_unlink_noted(struct queue_removals *r, int dirfd, const char *qid);
+int queue_removals_sync(struct queue_removals *r);
 
 /* ---- writing (receiver) ---- */
 

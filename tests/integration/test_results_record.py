@@ -296,7 +296,8 @@ def test_results_unrecorded_are_kept_and_recorded_at_stop(daemons, tmp_path, run
 
 def test_forward_queued_again_is_not_doubled(daemons, tmp_path, run_as):
     """fwd@ delivers and forwards (the relay defers the forward: 450); the
-    original's file cannot take its result, and the daemon crashes.  After
+    original's file cannot take its result, nor be removed (which would
+    record it: nothing else is left to do), and the daemon crashes.  After
     the restart fwd@ is delivered again (at-least-once), but its forward,
     still queued, is not queued a second time (its queue id is the
     original's and the recipient's)."""
@@ -310,11 +311,15 @@ def test_forward_queued_again_is_not_doubled(daemons, tmp_path, run_as):
         qid = start_slow_delivery(d, ["fwd@example.test"])
         path = d.queue_dir / "active" / qid
         os.chmod(path, 0o500)
-        (d.root / "go").touch()
-        H.wait_for(lambda: copies(d) == 1, H.DEADLINE, "the delivery")
-        d.wait_log(rf"qid={qid}: forward queued as (\w+)", H.DEADLINE)
-        d.wait_log(r"to=<someone@remote.test> .*status=deferred", H.DEADLINE)
-        d.crash()
+        os.chmod(path.parent, 0o500)
+        try:
+            (d.root / "go").touch()
+            H.wait_for(lambda: copies(d) == 1, H.DEADLINE, "the delivery")
+            d.wait_log(rf"qid={qid}: forward queued as (\w+)", H.DEADLINE)
+            d.wait_log(r"to=<someone@remote.test> .*status=deferred", H.DEADLINE)
+            d.crash()
+        finally:
+            os.chmod(path.parent, 0o700)
         os.chmod(path, 0o700)
         d.start()
         H.wait_for(lambda: copies(d) == 2, H.DEADLINE, "the delivery again")

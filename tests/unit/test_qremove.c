@@ -1,8 +1,9 @@
 /*
- * test_qremove.c - queue_remove(): a finished queue file's removal is made
- * durable by an fsync of its directory after the unlink (fsync and
- * unlinkat are wrapped with the linker's --wrap to see the order of the
- * calls; they still run).
+ * test_qremove.c - queue_unlink_noted() and queue_removals_sync(): finished
+ * queue files are unlinked at once, and one fsync per directory after the
+ * unlinks makes the removals of a group durable (fsync and unlinkat are
+ * wrapped with the linker's --wrap to see the order of the calls; they
+ * still run).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -49,44 +50,102 @@ int __wrap_unlinkat(int dirfd, const char *path, int flags)
 	return __real_unlinkat(dirfd, path, flags);
 }
 
-static void test_remove_is_synced(void **state)
+static void make_file(const char *dir, const char *name)
 {
-	char dir[] = "/tmp/test_qremove.XXXXXX";
-	char path[64];
-
-	assert_non_null(mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/0ABC", dir);
+	char path[128];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	int fd = open(path, O_CREAT | O_WRONLY, 0600);
 	assert_true(fd >= 0);
 	close(fd);
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-	assert_true(dfd >= 0);
+}
+
+static int exists(const char *dir, const char *name)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return access(path, F_OK) == 0;
+}
+
+static void test_group_shares_one_fsync(void **state)
+{
+	char a[] = "/tmp/test_qremove.XXXXXX", b[] = "/tmp/test_qremove.XXXXXX";
+	struct queue_removals r = QUEUE_REMOVALS_INIT;
+
+	assert_non_null(mkdtemp(a));
+	assert_non_null(mkdtemp(b));
+	make_file(a, "0ABC");
+	make_file(a, "0ABD");
+	make_file(b, "0ABE");
+	int afd = open(a, O_RDONLY | O_DIRECTORY), bfd = open(b, O_RDONLY | O_DIRECTORY);
+	assert_true(afd >= 0 && bfd >= 0);
 
 	ncalls = 0;
-	assert_int_equal(queue_remove(dfd, "0ABC"), 0);
-	assert_int_equal(access(path, F_OK), -1);
-	/* the unlink, then an fsync of the same directory */
-	assert_int_equal(ncalls, 2);
-	assert_int_equal(calls[0], 'u');
-	assert_int_equal(calls[1], 'f');
-	assert_int_equal(call_fd[0], dfd);
-	assert_int_equal(call_fd[1], dfd);
+	assert_int_equal(queue_unlink_noted(&r, afd, "0ABC"), 0);
+	assert_int_equal(queue_unlink_noted(&r, afd, "0ABD"), 0);
+	assert_int_equal(queue_unlink_noted(&r, bfd, "0ABE"), 0);
+	/* gone at once, not yet synced */
+	assert_false(exists(a, "0ABC") || exists(a, "0ABD") || exists(b, "0ABE"));
+	assert_int_equal(ncalls, 3);
+	assert_memory_equal(calls, "uuu", 3);
 
-	/* nothing to remove: an error, and no fsync */
+	/* then one fsync for each directory, after the unlinks */
+	assert_int_equal(queue_removals_sync(&r), 0);
+	assert_int_equal(ncalls, 5);
+	assert_memory_equal(calls + 3, "ff", 2);
+	assert_true((call_fd[3] == afd && call_fd[4] == bfd) ||
+	    (call_fd[3] == bfd && call_fd[4] == afd));
+
+	/* the group is over: nothing left to sync */
 	ncalls = 0;
-	assert_int_equal(queue_remove(dfd, "0ABC"), -1);
+	assert_int_equal(queue_removals_sync(&r), 0);
+	assert_int_equal(ncalls, 0);
+
+	/* nothing to remove: an error, nothing noted, no fsync */
+	assert_int_equal(queue_unlink_noted(&r, afd, "0ABC"), -1);
 	assert_int_equal(errno, ENOENT);
+	assert_int_equal(queue_removals_sync(&r), 0);
 	assert_int_equal(ncalls, 1);
 	assert_int_equal(calls[0], 'u');
 
-	close(dfd);
-	rmdir(dir);
+	close(afd);
+	close(bfd);
+	rmdir(a);
+	rmdir(b);
+}
+
+/* More directories in a group than it notes: the others' removals are
+ * synced at once, none is left unsynced. */
+static void test_more_directories_than_noted(void **state)
+{
+	char dirs[QUEUE_REMOVAL_DIRS + 1][32];
+	int fds[QUEUE_REMOVAL_DIRS + 1];
+	struct queue_removals r = QUEUE_REMOVALS_INIT;
+
+	ncalls = 0;
+	for (int i = 0; i <= QUEUE_REMOVAL_DIRS; i++) {
+		snprintf(dirs[i], sizeof(dirs[i]), "/tmp/test_qremove.XXXXXX");
+		assert_non_null(mkdtemp(dirs[i]));
+		make_file(dirs[i], "0ABC");
+		fds[i] = open(dirs[i], O_RDONLY | O_DIRECTORY);
+		assert_true(fds[i] >= 0);
+		assert_int_equal(queue_unlink_noted(&r, fds[i], "0ABC"), 0);
+	}
+	assert_int_equal(queue_removals_sync(&r), 0);
+	for (int i = 0; i <= QUEUE_REMOVAL_DIRS; i++) {
+		int synced = 0;
+		for (int k = 0; k < ncalls; k++)
+			synced += calls[k] == 'f' && call_fd[k] == fds[i];
+		assert_int_equal(synced, 1);
+		close(fds[i]);
+		rmdir(dirs[i]);
+	}
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_remove_is_synced),
+		cmocka_unit_test(test_group_shares_one_fsync),
+		cmocka_unit_test(test_more_directories_than_noted),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
