@@ -343,10 +343,12 @@ void workers_dispatch(void)
 				continue;
 			}
 			if (u->nworkers + u->spawning < cap_user &&
-			    (Q.nworkers + Q.nspawning < cap_all || make_room(u)))
+			    (Q.nworkers + Q.nspawning < cap_all || make_room(u))) {
 				spawn_request(u);
-			/* one more job for a busy worker of u: it takes it
-			 * with those it holds */
+				continue;
+			}
+			/* u has all the workers it may have: one more job
+			 * for a busy one, which takes it with those it holds */
 			w = worker_with_room(u);
 			if (w != NULL) {
 				struct job *job = TAILQ_FIRST(&u->waiting);
