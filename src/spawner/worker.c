@@ -38,6 +38,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,29 @@ static struct rule_instruction default_instr;
 static int qmgr_fd = -1;
 static struct db *worker_db;
 static struct held held;
+/* Jobs that came while the worker waited for a check turn, in order. */
+static struct ipc_msg *stashed[WORKER_BATCH_MAX];
+static size_t nstashed;
+
+static void stash(const struct ipc_msg *m)
+{
+	if (nstashed == WORKER_BATCH_MAX)
+		fatal("more than %d jobs from qmgr at once", WORKER_BATCH_MAX);
+	size_t size = offsetof(struct ipc_msg, data) + m->len;
+	stashed[nstashed] = xmalloc(size);
+	memcpy(stashed[nstashed++], m, size);
+}
+
+/* The first stashed job into m; 0 when none. */
+static int unstash(struct ipc_msg *m)
+{
+	if (nstashed == 0)
+		return 0;
+	memcpy(m, stashed[0], offsetof(struct ipc_msg, data) + stashed[0]->len);
+	free(stashed[0]);
+	memmove(stashed, stashed + 1, --nstashed * sizeof(stashed[0]));
+	return 1;
+}
 
 const struct config *worker_cfg;
 const struct rule_instruction *worker_default = &default_instr;
@@ -198,6 +222,10 @@ void worker_check_begin(void)
 			continue;
 		if (r <= 0)
 			exit(1);
+		if (turn.type == MSG_JOB) {
+			stash(&turn);   /* sent before the qmgr heard of this check */
+			continue;
+		}
 		if (turn.fd >= 0)
 			close(turn.fd);
 		turn.fd = -1;
@@ -346,6 +374,10 @@ static void catch_sigterm(void)
 static void take_batch(int fd)
 {
 	for (size_t taken = 1; taken < WORKER_BATCH_MAX && !stop_requested; taken++) {
+		if (unstash(&job)) {
+			handle_job(fd);
+			continue;
+		}
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		if (poll(&p, 1, 0) <= 0)
 			return;
@@ -386,6 +418,12 @@ void worker_main(const struct config *cfg, int fd, int root_mode, const char *ac
 	maildir_batch_open();
 	catch_sigterm();
 	while (!stop_requested) {
+		if (unstash(&job)) {
+			handle_job(fd);
+			take_batch(fd);
+			flush(fd, 1);
+			continue;
+		}
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		int sync_ms = worker_spam_next_sync_ms();
 		int r = poll(&p, 1, sync_ms >= 0 && sync_ms < safety_ms ? sync_ms : safety_ms);
