@@ -25,8 +25,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Threads that fsync besides the caller. */
+/* Threads that fsync besides the caller (0: the caller fsyncs the files
+ * one after another; a build may say -DFSYNC_THREADS=N to compare). */
+#ifndef FSYNC_THREADS
 #define FSYNC_THREADS 3
+#endif
 
 struct pending {
 	char *path;             /* the maildir, for messages */
@@ -90,7 +93,7 @@ static void *fsync_some(void *arg)
 /* fsync every file, on up to FSYNC_THREADS threads and this one. */
 static void fsync_files(void)
 {
-	pthread_t th[FSYNC_THREADS];
+	pthread_t th[FSYNC_THREADS + 1];
 	int nth = 0;
 
 	atomic_store(&next_fsync, 0);

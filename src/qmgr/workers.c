@@ -347,9 +347,10 @@ void workers_dispatch(void)
 				spawn_request(u);
 				continue;
 			}
-			/* u has all the workers it may have: one more job
+			/* u has all the workers it may have (none still
+			 * starting, which would take the job): one more job
 			 * for a busy one, which takes it with those it holds */
-			w = worker_with_room(u);
+			w = u->spawning == 0 ? worker_with_room(u) : NULL;
 			if (w != NULL) {
 				struct job *job = TAILQ_FIRST(&u->waiting);
 				TAILQ_REMOVE(&u->waiting, job, entry);
