@@ -30,7 +30,7 @@ and --spam-concurrency set those settings (default: mailprocd's).
 
     bench/fairness_bench.py [-m 1000] [-c 4] [--interval 1] [--quiet 20]
                             [--spam [--train 200]] [--workers-per-user N]
-                            [--spam-concurrency N]
+                            [--spam-concurrency N] [--worker-batch-size N]
 """
 import argparse
 import os
@@ -76,6 +76,8 @@ def parse_args():
     p.add_argument("--seed", type=int, default=1, help="corpus sample seed (default 1)")
     p.add_argument("--workers-per-user", type=int,
                    help="mailprocd's workers_per_user (default: its default, 1)")
+    p.add_argument("--worker-batch-size", type=int,
+                   help="worker_batch_size (default: mailprocd's)")
     p.add_argument("--spam-concurrency", type=int,
                    help="mailprocd's spam_concurrency (default: its default, one per core)")
     p.add_argument("--build", default=os.path.join(REPO, "build"),
@@ -101,6 +103,8 @@ def extra_conf(args):
         conf += "workers_per_user %d\n" % args.workers_per_user
     if args.spam_concurrency:
         conf += "spam_concurrency %d\n" % args.spam_concurrency
+    if args.worker_batch_size:
+        conf += "worker_batch_size %d\n" % args.worker_batch_size
     return conf
 
 

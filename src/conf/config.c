@@ -68,6 +68,7 @@ void config_defaults(struct config *c)
 	c->session_timeout = 300;
 	c->default_delivery = xstrdup("maildir ~/Maildir/");
 	c->workers_per_user = 1;
+	c->worker_batch_size = WORKER_BATCH_DEFAULT;
 	c->worker_idle_timeout = 300;
 	c->relay_host = xstrdup("127.0.0.1:10025");
 	c->nretry = (int)(sizeof(retries) / sizeof(retries[0]));
@@ -165,6 +166,18 @@ static void h_count(struct parse_ctx *p, char **w, int n, void *field)
 		return;
 	if (parse_uint(w[1], 1000000000, &v) < 0 || v == 0)
 		perr(p, "%s: bad number \"%s\" (a positive integer)", w[0], w[1]);
+	else
+		*(uint64_t *)field = v;
+}
+
+/* worker_batch_size: 1 to WORKER_BATCH_MAX. */
+static void h_batch_size(struct parse_ctx *p, char **w, int n, void *field)
+{
+	uint64_t v;
+	if (!want_args(p, w[0], n - 1, 1, 1))
+		return;
+	if (parse_uint(w[1], WORKER_BATCH_MAX, &v) < 0 || v == 0)
+		perr(p, "%s: bad number \"%s\" (1 to %d)", w[0], w[1], WORKER_BATCH_MAX);
 	else
 		*(uint64_t *)field = v;
 }
@@ -546,6 +559,7 @@ static const struct key {
 	{ "session_timeout", h_duration, F(session_timeout), 0 },
 	{ "default_delivery", h_default_delivery, 0, 0 },
 	{ "workers_per_user", h_count, F(workers_per_user), 0 },
+	{ "worker_batch_size", h_batch_size, F(worker_batch_size), 0 },
 	{ "worker_idle_timeout", h_duration, F(worker_idle_timeout), 0 },
 	{ "relay_host", h_relay, F(relay_host), 0 },
 	{ "retry_schedule", h_retry, 0, 0 },

@@ -10,6 +10,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* worker_batch_size: its default and its largest value. */
+#define WORKER_BATCH_DEFAULT 16
+#define WORKER_BATCH_MAX 64
+
 enum listen_proto { LISTEN_SMTP, LISTEN_LMTP, LISTEN_POLICY, LISTEN_METRICS };
 
 struct listen_spec {
@@ -48,6 +52,7 @@ struct config {
 	uint64_t session_timeout;       /* seconds */
 	char *default_delivery;         /* one rules instruction, e.g. "maildir ~/Maildir/" */
 	uint64_t workers_per_user;
+	uint64_t worker_batch_size;     /* jobs a worker holds at once (1..WORKER_BATCH_MAX) */
 	uint64_t worker_idle_timeout;   /* seconds */
 	char *relay_host;
 	uint64_t retry_schedule[CONFIG_MAX_RETRIES]; /* seconds */

@@ -54,6 +54,21 @@ int deliver_expand_path(const char *tmpl, const char *home, char *out, size_t ou
  * new/, fsync new/. */
 void deliver_maildir(const struct delivery_msg *m, const char *path,
     struct delivery_result *r);
+/* Batched maildir commits (maildir_batch.c), for a worker's batch of
+ * jobs.  While a batch is open, deliver_maildir only writes the file into
+ * tmp/ and reports success provisionally, recorded with the tag set last
+ * (the caller's slot and instruction).  The commit fsyncs the files on a
+ * few threads at once (joined before it returns), links them into new/,
+ * fsyncs each distinct new/ once, and calls failed() for every delivery
+ * that is not durable (its tmp/ file or new/ link removed again), with
+ * its temporary or permanent result.  Then the batch is closed. */
+#define MAILDIR_BATCH_MAX 128   /* deliveries a batch holds (3 fds each) */
+void maildir_batch_open(void);
+void maildir_batch_tag(size_t slot, int instr);
+size_t maildir_batch_pending(void);
+void maildir_batch_commit(void (*failed)(size_t slot, int instr,
+    const struct delivery_result *r, void *arg), void *arg);
+
 /* Append to an mbox with fcntl and dotlock locking, "From " line, >From
  * quoting, fsync; truncated back to its old size on any failure. */
 void deliver_mbox(const struct delivery_msg *m, const char *path,

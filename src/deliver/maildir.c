@@ -8,10 +8,14 @@
  * usual form SECONDS.M<usec>P<pid>Q<counter>.<host>,S=<size>, with '/' and
  * ':' in the host name written as \057 and \072 as Courier and Dovecot do.
  * On any failure the tmp/ file is removed and nothing appears in new/.
+ * While a worker's batch is open (maildir_batch.c) the file is only
+ * written here: the fsyncs, the link and the fsync of new/ are the
+ * batch's commit.
  */
 #include "deliver/deliver.h"
 #include "deliver/msgcopy.h"
 #include "deliver/path.h"
+#include "deliver/maildir_private.h"
 #include "lib/log.h"
 
 #include <errno.h>
@@ -26,10 +30,6 @@
 #define MAILDIR_NAME_MAX 512
 #define MAILDIR_CREATE_TRIES 5
 
-struct maildir {
-	char path[PATH_MAX];    /* without trailing slashes */
-	int dirfd, tmpfd, newfd;
-};
 
 static const char *maildir_hostname(void)
 {
@@ -169,7 +169,7 @@ static int maildir_write(const struct delivery_msg *m, struct maildir *md, int f
 }
 
 /* Move tmp/NAME to new/NAME: link, or rename where links are refused. */
-static int maildir_move_to_new(struct maildir *md, const char *name, struct delivery_result *r)
+int maildir_move_to_new(struct maildir *md, const char *name, struct delivery_result *r)
 {
 	if (linkat(md->tmpfd, name, md->newfd, name, 0) == 0) {
 		if (unlinkat(md->tmpfd, name, 0) < 0)
@@ -202,6 +202,21 @@ static void maildir_deliver_file(const struct delivery_msg *m, struct maildir *m
 	int fd = maildir_create_tmp(md, size, name, sizeof(name), r);
 	if (fd < 0)
 		return;
+	if (maildir_batch_is_open()) {
+		enum msgcopy_side side;
+		if (msgcopy_plain(m, fd, &side) < 0) {
+			msgcopy_fail_result(r, side, errno, md->path);
+			close(fd);
+			if (unlinkat(md->tmpfd, name, 0) < 0 && errno != ENOENT)
+				log_warn("maildir %s: cannot remove tmp/%s: %s", md->path, name,
+				    strerror(errno));
+			return;
+		}
+		maildir_batch_add(md, fd, name);
+		deliver_result_set(r, DELIVERY_OK, "2.0.0", "delivered to maildir %s/new/%s",
+		    md->path, name);
+		return;
+	}
 	if (maildir_write(m, md, fd, r) < 0 || maildir_move_to_new(md, name, r) < 0) {
 		if (unlinkat(md->tmpfd, name, 0) < 0 && errno != ENOENT)
 			log_warn("maildir %s: cannot remove tmp/%s: %s", md->path, name, strerror(errno));

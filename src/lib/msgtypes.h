@@ -47,6 +47,19 @@ enum msg_type {
 	                         * on a retry, the instructions an earlier attempt
 	                         * delivered are left out: "all:except:N,M",
 	                         * added to the except list, removed from only) */
+	/* A worker may hold several MSG_JOBs: the qmgr sends up to
+	 * worker_batch_size (one at a time, each with its queue file) before
+	 * the first is answered, only to a worker of the same user that holds
+	 * deliveries only and is of the current configuration.  The worker
+	 * answers them in the order sent: each job's MSG_RESULTs, then its
+	 * MSG_JOB_DONE (the qmgr takes results for the first job it has not
+	 * heard MSG_JOB_DONE of).  It holds a result until the copy it
+	 * reports is durable (the maildir copies of the jobs it has read are
+	 * committed together), and reports all it has before MSG_CHECK_WAIT,
+	 * so that a check stopped by the watchdog is the first job's.  A
+	 * worker that leaves (retiring after MSG_JOB_DONE, or killed) leaves
+	 * the jobs it did not answer to the qmgr: retiring, those it never
+	 * read go back to the queue; killed, they are temporary failures. */
 	/* worker -> qmgr */
 	MSG_RESULT,             /* str qid, u32 index, u32 status (enum delivery_status),
 	                         * str dsn ("2.0.0"), str text, str where,

@@ -146,9 +146,10 @@ static int status_user(const char *key, void *value, void *ctx)
 
 	TAILQ_FOREACH(w, &u->workers, entry)
 		buf_printf(b, "worker user=%s uid=%lu pid=%ld uptime=%lds state=%s checks=%lu "
-		    "jobs=%lu rss=%lluK\n", u->account[0] ? u->account : "-",
+		    "jobs=%lu held=%u rss=%lluK\n", u->account[0] ? u->account : "-",
 		    (unsigned long)u->uid, (long)w->pid, (long)(now - w->started),
-		    worker_state(w), w->checks, w->jobs, (unsigned long long)rss_kib(w->pid));
+		    worker_state(w), w->checks, w->jobs, w->nheld,
+		    (unsigned long long)rss_kib(w->pid));
 	return 0;
 }
 

@@ -132,7 +132,11 @@ struct worker {
 	struct event *read_ev;
 	struct event *idle_ev;
 	struct user *user;
-	struct job *job;        /* NULL when idle */
+	struct job *job;        /* the first of held (whose results come next),
+	                         * NULL when idle */
+	struct job_list held;   /* jobs handed over and not yet done, in the
+	                         * order sent: up to worker_batch_size */
+	unsigned nheld;
 	time_t idle_since;
 	time_t started;
 	unsigned long jobs;     /* jobs done */
@@ -255,6 +259,9 @@ int workers_busy(void);
 /* After a reload: idle workers forked with an older configuration leave
  * now, busy ones after their job (new ones get the new settings). */
 void workers_retire_stale(void);
+/* Take the first job w holds (its results came, or it is cut short);
+ * w->job becomes the next one, NULL when none is left. */
+struct job *worker_take_job(struct worker *w);
 void user_enqueue(struct user *u, struct job *job);
 /* The size of a MSG_JOB for m without recipients, and what each recipient
  * part with this run list adds: the scheduler fills jobs up to

@@ -38,8 +38,7 @@ static void cut_job(struct worker *w)
 		    "delivered again after the restart", job->msg->qid,
 		    job->msg->qf.rcpt[job->rcpt[i].index].address, (long)w->pid, w->user->account);
 	}
-	w->job = NULL;
-	figures_worker(w);              /* no longer busy */
+	worker_take_job(w);             /* busy no longer when it was the last */
 	if (reported > 0)
 		sched_job_failed(job, "mail system stopping: delivery cut short");
 	else
@@ -51,9 +50,13 @@ static int cut_user(const char *key, void *value, void *ctx)
 	struct user *u = value;
 	struct worker *w;
 
-	TAILQ_FOREACH(w, &u->workers, entry)
+	TAILQ_FOREACH(w, &u->workers, entry) {
+		/* every job it holds (a learn request stays: see cut_job) */
+		while (w->job != NULL && w->job->kind == JOB_DELIVER)
+			cut_job(w);
 		if (w->job != NULL)
 			cut_job(w);
+	}
 	return 0;
 }
 

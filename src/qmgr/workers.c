@@ -5,6 +5,10 @@
  * workers_per_user workers; all users together up to max_workers.  Users
  * with waiting jobs sit in a ring served round-robin, one job per user per
  * pass, so a user with a flood of mail cannot take another user's turn.
+ * A busy worker may hold up to worker_batch_size of its user's jobs (one
+ * more per pass): it answers them in order, each with its results and
+ * MSG_JOB_DONE, and commits the maildir deliveries of those it has read
+ * together (one fsync of new/ for them all).
  * Workers are started by the spawner on request; an idle worker is retired
  * after worker_idle_timeout by closing its socket, and at the max_workers
  * cap the least recently used idle worker makes room.  After a reload the
@@ -66,6 +70,52 @@ static void worker_set_idle(struct worker *w)
 	figures_worker(w);
 }
 
+struct job *worker_take_job(struct worker *w)
+{
+	struct job *job = TAILQ_FIRST(&w->held);
+	if (job == NULL)
+		return NULL;
+	TAILQ_REMOVE(&w->held, job, entry);
+	w->nheld--;
+	w->job = TAILQ_FIRST(&w->held);
+	if (w->job == NULL)
+		worker_set_idle(w);
+	else
+		figures_worker(w);
+	return job;
+}
+
+/* job went to w: it holds it after those it already has. */
+static void worker_hold(struct worker *w, struct job *job)
+{
+	TAILQ_INSERT_TAIL(&w->held, job, entry);
+	w->nheld++;
+	if (w->job == NULL)
+		w->job = job;
+	job->started_usec = figures_now_usec();
+	evtimer_del(w->idle_ev);
+	figures_worker(w);
+}
+
+/* Jobs w holds that it never started (it retires, or was stopped during
+ * a spam check, before reading them) go back to the front of its user's
+ * queue, in their order. */
+static void requeue_held(struct worker *w)
+{
+	struct job *job;
+	while ((job = TAILQ_LAST(&w->held, job_list)) != NULL) {
+		TAILQ_REMOVE(&w->held, job, entry);
+		w->nheld--;
+		job->started_usec = 0;
+		TAILQ_INSERT_HEAD(&w->user->waiting, job, entry);
+		if (!w->user->in_ring) {
+			TAILQ_INSERT_TAIL(&Q.ring, w->user, ring);
+			w->user->in_ring = 1;
+		}
+	}
+	w->job = NULL;
+}
+
 static void worker_remove(struct worker *w)
 {
 	struct user *u = w->user;
@@ -93,10 +143,7 @@ static int worker_send_learn(struct worker *w, struct job *job)
 		job_fail(job, reason);
 		return 0;
 	}
-	w->job = job;
-	job->started_usec = figures_now_usec();
-	evtimer_del(w->idle_ev);
-	figures_worker(w);
+	worker_hold(w, job);
 	return 1;
 }
 
@@ -161,10 +208,7 @@ static int worker_send_job(struct worker *w, struct job *job)
 			w->dead = 1;
 		return 0;
 	}
-	w->job = job;
-	job->started_usec = figures_now_usec();
-	evtimer_del(w->idle_ev);
-	figures_worker(w);
+	worker_hold(w, job);
 	return 1;
 }
 
@@ -175,6 +219,27 @@ static struct worker *idle_worker_of(struct user *u)
 		if (w->job == NULL && !w->dead)
 			return w;
 	return NULL;
+}
+
+/* A busy worker of u that can take one more of u's delivery jobs: not
+ * dead, not of an older configuration (it retires once its jobs are
+ * done), holding deliveries only, fewer than worker_batch_size; the one
+ * holding fewest.  NULL when none. */
+static struct worker *worker_with_room(struct user *u)
+{
+	struct worker *w, *best = NULL;
+	struct job *next = TAILQ_FIRST(&u->waiting);
+
+	if (next == NULL || next->kind != JOB_DELIVER)
+		return NULL;
+	TAILQ_FOREACH(w, &u->workers, entry) {
+		if (w->job == NULL || w->dead || w->generation < Q.cfg->generation ||
+		    w->job->kind != JOB_DELIVER || w->nheld >= Q.cfg->worker_batch_size)
+			continue;
+		if (best == NULL || w->nheld < best->nheld)
+			best = w;
+	}
+	return best;
 }
 
 struct lru_search {
@@ -277,11 +342,21 @@ void workers_dispatch(void)
 				progress = 1;
 				continue;
 			}
-			if (u->nworkers + u->spawning >= cap_user)
+			if (u->nworkers + u->spawning < cap_user &&
+			    (Q.nworkers + Q.nspawning < cap_all || make_room(u))) {
+				spawn_request(u);
 				continue;
-			if (Q.nworkers + Q.nspawning >= cap_all && !make_room(u))
-				continue;
-			spawn_request(u);
+			}
+			/* u has all the workers it may have (none still
+			 * starting, which would take the job): one more job
+			 * for a busy one, which takes it with those it holds */
+			w = u->spawning == 0 ? worker_with_room(u) : NULL;
+			if (w != NULL) {
+				struct job *job = TAILQ_FIRST(&u->waiting);
+				TAILQ_REMOVE(&u->waiting, job, entry);
+				worker_send_job(w, job);
+				progress = 1;
+			}
 		}
 		/* the next round starts one user further on */
 		u = TAILQ_FIRST(&Q.ring);
@@ -328,6 +403,7 @@ void workers_spawn_reply(int ok, uint32_t id, pid_t pid, int fd, const char *rea
 		return;
 	}
 	struct worker *w = xcalloc(1, sizeof(*w));
+	TAILQ_INIT(&w->held);
 	w->pid = pid;
 	w->fd = fd;
 	w->user = u;
@@ -366,12 +442,28 @@ static void job_ended(struct job *job, const char *why)
 		sched_job_finished(job);
 }
 
+/* Every job w held ends: those without results are temporary failures
+ * (retried), as for a single job; when the watchdog stopped w during a
+ * spam check, only the job being checked (the first: the worker reports
+ * all before it before it asks for a turn) is tried again unchecked, and
+ * the jobs after it, never started, go back to the queue. */
 static void worker_gone(struct worker *w, const char *why)
 {
-	struct job *job = w->job;
+	struct job_list jobs = TAILQ_HEAD_INITIALIZER(jobs);
+	struct job *job;
 	int stopped = w->check_stopped;
-	if (job != NULL && !stopped)
+	if (w->job != NULL && !stopped)
 		log_warn("worker %ld of %s %s during a job", (long)w->pid, w->user->account, why);
+	job = TAILQ_FIRST(&w->held);
+	if (job != NULL) {
+		TAILQ_REMOVE(&w->held, job, entry);
+		w->nheld--;
+	}
+	if (stopped)
+		requeue_held(w);
+	else
+		TAILQ_CONCAT(&jobs, &w->held, entry);
+	w->nheld = 0;
 	w->job = NULL;
 	worker_remove(w);
 	if (job == NULL)
@@ -381,6 +473,10 @@ static void worker_gone(struct worker *w, const char *why)
 	else
 		job_ended(job, stopped ? "the check was stopped after spam_timeout" :
 		    "the worker exited before answering");
+	while ((job = TAILQ_FIRST(&jobs)) != NULL) {
+		TAILQ_REMOVE(&jobs, job, entry);
+		job_ended(job, "the worker exited before answering");
+	}
 }
 
 /* MSG_JOB_DONE: str qid, u32 retiring, u32 checks.  Returns 1 when the
@@ -400,11 +496,13 @@ static int on_job_done(struct worker *w)
 	w->checks = checks;
 	w->jobs++;
 	checks_forget(w);       /* a turn not given back is over with the job */
-	worker_set_idle(w);
+	worker_take_job(w);
 	sched_job_finished(job);
 	if (retiring) {
 		log_debug("worker %ld of %s retires after %u spam checks", (long)w->pid,
 		    w->user->account, checks);
+		/* it leaves without reading what else it was sent */
+		requeue_held(w);
 		worker_remove(w);
 		return 1;
 	}
@@ -429,7 +527,7 @@ static void on_learn_done(struct worker *w)
 		log_warn("worker %ld sent a malformed learn answer", (long)w->pid);
 		return;
 	}
-	worker_set_idle(w);
+	worker_take_job(w);
 	checks_forget(w);
 	control_learn_done(job, ok != 0, text);
 }
@@ -579,11 +677,16 @@ static int close_user_workers(const char *key, void *value, void *ctx)
 	struct user *u = value;
 	struct worker *w;
 	while ((w = TAILQ_FIRST(&u->workers)) != NULL) {
-		struct job *job = w->job;
+		struct job_list jobs = TAILQ_HEAD_INITIALIZER(jobs);
+		struct job *job;
+		TAILQ_CONCAT(&jobs, &w->held, entry);
+		w->nheld = 0;
 		w->job = NULL;
 		worker_remove(w);
-		if (job != NULL)
+		while ((job = TAILQ_FIRST(&jobs)) != NULL) {
+			TAILQ_REMOVE(&jobs, job, entry);
 			job_ended(job, "stopping");
+		}
 	}
 	return 0;
 }

@@ -10,9 +10,19 @@
  * account nor the commands.  For each recipient worker_deliver()
  * (worker_rules.c) runs the rules, and one result goes back, with the
  * addresses to forward to, which the qmgr queues for the relay.
+ *
+ * The qmgr may send several jobs before the first is answered
+ * (worker_batch_size).  The worker takes every job already waiting on its
+ * socket as one batch: it delivers them all, maildir copies written into
+ * tmp/ only, then commits the batch (maildir_batch.c: the files' fsyncs
+ * at once, links into new/, one fsync per new/), and only then sends the
+ * results (held in worker_held.c), each job's followed by its
+ * MSG_JOB_DONE.  Before a spam check turn it commits and reports what it
+ * has, so that the job being checked is the first the qmgr waits for.
  */
 #include "spawner/worker.h"
 #include "spawner/worker_private.h"
+#include "spawner/worker_held.h"
 #include "db/db.h"
 #include "db/rules_entry.h"
 #include "deliver/deliver.h"
@@ -28,6 +38,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +50,30 @@ static volatile sig_atomic_t stop_requested;
 static struct rule_instruction default_instr;
 static int qmgr_fd = -1;
 static struct db *worker_db;
+static struct held held;
+/* Jobs that came while the worker waited for a check turn, in order. */
+static struct ipc_msg *stashed[WORKER_BATCH_MAX];
+static size_t nstashed;
+
+static void stash(const struct ipc_msg *m)
+{
+	if (nstashed == WORKER_BATCH_MAX)
+		fatal("more than %d jobs from qmgr at once", WORKER_BATCH_MAX);
+	size_t size = offsetof(struct ipc_msg, data) + m->len;
+	stashed[nstashed] = xmalloc(size);
+	memcpy(stashed[nstashed++], m, size);
+}
+
+/* The first stashed job into m; 0 when none. */
+static int unstash(struct ipc_msg *m)
+{
+	if (nstashed == 0)
+		return 0;
+	memcpy(m, stashed[0], offsetof(struct ipc_msg, data) + stashed[0]->len);
+	free(stashed[0]);
+	memmove(stashed, stashed + 1, --nstashed * sizeof(stashed[0]));
+	return 1;
+}
 
 const struct config *worker_cfg;
 const struct rule_instruction *worker_default = &default_instr;
@@ -80,8 +115,9 @@ static int check_rcpt(const struct qfile *qf, const char *qid, struct worker_rcp
 }
 
 /* The verdict rc's rules ran with, for its uid=/gid= parts (only a
- * primary part's counts). */
-static void add_verdict(const struct worker_rcpt *rc, const struct worker_spam *ws)
+ * primary part's counts), kept with its held result. */
+static void keep_verdict(struct held_result *hr, const struct worker_rcpt *rc,
+    const struct worker_spam *ws)
 {
 	uint32_t state = VERDICT_NONE;
 	const char *headers = "";
@@ -91,35 +127,38 @@ static void add_verdict(const struct worker_rcpt *rc, const struct worker_spam *
 		if (ws->headers != NULL && strlen(ws->headers) <= MSG_VERDICT_HEADERS_MAX)
 			headers = ws->headers;
 	}
-	ipc_add_u32(&out, state);
-	ipc_add_u32(&out, state == VERDICT_CHECKED && ws->is_spam);
-	ipc_add_i64(&out, state == VERDICT_CHECKED ? (int64_t)(ws->score * 1000.0) : 0);
-	ipc_add_str(&out, headers);
+	hr->verdict = state;
+	hr->is_spam = state == VERDICT_CHECKED && ws->is_spam;
+	hr->score = state == VERDICT_CHECKED ? (int64_t)(ws->score * 1000.0) : 0;
+	hr->headers = xstrdup(headers);
 }
 
-static int send_result(int fd, const char *qid, uint32_t index, const struct delivery_result *r,
-    const char *where, const char *forward, const char *done, const struct worker_rcpt *rc,
-    const struct worker_spam *ws)
+static int send_result(int fd, const char *qid, const struct held_result *hr)
 {
+	const struct delivery_result *r = &hr->r;
+
 	ipc_init(&out, MSG_RESULT);
 	ipc_add_str(&out, qid);
-	ipc_add_u32(&out, index);
+	ipc_add_u32(&out, hr->index);
 	ipc_add_u32(&out, (uint32_t)r->status);
 	ipc_add_str(&out, r->dsn);
 	ipc_add_str(&out, r->status == DELIVERY_OK && r->text[0] == '\0' ? "delivered" : r->text);
-	ipc_add_str(&out, where);
-	ipc_add_str(&out, forward);
-	ipc_add_str(&out, done);
-	add_verdict(rc, ws);
+	ipc_add_str(&out, hr->where.data ? hr->where.data : "");
+	ipc_add_str(&out, hr->forward.data ? hr->forward.data : "");
+	ipc_add_str(&out, hr->done.data ? hr->done.data : "");
+	ipc_add_u32(&out, hr->verdict);
+	ipc_add_u32(&out, hr->is_spam);
+	ipc_add_i64(&out, hr->score);
+	ipc_add_str(&out, hr->headers ? hr->headers : "");
 	ipc_add_u32(&out, r->action < RESULT_ACTION_COUNT ? r->action : RESULT_ACTION_NONE);
 	return ipc_send(fd, &out);
 }
 
-/* The job is done; a worker due for replacement says so and leaves (the
- * qmgr hands it nothing more). */
-static void send_done(int fd, const char *qid)
+/* A job is done; a worker due for replacement says so with its last one
+ * and leaves (the qmgr takes back what else it sent). */
+static void send_done(int fd, const char *qid, int may_retire)
 {
-	int retiring = worker_spam_retiring();
+	int retiring = may_retire && worker_spam_retiring();
 
 	ipc_init(&out, MSG_JOB_DONE);
 	ipc_add_str(&out, qid);
@@ -134,8 +173,43 @@ static void send_done(int fd, const char *qid)
 	}
 }
 
+/* A batched maildir delivery did not become durable. */
+static void commit_failed(size_t seq, int instr, const struct delivery_result *r, void *arg)
+{
+	struct delivery_result one = *r;
+	one.action = RESULT_ACTION_MAILDIR;
+	held_fail(&held, seq, instr, &one);
+}
+
+/* Commit the batch's maildir deliveries, then send every final result
+ * and the end of every job whose results are all sent.  at_end: nothing
+ * else is being delivered (a worker due to retire may leave now). */
+static void flush(int fd, int at_end)
+{
+	size_t nres, njobs;
+
+	maildir_batch_commit(commit_failed, NULL);
+	maildir_batch_open();
+	held_ready(&held, &nres, &njobs);
+	for (size_t j = 0; j < held.njobs; j++) {
+		size_t from, to;
+		held_job_range(&held, j, nres, &from, &to);
+		for (size_t i = from; i < to; i++)
+			if (send_result(fd, held.jobs[j].qid, &held.res[i]) < 0)
+				exit(1);        /* the qmgr is gone; it retries what it missed */
+		if (j < njobs)
+			send_done(fd, held.jobs[j].qid, at_end && j + 1 == held.njobs);
+		if (j >= njobs)
+			break;          /* the job still runs */
+	}
+	held_drop(&held, nres, njobs);
+}
+
 void worker_check_begin(void)
 {
+	/* the qmgr must hear everything before this job first: a stopped
+	 * check fails the first job it waits for */
+	flush(qmgr_fd, 0);
 	ipc_init(&turn, MSG_CHECK_WAIT);
 	if (ipc_send(qmgr_fd, &turn) < 0)
 		exit(1);        /* the qmgr is gone; it retries what it missed */
@@ -148,6 +222,10 @@ void worker_check_begin(void)
 			continue;
 		if (r <= 0)
 			exit(1);
+		if (turn.type == MSG_JOB) {
+			stash(&turn);   /* sent before the qmgr heard of this check */
+			continue;
+		}
 		if (turn.fd >= 0)
 			close(turn.fd);
 		turn.fd = -1;
@@ -230,9 +308,16 @@ static void handle_job(int fd)
 	int read_ok = qfile_read(qfd, &qf) == 0 && strcmp(qf.qid, qid) == 0;
 	int read_errno = errno;
 	struct worker_spam ws = { .stopped_before = spam_skip != 0 };
+	held_job_begin(&held, qid);
 	for (uint32_t i = 0; i < n; i++) {
+		size_t seq;
+		if (maildir_batch_pending() >= MAILDIR_BATCH_MAX)
+			flush(fd, 0);
+		struct held_result *hr = held_result_new(&held, rc[i].index, &seq);
 		struct delivery_result r = { 0 };
 		struct buf where = BUF_INIT, forward = BUF_INIT, done = BUF_INIT;
+		maildir_batch_tag(seq, -1);
+		rc[i].seq = seq;
 		if (!read_ok) {
 			r.status = DELIVERY_TEMPFAIL;
 			snprintf(r.dsn, sizeof(r.dsn), "4.3.0");
@@ -246,19 +331,20 @@ static void handle_job(int fd)
 			rules_entry_free(&rc[i].entry);
 			db_resolution_free(&rc[i].res);
 		}
-		int sent = send_result(fd, qid, rc[i].index, &r, where.data ? where.data : "",
-		    forward.data ? forward.data : "", done.data ? done.data : "", &rc[i], &ws);
-		buf_free(&where);
-		buf_free(&done);
-		buf_free(&forward);
-		if (sent < 0)
-			exit(1);        /* the qmgr is gone; it retries what it missed */
+		/* a check turn may have sent the results before this one */
+		hr = held_result_get(&held, seq);
+		hr->r = r;
+		hr->where = where;
+		hr->forward = forward;
+		hr->done = done;
+		keep_verdict(hr, &rc[i], &ws);
+		hr->final = 1;
 	}
+	held_job_end(&held);
 	worker_spam_reset(&ws);
 	if (read_ok)
 		qfile_free(&qf);
 	close(qfd);
-	send_done(fd, qid);
 	return;
 malformed:
 	if (qfd >= 0)
@@ -284,6 +370,33 @@ static void catch_sigterm(void)
 	sigaction(SIGTERM, &sa, NULL);
 }
 
+/* After a job: the jobs already waiting on the socket join the batch. */
+static void take_batch(int fd)
+{
+	for (size_t taken = 1; taken < WORKER_BATCH_MAX && !stop_requested; taken++) {
+		if (unstash(&job)) {
+			handle_job(fd);
+			continue;
+		}
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, 0) <= 0)
+			return;
+		int r = ipc_recv(fd, &job);
+		if (r < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (r <= 0) {
+			flush(fd, 0);   /* the qmgr is gone: nothing more to read */
+			exit(r == 0 ? 0 : 1);
+		}
+		if (job.type != MSG_JOB) {
+			if (job.fd >= 0)
+				close(job.fd);
+			fatal("unexpected message type %u from qmgr in a batch of jobs", job.type);
+		}
+		handle_job(fd);
+	}
+}
+
 void worker_main(const struct config *cfg, int fd, int root_mode, const char *account,
     const char *home)
 {
@@ -302,8 +415,15 @@ void worker_main(const struct config *cfg, int fd, int root_mode, const char *ac
 	deliver_set_pipe_timeout((unsigned)cfg->pipe_timeout);
 	deliver_set_lock_timeout_ms((unsigned)cfg->mbox_lock_timeout * 1000);
 	worker_spam_init(account, home);
+	maildir_batch_open();
 	catch_sigterm();
 	while (!stop_requested) {
+		if (unstash(&job)) {
+			handle_job(fd);
+			take_batch(fd);
+			flush(fd, 1);
+			continue;
+		}
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		int sync_ms = worker_spam_next_sync_ms();
 		int r = poll(&p, 1, sync_ms >= 0 && sync_ms < safety_ms ? sync_ms : safety_ms);
@@ -325,6 +445,8 @@ void worker_main(const struct config *cfg, int fd, int root_mode, const char *ac
 		}
 		if (job.type == MSG_JOB) {
 			handle_job(fd);
+			take_batch(fd);
+			flush(fd, 1);
 		} else if (job.type == MSG_LEARN) {
 			handle_learn(fd);
 		} else {

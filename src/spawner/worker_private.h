@@ -33,6 +33,7 @@ struct worker_rcpt {
 	int64_t given_score;    /* x 1000 */
 	const char *given_headers;
 	int spam_used;          /* worker_deliver: the rules ran with the job's verdict */
+	size_t seq;             /* its held result (worker_held.h) */
 };
 
 extern const struct config *worker_cfg;

@@ -224,6 +224,7 @@ struct walk_state {
 	struct delivery_result *total;
 	struct buf *where, *forward;
 	struct buf *done;       /* writers that delivered: "N,M" */
+	size_t seq;             /* the held result (worker_held.h) */
 };
 
 static void visit(const struct rule_instruction *in, int i, int holds, const char *warn,
@@ -237,7 +238,9 @@ static void visit(const struct rule_instruction *in, int i, int holds, const cha
 	if (!holds || in->action == ACT_STOP || !part_runs(w->rc, in, i) ||
 	    (!rule_action_writes_as_user(in->action) && !is_primary(w->rc)))
 		return;
+	maildir_batch_tag(w->seq, i);    /* a batched maildir copy's place */
 	run_instruction(in, w->rc, w->dm, &one, w->where, w->forward);
+	maildir_batch_tag(w->seq, -1);
 	merge_result(w->total, &one);
 	/* a forward is queued only when the whole recipient succeeds: not
 	 * recorded, it runs again on a retry */
@@ -307,7 +310,7 @@ void worker_deliver(const struct qfile *qf, int qfd, struct worker_rcpt *rc,
 		.score = spam_on && ws->checked ? ws->score : 0,
 		.msg = msg,
 	};
-	struct walk_state w = { qf, rc, &dm, total, where, forward, done };
+	struct walk_state w = { qf, rc, &dm, total, where, forward, done, rc->seq };
 	if (rules_walk(entry, &ctx, visit, &w) == 0 && is_primary(rc)) {
 		run_writer(worker_default, rc, &dm, &one, where);
 		merge_result(total, &one);
