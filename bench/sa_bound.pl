@@ -15,10 +15,9 @@
 #   checked=M spam=S seconds=T procs=N cpu=C
 #
 # T runs from the first fork to the last child's exit; C is the CPU
-# seconds (user + system) the children used, loading excluded.
-# With --out, child
-# k writes "INDEX IS_SPAM SCORE" lines (INDEX counts MANIFEST lines from 0)
-# to PREFIX.k.
+# seconds (user + system) the children used, loading excluded.  With
+# --out, child k writes "INDEX IS_SPAM SCORE" lines (INDEX counts
+# MANIFEST lines from 0) to PREFIX.k.
 use strict;
 use warnings;
 
