@@ -12,11 +12,12 @@
 # switching user as a mailprocd worker sets one up (signal_user_changed,
 # learning to the journal).  Printed on stdout, one line:
 #
-#   checked=M spam=S seconds=T procs=N
+#   checked=M spam=S seconds=T procs=N cpu=C
 #
-# T runs from the first fork to the last child's exit.  With --out, child
-# k writes "INDEX IS_SPAM SCORE" lines (INDEX counts MANIFEST lines from 0)
-# to PREFIX.k.
+# T runs from the first fork to the last child's exit; C is the CPU
+# seconds (user + system) the children used, loading excluded.  With
+# --out, child k writes "INDEX IS_SPAM SCORE" lines (INDEX counts
+# MANIFEST lines from 0) to PREFIX.k.
 use strict;
 use warnings;
 
@@ -132,6 +133,9 @@ for my $kid (@kids) {
 	$spam += $line;
 }
 my $seconds = time - $start;
+my (undef, undef, undef, $cuser, $csys) = POSIX::times();
+my $cpu = ($cuser + $csys) / POSIX::sysconf(POSIX::_SC_CLK_TCK());
 die "sa_bound.pl: $failed of $procs children failed\n" if $failed;
-printf "checked=%d spam=%d seconds=%.3f procs=%d\n", $index, $spam, $seconds, $procs;
+printf "checked=%d spam=%d seconds=%.3f procs=%d cpu=%.2f\n", $index, $spam, $seconds, $procs,
+	$cpu;
 $sa->finish();

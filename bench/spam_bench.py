@@ -27,7 +27,9 @@ spam and as many ham messages (not among the N; 200 each by default, the
 least SpamAssassin needs to use Bayes at all) and copied into every
 user's ~/.spamassassin, for every peer alike; --train 0 leaves Bayes
 untrained.  Each peer prints msgs/s until every message is a file in a
-new/ directory (bound: until its last check); then the ratios.
+new/ directory (bound: until its last check), and the CPU it used per
+message (its processes, the agents spawned for it; the bench's own LMTP
+client or spawning shown apart); then the ratios.
 
     bench/spam_bench.py [-n 500] [-r 10] [-c 4] [--spawn-messages 40]
                         [--train 200] [--only spawn,spamd,bound,mailprocd]
@@ -38,6 +40,7 @@ Run as root (peers as nobody) or as a user; needs scripts/setup.sh --bench.
 import argparse
 import collections
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -123,6 +126,38 @@ def as_mta_delivers(work):
     return out
 
 
+class CpuMeter:
+    """CPU seconds from now on, counted whatever the load: the peer's
+    daemon (its process tree: mailprocd's processes, spamd and its
+    children), the delivery agents this script spawned and reaped
+    (procmail, spamc, spamassassin), and apart this script's own until
+    the last message was handed over: the LMTP client, or the threads
+    that spawn the agents ("client")."""
+
+    def __init__(self, peer):
+        self.proc = getattr(peer, "proc", None)
+        self.daemon = self._daemon()
+        self.kids = self._usage(resource.RUSAGE_CHILDREN)
+        self.me = self._usage(resource.RUSAGE_SELF)
+        self.client = None
+
+    def sent(self):
+        self.client = self._usage(resource.RUSAGE_SELF) - self.me
+
+    def _daemon(self):
+        return sysutil.tree_cpu(self.proc.pid) if self.proc is not None else 0.0
+
+    @staticmethod
+    def _usage(who):
+        r = resource.getrusage(who)
+        return r.ru_utime + r.ru_stime
+
+    def since(self):
+        return {"cpu": self._daemon() - self.daemon
+                + self._usage(resource.RUSAGE_CHILDREN) - self.kids,
+                "client_cpu": self.client}
+
+
 def run_peer(name, base, template, args, account, work):
     """Set up, run and tear down one peer.  Returns a result dict."""
     workdir = os.path.join(base, name)
@@ -142,11 +177,14 @@ def run_peer(name, base, template, args, account, work):
         os.sync()   # the previous peer's dirty pages are not this one's cost
         if name == "bound":
             stats, start, end, spam = peer.deliver(work, args.connections)
-            result.update(ok=stats.ok, seconds=end - start, junk=spam)
+            result.update(ok=stats.ok, seconds=end - start, junk=spam, cpu=peer.cpu)
         else:
+            cpu0 = CpuMeter(peer)
             stats, start, _ = peer.deliver(work, args.connections)
+            cpu0.sent()
             done = spam_peers.wait_boxes(mailroot, args.users, stats.ok,
                                          time.monotonic() + args.timeout)
+            result.update(cpu0.since())
             boxes = spam_peers.count_boxes(mailroot, args.users)
             result.update(ok=stats.ok, errors=stats.errors, junk=boxes["junk"],
                           on_disk=boxes["inbox"] + boxes["junk"],
@@ -173,6 +211,12 @@ def rate(r):
     return None
 
 
+def cpu_per_msg(r):
+    if rate(r) and r.get("cpu"):
+        return r["cpu"] / r["ok"]
+    return None
+
+
 def report(r, args):
     head = "%-9s %-5s %d msgs, %d users:" % (r["name"], r["transport"], r["messages"], args.users)
     if "unsupported" in r:
@@ -190,6 +234,13 @@ def report(r, args):
         if "scanned" in r:
             line += " in Junk, %d with X-Spam-Status" % r["scanned"]
         print(line + "  [%s; load %.1f]" % (r["label"], r["load"]))
+        if r.get("cpu") is not None:
+            line = "%-9s CPU %.1f ms/msg" % ("", 1000 * r["cpu"] / r["ok"])
+            if r.get("client_cpu") is not None:
+                line += " (+ %.1f ms/msg in this script: %s)" % (
+                    1000 * r["client_cpu"] / r["ok"],
+                    "the LMTP client" if r["transport"] == "lmtp" else "spawning")
+            print(line)
     if r["errors"]:
         print("    %d errors, first: %s" % (len(r["errors"]), r["errors"][0]))
 
@@ -248,6 +299,13 @@ def main():
         ra, rb = rate(results.get(a)), rate(results.get(b))
         if ra and rb:
             print("ratio %s/%s (msgs/s): %.2f" % (a, b, ra / rb))
+    # CPU per message, which the machine's load hardly changes: the
+    # bound's over the peer's (1.0: as cheap as checking alone).
+    b = cpu_per_msg(results.get("bound"))
+    for other in ("mailprocd", "spamd"):
+        o = cpu_per_msg(results.get(other))
+        if b and o:
+            print("ratio SA-bound/%s (CPU per message): %.2f" % (other, b / o))
     bad = any(r["errors"] or ("ok" in r and r.get("seconds") is None)
               for r in results.values())
     return 1 if bad else 0

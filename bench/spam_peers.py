@@ -90,15 +90,19 @@ def count_scanned(mailroot, users):
     return n
 
 
-def wait_boxes(mailroot, users, expected, deadline):
-    """Poll until expected files are in inbox + junk; the time, or None."""
+def wait_boxes(mailroot, users, expected, deadline, interval=0.05):
+    """Poll until expected files are in inbox + junk; the time, or None.
+    A poll lists every new/ directory (about 0.2 ms of CPU for 10 users),
+    taken from the peer on the same cores: every 50 ms it costs under
+    0.5 % of a core (every 5 ms it was 4 %, which the bound, waited for
+    by exit, never paid), and the end is seen at most 50 ms late."""
     while True:
         c = count_boxes(mailroot, users)
         if c["inbox"] + c["junk"] >= expected:
             return time.monotonic()
         if time.monotonic() > deadline:
             return None
-        time.sleep(0.005)
+        time.sleep(interval)
 
 
 def train_bayes(template, account, spam, ham):
@@ -282,6 +286,7 @@ class Bound:
         self.script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sa_bound.pl")
         self.manifest = os.path.join(workdir, "manifest")
         self.stderr = ""
+        self.cpu = None          # CPU seconds of the checks, from the script
 
     def prepare(self):
         if not os.access("/usr/bin/perl", os.X_OK):
@@ -317,6 +322,7 @@ class Bound:
                 p.returncode, self.stderr.strip().splitlines()[-1:] or "no output"))
         stats = load.Stats()
         stats.ok = int(fields["checked"])
+        self.cpu = float(fields["cpu"])
         return stats, 0.0, float(fields["seconds"]), int(fields["spam"])
 
     def stop(self):

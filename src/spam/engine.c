@@ -151,6 +151,8 @@ int spam_engine_check(const char *msg, size_t len, struct spam_verdict *v, char 
 	if (need_loaded(err, errlen) < 0)
 		return -1;
 	unsigned long t0 = now_ms();
+	struct timespec c0, c1;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
 	struct pl_arg arg = { msg ? msg : "", len };
 	if (pl_call("Mailprocd::Spam::check", &arg, 1, &r, err, errlen) < 0)
 		return -1;
@@ -168,6 +170,8 @@ int spam_engine_check(const char *msg, size_t len, struct spam_verdict *v, char 
 	v->autolearned = r.v[6] != NULL && strcmp(r.v[6], "1") == 0;
 	pl_results_free(&r);
 	v->ms = (unsigned)(now_ms() - t0);
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+	v->cpu_ms = (unsigned)((c1.tv_sec - c0.tv_sec) * 1000 + (c1.tv_nsec - c0.tv_nsec) / 1000000);
 	return 0;
 }
 

@@ -49,6 +49,8 @@ struct spam_verdict {
 	int timed_out;              /* time_limit hit: partial result, caller delivers unscored */
 	int autolearned;            /* SpamAssassin learned it (bayes_auto_learn), to the journal */
 	unsigned ms;                /* wall time of the check */
+	unsigned cpu_ms;            /* CPU time of the check (the process's user + system): ms less
+	                             * this is time the check waited for the processor */
 };
 
 /* Check one message (bytes as stored: LF line ends).  0 or -1 with err

@@ -143,9 +143,9 @@ void worker_spam_get(struct worker_spam *ws, const struct qfile *qf, const char 
 		spam_verdict_free(&v);
 		return;
 	}
-	log_info("qid=%s user=%s spam=%s score=%.1f required=%.1f tests=%s ms=%u", qf->qid,
+	log_info("qid=%s user=%s spam=%s score=%.1f required=%.1f tests=%s ms=%u cpu_ms=%u", qf->qid,
 	    S.user, v.is_spam ? "yes" : "no", v.score, v.required,
-	    v.tests[0] ? v.tests : "none", v.ms);
+	    v.tests[0] ? v.tests : "none", v.ms, v.cpu_ms);
 	if (v.autolearned)
 		S.unsynced = 1;         /* SpamAssassin wrote to the journal */
 	ws->checked = 1;
