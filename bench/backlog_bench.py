@@ -4,8 +4,10 @@
 Starts a single-user daemon (tests/integration/mpharness.py) and queues N
 small messages over SMTP (8 sessions) to later@, whose home does not
 exist: its maildir delivery fails at once with a temporary error
-(ENOENT, 4.3.0), retry in an hour.  Then K messages to bee@ (no home
-either).  Once all are in deferred/ it prints:
+(ENOENT, 4.3.0), retry in an hour; half of them, then K messages to bee@
+(no home either), then the other half (so that bee@'s wait on disk too
+when N/2 exceeds max_active_messages).  Once all are in deferred/ it
+prints:
 
   - the resident memory (VmRSS) of every mailprocd process, and the sum;
   - the time to stop (SIGTERM) and to start again until every listener
@@ -159,8 +161,9 @@ def main():
 def run(d, n):
     print(f"build {H.build_dir()}, N={n}")
     t0 = time.monotonic()
-    send_many(d, "later@example.test", n)
+    send_many(d, "later@example.test", n // 2)
     send_many(d, "bee@example.test", BEE)
+    send_many(d, "later@example.test", n - n // 2)
     sent = time.monotonic() - t0
     wait_deferred(d, n + BEE, t0)
     print(f"{n} + {BEE} messages sent in {sent:.0f}s ({n / sent:.0f}/s), all deferred after "

@@ -481,7 +481,7 @@ size_t di_sweep(struct diskindex *ix, int dir)
 }
 
 void di_all_due(struct diskindex *ix, uint32_t due,
-    void (*fn)(const char *qid, void *ctx), void *ctx)
+    void (*fn)(const char *qid, uint32_t lane, void *ctx), void *ctx)
 {
 	char qid[DI_QID_MAX];
 	for (uint32_t ent = 0; ent < ix->ne; ent++) {
@@ -490,7 +490,7 @@ void di_all_due(struct diskindex *ix, uint32_t due,
 			continue;
 		if (fn != NULL) {
 			unpack(e->q, qid);
-			fn(qid, ctx);
+			fn(qid, e->lane, ctx);
 		}
 		e->due = due;
 	}

@@ -72,9 +72,9 @@ size_t di_lanes(const struct diskindex *ix);
 void di_scan_begin(struct diskindex *ix);
 size_t di_sweep(struct diskindex *ix, int dir);
 
-/* A flush: every deferred entry is due at due; each one's queue id is
- * passed to fn first. */
+/* A flush: every deferred entry is due at due; each one's queue id and
+ * lane are passed to fn first. */
 void di_all_due(struct diskindex *ix, uint32_t due,
-    void (*fn)(const char *qid, void *ctx), void *ctx);
+    void (*fn)(const char *qid, uint32_t lane, void *ctx), void *ctx);
 
 #endif

@@ -615,6 +615,7 @@ static struct job *job_new(struct qmsg *m, struct user *u, size_t max)
 	j->msg = m;
 	j->user = u;
 	j->rcpt = xcalloc(max, sizeof(*j->rcpt));
+	m->lane_tag = backlog_tag(u);
 	return j;
 }
 
@@ -993,7 +994,8 @@ static void load_failed(const char *qid, enum qdir dir, int err)
  * to run: it was loaded for that), nor one busy.  0 when it went. */
 static int evict_msg(struct qmsg *m, time_t now)
 {
-	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_sec = m->due } };
+	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT },
+		{ .tv_sec = m->due, .tv_nsec = backlog_mtime_nsec(m) } };
 
 	if (!m->in_waiting || m->due <= now || m->njobs > 0 || m->dir != QDIR_DEFERRED ||
 	    (m->settle_ev != NULL && evtimer_pending(m->settle_ev, NULL)))
@@ -1004,6 +1006,7 @@ static int evict_msg(struct qmsg *m, time_t now)
 	}
 	log_debug("qid=%s: back to disk until %lld", m->qid, (long long)m->due);
 	figures_msg_to_disk(m);
+	backlog_put_msg(m);
 	strmap_del(Q.msgs, m->qid);
 	msg_free(m);
 	Q.evicted++;
@@ -1042,13 +1045,15 @@ int sched_load(const char *qid, enum qdir dir)
 		close(fd);
 		return 0;
 	}
+	struct stat st;
 	if (!sched_room()) {
+		int have_st = dir == QDIR_DEFERRED && fstat(fd, &st) == 0;
 		close(fd);
 		Q.backlog = 1;
 		figures_msg_left_on_disk(qid, dir);
+		backlog_put_file(qid, dir, have_st ? &st : NULL);
 		return -1;
 	}
-	struct stat st;
 	int flushed = dir == QDIR_DEFERRED && fstat(fd, &st) == 0 && st.st_mtime == QMGR_MTIME_FLUSHED;
 	struct qmsg *m = xcalloc(1, sizeof(*m));
 	snprintf(m->qid, sizeof(m->qid), "%s", qid);
@@ -1065,6 +1070,7 @@ int sched_load(const char *qid, enum qdir dir)
 	m->busy = xcalloc(m->qf.nrcpt, 1);
 	m->unrecorded = xcalloc(m->qf.nrcpt, 1);
 	strmap_put(Q.msgs, m->qid, m);
+	backlog_loaded(m->qid);
 	figures_msg_in(m);
 	if (strmap_count(Q.msgs) > Q.peak_msgs)
 		Q.peak_msgs = strmap_count(Q.msgs);

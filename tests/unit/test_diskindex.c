@@ -162,7 +162,7 @@ static void test_scan_sweep(void **state)
 	di_free(ix);
 }
 
-static void count(const char *qid, void *ctx)
+static void count(const char *qid, uint32_t lane, void *ctx)
 {
 	(*(int *)ctx)++;
 }
