@@ -11,8 +11,9 @@
  * message whose recipients are all done is removed (durably); one with
  * temporary failures moves to deferred/ and waits for its retry time from
  * retry_schedule.  The messages in memory are the active set, at most
- * max_active_messages; a deferred one waiting for its timer may go back
- * to disk to make room (evict_one).
+ * max_active_messages; a deferred one waiting for its timer goes back to
+ * disk when its retry is a minute away or more, or to make room
+ * (evict_one); the index of backlog.c has it until it is due.
  *
  * A deferred message's timer also brings its delay warning: it fires at the
  * earlier of the next retry and arrival + delay_warning_time (while no
@@ -46,6 +47,10 @@
  * at recording results, that failed (disk full). */
 #define BOUNCE_RETRY_SECONDS 60
 #define SETTLE_RETRY_SECONDS BOUNCE_RETRY_SECONDS
+/* A deferred message whose next retry is at least this far goes back to
+ * disk at once; one retried sooner stays loaded (reading it again would
+ * cost more than it holds). */
+#define EVICT_WAIT_SECONDS 60
 
 static const char *const qdir_names[QDIR_COUNT] = { "active", "deferred", "incoming" };
 
@@ -406,10 +411,12 @@ static void msg_settle(struct qmsg *m)
 		return;
 	}
 	arm_retry(m);
-	/* with mail waiting on disk for room, a message just deferred waits
-	 * for its retry on disk too (as Postfix's do): its room goes to the
-	 * others in turn */
-	if (Q.backlog && evict_msg(m, time(NULL)) == 0)
+	/* a message just deferred waits for its retry on disk (as Postfix's
+	 * do), costing an index entry, not its bookkeeping: at once when its
+	 * retry is EVICT_WAIT_SECONDS away or more, or when mail waits on disk
+	 * for room (its room goes to the others in turn) */
+	time_t now = time(NULL);
+	if ((Q.backlog || m->due - now >= EVICT_WAIT_SECONDS) && evict_msg(m, now) == 0)
 		qmgr_refill_soon();
 }
 
