@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <signal.h>
@@ -37,6 +38,8 @@
 #include <unistd.h>
 
 #define TICK_SECONDS 5
+/* The active set shrank by this many messages since the last trim: trim. */
+#define TRIM_AFTER_MESSAGES 1000
 
 struct qmgr Q;
 
@@ -110,8 +113,23 @@ static void on_spawner(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Give the memory of messages gone back to the system: after a burst
+ * filled the active set and went to disk (or was delivered), malloc keeps
+ * the freed chunks, scattered, and the qmgr stays at its peak. */
+static void trim_memory(void)
+{
+	static size_t loaded_at_trim;
+	size_t now = strmap_count(Q.msgs);
+
+	if (now + TRIM_AFTER_MESSAGES <= loaded_at_trim)
+		malloc_trim(0);
+	if (now + TRIM_AFTER_MESSAGES <= loaded_at_trim || now > loaded_at_trim)
+		loaded_at_trim = now;
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
+	trim_memory();
 	open_db();
 	workers_check_spawn_timeouts();
 	checks_watchdog();
