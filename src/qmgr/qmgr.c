@@ -255,7 +255,7 @@ int qmgr_main(struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
 
 	open_db();
 	rescan_arm();
-	log_info("started; listing the queue");
+	log_info("started: listing the queue");
 	backlog_scan();
 
 	event_base_dispatch(Q.base);
