@@ -121,14 +121,14 @@ def served_in_turns(d, n_bee=5):
 
 
 def test_due_deferred_served_in_turns(daemons, tmp_path):
-    """150 messages of later@ and 5 of bee@ (queued in the middle) wait on
+    """300 messages of later@ and 5 of bee@ (queued in the middle) wait on
     disk; a flush makes all due: bee@'s 5 are retried before later@'s
     100th retry (oldest first by due time alone: after some 150), with a
     restart in between (their lanes come back from the files), and the
     active set never exceeds 50."""
     d = make(daemons, tmp_path, "turns")
     d.start()
-    fill_two_accounts(d)
+    fill_two_accounts(d, n_later=300)
     st = status(d)
     assert st["evicted"] > 0 and st["disk_deferred"] >= 100, st
     d.stop()
