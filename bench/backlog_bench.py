@@ -24,6 +24,12 @@ prints:
 
 --dir: where the daemon's tree goes (default: a temporary directory under
 /var/tmp, on disk).  Extra key=value pairs go into mailprocd.conf.
+
+--linked: a quick way to a large queue, for the restart figures only: one
+message to later@ is deferred, the daemon stopped, its file given an
+mtime an hour ahead (as a message put back to disk) and hard-linked N-1
+times under other queue ids in deferred/; then the start, another
+account's message and the memory as above (no fairness: one inode).
 Run it as an ordinary user or as root (then the daemon runs as a
 throwaway account, as in the integration tests).
 """
@@ -134,6 +140,8 @@ def main():
         i = args.index("--dir")
         base = args[i + 1]
         del args[i:i + 2]
+    linked = "--linked" in args
+    args = [a for a in args if a != "--linked"]
     n = int(args[0]) if args else 100000
     settings = {"retry_schedule": "1h", "max_queue_lifetime": "7d",
                 "max_sessions": "50"}
@@ -149,13 +157,68 @@ def main():
         d.compile()
         d.start()
         try:
-            run(d, n)
+            (run_linked if linked else run)(d, n)
         finally:
             d.stop(timeout=600)
     finally:
         if acct:
             H.delete_user(acct)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def base36(v, width):
+    out = ""
+    for _ in range(width):
+        out = DIGITS[v % 36] + out
+        v //= 36
+    return out
+
+
+def restart_figures(d, stop=True):
+    if stop:
+        t = time.monotonic()
+        d.stop(timeout=600)
+        print(f"stop {time.monotonic() - t:.2f}s")
+    t = time.monotonic()
+    d.start()
+    started = time.monotonic() - t
+    t = time.monotonic()
+    marker = H.new_msgid()
+    with smtplib.SMTP("127.0.0.1", d.smtp_port, local_hostname=H.CLIENT_NAME,
+                      timeout=120) as s:
+        s.sendmail(H.SENDER, ["other@example.test"],
+                   H.make_message(msgid=marker, to="other@example.test"))
+    H.wait_maildir(d.maildir("other"), marker, timeout=600)
+    other = time.monotonic() - t
+    print(f"restart: start until it answers {started:.2f}s, another account's message "
+          f"in its Maildir/new/ {other:.2f}s after that")
+    for _ in range(300):
+        st = d.ctl("status").out
+        if "scan=idle" in st or "scan=" not in st:
+            break
+        time.sleep(1)
+    time.sleep(3)
+    memory(d, "after the restart")
+    print(re.search(r"active messages=.*", d.ctl("status").out).group(0))
+
+
+def run_linked(d, n):
+    print(f"build {H.build_dir()}, N={n} (hard links of one deferred file)")
+    send_many(d, "later@example.test", 1)
+    wait_deferred(d, 1, time.monotonic())
+    d.stop(timeout=600)
+    dq = d.queue_dir / "deferred"
+    [qid] = os.listdir(dq)
+    due = time.time() + 3600
+    os.utime(dq / qid, (due, due))
+    t = time.monotonic()
+    for i in range(1, n):
+        os.link(dq / qid, dq / (qid[:12] + base36(i, 8)))
+    print(f"{n} names in deferred/ made in {time.monotonic() - t:.0f}s")
+    restart_figures(d, stop=False)
 
 
 def run(d, n):
