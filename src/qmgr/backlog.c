@@ -14,6 +14,10 @@
  * served in between) and reconciles the index with them: files added by
  * hand go in (a deferred one with its mtime as due time, its user not
  * known), files removed by hand are forgotten.
+ *
+ * A message put back to disk keeps its lane across a restart: its user's
+ * tag (backlog_tag, 1..999999) is in the nanoseconds of its file's mtime,
+ * as tag * 1000 + TAG_MARK, which the scan reads with the due time.
  */
 #include "qmgr/qmgr_private.h"
 #include "qmgr/diskindex.h"
