@@ -12,8 +12,9 @@
  * at start and every queue_scan_interval, lists them in slices of
  * SCAN_SLICE files per turn of the event loop (new mail and results are
  * served in between) and reconciles the index with them: files added by
- * hand go in (a deferred one with its mtime as due time, its user not
- * known), files removed by hand are forgotten.
+ * hand go in (a deferred one with its mtime as due time, in its user's
+ * lane when the mtime has a tag, see below), files removed by hand are
+ * forgotten.
  *
  * A message put back to disk keeps its lane across a restart: its user's
  * tag (backlog_tag, 1..999999) is in the nanoseconds of its file's mtime,
