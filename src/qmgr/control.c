@@ -192,6 +192,7 @@ static void status(struct control_conn *c)
 	buf_printf(&b, "active messages=%zu limit=%llu peak=%zu backlog=%s evicted=%lu\n",
 	    strmap_count(Q.msgs), (unsigned long long)Q.cfg->max_active_messages, Q.peak_msgs,
 	    Q.backlog ? "yes" : "no", Q.evicted);
+	backlog_status(&b);
 	buf_printf(&b, "deliveries sent=%llu deferred=%llu bounced=%llu\n",
 	    (unsigned long long)deliveries(FD_DELIVERED), (unsigned long long)deliveries(FD_DEFERRED),
 	    (unsigned long long)deliveries(FD_BOUNCED));

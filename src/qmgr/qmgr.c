@@ -1,14 +1,16 @@
 /*
  * qmgr.c - the queue manager process: start-up, event loop, signals.
  *
- * At start it loads the messages in deferred/, active/ and (committed)
- * incoming/, up to max_active_messages (the active set).  New messages are
+ * At start it lists the messages in deferred/, active/ and (committed)
+ * incoming/ a slice at a time (backlog.c), serving meanwhile, and loads
+ * them up to max_active_messages (the active set).  New messages are
  * announced by the receiver (MSG_QUEUE_NEW) and taken from incoming/ into
- * active/; a rescan every minute catches any announcement that was lost.
- * What does not fit in the active set stays on disk and is loaded as room
- * frees (a refill), new mail and due deferred mail in turns so that
- * neither starves the other; a file in deferred/ is due when its mtime
- * (set when its message was put back to disk) has come.  SIGUSR1 (from
+ * active/; a rescan every queue_scan_interval catches any announcement
+ * that was lost.  What does not fit in the active set stays on disk, in
+ * an index, and is loaded as room frees (a refill), new mail and due
+ * deferred mail in turns so that neither starves the other; a file in
+ * deferred/ is due when its mtime (set when its message was put back to
+ * disk) has come.  SIGUSR1 (from
  * `mailprocctl queue flush` through the master) retries deferred mail now.
  * SIGTERM stops handing out jobs, waits for the jobs in flight at the
  * workers and the relay (stop.c), and exits.
@@ -23,10 +25,10 @@
 #include "lib/strmap.h"
 #include "lib/xalloc.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <signal.h>
@@ -36,6 +38,8 @@
 #include <unistd.h>
 
 #define TICK_SECONDS 5
+/* The active set shrank by this many messages since the last trim: trim. */
+#define TRIM_AFTER_MESSAGES 1000
 
 struct qmgr Q;
 
@@ -44,201 +48,6 @@ static struct ipc_msg rmsg;
  * runs at (to re-arm it when a reload changes the setting). */
 static struct event *rescan_ev;
 static uint64_t rescan_interval;
-
-static struct event *refill_ev;
-/* Whose turn it is at the next room in the active set: due deferred mail
- * (1) or new mail (0).  Kept across refills: when room frees one message
- * at a time, a refill that always began with new mail would never load
- * deferred mail while new mail waits. */
-static int deferred_turn;
-
-/* Queue ids on disk not loaded yet, each with the time it is due: the
- * mtime of a file in deferred/ (only those due by now are taken), the
- * arrival order of new mail (its queue id begins with the time). */
-struct qid_list {
-	struct qid_entry {
-		char qid[QID_MAX];
-		enum qdir dir;
-		time_t due;
-	} *v;
-	size_t n, cap;
-};
-
-/* Files on disk not loaded and not listed (deferred, not due yet; all of
- * them when there is no list), for the figures: how many, and the oldest
- * arrival (0: none). */
-struct disk_left {
-	size_t n;
-	uint64_t oldest_usec;
-};
-
-static void disk_left_add(struct disk_left *left, const char *qid)
-{
-	uint64_t a = figures_qid_usec(qid);
-	left->n++;
-	if (a != 0 && (left->oldest_usec == 0 || a < left->oldest_usec))
-		left->oldest_usec = a;
-}
-
-static void collect_dir(enum qdir dir, time_t now, struct qid_list *l, struct disk_left *left)
-{
-	int fd = dup(Q.queue_dirfd[dir]);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	struct dirent *de;
-	struct stat st;
-
-	if (d == NULL) {
-		log_warn("cannot scan the queue: %s", strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return;
-	}
-	rewinddir(d);
-	while ((de = readdir(d)) != NULL) {
-		size_t len = strlen(de->d_name);
-		time_t due = 0;
-		if (len >= QID_MAX || !qid_valid(de->d_name) || strmap_get(Q.msgs, de->d_name) != NULL)
-			continue;
-		if (l == NULL) {
-			disk_left_add(left, de->d_name);
-			continue;
-		}
-		if (dir == QDIR_DEFERRED) {
-			if (fstatat(Q.queue_dirfd[dir], de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-				continue;
-			if (st.st_mtime > now) {
-				if (left != NULL)
-					disk_left_add(left, de->d_name);
-				continue;
-			}
-			due = st.st_mtime;
-		}
-		if (l->n == l->cap) {
-			l->cap = l->cap ? 2 * l->cap : 256;
-			l->v = xreallocarray(l->v, l->cap, sizeof(*l->v));
-		}
-		memcpy(l->v[l->n].qid, de->d_name, len + 1);
-		l->v[l->n].dir = dir;
-		l->v[l->n++].due = due;
-	}
-	closedir(d);
-}
-
-/* Oldest first: by due time, then by queue id (arrival). */
-static int entry_cmp(const void *a, const void *b)
-{
-	const struct qid_entry *x = a, *y = b;
-	if (x->due != y->due)
-		return x->due < y->due ? -1 : 1;
-	return strcmp(x->qid, y->qid);
-}
-
-static uint64_t oldest_of(uint64_t a, uint64_t b)
-{
-	return a == 0 || (b != 0 && b < a) ? b : a;
-}
-
-/* For the figures, when nothing is to be loaded: what waits on disk. */
-static void count_disk(time_t now)
-{
-	struct disk_left fresh = { 0 }, deferred = { 0 };
-
-	figures_scan_begin();
-	collect_dir(QDIR_ACTIVE, now, NULL, &fresh);
-	collect_dir(QDIR_INCOMING, now, NULL, &fresh);
-	collect_dir(QDIR_DEFERRED, now, NULL, &deferred);
-	figures_disk(fresh.n, deferred.n, oldest_of(fresh.oldest_usec, deferred.oldest_usec));
-}
-
-/* Load what is on disk and not in memory, as far as the active set has
- * room, oldest first: new mail (active/ and incoming/: mail taken before a
- * restart, and mail the receiver announced while there was no room) in
- * turns with the due files of deferred/.  count: with no room, count what
- * waits on disk all the same (the rescan every queue_scan_interval). */
-static void refill(int count)
-{
-	size_t limit = Q.cfg->max_active_messages, loaded = strmap_count(Q.msgs);
-	size_t room = (loaded < limit ? limit - loaded : 0);
-	struct qmsg *m;
-	struct qid_list fresh = { 0 }, due = { 0 };
-	struct disk_left left_deferred = { 0 };
-	time_t now = time(NULL);
-
-	TAILQ_FOREACH(m, &Q.waiting, waiting)
-		room += m->due > now;   /* each can make room (sched_room) */
-	Q.backlog = 0;
-	if (room == 0) {
-		Q.backlog = 1;          /* do not know: look when room frees */
-		if (count)
-			count_disk(now);
-		return;
-	}
-	figures_scan_begin();  /* what loading puts back to disk is not in the lists */
-	collect_dir(QDIR_ACTIVE, now, &fresh, NULL);
-	collect_dir(QDIR_INCOMING, now, &fresh, NULL);
-	collect_dir(QDIR_DEFERRED, now, &due, &left_deferred);
-	if (fresh.n > 1)
-		qsort(fresh.v, fresh.n, sizeof(*fresh.v), entry_cmp);
-	if (due.n > 1)
-		qsort(due.v, due.n, sizeof(*due.v), entry_cmp);
-	size_t f = 0, g = 0;
-	while (f < fresh.n || g < due.n) {
-		int take_due = g < due.n && (deferred_turn || f == fresh.n);
-		struct qid_entry *e = take_due ? &due.v[g] : &fresh.v[f];
-		if (sched_load(e->qid, e->dir) < 0)
-			break;          /* no room: the turn stays with its side */
-		*(take_due ? &g : &f) += 1;
-		deferred_turn = !take_due;
-	}
-	if (f < fresh.n || g < due.n)
-		Q.backlog = 1;
-	/* the figures: what stays on disk */
-	struct disk_left left_fresh = { 0 };
-	for (; f < fresh.n; f++)
-		disk_left_add(&left_fresh, fresh.v[f].qid);
-	for (; g < due.n; g++)
-		disk_left_add(&left_deferred, due.v[g].qid);
-	figures_disk(left_fresh.n, left_deferred.n,
-	    oldest_of(left_fresh.oldest_usec, left_deferred.oldest_usec));
-	free(fresh.v);
-	free(due.v);
-}
-
-static void refill_fire(evutil_socket_t fd, short what, void *arg)
-{
-	if (!Q.stopping)
-		refill(0);
-}
-
-void qmgr_flush_disk(void)
-{
-	struct qid_list l = { 0 };
-	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_sec = QMGR_MTIME_FLUSHED } };
-
-	collect_dir(QDIR_DEFERRED, (time_t)INT64_MAX, &l, NULL);
-	for (size_t i = 0; i < l.n; i++)
-		if (utimensat(Q.queue_dirfd[QDIR_DEFERRED], l.v[i].qid, times, AT_SYMLINK_NOFOLLOW) < 0 &&
-		    errno != ENOENT)
-			log_warn("qid=%s: cannot mark it for the flush: %s", l.v[i].qid, strerror(errno));
-	if (l.n > 0)
-		log_info("flush: %zu deferred message%s on disk retried as room frees", l.n,
-		    l.n == 1 ? "" : "s");
-	free(l.v);
-	refill(0);
-}
-
-void qmgr_refill_soon(void)
-{
-	/* at once while the active set is far from full; else at most once a
-	 * second, so that a large backlog is not scanned per message */
-	size_t limit = Q.cfg->max_active_messages;
-	int far = strmap_count(Q.msgs) < limit - limit / 4;
-	struct timeval tv = { .tv_sec = far ? 0 : 1 };
-
-	/* a pending one-second refill is brought forward once room is large */
-	if (refill_ev != NULL && (far || !evtimer_pending(refill_ev, NULL)))
-		evtimer_add(refill_ev, &tv);
-}
 
 static void open_db(void)
 {
@@ -269,7 +78,7 @@ static void on_receiver(evutil_socket_t fd, short what, void *arg)
 		open_db();
 		/* with mail left on disk, the refill takes turns */
 		if (Q.backlog) {
-			figures_msg_left_on_disk(qid, QDIR_INCOMING);
+			backlog_put_file(qid, QDIR_INCOMING, NULL);
 			qmgr_refill_soon();
 		} else {
 			sched_load(qid, QDIR_INCOMING);
@@ -304,8 +113,23 @@ static void on_spawner(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Give the memory of messages gone back to the system: after a burst
+ * filled the active set and went to disk (or was delivered), malloc keeps
+ * the freed chunks, scattered, and the qmgr stays at its peak. */
+static void trim_memory(void)
+{
+	static size_t loaded_at_trim;
+	size_t now = strmap_count(Q.msgs);
+
+	if (now + TRIM_AFTER_MESSAGES <= loaded_at_trim)
+		malloc_trim(0);
+	if (now + TRIM_AFTER_MESSAGES <= loaded_at_trim || now > loaded_at_trim)
+		loaded_at_trim = now;
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
+	trim_memory();
 	open_db();
 	workers_check_spawn_timeouts();
 	checks_watchdog();
@@ -313,12 +137,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	stop_check();
 }
 
-/* Every queue_scan_interval: load what waits on disk, count corrupt
- * files, try again to remove finished files that could not be. */
+/* Every queue_scan_interval: list what waits on disk (files added or
+ * removed by hand), count corrupt files, try again to remove finished
+ * files that could not be. */
 static void on_rescan(evutil_socket_t fd, short what, void *arg)
 {
 	if (!Q.stopping) {
-		refill(1);
+		backlog_scan();
 		figures_corrupt_scan(Q.cfg->queue_dir);
 		sched_retry_unremovable();
 	}
@@ -424,16 +249,15 @@ int qmgr_main(struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
 	event_add(ev_int, NULL);
 	event_add(ev_usr1, NULL);
 	event_add(ev_master, NULL);
-	refill_ev = evtimer_new(Q.base, refill_fire, NULL);
+	backlog_init();
 	relay_init(relay_fd);
 	control_init(control_fd);
 	Q.started = time(NULL);
 
 	open_db();
 	rescan_arm();
-	refill(1);
-	log_info("started: %zu message%s in the queue%s", strmap_count(Q.msgs),
-	    strmap_count(Q.msgs) == 1 ? "" : "s", Q.backlog ? " (more on disk)" : "");
+	log_info("started: listing the queue");
+	backlog_scan();
 
 	event_base_dispatch(Q.base);
 
@@ -451,8 +275,7 @@ int qmgr_main(struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
 	event_free(ev_int);
 	event_free(ev_usr1);
 	event_free(ev_master);
-	event_free(refill_ev);
-	refill_ev = NULL;
+	backlog_free();
 	sched_free_all();
 	removals_close();
 	if (Q.db)

@@ -9,6 +9,8 @@
  *   checks.c     spam check turns (spam_concurrency) and their watchdog
  *   verdicts.c   uid=/gid= parts waiting for their primary part's spam verdict
  *   stop.c       the graceful stop: the grace time, what was cut short
+ *   backlog.c    what waits on disk, not loaded: its index (diskindex.c),
+ *                the scans of the queue, the refill of the active set
  *   figures.c    the qmgr's metrics: queue, deliveries, delays, spam checks,
  *                workers (metrics/qmgr_figures.h)
  */
@@ -17,6 +19,7 @@
 
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -70,6 +73,7 @@ struct qmsg {
 	size_t nheld;
 	size_t fig_heap;        /* figures.c: its place in the arrival heap + 1 */
 	int fig_state;          /* figures.c: the queue state it is counted in */
+	uint32_t lane_tag;      /* backlog.c: its user's tag (0: not known) */
 };
 
 /* The spam verdict of a recipient's primary part, which its uid=/gid=
@@ -171,6 +175,7 @@ struct user {
 	int nworkers;
 	int spawning;
 	int checks_running;
+	uint32_t lane_tag;      /* backlog.c: its tag (backlog_tag; 0: not yet) */
 };
 TAILQ_HEAD(user_list, user);
 
@@ -231,10 +236,29 @@ void sched_retry_all_now(void);
 void sched_free_all(void);
 void sched_job_free(struct job *job);
 
-/* qmgr.c */
+/* backlog.c */
+void backlog_init(void);
+void backlog_free(void);
+/* List the queue directories into the index, a slice at a time (again
+ * after the one under way, if one is). */
+void backlog_scan(void);
 /* Messages left on disk for lack of room: load them as room frees, new
  * mail (incoming/, active/) and due deferred mail in turns. */
 void qmgr_refill_soon(void);
+/* m, deferred, goes back to disk until m->due. */
+void backlog_put_msg(const struct qmsg *m);
+/* A file left on disk for lack of room (st: a deferred one's, for its
+ * due time and tag; NULL for new mail). */
+void backlog_put_file(const char *qid, enum qdir dir, const struct stat *st);
+/* qid is loaded: no longer on disk only. */
+void backlog_loaded(const char *qid);
+/* The tag of u's deferred mail (NULL: mail for the relay): a number from
+ * its key, 1..999999, kept in the nanoseconds of the mtime of its files
+ * put back to disk (backlog_mtime_nsec), so that a scan after a restart
+ * puts them in u's lane again. */
+uint32_t backlog_tag(struct user *u);
+long backlog_mtime_nsec(const struct qmsg *m);
+void backlog_status(struct buf *b);
 /* A flush: the files of deferred/ not loaded are due now, and retried
  * at once when loaded (their mtime set to QMGR_MTIME_FLUSHED). */
 void qmgr_flush_disk(void);

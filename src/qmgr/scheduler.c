@@ -15,8 +15,9 @@
  * recipients are all done is removed (durably); one with temporary
  * failures moves to deferred/ and waits for its retry time from
  * retry_schedule.  The messages in memory are the active set, at most
- * max_active_messages; a deferred one waiting for its timer may go back
- * to disk to make room (evict_one).
+ * max_active_messages; a deferred one waiting for its timer goes back to
+ * disk when its retry is a minute away or more, or to make room
+ * (evict_one); the index of backlog.c has it until it is due.
  *
  * A deferred message's timer also brings its delay warning: it fires at the
  * earlier of the next retry and arrival + delay_warning_time (while no
@@ -50,6 +51,10 @@
  * at recording results, that failed (disk full). */
 #define BOUNCE_RETRY_SECONDS 60
 #define SETTLE_RETRY_SECONDS BOUNCE_RETRY_SECONDS
+/* A deferred message whose next retry is at least this far goes back to
+ * disk at once; one retried sooner stays loaded (reading it again would
+ * cost more than it holds). */
+#define EVICT_WAIT_SECONDS 60
 
 static const char *const qdir_names[QDIR_COUNT] = { "active", "deferred", "incoming" };
 
@@ -458,10 +463,12 @@ static void msg_settle(struct qmsg *m)
 		return;
 	}
 	arm_retry(m);
-	/* with mail waiting on disk for room, a message just deferred waits
-	 * for its retry on disk too (as Postfix's do): its room goes to the
-	 * others in turn */
-	if (Q.backlog && evict_msg(m, time(NULL)) == 0)
+	/* a message just deferred waits for its retry on disk (as Postfix's
+	 * do), costing an index entry, not its bookkeeping: at once when its
+	 * retry is EVICT_WAIT_SECONDS away or more, or when mail waits on disk
+	 * for room (its room goes to the others in turn) */
+	time_t now = time(NULL);
+	if ((Q.backlog || m->due - now >= EVICT_WAIT_SECONDS) && evict_msg(m, now) == 0)
 		qmgr_refill_soon();
 }
 
@@ -667,6 +674,7 @@ static struct job *job_new(struct qmsg *m, struct user *u, size_t max)
 	j->msg = m;
 	j->user = u;
 	j->rcpt = xcalloc(max, sizeof(*j->rcpt));
+	m->lane_tag = backlog_tag(u);
 	return j;
 }
 
@@ -1045,7 +1053,8 @@ static void load_failed(const char *qid, enum qdir dir, int err)
  * to run: it was loaded for that), nor one busy.  0 when it went. */
 static int evict_msg(struct qmsg *m, time_t now)
 {
-	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_sec = m->due } };
+	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT },
+		{ .tv_sec = m->due, .tv_nsec = backlog_mtime_nsec(m) } };
 
 	if (!m->in_waiting || m->due <= now || m->njobs > 0 || m->dir != QDIR_DEFERRED ||
 	    (m->settle_ev != NULL && evtimer_pending(m->settle_ev, NULL)))
@@ -1056,6 +1065,7 @@ static int evict_msg(struct qmsg *m, time_t now)
 	}
 	log_debug("qid=%s: back to disk until %lld", m->qid, (long long)m->due);
 	figures_msg_to_disk(m);
+	backlog_put_msg(m);
 	strmap_del(Q.msgs, m->qid);
 	msg_free(m);
 	Q.evicted++;
@@ -1094,13 +1104,15 @@ int sched_load(const char *qid, enum qdir dir)
 		close(fd);
 		return 0;
 	}
+	struct stat st;
 	if (!sched_room()) {
+		int have_st = dir == QDIR_DEFERRED && fstat(fd, &st) == 0;
 		close(fd);
 		Q.backlog = 1;
 		figures_msg_left_on_disk(qid, dir);
+		backlog_put_file(qid, dir, have_st ? &st : NULL);
 		return -1;
 	}
-	struct stat st;
 	int flushed = dir == QDIR_DEFERRED && fstat(fd, &st) == 0 && st.st_mtime == QMGR_MTIME_FLUSHED;
 	struct qmsg *m = xcalloc(1, sizeof(*m));
 	snprintf(m->qid, sizeof(m->qid), "%s", qid);
@@ -1117,6 +1129,7 @@ int sched_load(const char *qid, enum qdir dir)
 	m->busy = xcalloc(m->qf.nrcpt, 1);
 	m->unrecorded = xcalloc(m->qf.nrcpt, 1);
 	strmap_put(Q.msgs, m->qid, m);
+	backlog_loaded(m->qid);
 	figures_msg_in(m);
 	if (strmap_count(Q.msgs) > Q.peak_msgs)
 		Q.peak_msgs = strmap_count(Q.msgs);
