@@ -188,3 +188,19 @@ void maildir_batch_commit(void (*failed)(size_t slot, int instr,
 	npend = 0;
 	cur_instr = -1;
 }
+
+void maildir_batch_discard(void)
+{
+	for (size_t i = 0; i < npend; i++) {
+		close(pend[i].fd);
+		if (unlinkat(pend[i].tmpfd, pend[i].name, 0) < 0 && errno != ENOENT)
+			log_warn("maildir %s: cannot remove tmp/%s: %s", pend[i].path,
+			    pend[i].name, strerror(errno));
+		close(pend[i].tmpfd);
+		close(pend[i].newfd);
+		free(pend[i].path);
+		free(pend[i].name);
+	}
+	npend = 0;
+	cur_instr = -1;
+}

@@ -148,6 +148,32 @@ def test_worker_killed_mid_batch_loses_nothing(daemons):
     wait_all_once(d, [block_a, m1, block_b, m2, m3])
 
 
+def test_qmgr_killed_mid_batch_delivers_each_once(daemons):
+    """The worker holds blockA (on its pipe) and four more jobs when the
+    qmgr is killed (kill -9): the next qmgr delivers all five again, so the
+    old worker must not commit the copies nobody heard of (nor take the
+    jobs still on its socket): each message ends up in new/ exactly
+    once."""
+    d = make(daemons, "qmgrkill")
+    d.start()
+    block = H.make_message(to=ALICE, subject="blockA")
+    send(d, [block])
+    wait_held(d, 1)
+    rest = [H.make_message(to=ALICE) for _ in range(4)]
+    send(d, rest)
+    wait_held(d, 5)
+    [w] = worker_lines(d)
+    [qmgr] = [p for p in d.children() if d.role(p).endswith("qmgr")]
+    os.kill(qmgr, signal.SIGKILL)
+    H.wait_for(lambda: len(re.findall(r"qmgr\[\d+\]: started: ", d.log())) == 2,
+               H.DEADLINE, "the master to start another qmgr")
+    gate(d, "A")
+    H.wait_for(lambda: not os.path.exists(f"/proc/{w['pid']}"), H.DEADLINE,
+               "the old worker to leave")
+    wait_all_once(d, [block] + rest)
+    assert not in_tmp(d)
+
+
 def test_reload_mid_batch_retires_the_worker_after_its_jobs(daemons):
     d = make(daemons, "reload")
     d.start()
