@@ -200,8 +200,8 @@ static void flush(int fd, int at_end)
 	size_t nres, njobs;
 
 	if (qmgr_gone(fd)) {
-		log_info("the qmgr is gone: %zu maildir copies not committed are taken back "
-		    "(delivered again by the next qmgr)", maildir_batch_pending());
+		log_info("the qmgr is gone: uncommitted maildir copies taken back: %zu "
+		    "(the next qmgr delivers them again)", maildir_batch_pending());
 		maildir_batch_discard();
 		exit(1);
 	}

@@ -170,6 +170,9 @@ def test_qmgr_killed_mid_batch_delivers_each_once(daemons):
     gate(d, "A")
     H.wait_for(lambda: not os.path.exists(f"/proc/{w['pid']}"), H.DEADLINE,
                "the old worker to leave")
+    # blockA's copy only: the four jobs left on its socket were not taken
+    assert re.search(r"the qmgr is gone: uncommitted maildir copies taken back: 1 ",
+                     d.all_logs()), d.all_logs()
     wait_all_once(d, [block] + rest)
     assert not in_tmp(d)
 
