@@ -68,6 +68,10 @@ void maildir_batch_tag(size_t slot, int instr);
 size_t maildir_batch_pending(void);
 void maildir_batch_commit(void (*failed)(size_t slot, int instr,
     const struct delivery_result *r, void *arg), void *arg);
+/* Take back every delivery of the batch (its tmp/ file removed, nothing
+ * in new/): for a worker whose results nobody will hear.  The batch stays
+ * open. */
+void maildir_batch_discard(void);
 
 /* Append to an mbox with fcntl and dotlock locking, "From " line, >From
  * quoting, fsync; truncated back to its old size on any failure. */

@@ -134,11 +134,18 @@ static void link_one(struct pending *p, struct delivery_result *r)
 		log_warn("maildir %s: cannot remove tmp/%s: %s", p->path, p->name, strerror(errno));
 }
 
-static int same_dir(int a, int b)
+/* Each delivery's new/ as (dev, ino), one fstat each; a directory that
+ * cannot be fstat()ed is its own (it gets an fsync of its own). */
+static void new_dir_ids(struct stat *ids)
 {
-	struct stat sa, sb;
-	return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
-	    sa.st_ino == sb.st_ino;
+	for (size_t i = 0; i < npend; i++)
+		if (pend[i].failed || fstat(pend[i].newfd, &ids[i]) < 0)
+			memset(&ids[i], 0, sizeof(ids[i]));
+}
+
+static int same_dir(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino != 0 && a->st_dev == b->st_dev && a->st_ino == b->st_ino;
 }
 
 void maildir_batch_commit(void (*failed)(size_t slot, int instr,
@@ -158,12 +165,14 @@ void maildir_batch_commit(void (*failed)(size_t slot, int instr,
 	/* one fsync per distinct new/: the first delivery into it does it
 	 * for all the others */
 	int *synced = xcalloc(npend ? npend : 1, sizeof(*synced));
+	struct stat *ids = xcalloc(npend ? npend : 1, sizeof(*ids));
+	new_dir_ids(ids);
 	for (size_t i = 0; i < npend; i++) {
 		if (pend[i].failed || synced[i])
 			continue;
 		int err = fsync(pend[i].newfd) < 0 ? errno : 0;
 		for (size_t j = i; j < npend; j++) {
-			if (pend[j].failed || synced[j] || (j != i && !same_dir(pend[i].newfd, pend[j].newfd)))
+			if (pend[j].failed || synced[j] || (j != i && !same_dir(&ids[i], &ids[j])))
 				continue;
 			synced[j] = 1;
 			if (err == 0)
@@ -179,7 +188,24 @@ void maildir_batch_commit(void (*failed)(size_t slot, int instr,
 		}
 	}
 	free(synced);
+	free(ids);
 	for (size_t i = 0; i < npend; i++) {
+		close(pend[i].tmpfd);
+		close(pend[i].newfd);
+		free(pend[i].path);
+		free(pend[i].name);
+	}
+	npend = 0;
+	cur_instr = -1;
+}
+
+void maildir_batch_discard(void)
+{
+	for (size_t i = 0; i < npend; i++) {
+		close(pend[i].fd);
+		if (unlinkat(pend[i].tmpfd, pend[i].name, 0) < 0 && errno != ENOENT)
+			log_warn("maildir %s: cannot remove tmp/%s: %s", pend[i].path,
+			    pend[i].name, strerror(errno));
 		close(pend[i].tmpfd);
 		close(pend[i].newfd);
 		free(pend[i].path);

@@ -162,6 +162,9 @@ size_t job_part_bytes(const char *run, int for_verdict)
 	    (for_verdict ? MSG_VERDICT_HEADERS_MAX : 0) + 1;
 }
 
+/* Hand job to w: 1 when sent, 0 when it failed (job_fail: the job is
+ * over), -1 when w holds jobs already and its socket has no room for one
+ * more now (the job is untouched: the caller keeps it). */
 static int worker_send_job(struct worker *w, struct job *job)
 {
 	if (job->kind == JOB_LEARN)
@@ -199,6 +202,8 @@ static int worker_send_job(struct worker *w, struct job *job)
 	int r = ipc_send(w->fd, &wmsg);
 	int e = errno;
 	close(fd);
+	if (r < 0 && w->job != NULL && (e == EAGAIN || e == EWOULDBLOCK))
+		return -1;      /* its socket is full of the jobs it holds */
 	if (r < 0) {
 		char reason[300];
 		snprintf(reason, sizeof(reason), "cannot hand job to worker: %s", strerror(e));
@@ -354,8 +359,12 @@ void workers_dispatch(void)
 			if (w != NULL) {
 				struct job *job = TAILQ_FIRST(&u->waiting);
 				TAILQ_REMOVE(&u->waiting, job, entry);
-				worker_send_job(w, job);
-				progress = 1;
+				if (worker_send_job(w, job) < 0)
+					/* no room on its socket: the job waits for
+					 * the next dispatch (after a result) */
+					TAILQ_INSERT_HEAD(&u->waiting, job, entry);
+				else
+					progress = 1;
 			}
 		}
 		/* the next round starts one user further on */

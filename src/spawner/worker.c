@@ -181,13 +181,30 @@ static void commit_failed(size_t seq, int instr, const struct delivery_result *r
 	held_fail(&held, seq, instr, &one);
 }
 
+/* Whether the qmgr closed its end of the socket (it died, or stopped
+ * after stop_grace_time): nothing sent now would be heard. */
+static int qmgr_gone(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = 0 };
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR)) != 0;
+}
+
 /* Commit the batch's maildir deliveries, then send every final result
  * and the end of every job whose results are all sent.  at_end: nothing
- * else is being delivered (a worker due to retire may leave now). */
+ * else is being delivered (a worker due to retire may leave now).  With
+ * the qmgr gone the copies not yet committed are taken back instead: it
+ * heard of none of them, so the qmgr that follows delivers them again,
+ * and committed they would be second copies. */
 static void flush(int fd, int at_end)
 {
 	size_t nres, njobs;
 
+	if (qmgr_gone(fd)) {
+		log_info("the qmgr is gone: uncommitted maildir copies taken back: %zu "
+		    "(the next qmgr delivers them again)", maildir_batch_pending());
+		maildir_batch_discard();
+		exit(1);
+	}
 	maildir_batch_commit(commit_failed, NULL);
 	maildir_batch_open();
 	held_ready(&held, &nres, &njobs);
@@ -379,8 +396,8 @@ static void take_batch(int fd)
 			continue;
 		}
 		struct pollfd p = { .fd = fd, .events = POLLIN };
-		if (poll(&p, 1, 0) <= 0)
-			return;
+		if (poll(&p, 1, 0) <= 0 || (p.revents & (POLLHUP | POLLERR)))
+			return;         /* none waiting, or the qmgr is gone (flush) */
 		int r = ipc_recv(fd, &job);
 		if (r < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
@@ -433,8 +450,8 @@ void worker_main(const struct config *cfg, int fd, int root_mode, const char *ac
 			worker_spam_sync();
 			continue;
 		}
-		if (r <= 0)
-			break;
+		if (r <= 0 || (p.revents & (POLLHUP | POLLERR)))
+			break;  /* the qmgr is gone: it hears nothing of what is left */
 		r = ipc_recv(fd, &job);
 		if (r == 0)
 			break;

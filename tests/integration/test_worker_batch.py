@@ -148,6 +148,66 @@ def test_worker_killed_mid_batch_loses_nothing(daemons):
     wait_all_once(d, [block_a, m1, block_b, m2, m3])
 
 
+def test_qmgr_killed_mid_batch_delivers_each_once(daemons):
+    """The worker holds blockA (on its pipe) and four more jobs when the
+    qmgr is killed (kill -9): the next qmgr delivers all five again, so the
+    old worker must not commit the copies nobody heard of (nor take the
+    jobs still on its socket): each message ends up in new/ exactly
+    once."""
+    d = make(daemons, "qmgrkill")
+    d.start()
+    block = H.make_message(to=ALICE, subject="blockA")
+    send(d, [block])
+    wait_held(d, 1)
+    rest = [H.make_message(to=ALICE) for _ in range(4)]
+    send(d, rest)
+    wait_held(d, 5)
+    [w] = worker_lines(d)
+    [qmgr] = [p for p in d.children() if d.role(p).endswith("qmgr")]
+    os.kill(qmgr, signal.SIGKILL)
+    H.wait_for(lambda: len(re.findall(r"qmgr\[\d+\]: started: ", d.log())) == 2,
+               H.DEADLINE, "the master to start another qmgr")
+    gate(d, "A")
+    H.wait_for(lambda: not os.path.exists(f"/proc/{w['pid']}"), H.DEADLINE,
+               "the old worker to leave")
+    # blockA's copy only: the four jobs left on its socket were not taken
+    assert re.search(r"the qmgr is gone: uncommitted maildir copies taken back: 1 ",
+                     d.all_logs()), d.all_logs()
+    wait_all_once(d, [block] + rest)
+    assert not in_tmp(d)
+
+
+def test_jobs_beyond_the_worker_socket_wait_for_room(daemons):
+    """Jobs of 50 recipients each (alice+N@, thrown away) to a worker that
+    holds blockA on its pipe, worker_batch_size 64: the socket to the
+    worker has no room for 64 such jobs.  Those that do not fit wait in
+    the qmgr (no job fails, the worker stays in use) and every recipient
+    is delivered once, none deferred."""
+    rules = (f"{ALICE}\n" + GATED % {"g": "A"} +
+             "    if subject ~ /^bulk/ discard ; stop\n    maildir ~/Maildir/\n")
+    d = daemons("sockfull", rules=rules, settings={"worker_batch_size": "64"})
+    d.start()
+    block = H.make_message(to=ALICE, subject="blockA")
+    send(d, [block])
+    wait_held(d, 1)
+    rcpts = [f"alice+{i}@example.test" for i in range(50)]
+    with smtplib.SMTP("127.0.0.1", d.smtp_port, local_hostname=H.CLIENT_NAME,
+                      timeout=H.REPLY_TIMEOUT) as s:
+        for _ in range(63):
+            assert s.sendmail(SENDER, rcpts, H.make_message(to=ALICE, subject="bulk")) == {}
+    try:
+        H.wait_for(lambda: held(d) >= 20, H.DEADLINE, "a worker holding bulk jobs")
+        H.settle()
+        assert "cannot hand job to worker" not in d.all_logs()
+    finally:
+        gate(d, "A")            # the daemon can stop
+    H.wait_maildir(d.maildir("alice"), H.mid(block))
+    H.wait_for(d.queue_empty, H.DEADLINE * 2, "the queue to drain")
+    logs = d.all_logs()
+    assert "status=deferred" not in logs
+    assert len(re.findall(r"to=<alice\+\d+@example\.test> .*status=sent", logs)) == 63 * 50
+
+
 def test_reload_mid_batch_retires_the_worker_after_its_jobs(daemons):
     d = make(daemons, "reload")
     d.start()

@@ -2,7 +2,8 @@
  * test_maildir_batch.c - the commit of a batch of maildir deliveries:
  * every file fsynced and linked into new/, ONE fsync per new/ directory
  * for the batch, and a new/ whose fsync fails takes its links back and
- * reports each of its deliveries as a temporary failure (fsync is wrapped
+ * reports each of its deliveries as a temporary failure, a discarded
+ * batch leaves nothing in tmp/ or new/ (fsync is wrapped
  * with the linker's --wrap to count the calls and to fail directories'
  * on demand; it still runs otherwise).
  */
@@ -143,11 +144,50 @@ static void test_dir_fsync_failure_takes_back(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* A worker whose qmgr is gone takes its batch back: nothing in new/,
+ * nothing left in tmp/, nothing fsynced; the batch takes more after. */
+static void test_discard_takes_back(void **state)
+{
+	char base[] = "/tmp/test_maildir_batch.XXXXXX", path[300], msgpath[300], md[300];
+	assert_non_null(mkdtemp(base));
+	snprintf(msgpath, sizeof(msgpath), "%s/msg", base);
+	snprintf(md, sizeof(md), "%s/Maildir", base);
+	int qfd = open(msgpath, O_CREAT | O_RDWR | O_TRUNC, 0600);
+	assert_true(qfd >= 0);
+	assert_int_equal(write(qfd, "Subject: x\n\nbody\n", 17), 17);
+	struct delivery_msg m = { .qfd = qfd, .msg_offset = 0, .msg_size = 17, .sender = "s@x",
+	    .recipient = "r@x", .home = base };
+	fail_dirs = 0;
+	file_fsyncs = dir_fsyncs = nfailures = 0;
+	maildir_batch_open();
+	for (int i = 0; i < 3; i++) {
+		struct delivery_result r = { 0 };
+		maildir_batch_tag((size_t)i, -1);
+		deliver_maildir(&m, md, &r);
+		assert_int_equal(r.status, DELIVERY_OK);
+	}
+	maildir_batch_discard();
+	assert_int_equal(maildir_batch_pending(), 0);
+	assert_int_equal(file_fsyncs + dir_fsyncs, 0);
+	snprintf(path, sizeof(path), "%s/Maildir/tmp", base);
+	assert_int_equal(entries(path), 0);
+	snprintf(path, sizeof(path), "%s/Maildir/new", base);
+	assert_int_equal(entries(path), 0);
+	maildir_batch_commit(on_failed, NULL);  /* an empty batch: nothing to do */
+	assert_int_equal(nfailures, 0);
+	assert_int_equal(dir_fsyncs, 0);
+	close(qfd);
+	char cmd[320];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", base);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_commit_one_dir_fsync_each),
 		cmocka_unit_test(test_dir_fsync_failure_takes_back),
+		cmocka_unit_test(test_discard_takes_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
