@@ -148,6 +148,20 @@ static int same_dir(const struct stat *a, const struct stat *b)
 	return a->st_ino != 0 && a->st_dev == b->st_dev && a->st_ino == b->st_ino;
 }
 
+/* Close the directories of every pending delivery and empty the batch
+ * (the files were closed by the commit or the discard). */
+static void batch_release(void)
+{
+	for (size_t i = 0; i < npend; i++) {
+		close(pend[i].tmpfd);
+		close(pend[i].newfd);
+		free(pend[i].path);
+		free(pend[i].name);
+	}
+	npend = 0;
+	cur_instr = -1;
+}
+
 void maildir_batch_commit(void (*failed)(size_t slot, int instr,
     const struct delivery_result *r, void *arg), void *arg)
 {
@@ -189,14 +203,7 @@ void maildir_batch_commit(void (*failed)(size_t slot, int instr,
 	}
 	free(synced);
 	free(ids);
-	for (size_t i = 0; i < npend; i++) {
-		close(pend[i].tmpfd);
-		close(pend[i].newfd);
-		free(pend[i].path);
-		free(pend[i].name);
-	}
-	npend = 0;
-	cur_instr = -1;
+	batch_release();
 }
 
 void maildir_batch_discard(void)
@@ -206,11 +213,6 @@ void maildir_batch_discard(void)
 		if (unlinkat(pend[i].tmpfd, pend[i].name, 0) < 0 && errno != ENOENT)
 			log_warn("maildir %s: cannot remove tmp/%s: %s", pend[i].path,
 			    pend[i].name, strerror(errno));
-		close(pend[i].tmpfd);
-		close(pend[i].newfd);
-		free(pend[i].path);
-		free(pend[i].name);
 	}
-	npend = 0;
-	cur_instr = -1;
+	batch_release();
 }
