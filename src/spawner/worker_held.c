@@ -108,11 +108,13 @@ void held_drop(struct held *h, size_t nres, size_t njobs)
 		buf_free(&h->res[i].done);
 		free(h->res[i].headers);
 	}
-	memmove(h->res, h->res + nres, (h->n - nres) * sizeof(*h->res));
+	if (h->n > nres)        /* (h->res is NULL while nothing was held) */
+		memmove(h->res, h->res + nres, (h->n - nres) * sizeof(*h->res));
 	h->n -= nres;
 	h->base += nres;
 	for (size_t j = 0; j < njobs; j++)
 		free(h->jobs[j].qid);
-	memmove(h->jobs, h->jobs + njobs, (h->njobs - njobs) * sizeof(*h->jobs));
+	if (h->njobs > njobs)
+		memmove(h->jobs, h->jobs + njobs, (h->njobs - njobs) * sizeof(*h->jobs));
 	h->njobs -= njobs;
 }
