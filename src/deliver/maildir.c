@@ -145,8 +145,8 @@ static int maildir_create_tmp(struct maildir *md, uint64_t size, char *name, siz
 	return -1;
 }
 
-/* Write, fsync and close the message file (fd is always closed). */
-static int maildir_write(const struct delivery_msg *m, struct maildir *md, int fd,
+/* Copy the message into the file (fd is closed on failure only). */
+static int maildir_copy(const struct delivery_msg *m, struct maildir *md, int fd,
     struct delivery_result *r)
 {
 	enum msgcopy_side side;
@@ -156,6 +156,15 @@ static int maildir_write(const struct delivery_msg *m, struct maildir *md, int f
 		close(fd);
 		return -1;
 	}
+	return 0;
+}
+
+/* Write, fsync and close the message file (fd is always closed). */
+static int maildir_write(const struct delivery_msg *m, struct maildir *md, int fd,
+    struct delivery_result *r)
+{
+	if (maildir_copy(m, md, fd, r) < 0)
+		return -1;
 	if (fsync(fd) < 0) {
 		deliver_errno_result(r, errno, "fsync", md->path);
 		close(fd);
@@ -202,24 +211,18 @@ static void maildir_deliver_file(const struct delivery_msg *m, struct maildir *m
 	int fd = maildir_create_tmp(md, size, name, sizeof(name), r);
 	if (fd < 0)
 		return;
-	if (maildir_batch_is_open()) {
-		enum msgcopy_side side;
-		if (msgcopy_plain(m, fd, &side) < 0) {
-			msgcopy_fail_result(r, side, errno, md->path);
-			close(fd);
-			if (unlinkat(md->tmpfd, name, 0) < 0 && errno != ENOENT)
-				log_warn("maildir %s: cannot remove tmp/%s: %s", md->path, name,
-				    strerror(errno));
-			return;
-		}
+	/* in a batch only the copy is made here: the commit does the rest */
+	int batched = maildir_batch_is_open();
+	if (batched ? maildir_copy(m, md, fd, r) < 0 :
+	    maildir_write(m, md, fd, r) < 0 || maildir_move_to_new(md, name, r) < 0) {
+		if (unlinkat(md->tmpfd, name, 0) < 0 && errno != ENOENT)
+			log_warn("maildir %s: cannot remove tmp/%s: %s", md->path, name, strerror(errno));
+		return;
+	}
+	if (batched) {
 		maildir_batch_add(md, fd, name);
 		deliver_result_set(r, DELIVERY_OK, "2.0.0", "delivered to maildir %s/new/%s",
 		    md->path, name);
-		return;
-	}
-	if (maildir_write(m, md, fd, r) < 0 || maildir_move_to_new(md, name, r) < 0) {
-		if (unlinkat(md->tmpfd, name, 0) < 0 && errno != ENOENT)
-			log_warn("maildir %s: cannot remove tmp/%s: %s", md->path, name, strerror(errno));
 		return;
 	}
 	if (fsync(md->newfd) < 0) {
