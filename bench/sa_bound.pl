@@ -12,7 +12,7 @@
 # switching user as a mailprocd worker sets one up (signal_user_changed,
 # learning to the journal).  Printed on stdout, one line:
 #
-#   checked=M spam=S seconds=T procs=N cpu=C
+#   checked=M spam=S seconds=T procs=N cpu=C warm_cpu=W minflt=F
 #
 # T runs from the first fork to the last child's exit; C is the CPU
 # seconds (user + system) the children used, loading excluded.  So by
@@ -24,7 +24,8 @@
 # lines), then reports ready and waits; the clock starts when every child
 # is ready and the children are released together.  T then runs from that
 # release to the last child's exit, and C leaves out what each child used
-# until it was ready (printed as warm_cpu=W): steady state, as
+# until it was ready (printed as warm_cpu=W), F the minor faults it
+# took until then (F: the children's minor page faults): steady state, as
 # mailprocd's workers are once they have checked a message each.  With
 # --out, child k writes "INDEX IS_SPAM SCORE" lines (INDEX counts
 # MANIFEST lines from 0) to PREFIX.k.
@@ -111,6 +112,15 @@ sub switch_user {
 	$current = $u;
 }
 
+# Minor page faults of this process so far (field 10 of /proc/self/stat).
+sub own_minflt {
+	open(my $fh, '<', '/proc/self/stat') or return 0;
+	my $stat = <$fh>;
+	close $fh;
+	$stat =~ s/^.*\) //s;
+	return (split ' ', $stat)[7];
+}
+
 sub own_cpu {
 	my (undef, $user, $sys) = POSIX::times();
 	return ($user + $sys) / POSIX::sysconf(POSIX::_SC_CLK_TCK());
@@ -125,7 +135,7 @@ sub warm_up {
 	my $status = $sa->check($mail);
 	$status->finish();
 	$mail->finish();
-	printf $w "ready %.3f\n", own_cpu();
+	printf $w "ready %.3f %d\n", own_cpu(), own_minflt();
 	$w->flush();
 	my $buf;
 	sysread($go, $buf, 1);
@@ -182,21 +192,22 @@ for my $k (0 .. $procs - 1) {
 			print STDERR "sa_bound.pl: child $k: $@";
 			_exit(1);
 		}
-		print $w "$spam\n";
+		printf $w "%d %d\n", $spam, own_minflt();
 		close $w;
 		_exit(0);
 	}
 	close $w;
 	push @kids, [$pid, $r];
 }
-my ($spam, $failed, $warm_cpu) = (0, 0, 0);
+my ($spam, $failed, $warm_cpu, $minflt) = (0, 0, 0, 0);
 if (@warm) {
 	close $go_r;
 	for my $kid (@kids) {
 		my $line = readline($kid->[1]);
 		die "sa_bound.pl: a child failed its warm-up\n"
-			if !defined $line || $line !~ /^ready ([0-9.]+)$/;
+			if !defined $line || $line !~ /^ready ([0-9.]+) ([0-9]+)$/;
 		$warm_cpu += $1;
+		$minflt -= $2;
 	}
 	$start = time;
 	close $go_w;
@@ -208,12 +219,14 @@ for my $kid (@kids) {
 		$failed++;
 		next;
 	}
-	$spam += $line;
+	my ($n, $faults) = split ' ', $line;
+	$spam += $n;
+	$minflt += $faults;
 }
 my $seconds = time - $start;
 my (undef, undef, undef, $cuser, $csys) = POSIX::times();
 my $cpu = ($cuser + $csys) / POSIX::sysconf(POSIX::_SC_CLK_TCK()) - $warm_cpu;
 die "sa_bound.pl: $failed of $procs children failed\n" if $failed;
-printf "checked=%d spam=%d seconds=%.3f procs=%d cpu=%.2f warm_cpu=%.2f\n", $index, $spam,
-	$seconds, $procs, $cpu, $warm_cpu;
+printf "checked=%d spam=%d seconds=%.3f procs=%d cpu=%.2f warm_cpu=%.2f minflt=%d\n", $index,
+	$spam, $seconds, $procs, $cpu, $warm_cpu, $minflt;
 $sa->finish();

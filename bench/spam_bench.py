@@ -162,6 +162,7 @@ class CpuMeter:
     def __init__(self, peer):
         self.proc = getattr(peer, "proc", None)
         self.daemon = self._daemon()
+        self.faults = self._faults()
         self.kids = self._usage(resource.RUSAGE_CHILDREN)
         self.me = self._usage(resource.RUSAGE_SELF)
         self.client = None
@@ -172,6 +173,10 @@ class CpuMeter:
     def _daemon(self):
         return sysutil.tree_cpu(self.proc.pid) if self.proc is not None else 0.0
 
+    def _faults(self):
+        """the daemon's minor faults (not the spawned agents')"""
+        return sysutil.tree_minor_faults(self.proc.pid) if self.proc is not None else None
+
     @staticmethod
     def _usage(who):
         r = resource.getrusage(who)
@@ -180,7 +185,8 @@ class CpuMeter:
     def since(self):
         return {"cpu": self._daemon() - self.daemon
                 + self._usage(resource.RUSAGE_CHILDREN) - self.kids,
-                "client_cpu": self.client}
+                "client_cpu": self.client,
+                "minflt": None if self.faults is None else self._faults() - self.faults}
 
 
 def run_peer(name, base, template, args, account, work, warm):
@@ -210,7 +216,8 @@ def run_peer(name, base, template, args, account, work, warm):
         os.sync()   # the previous peer's dirty pages are not this one's cost
         if name == "bound":
             stats, start, end, spam = peer.deliver(work, args.connections)
-            result.update(ok=stats.ok, seconds=end - start, junk=spam, cpu=peer.cpu)
+            result.update(ok=stats.ok, seconds=end - start, junk=spam, cpu=peer.cpu,
+                          minflt=peer.minflt)
             if warm:
                 result["warm"] = ("%d children checked one message each before the clock, "
                                   "%.2f s of CPU, not counted" % (args.procs, peer.warm_cpu))
@@ -280,6 +287,8 @@ def report(r, args):
                 line += " (+ %.1f ms/msg in this script: %s)" % (
                     1000 * r["client_cpu"] / r["ok"],
                     "the LMTP client" if r["transport"] == "lmtp" else "spawning")
+            if r.get("minflt") is not None:
+                line += "; %.1f minor faults/msg" % (r["minflt"] / r["ok"])
             print(line)
     if r.get("warm"):
         print("%-9s warm-up: %s" % ("", r["warm"]))

@@ -304,6 +304,7 @@ class Bound:
         self.stderr = ""
         self.cpu = None          # CPU seconds of the checks, from the script
         self.warm_cpu = 0.0      # --warm: what the children used before the clock
+        self.minflt = None       # the children's minor faults (warm-up left out)
         self.warm_messages = []  # --warm: one a child, checked before the clock
 
     def prepare(self):
@@ -351,6 +352,7 @@ class Bound:
         stats.ok = int(fields["checked"])
         self.cpu = float(fields["cpu"])
         self.warm_cpu = float(fields.get("warm_cpu", 0))
+        self.minflt = int(fields["minflt"]) if "minflt" in fields else None
         return stats, 0.0, float(fields["seconds"]), int(fields["spam"])
 
     def warm(self, messages):
