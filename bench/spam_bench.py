@@ -29,7 +29,8 @@ user's ~/.spamassassin, for every peer alike; --train 0 leaves Bayes
 untrained.  Each peer prints msgs/s until every message is a file in a
 new/ directory (bound: until its last check), and the CPU it used per
 message (its processes, the agents spawned for it; the bench's own LMTP
-client or spawning shown apart); then the ratios.
+client or spawning shown apart) with the minor page faults of the daemon
+or of sa_bound.pl's children; then the ratios.
 
 What the clocks include.  By default (cold) every peer starts its
 measured work from a started but unused state: mailprocd's clock runs from
