@@ -229,15 +229,15 @@ def run_peer(name, base, template, args, account, work, warm):
             done = spam_peers.wait_boxes(mailroot, args.users, stats.ok,
                                          time.monotonic() + args.timeout)
             result.update(cpu0.since())
-            gone = peer.warm_gone() if warm and name == "mailprocd" else []
-            if gone:
-                result["errors"].append("%d processes of the warm-up were gone after "
-                                        "the run (pids %s): not warm" % (len(gone), gone))
             boxes = spam_peers.count_boxes(mailroot, args.users)
             result.update(ok=stats.ok, errors=stats.errors, junk=boxes["junk"],
                           on_disk=boxes["inbox"] + boxes["junk"],
                           seconds=None if done is None else done - start,
                           scanned=spam_peers.count_scanned(mailroot, args.users))
+            gone = peer.warm_gone() if warm and name == "mailprocd" else []
+            if gone:
+                result["errors"].append("%d processes of the warm-up were gone after "
+                                        "the run (pids %s): not warm" % (len(gone), gone))
             if name != "mailprocd" and result["scanned"] < result["on_disk"]:
                 result["errors"].append("only %d of %d delivered messages were scanned"
                                         % (result["scanned"], result["on_disk"]))
