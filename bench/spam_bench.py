@@ -29,11 +29,28 @@ user's ~/.spamassassin, for every peer alike; --train 0 leaves Bayes
 untrained.  Each peer prints msgs/s until every message is a file in a
 new/ directory (bound: until its last check), and the CPU it used per
 message (its processes, the agents spawned for it; the bench's own LMTP
-client or spawning shown apart); then the ratios.
+client or spawning shown apart) with the minor page faults of the daemon
+or of sa_bound.pl's children; then the ratios.
+
+What the clocks include.  By default (cold) every peer starts its
+measured work from a started but unused state: mailprocd's clock runs from
+the first LMTP connection, so it includes forking each user's worker from
+the spawner and that worker's copy-on-write first touches of the loaded
+interpreter and its Bayes set-up; sa_bound.pl's runs from its first fork,
+so it includes its children's forks, first touches and user switches;
+spamd's children are forked before the clock but have checked nothing.
+With --warm (bound, mailprocd and spawn, which has nothing to warm; not
+spamd), the steady state of a running system: before the clock,
+mailprocd gets one message per user (extra corpus ham, none of the N nor
+of the training) and the bench waits for them in new/ and moves them to
+cur/, so that every user's worker is running and has checked one;
+sa_bound.pl's children each check one such message as their first user
+and are released together when all are ready.  The N measured messages are the same in both
+modes, and only they are counted (msgs/s and CPU).
 
     bench/spam_bench.py [-n 500] [-r 10] [-c 4] [--spawn-messages 40]
                         [--train 200] [--only spawn,spamd,bound,mailprocd]
-                        [--spam-concurrency N]
+                        [--spam-concurrency N] [--warm]
 
 Run as root (peers as nobody) or as a user; needs scripts/setup.sh --bench.
 """
@@ -82,6 +99,9 @@ def parse_args():
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--spam-concurrency", type=int,
                    help="mailprocd's spam_concurrency (default: its default, one per core)")
+    p.add_argument("--warm", action="store_true",
+                   help="warm up every peer's processes (one unmeasured check each) "
+                   "before the clock: steady state, not start-up")
     a = p.parse_args()
     a.only = [x.strip() for x in a.only.split(",") if x.strip()]
     for x in a.only:
@@ -89,6 +109,8 @@ def parse_args():
             p.error("unknown peer %r (choose from %s)" % (x, ", ".join(PEERS)))
     if min(a.messages, a.users, a.connections, a.spawn_messages, a.procs) < 1:
         p.error("-n, -r, -c, --spawn-messages and --procs must be positive")
+    if a.warm and "spamd" in a.only:
+        p.error("--warm does not warm spamd's children (not written): leave spamd out")
     if a.train < 0:
         p.error("--train must not be negative")
     if a.spam_concurrency is not None and a.spam_concurrency < 1:
@@ -105,6 +127,10 @@ def make_peer(name, workdir, mailroot, args, account):
     if name == "bound":
         return spam_peers.Bound(workdir, mailroot, args.users, account, args.procs)
     conf = "spam_concurrency %d\n" % args.spam_concurrency if args.spam_concurrency else ""
+    if args.warm:
+        # The warm workers must outlive the pause between warm-up and run
+        # (the default 300 s would too; this says so, and run_peer checks).
+        conf += "worker_idle_timeout 3600\n"
     return spam_peers.Mailprocd(workdir, mailroot, args.users, account, args.build,
                                 extra_conf=conf)
 
@@ -137,6 +163,7 @@ class CpuMeter:
     def __init__(self, peer):
         self.proc = getattr(peer, "proc", None)
         self.daemon = self._daemon()
+        self.faults = self._faults()
         self.kids = self._usage(resource.RUSAGE_CHILDREN)
         self.me = self._usage(resource.RUSAGE_SELF)
         self.client = None
@@ -147,6 +174,10 @@ class CpuMeter:
     def _daemon(self):
         return sysutil.tree_cpu(self.proc.pid) if self.proc is not None else 0.0
 
+    def _faults(self):
+        """the daemon's minor faults (not the spawned agents')"""
+        return sysutil.tree_minor_faults(self.proc.pid) if self.proc is not None else None
+
     @staticmethod
     def _usage(who):
         r = resource.getrusage(who)
@@ -155,11 +186,13 @@ class CpuMeter:
     def since(self):
         return {"cpu": self._daemon() - self.daemon
                 + self._usage(resource.RUSAGE_CHILDREN) - self.kids,
-                "client_cpu": self.client}
+                "client_cpu": self.client,
+                "minflt": None if self.faults is None else self._faults() - self.faults}
 
 
-def run_peer(name, base, template, args, account, work):
-    """Set up, run and tear down one peer.  Returns a result dict."""
+def run_peer(name, base, template, args, account, work, warm):
+    """Set up, run and tear down one peer.  Returns a result dict.  warm:
+    the --warm messages, (rcpt, bytes) one per user, or None."""
     workdir = os.path.join(base, name)
     mailroot = os.path.join(workdir, "mail")
     os.makedirs(mailroot)
@@ -174,10 +207,21 @@ def run_peer(name, base, template, args, account, work):
     try:
         peer.prepare()
         peer.start()
+        if warm and name != "spawn":
+            t0 = time.monotonic()
+            pids = peer.warm(warm[:args.users] if name == "mailprocd" else as_mta_delivers(warm))
+            if name == "mailprocd":
+                result["warm"] = ("%d messages delivered in %.1f s before the clock, moved to "
+                                  "cur/; %d daemon processes then" % (
+                                      len(warm[:args.users]), time.monotonic() - t0, len(pids)))
         os.sync()   # the previous peer's dirty pages are not this one's cost
         if name == "bound":
             stats, start, end, spam = peer.deliver(work, args.connections)
-            result.update(ok=stats.ok, seconds=end - start, junk=spam, cpu=peer.cpu)
+            result.update(ok=stats.ok, seconds=end - start, junk=spam, cpu=peer.cpu,
+                          minflt=peer.minflt)
+            if warm:
+                result["warm"] = ("%d children checked one message each before the clock, "
+                                  "%.2f s of CPU, not counted" % (args.procs, peer.warm_cpu))
         else:
             cpu0 = CpuMeter(peer)
             stats, start, _ = peer.deliver(work, args.connections)
@@ -190,6 +234,10 @@ def run_peer(name, base, template, args, account, work):
                           on_disk=boxes["inbox"] + boxes["junk"],
                           seconds=None if done is None else done - start,
                           scanned=spam_peers.count_scanned(mailroot, args.users))
+            gone = peer.warm_gone() if warm and name == "mailprocd" else []
+            if gone:
+                result["errors"].append("%d processes of the warm-up were gone after "
+                                        "the run (pids %s): not warm" % (len(gone), gone))
             if name != "mailprocd" and result["scanned"] < result["on_disk"]:
                 result["errors"].append("only %d of %d delivered messages were scanned"
                                         % (result["scanned"], result["on_disk"]))
@@ -240,7 +288,11 @@ def report(r, args):
                 line += " (+ %.1f ms/msg in this script: %s)" % (
                     1000 * r["client_cpu"] / r["ok"],
                     "the LMTP client" if r["transport"] == "lmtp" else "spawning")
+            if r.get("minflt") is not None:
+                line += "; %.1f minor faults/msg" % (r["minflt"] / r["ok"])
             print(line)
+    if r.get("warm"):
+        print("%-9s warm-up: %s" % ("", r["warm"]))
     if r["errors"]:
         print("    %d errors, first: %s" % (len(r["errors"]), r["errors"][0]))
 
@@ -251,6 +303,12 @@ def main():
         sample = corpus.sample(args.messages, args.seed)
         train = {lab: corpus.sample(args.train, args.seed, lab, exclude=sample)
                  for lab in corpus.LABELS}
+        warm_msgs = None
+        if args.warm:
+            extra = corpus.sample(max(args.users, args.procs), args.seed, "ham",
+                                  exclude=sample + train["spam"] + train["ham"])
+            warm_msgs = [(load.recipient(i % args.users), corpus.crlf(data))
+                         for i, (_, data) in enumerate(extra)]
     except (corpus.CorpusMissing, ValueError) as e:
         print("spam_bench: %s" % e, file=sys.stderr)
         return 2
@@ -261,8 +319,10 @@ def main():
     print("spam_bench: %s (%s), peers run as %s; %s; %s; load average %.2f" % (
         base, sysutil.fs_type(base), account.name, ", ".join(args.only),
         spam_peers.run_sa_version(), os.getloadavg()[0]))
-    print("spam_bench: %d corpus messages (seed %d: %d spam, %d ham by label) to %d users"
-          % (args.messages, args.seed, labels["spam"], labels["ham"], args.users))
+    print("spam_bench: %d corpus messages (seed %d: %d spam, %d ham by label) to %d users; %s"
+          % (args.messages, args.seed, labels["spam"], labels["ham"], args.users,
+             "WARM: every peer's processes checked one unmeasured message before the clock"
+             if args.warm else "cold: the clocks include the processes' start-up"))
     work = [(load.recipient(i % args.users), corpus.crlf(data))
             for i, (_, data) in enumerate(sample)]
     results = {}
@@ -276,7 +336,7 @@ def main():
         for name in args.only:
             w = work if name == "mailprocd" else as_mta_delivers(work)
             w = w[:args.spawn_messages] if name == "spawn" else w
-            results[name] = run_peer(name, base, template, args, account, w)
+            results[name] = run_peer(name, base, template, args, account, w, warm_msgs)
             report(results[name], args)
             if results[name].get("diagnostics"):
                 print("    last log lines:\n" + "".join(

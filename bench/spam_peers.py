@@ -16,7 +16,10 @@ same unprivileged account:
 
 User N's home is MAILROOT/uN and its Bayes data MAILROOT/uN/.spamassassin
 for every peer (train_bayes fills it the same way for all).  Each peer has
-prepare(), start(), deliver(work, connections), stop(), diagnostics().
+prepare(), start(), deliver(work, connections), stop(), diagnostics(),
+and Bound and Mailprocd warm(messages) for spam_bench.py --warm: checks
+(mailprocd: delivers) messages that are not measured, before the clock,
+so that the run measures the steady state.
 """
 import os
 import shutil
@@ -103,6 +106,19 @@ def wait_boxes(mailroot, users, expected, deadline, interval=0.05):
         if time.monotonic() > deadline:
             return None
         time.sleep(interval)
+
+
+def mark_seen(mailroot, users):
+    """Move every file of the users' new/ directories to cur/, as a mail
+    reader does: the warm-up's deliveries are then not counted."""
+    for _, d in _new_dirs(mailroot, users):
+        try:
+            names = os.listdir(d)
+        except FileNotFoundError:
+            continue
+        cur = os.path.join(os.path.dirname(d), "cur")
+        for name in names:
+            os.rename(os.path.join(d, name), os.path.join(cur, name + ":2,"))
 
 
 def train_bayes(template, account, spam, ham):
@@ -287,6 +303,9 @@ class Bound:
         self.manifest = os.path.join(workdir, "manifest")
         self.stderr = ""
         self.cpu = None          # CPU seconds of the checks, from the script
+        self.warm_cpu = 0.0      # --warm: what the children used before the clock
+        self.minflt = None       # the children's minor faults (warm-up left out)
+        self.warm_messages = []  # --warm: one a child, checked before the clock
 
     def prepare(self):
         if not os.access("/usr/bin/perl", os.X_OK):
@@ -309,9 +328,18 @@ class Bound:
                     f.write(msg.replace(b"\r\n", b"\n"))
                 user = rcpt.split("@", 1)[0]
                 mf.write("%s\t%s\n" % (os.path.join(self.mailroot, user), path))
+        argv = ["/usr/bin/perl", self.script, "--procs", str(self.procs)]
+        if self.warm_messages:
+            warmlist = os.path.join(self.workdir, "warmlist")
+            with open(warmlist, "w") as wl:
+                for i, msg in enumerate(self.warm_messages):
+                    path = os.path.join(msgdir, "warm%02d" % i)
+                    with open(path, "wb") as f:
+                        f.write(msg.replace(b"\r\n", b"\n"))
+                    wl.write(path + "\n")
+            argv += ["--warm", warmlist]
         self.account.chown_tree(self.workdir)
-        p = subprocess.run(["/usr/bin/perl", self.script, "--procs", str(self.procs),
-                            self.manifest],
+        p = subprocess.run(argv + [self.manifest],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self.workdir,
                            env={"PATH": "/usr/bin:/bin", "HOME": self.workdir},
                            **self.account.popen_kwargs())
@@ -323,7 +351,15 @@ class Bound:
         stats = load.Stats()
         stats.ok = int(fields["checked"])
         self.cpu = float(fields["cpu"])
+        self.warm_cpu = float(fields.get("warm_cpu", 0))
+        self.minflt = int(fields["minflt"]) if "minflt" in fields else None
         return stats, 0.0, float(fields["seconds"]), int(fields["spam"])
+
+    def warm(self, messages):
+        """Nothing now: sa_bound.pl's children each check one of these
+        first (--warm), its clock and CPU starting after."""
+        self.warm_messages = [msg for _, msg in messages[:self.procs]]
+        return []
 
     def stop(self):
         pass
@@ -365,6 +401,30 @@ class Mailprocd(peers.Mailprocd):
             raise NotSupported("mailprocd does not start with spam_engine "
                                "spamassassin: %s" % e) from None
         self._probe()
+
+    def warm(self, messages):
+        """Deliver one message to each benchmark user (messages: one
+        (rcpt, bytes) per user) and wait until each is in a new/
+        directory: every user's worker has then forked from the spawner
+        and checked a message.  They are moved to cur/ so that the run
+        counts only its own.  Returns the pids of the daemon's processes
+        then, for warm_gone()."""
+        stats, _, _ = load.run_lmtp("127.0.0.1", self.port, messages, 1)
+        if stats.errors:
+            raise RuntimeError("warm-up refused: %s" % stats.errors[0])
+        if wait_boxes(self.mailroot, self.bench_users, len(messages),
+                      time.monotonic() + 120) is None:
+            raise RuntimeError("warm-up messages not delivered within 120 s")
+        time.sleep(0.5)    # the workers report their results and go idle
+        mark_seen(self.mailroot, self.bench_users)
+        self.warm_pids = set(sysutil.descendants(self.proc.pid))
+        return self.warm_pids
+
+    def warm_gone(self):
+        """The processes present after the warm-up that are gone now (a
+        warm worker expired or was replaced: the run was not warm)."""
+        now = set(sysutil.descendants(self.proc.pid))
+        return sorted(getattr(self, "warm_pids", set()) - now)
 
     def _probe(self):
         probe = self.bench_users
