@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +53,7 @@ int __wrap_unlinkat(int dirfd, const char *path, int flags)
 
 static void make_file(const char *dir, const char *name)
 {
-	char path[128];
+	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	int fd = open(path, O_CREAT | O_WRONLY, 0600);
 	assert_true(fd >= 0);
@@ -61,7 +62,7 @@ static void make_file(const char *dir, const char *name)
 
 static int exists(const char *dir, const char *name)
 {
-	char path[128];
+	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	return access(path, F_OK) == 0;
 }
