@@ -27,7 +27,11 @@ line and the ratio to Dovecot, then a table of them all.
     bench/lmtp_bench.py [-m 2000[,10000]] [-r 50] [-c 4] [--workload rr,streams,smtp-source]
                         [--only dovecot,procmail,mailprocd]
 
-Run as root or as a user; see bench/RESULTS.md for figures.
+Run as root or as a user; see bench/RESULTS.md for figures.  Run it on a disk
+where nothing was removed in the last 5 minutes (and use --keep when runs
+follow each other): ext4 without a journal reads every recently freed inode
+when it allocates one, and an earlier bench's clean-up can take a fifth of
+the CPU of the next run.
 """
 import argparse
 import os
