@@ -91,7 +91,8 @@ struct job_rcpt {
 	                          * the worker reads the entry itself and runs it only
 	                          * when it is still this one */
 	int have_result;
-	struct delivery_result result;
+	struct delivery_result *result; /* NULL until it has one (job_rcpt_result):
+	                         * a waiting job's recipients hold none */
 	char *where;
 	char *forward;          /* addresses the rules forward to, comma-separated */
 	char *run;              /* which instructions: "all", "primary", "only:N,..." */
@@ -235,6 +236,8 @@ void sched_job_failed(struct job *job, const char *reason);
 void sched_retry_all_now(void);
 void sched_free_all(void);
 void sched_job_free(struct job *job);
+/* jr's result, made (zeroed) when it is first needed. */
+struct delivery_result *job_rcpt_result(struct job_rcpt *jr);
 
 /* backlog.c */
 void backlog_init(void);

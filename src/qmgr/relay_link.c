@@ -153,9 +153,10 @@ static void on_result(void)
 	}
 	struct job_rcpt *jr = &job->rcpt[idx];
 	jr->have_result = 1;
-	jr->result.status = (enum delivery_status)status;
-	snprintf(jr->result.dsn, sizeof(jr->result.dsn), "%s", dsn);
-	snprintf(jr->result.text, sizeof(jr->result.text), "%s", text);
+	struct delivery_result *r = job_rcpt_result(jr);
+	r->status = (enum delivery_status)status;
+	snprintf(r->dsn, sizeof(r->dsn), "%s", dsn);
+	snprintf(r->text, sizeof(r->text), "%s", text);
 	free(jr->where);
 	jr->where = xstrdup(job->lmtp_dest ? job->lmtp_dest : "relay");
 }

@@ -687,9 +687,17 @@ static void job_fit(struct job *j)
 		j->rcpt = xreallocarray(j->rcpt, j->n, sizeof(*j->rcpt));
 }
 
+struct delivery_result *job_rcpt_result(struct job_rcpt *jr)
+{
+	if (jr->result == NULL)
+		jr->result = xcalloc(1, sizeof(*jr->result));
+	return jr->result;
+}
+
 void sched_job_free(struct job *job)
 {
 	for (size_t i = 0; i < job->n; i++) {
+		free(job->rcpt[i].result);
 		free(job->rcpt[i].where);
 		free(job->rcpt[i].forward);
 		free(job->rcpt[i].run);
@@ -1175,9 +1183,10 @@ static void queue_forward(struct qmsg *m, struct job_rcpt *jr)
 	    a = strtok_r(NULL, ",", &save))
 		addrs[n++] = a;
 	if (n > 0 && outbound_forward(m, jr->index, addrs, n) < 0) {
-		jr->result.status = DELIVERY_TEMPFAIL;
-		snprintf(jr->result.dsn, sizeof(jr->result.dsn), "4.3.0");
-		snprintf(jr->result.text, sizeof(jr->result.text), "cannot queue the forward");
+		struct delivery_result *r = job_rcpt_result(jr);
+		r->status = DELIVERY_TEMPFAIL;
+		snprintf(r->dsn, sizeof(r->dsn), "4.3.0");
+		snprintf(r->text, sizeof(r->text), "cannot queue the forward");
 	}
 	free(list);
 }
@@ -1206,9 +1215,9 @@ static int merge_part(struct qmsg *m, struct job_rcpt *jr, uint64_t *started_use
 		p = m->partial[i] = xcalloc(1, sizeof(*p));
 		p->where = (struct buf)BUF_INIT;
 		p->done = (struct buf)BUF_INIT;
-		p->result = jr->result;
-	} else if (jr->result.status > p->result.status) {
-		p->result = jr->result;
+		p->result = *job_rcpt_result(jr);
+	} else if (job_rcpt_result(jr)->status > p->result.status) {
+		p->result = *jr->result;
 	}
 	if (*started_usec != 0 && (p->started_usec == 0 || *started_usec < p->started_usec))
 		p->started_usec = *started_usec;
@@ -1228,7 +1237,7 @@ static int merge_part(struct qmsg *m, struct job_rcpt *jr, uint64_t *started_use
 		m->busy[i]--;
 		return 0;
 	}
-	jr->result = p->result;
+	*job_rcpt_result(jr) = p->result;
 	free(jr->where);
 	jr->where = xstrdup(p->where.len ? p->where.data : "");
 	free(jr->forward);
@@ -1251,10 +1260,11 @@ static void fill_missing_results(struct job *job, const char *reason)
 		if (jr->have_result)
 			continue;
 		jr->have_result = 1;
-		memset(&jr->result, 0, sizeof(jr->result));
-		jr->result.status = DELIVERY_TEMPFAIL;
-		snprintf(jr->result.dsn, sizeof(jr->result.dsn), "4.3.0");
-		snprintf(jr->result.text, sizeof(jr->result.text), "%s", reason);
+		struct delivery_result *r = job_rcpt_result(jr);
+		memset(r, 0, sizeof(*r));
+		r->status = DELIVERY_TEMPFAIL;
+		snprintf(r->dsn, sizeof(r->dsn), "4.3.0");
+		snprintf(r->text, sizeof(r->text), "%s", reason);
 	}
 }
 
@@ -1273,22 +1283,23 @@ void sched_job_finished(struct job *job)
 	    "no result from the relay");
 	for (size_t i = 0; i < job->n; i++) {
 		struct job_rcpt *jr = &job->rcpt[i];
+		struct delivery_result *r = job_rcpt_result(jr);       /* all have one now */
 		uint64_t started_usec = job->started_usec;
 		/* the relay's deliveries: to a list manager, or an outbound
 		 * message's (forwards and bounces) */
 		if (job->user == NULL)
-			jr->result.action = job->lmtp_dest ? RESULT_ACTION_LIST : RESULT_ACTION_FORWARD;
+			r->action = job->lmtp_dest ? RESULT_ACTION_LIST : RESULT_ACTION_FORWARD;
 		if (m->busy[jr->index] > 1 || (m->partial && m->partial[jr->index])) {
 			if (!merge_part(m, jr, &started_usec))
 				continue;       /* other parts still run */
 		}
 		m->busy[jr->index] = 0;
-		if (jr->done != NULL && jr->result.status == DELIVERY_TEMPFAIL)
+		if (jr->done != NULL && r->status == DELIVERY_TEMPFAIL)
 			note_done(m, jr);
 		if (jr->forward != NULL && jr->forward[0] != '\0' &&
-		    jr->result.status == DELIVERY_OK)
+		    r->status == DELIVERY_OK)
 			queue_forward(m, jr);
-		apply_result(m, jr->index, &jr->result, jr->where, started_usec);
+		apply_result(m, jr->index, r, jr->where, started_usec);
 	}
 	m->njobs--;
 	sched_job_free(job);

@@ -68,10 +68,11 @@ static void settle_index(struct qmsg *m, size_t index, const struct part_verdict
 				continue;
 			}
 			jr->have_result = 1;
-			memset(&jr->result, 0, sizeof(jr->result));
-			jr->result.status = DELIVERY_TEMPFAIL;
-			snprintf(jr->result.dsn, sizeof(jr->result.dsn), "4.3.0");
-			snprintf(jr->result.text, sizeof(jr->result.text), "%s", why);
+			struct delivery_result *r = job_rcpt_result(jr);
+			memset(r, 0, sizeof(*r));
+			r->status = DELIVERY_TEMPFAIL;
+			snprintf(r->dsn, sizeof(r->dsn), "4.3.0");
+			snprintf(r->text, sizeof(r->text), "%s", why);
 		}
 		if (job->held == 0)
 			release(m, k);  /* m->held[k] is another job now */

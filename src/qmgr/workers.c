@@ -566,10 +566,11 @@ static void on_result(struct worker *w)
 		if (jr->index != index || jr->have_result)
 			continue;
 		jr->have_result = 1;
-		jr->result.status = (enum delivery_status)status;
-		jr->result.action = action;
-		snprintf(jr->result.dsn, sizeof(jr->result.dsn), "%s", dsn);
-		snprintf(jr->result.text, sizeof(jr->result.text), "%s", text);
+		struct delivery_result *r = job_rcpt_result(jr);
+		r->status = (enum delivery_status)status;
+		r->action = action;
+		snprintf(r->dsn, sizeof(r->dsn), "%s", dsn);
+		snprintf(r->text, sizeof(r->text), "%s", text);
 		free(jr->where);
 		jr->where = xstrdup(where);
 		free(jr->forward);
