@@ -108,11 +108,9 @@ def descendants(pid):
     return out
 
 
-def tree_cpu(pid):
-    """CPU seconds (user + system) of pid and every process below it, with
-    the children each of them has waited for: for a daemon, the work it
-    did since it started, counted whatever the machine's load."""
-    tick = os.sysconf("SC_CLK_TCK")
+def _tree_stat_sum(pid, first, last):
+    """The sum of fields first..last-1 (counted after "(comm) ") of
+    /proc/PID/stat over pid and every process below it."""
     total = 0
     for p in [pid] + descendants(pid):
         try:
@@ -120,25 +118,24 @@ def tree_cpu(pid):
                 stat = f.read()
         except OSError:
             continue
-        # utime stime cutime cstime: fields 14-17, 12-15 after "(comm) "
-        total += sum(int(x) for x in stat[stat.rfind(")") + 2:].split()[11:15])
-    return total / tick
+        total += sum(int(x) for x in stat[stat.rfind(")") + 2:].split()[first:last])
+    return total
+
+
+def tree_cpu(pid):
+    """CPU seconds (user + system) of pid and every process below it, with
+    the children each of them has waited for: for a daemon, the work it
+    did since it started, counted whatever the machine's load."""
+    # utime stime cutime cstime: fields 14-17 of the stat line
+    return _tree_stat_sum(pid, 11, 15) / os.sysconf("SC_CLK_TCK")
 
 
 def tree_minor_faults(pid):
     """Minor page faults of pid and every process below it, with the
     children each has waited for (copy-on-write and first touches: a count
     the machine's load does not change)."""
-    total = 0
-    for p in [pid] + descendants(pid):
-        try:
-            with open("/proc/%d/stat" % p) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # minflt cminflt: fields 10-11, 7-8 after "(comm) "
-        total += sum(int(x) for x in stat[stat.rfind(")") + 2:].split()[7:9])
-    return total
+    # minflt cminflt: fields 10-11 of the stat line
+    return _tree_stat_sum(pid, 7, 9)
 
 
 def wait_gone(pids, timeout=30.0):
