@@ -75,18 +75,25 @@ static void on_failed(size_t slot, int instr, const struct delivery_result *r, v
 		failures[nfailures++] = (struct failure){ slot, instr, *r };
 }
 
-/* deliver n messages into base/Maildir and base/Other (every third), committed as one batch */
-static void deliver_batch(const char *base, int n)
+/* The message the tests deliver: base/msg, open in m->qfd. */
+static struct delivery_msg test_message(const char *base)
 {
-	char msgpath[256], md[256], other[256];
+	char msgpath[300];
 	snprintf(msgpath, sizeof(msgpath), "%s/msg", base);
-	snprintf(md, sizeof(md), "%s/Maildir", base);
-	snprintf(other, sizeof(other), "%s/Other", base);
 	int qfd = open(msgpath, O_CREAT | O_RDWR | O_TRUNC, 0600);
 	assert_true(qfd >= 0);
 	assert_int_equal(write(qfd, "Subject: x\n\nbody\n", 17), 17);
-	struct delivery_msg m = { .qfd = qfd, .msg_offset = 0, .msg_size = 17, .sender = "s@x",
-	    .recipient = "r@x", .home = base };
+	return (struct delivery_msg){ .qfd = qfd, .msg_offset = 0, .msg_size = 17,
+	    .sender = "s@x", .recipient = "r@x", .home = base };
+}
+
+/* deliver n messages into base/Maildir and base/Other (every third), committed as one batch */
+static void deliver_batch(const char *base, int n)
+{
+	char md[256], other[256];
+	snprintf(md, sizeof(md), "%s/Maildir", base);
+	snprintf(other, sizeof(other), "%s/Other", base);
+	struct delivery_msg m = test_message(base);
 	file_fsyncs = dir_fsyncs = nfailures = 0;
 	maildir_batch_open();
 	for (int i = 0; i < n; i++) {
@@ -99,7 +106,7 @@ static void deliver_batch(const char *base, int n)
 	assert_int_equal(file_fsyncs + dir_fsyncs, 0);  /* nothing durable yet */
 	maildir_batch_commit(on_failed, NULL);
 	assert_int_equal(maildir_batch_pending(), 0);
-	close(qfd);
+	close(m.qfd);
 }
 
 static void test_commit_one_dir_fsync_each(void **state)
@@ -148,15 +155,10 @@ static void test_dir_fsync_failure_takes_back(void **state)
  * nothing left in tmp/, nothing fsynced; the batch takes more after. */
 static void test_discard_takes_back(void **state)
 {
-	char base[] = "/tmp/test_maildir_batch.XXXXXX", path[300], msgpath[300], md[300];
+	char base[] = "/tmp/test_maildir_batch.XXXXXX", path[300], md[300];
 	assert_non_null(mkdtemp(base));
-	snprintf(msgpath, sizeof(msgpath), "%s/msg", base);
 	snprintf(md, sizeof(md), "%s/Maildir", base);
-	int qfd = open(msgpath, O_CREAT | O_RDWR | O_TRUNC, 0600);
-	assert_true(qfd >= 0);
-	assert_int_equal(write(qfd, "Subject: x\n\nbody\n", 17), 17);
-	struct delivery_msg m = { .qfd = qfd, .msg_offset = 0, .msg_size = 17, .sender = "s@x",
-	    .recipient = "r@x", .home = base };
+	struct delivery_msg m = test_message(base);
 	fail_dirs = 0;
 	file_fsyncs = dir_fsyncs = nfailures = 0;
 	maildir_batch_open();
@@ -176,7 +178,7 @@ static void test_discard_takes_back(void **state)
 	maildir_batch_commit(on_failed, NULL);  /* an empty batch: nothing to do */
 	assert_int_equal(nfailures, 0);
 	assert_int_equal(dir_fsyncs, 0);
-	close(qfd);
+	close(m.qfd);
 	char cmd[320];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", base);
 	assert_int_equal(system(cmd), 0);
