@@ -110,6 +110,7 @@ int queue_removals_sync(struct queue_removals *r);
 /* ---- writing (receiver) ---- */
 
 struct qwriter;
+struct fsync_group;
 
 /* qwriter_open flags */
 #define QW_8BITMIME 0x1         /* the body is 8BITMIME (else 7BIT) */
@@ -142,6 +143,11 @@ int qwriter_mark_done(struct qwriter *w, size_t index, enum rcpt_state state,
  * The writer is freed either way; on failure the file is removed.  Safe to
  * call from another thread than the one that wrote. */
 int qwriter_commit(struct qwriter *w);
+/* Share incoming/'s fsync at commit with the other writers of g (this
+ * queue's incoming/): call right after qwriter_open(), and the commit waits
+ * for an fsync of g that started after this call instead of making its
+ * own. */
+void qwriter_share_dir_sync(struct qwriter *w, struct fsync_group *g);
 /* Remove the file and free the writer. */
 void qwriter_abort(struct qwriter *w);
 

@@ -17,8 +17,9 @@
  * errno to the caller (ENOSPC -> 452 4.3.1).
  *
  * qwriter_commit() may run on any thread (the receiver commits on a small
- * thread pool so that concurrent sessions share journal commits); a writer
- * is used by one thread at a time.
+ * thread pool so that concurrent sessions share journal commits and, with
+ * qwriter_share_dir_sync(), the fsyncs of incoming/); a writer is used by
+ * one thread at a time.
  *
  * The receiver must ignore SIGXFSZ so that a file size limit shows up as
  * EFBIG instead of killing the process.
@@ -26,6 +27,7 @@
 #include "queue/qfile.h"
 #include "lib/buf.h"
 #include "lib/fsutil.h"
+#include "lib/fsync_group.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 
@@ -55,6 +57,8 @@ struct qwriter {
 	uint64_t msg_size;
 	size_t nrcpts;
 	struct buf done;        /* 'D' records to write after 'E' */
+	struct fsync_group *dir_sync;   /* shares incoming/'s fsync, or NULL */
+	uint64_t dir_ticket;
 	size_t buflen;
 	unsigned char buf[QW_BUFSIZE];
 };
@@ -249,6 +253,8 @@ static struct qwriter *qw_open(const char *queue_dir, const char *qid, const cha
 	w->nrcpts = nrcpts;
 	w->done = (struct buf)BUF_INIT;
 	w->buflen = 0;
+	w->dir_sync = NULL;
+	w->dir_ticket = 0;
 	strcpy(w->queue_dir, queue_dir);
 	if (qw_create(w, qid) < 0) {
 		int saved = errno;
@@ -398,6 +404,12 @@ static void qw_free(struct qwriter *w)
 	free(w);
 }
 
+void qwriter_share_dir_sync(struct qwriter *w, struct fsync_group *g)
+{
+	w->dir_sync = g;
+	w->dir_ticket = fsync_group_ticket(g);
+}
+
 int qwriter_commit(struct qwriter *w)
 {
 	int saved;
@@ -406,7 +418,9 @@ int qwriter_commit(struct qwriter *w)
 		saved = w->error;
 		goto fail;
 	}
-	if (qw_finish(w) < 0 || qw_publish(w) < 0 || qw_sync_dir(w) < 0) {
+	if (qw_finish(w) < 0 || qw_publish(w) < 0 ||
+	    (w->dir_sync != NULL ? fsync_group_sync(w->dir_sync, w->dir_ticket) :
+	    qw_sync_dir(w)) < 0) {
 		saved = errno;
 		goto fail;
 	}

@@ -117,6 +117,8 @@ void data_begin(struct session *s)
 		free(qindex);
 		return;
 	}
+	if (s->r->incoming_sync_open)
+		qwriter_share_dir_sync(w, &s->r->incoming_sync);
 	if (write_received(s, w) < 0) {
 		int err = errno;
 		log_warn("%s: cannot write to the queue file: %s", qwriter_qid(w),

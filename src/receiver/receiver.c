@@ -24,6 +24,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,23 @@
  * between warnings about it. */
 #define DB_RETRY_INTERVAL 1
 #define DB_WARN_INTERVAL 60
+
+/* Open incoming/ for the commits to share its fsyncs; without it (logged)
+ * each commit opens and fsyncs it alone. */
+static void incoming_sync_open(struct receiver *r)
+{
+	char path[PATH_MAX];
+
+	if (snprintf(path, sizeof(path), "%s/incoming", r->cfg->queue_dir) >= (int)sizeof(path)) {
+		log_warn("%s/incoming: %s", r->cfg->queue_dir, strerror(ENAMETOOLONG));
+		return;
+	}
+	if (fsync_group_open(&r->incoming_sync, path) < 0) {
+		log_warn("cannot open %s (each commit will): %s", path, strerror(errno));
+		return;
+	}
+	r->incoming_sync_open = 1;
+}
 
 static void db_try_open(struct receiver *r)
 {
@@ -277,6 +295,8 @@ static void receiver_free(struct receiver *r)
 		session_kill(s);
 	/* commits under way finish, and the qmgr hears of them */
 	commit_pool_stop(r->commits);
+	if (r->incoming_sync_open)
+		fsync_group_close(&r->incoming_sync);
 	for (int i = 0; i < r->nlisteners; i++)
 		evconnlistener_free(r->listeners[i].evl);
 	if (r->ev_sigterm)
@@ -340,6 +360,7 @@ int receiver_main(struct config *cfg, const int *listen_fds, int qmgr_fd, int ma
 	r->commits = commit_pool_start(r->base, RECEIVER_COMMIT_THREADS);
 	if (r->commits == NULL)
 		log_warn("committing messages on the event loop (slower)");
+	incoming_sync_open(r);
 	db_try_open(r);
 	if (listeners_open(r, listen_fds) < 0) {
 		status = 1;

@@ -22,6 +22,7 @@
 
 #include "conf/config.h"
 #include "receiver/client_count.h"
+#include "lib/fsync_group.h"
 #include "lib/log.h"
 #include "metrics/receiver_figures.h"
 #include "proto/smtp_data.h"
@@ -78,6 +79,8 @@ struct receiver {
 	int qmgr_fd;
 	struct qmgr_notify *notify;     /* announcements to the qmgr; NULL: none */
 	struct commit_pool *commits;    /* NULL: commits run inline */
+	struct fsync_group incoming_sync;       /* commits share incoming/'s fsyncs */
+	int incoming_sync_open;                 /* 0: each commit makes its own */
 };
 
 /* The envelope of the current mail transaction. */
