@@ -206,6 +206,19 @@ static int open_queue_dir(const char *name)
 	return fd;
 }
 
+/* finished/ (the master makes it): -1 if it cannot be opened, and
+ * finished files are unlinked in place. */
+static int open_finished_dir(void)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/finished", Q.cfg->queue_dir);
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		log_warn("cannot open %s: %s (finished files are removed in place)", path,
+		    strerror(errno));
+	return fd;
+}
+
 int qmgr_main(struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
     int control_fd, int master_fd, int root_mode)
 {
@@ -232,7 +245,7 @@ int qmgr_main(struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
 	Q.base = event_base_new();
 	if (Q.base == NULL)
 		fatal("event_base_new failed");
-	removals_start();
+	removals_start(open_finished_dir());
 	struct event *ev_recv = event_new(Q.base, receiver_fd, EV_READ | EV_PERSIST, on_receiver, NULL);
 	struct event *ev_spawn = event_new(Q.base, spawner_fd, EV_READ | EV_PERSIST, on_spawner, NULL);
 	struct event *ev_tick = event_new(Q.base, -1, EV_PERSIST, on_tick, NULL);

@@ -268,12 +268,14 @@ void qmgr_flush_disk(void);
 #define QMGR_MTIME_FLUSHED 0
 
 /* removals.c */
-/* Start the thread that makes removals durable. */
-void removals_start(void);
-/* Unlink the finished file qid from dir now; its removal is made durable
- * (an fsync of dir) soon after, with the others made meanwhile, without
- * waiting for it.  -1 with errno when it could not be removed. */
-int removals_unlink(enum qdir dir, const char *qid);
+/* Empty finished/ (finished_fd, owned; -1: there is none and files are
+ * unlinked in place), start the thread that makes removals durable. */
+void removals_start(int finished_fd);
+/* Take the finished file qid out of dir now (into finished/); its removal
+ * is made durable (an fsync of dir) soon after, with the others made
+ * meanwhile, and the file unlinked then, without waiting for either.  -1
+ * with errno when it could not be removed. */
+int removals_remove(enum qdir dir, const char *qid);
 /* At the end: wait until every removal is durable, stop the thread. */
 void removals_close(void);
 

@@ -245,7 +245,7 @@ enum commit { COMMIT_FAILED = -1, COMMIT_RECORDED = 0, COMMIT_REMOVED = 1 };
 static enum commit msg_commit(struct qmsg *m)
 {
 	if (msg_nothing_left(m)) {
-		if (removals_unlink(m->dir, m->qid) == 0) {
+		if (removals_remove(m->dir, m->qid) == 0) {
 			log_debug("qid=%s: removed", m->qid);
 			memset(m->unrecorded, 0, m->qf.nrcpt);
 			return COMMIT_REMOVED;
@@ -411,7 +411,7 @@ static void msg_finish(struct qmsg *m)
 		return;
 	}
 	m->bounced = 1;
-	if (removals_unlink(m->dir, m->qid) < 0 && errno != ENOENT) {
+	if (removals_remove(m->dir, m->qid) < 0 && errno != ENOENT) {
 		keep_unremovable(m, errno);
 		return;
 	}
@@ -425,7 +425,7 @@ void sched_retry_unremovable(void)
 	strmap_each(Q.msgs, collect_unremovable, &l);
 	for (size_t i = 0; i < l.n; i++) {
 		struct qmsg *m = l.items[i];
-		if (removals_unlink(m->dir, m->qid) == 0 || errno == ENOENT) {
+		if (removals_remove(m->dir, m->qid) == 0 || errno == ENOENT) {
 			log_info("qid=%s: finished queue file removed at last", m->qid);
 			msg_forget(m);
 		}

@@ -1,8 +1,9 @@
 /*
  * qdir.c - the queue directory: creation with safe ownership and modes,
  * purge of uncommitted files, moves between subdirectories, durable
- * removal of finished files, one at a time or in groups that share one
- * fsync of their directory.
+ * removal of finished files in groups that share one fsync of their
+ * directory (through finished/, so that the caller does not wait for the
+ * blocks to be freed).
  *
  * queue_dir is opened with O_NOFOLLOW and everything below it is reached
  * through that descriptor, so a symlink swapped in cannot redirect us.
@@ -10,17 +11,19 @@
 #include "queue/qfile.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
+#include "lib/xalloc.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *const queue_subdirs[] = { "incoming", "active", "deferred", "corrupt" };
+static const char *const queue_subdirs[] = { "incoming", "active", "deferred", "corrupt", "finished" };
 
 /* Open an existing directory (not through a symlink), fix owner and mode. */
 static int open_fix_dir(int at, const char *name, uid_t owner, gid_t group)
@@ -176,10 +179,35 @@ int queue_move(const char *queue_dir, const char *qid, const char *from, const c
 	return fsync_dir(dir);
 }
 
-int queue_unlink_noted(struct queue_removals *r, int dirfd, const char *qid)
+static void note_name(struct queue_removals *r, const char *qid)
 {
-	if (unlinkat(dirfd, qid, 0) < 0)
-		return -1;
+	if (r->nnames == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 64;
+		r->names = xreallocarray(r->names, r->cap, sizeof(*r->names));
+	}
+	snprintf(r->names[r->nnames++], QID_MAX, "%s", qid);
+}
+
+int queue_remove_noted(struct queue_removals *r, int dirfd, const char *qid)
+{
+	if (r->finished_fd < 0) {
+		if (unlinkat(dirfd, qid, 0) < 0)
+			return -1;
+	} else {
+		if (!qid_valid(qid)) {
+			errno = EINVAL;
+			return -1;
+		}
+		if (renameat(dirfd, qid, r->finished_fd, qid) == 0) {
+			note_name(r, qid);
+		} else {
+			/* gone, or no write access: unlinking fails the same
+			 * way; finished/ full (no space for its directory to
+			 * grow) or elsewhere: unlink in place */
+			if (errno == ENOENT || unlinkat(dirfd, qid, 0) < 0)
+				return -1;
+		}
+	}
 	for (int i = 0; i < r->ndirs; i++)
 		if (r->dirfd[i] == dirfd)
 			return 0;
@@ -205,5 +233,60 @@ int queue_removals_sync(struct queue_removals *r)
 		}
 	}
 	r->ndirs = 0;
+	/* only now: a file unlinked before its removal was durable could
+	 * come back from a crash as a name without its data */
+	for (size_t i = 0; i < r->nnames; i++)
+		if (unlinkat(r->finished_fd, r->names[i], 0) < 0 && errno != ENOENT)
+			log_warn("cannot remove finished/%s: %s (removed at the next start)",
+			    r->names[i], strerror(errno));
+	r->nnames = 0;
 	return failed ? -1 : 0;
+}
+
+void queue_removals_take(struct queue_removals *to, struct queue_removals *from)
+{
+	*to = *from;
+	from->ndirs = 0;
+	from->names = NULL;
+	from->nnames = 0;
+	from->cap = 0;
+}
+
+void queue_removals_free(struct queue_removals *r)
+{
+	free(r->names);
+	r->names = NULL;
+	r->nnames = 0;
+	r->cap = 0;
+}
+
+int queue_purge_finished(int finished_fd)
+{
+	int fd = dup(finished_fd);
+	if (fd < 0)
+		return -1;
+	DIR *d = fdopendir(fd);
+	if (d == NULL) {
+		int saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	int removed = 0;
+	struct dirent *de;
+	rewinddir(d);           /* the offset is shared with finished_fd */
+	errno = 0;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (unlinkat(finished_fd, de->d_name, 0) == 0)
+			removed++;
+		else if (errno != ENOENT)
+			log_warn("cannot remove finished/%s: %s", de->d_name, strerror(errno));
+		errno = 0;
+	}
+	int saved = errno;
+	closedir(d);
+	errno = saved;
+	return saved != 0 ? -1 : removed;
 }

@@ -91,21 +91,38 @@ int queue_purge_incoming(const char *queue_dir);
  * "deferred" or "corrupt"; to: any of these but "incoming"; an existing target is not replaced) and fsync
  * the destination directory.  -1 with errno on failure. */
 int queue_move(const char *queue_dir, const char *qid, const char *from, const char *to);
-/* Finished files leave in groups: queue_unlink_noted removes the finished file qid
- * from the subdirectory open as dirfd at once (-1 with errno when it could
- * not) and notes the directory; queue_removals_sync fsyncs each directory
- * noted since the last call, once, so that every removal of the group is
- * durable (-1 when an fsync failed; logged, the group is over either way).
- * Until then a crash may bring the files back.  Start from
- * QUEUE_REMOVALS_INIT. */
+/* Finished files leave in groups.  queue_remove_noted takes the finished
+ * file qid out of the subdirectory open as dirfd at once (-1 with errno
+ * when it could not) and notes the directory: it renames the file into
+ * finished/ (r->finished_fd), or unlinks it when there is none or the
+ * rename cannot be made (e.g. no space for finished/ to grow).  A rename
+ * frees nothing, so it never waits for the disk: freeing a file's blocks
+ * can (a file system mounted with `discard` sends the device a discard and
+ * waits for it).  queue_removals_sync fsyncs each directory noted since the
+ * last call, once, so that every removal of the group is durable (-1 when
+ * an fsync failed; logged, the group is over either way), then unlinks the
+ * group's files from finished/.  Until the fsync a crash may bring the
+ * files back; what a crash leaves in finished/ is finished, and
+ * queue_purge_finished removes it.  Start from QUEUE_REMOVALS_INIT, set
+ * finished_fd, hand a group to another thread with queue_removals_take,
+ * and free it with queue_removals_free. */
 #define QUEUE_REMOVAL_DIRS 4
 struct queue_removals {
 	int dirfd[QUEUE_REMOVAL_DIRS];
 	int ndirs;
+	int finished_fd;                /* finished/, or -1: unlink in place */
+	char (*names)[QID_MAX];         /* in finished/, to unlink after the fsyncs */
+	size_t nnames, cap;
 };
-#define QUEUE_REMOVALS_INIT { { -1, -1, -1, -1 }, 0 }
-int queue_unlink_noted(struct queue_removals *r, int dirfd, const char *qid);
+#define QUEUE_REMOVALS_INIT { { -1, -1, -1, -1 }, 0, -1, NULL, 0, 0 }
+int queue_remove_noted(struct queue_removals *r, int dirfd, const char *qid);
 int queue_removals_sync(struct queue_removals *r);
+/* Move the group noted in from (left empty, its finished_fd kept) to to. */
+void queue_removals_take(struct queue_removals *to, struct queue_removals *from);
+void queue_removals_free(struct queue_removals *r);
+/* Unlink everything in finished/ (open as fd): files a crash left there
+ * before their group was over.  The number removed, or -1 with errno. */
+int queue_purge_finished(int finished_fd);
 
 /* ---- writing (receiver) ---- */
 

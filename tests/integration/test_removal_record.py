@@ -1,9 +1,11 @@
 """test_removal_record.py - a message delivered with nothing left to do is
 recorded by its removal alone: the qmgr writes no state record for it (no
-fdatasync of its file), unlinks it, and an fsync of its directory after
-the unlink makes the removal durable (shared by the removals of one turn,
-on a thread of its own).  A message with a bounce to queue is still
-recorded first.  kill -9 of the qmgr after deliveries, or during them,
+fdatasync of its file), renames it out of active/ into finished/, an fsync
+of active/ after that makes the removal durable (shared by the removals of
+one turn, on a thread of its own), and only then is the file unlinked from
+finished/; what a crash leaves in finished/ is removed at the next start
+and never delivered.  A message with a bounce to queue is still recorded
+first.  kill -9 of the qmgr after deliveries, or during them,
 loses nothing and delivers a finished message again only when it was in
 flight; a finished message's file is gone after a restart; one whose file
 cannot be removed is delivered once, also after a restart."""
@@ -70,17 +72,20 @@ def alice_copies(d, msgs):
 
 
 # The syscalls strace -f -y prints: "PID fsync(5</path>) = 0",
-# "PID fdatasync(7</path/QID>) = 0", "PID unlinkat(5</path>, "QID", 0) = 0";
+# "PID fdatasync(7</path/QID>) = 0", "PID unlinkat(5</path>, "QID", 0) = 0",
+# "PID renameat(5</path>, "QID", 6</path2>, "QID") = 0" (renameat2 too);
 # a call another thread interrupts is split in "PID call(... <unfinished ...>"
 # and "PID <... call resumed>...) = 0".
-SYSCALL = re.compile(r'^(fsync|fdatasync|unlinkat)\(\d+<([^>]*)>(?:, "([^"]*)")?.*= 0$')
+SYSCALL = re.compile(r'^(fsync|fdatasync|unlinkat|renameat2?)\(\d+<([^>]*)>(?:, "([^"]*)")?'
+                     r'(?:, \d+<([^>]*)>)?.*= 0$')
 UNFINISHED = " <unfinished ...>"
 RESUMED = re.compile(r"^<\.\.\. \w+ resumed>(.*)$")
 
 
 def syscalls(path):
-    """[(name, path of the fd, file name or None)] of the calls that
-    succeeded, in order."""
+    """[(name, path of the fd, file name or None, target directory or
+    None)] of the calls that succeeded, in order (renameat2 is named
+    renameat)."""
     out = []
     pending = {}
     with open(path) as f:
@@ -95,17 +100,19 @@ def syscalls(path):
                 call = pending.pop(pid, "") + m.group(1)
             m = SYSCALL.match(call)
             if m:
-                out.append(m.groups())
+                name, fd_path, file, target = m.groups()
+                out.append(("renameat" if name == "renameat2" else name, fd_path, file, target))
     return out
 
 
 def test_delivered_message_is_recorded_by_its_removal(daemons, tmp_path):
     """strace on the qmgr (every thread) while 20 messages are delivered to
     alice@ and one goes to nope@ (refused: a bounce): no delivered message
-    gets a state record (no fdatasync of its file), each is unlinked from
-    active/ and an fsync of active/ comes after the unlink, never more
-    fsyncs of active/ than removals; nope@'s message is recorded
-    (fdatasync) before it is removed."""
+    gets a state record (no fdatasync of its file), each is renamed from
+    active/ into finished/, an fsync of active/ comes after the rename and
+    the unlink from finished/ after that fsync, never more fsyncs of active/
+    than removals; nope@'s message is recorded (fdatasync) before it is
+    removed; finished/ is empty at the end."""
     strace = shutil.which("strace")
     if strace is None:
         pytest.skip("strace is not installed")
@@ -113,9 +120,12 @@ def test_delivered_message_is_recorded_by_its_removal(daemons, tmp_path):
     d.start()
     pid = qmgr_pid(d)
     trace = tmp_path / "qmgr.strace"
-    tracer = subprocess.Popen([strace, "-f", "-y", "-o", str(trace),
-                               "-e", "trace=fsync,fdatasync,unlinkat", "-p", str(pid)],
+    tracer = subprocess.Popen([strace, "-f", "-y", "-o", str(trace), "-e",
+                               "trace=fsync,fdatasync,unlinkat,renameat,renameat2",
+                               "-p", str(pid)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    active = str(d.queue_dir / "active")
+    finished = str(d.queue_dir / "finished")
     try:
         # "strace: Process N attached" (one line per thread)
         assert "attached" in tracer.stderr.readline()
@@ -134,31 +144,63 @@ def test_delivered_message_is_recorded_by_its_removal(daemons, tmp_path):
         sent = set(re.findall(r"qid=(\w+) from=<[^>]*> to=<alice@example.test> .*status=sent",
                               d.log()))
         [nope] = re.findall(rf"qid=(\w+) from=<> to=<{NOPE}> .*status=bounced", d.log())
-        active = str(d.queue_dir / "active")
 
-        def removal_synced():
+        def group_over():
             calls = syscalls(trace)
-            last_unlink = max(i for i, c in enumerate(calls) if c[0] == "unlinkat")
-            return any(c[0] == "fsync" and c[1] == active for c in calls[last_unlink:])
-        H.wait_for(removal_synced, H.DEADLINE, "the fsync of active/ after the last removal")
+            removed = {c[2] for c in calls if c[0] == "renameat" and c[1] == active}
+            unlinked = {c[2] for c in calls if c[0] == "unlinkat" and c[1] == finished}
+            return removed and removed <= unlinked
+        H.wait_for(group_over, H.DEADLINE, "every finished file unlinked from finished/")
     finally:
         tracer.send_signal(signal.SIGINT)
         tracer.wait(H.DEADLINE)
     calls = syscalls(trace)
-    unlinked = [c[2] for c in calls if c[0] == "unlinkat" and c[1] == active]
+    renamed = [c[2] for c in calls if c[0] == "renameat" and c[1] == active]
     recorded = {os.path.basename(c[1]) for c in calls if c[0] == "fdatasync"}
     assert sent, "no delivery logged"
-    assert sent <= set(unlinked), calls
+    assert sent <= set(renamed), calls
+    assert all(c[3] == finished for c in calls if c[0] == "renameat" and c[1] == active), calls
     assert not sent & recorded, f"state records written for delivered messages: {sent & recorded}"
     assert nope in recorded, "the refused recipient's result was not recorded"
-    assert calls.index(("fdatasync", f"{active}/{nope}", None)) < \
-        calls.index(("unlinkat", active, nope))
-    # every removal is followed by an fsync of its directory
+    assert calls.index(("fdatasync", f"{active}/{nope}", None, None)) < \
+        calls.index(("renameat", active, nope, finished))
+    # every removal is followed by an fsync of its directory, and the
+    # file's unlink from finished/ comes after that fsync
     for i, c in enumerate(calls):
-        if c[0] == "unlinkat" and c[1] == active:
-            assert ("fsync", active, None) in calls[i + 1:], f"removal of {c[2]} not synced"
-    fsyncs = sum(1 for c in calls if c == ("fsync", active, None))
-    assert fsyncs <= len(unlinked), (fsyncs, len(unlinked))
+        if c[0] == "renameat" and c[1] == active:
+            later = calls[i + 1:]
+            assert ("fsync", active, None, None) in later, f"removal of {c[2]} not synced"
+            synced = later.index(("fsync", active, None, None))
+            gone = later.index(("unlinkat", finished, c[2], None))
+            assert synced < gone, f"{c[2]} unlinked before its removal was durable"
+    fsyncs = sum(1 for c in calls if c == ("fsync", active, None, None))
+    assert fsyncs <= len(renamed), (fsyncs, len(renamed))
+    assert not os.listdir(finished)
+
+
+def test_left_in_finished_is_removed_at_start(daemons, tmp_path):
+    """slow@'s message held in active/ (its pipe waits), then a crash
+    (kill -9 of everything) and its committed file moved into finished/, as
+    a crash between its removal and the unlink would leave it: the next
+    qmgr removes it at start, says so, and never delivers it; mail sent
+    afterwards is delivered."""
+    d = make(daemons, tmp_path, "leftover")
+    d.start()
+    send(d, [SLOW], H.make_message(to=SLOW))
+    H.wait_for(lambda: (d.root / "started").exists(), H.DEADLINE, "slow@'s pipe to start")
+    [qid] = d.queue_files("active")
+    d.crash()
+    os.rename(d.queue_dir / "active" / qid, d.queue_dir / "finished" / qid)
+    (d.root / "go").touch()                 # a delivery would now finish
+    d.start()
+    d.wait_log(r"removed 1 file\(s\) of finished messages left in finished/")
+    assert not os.listdir(d.queue_dir / "finished")
+    after = H.make_message(to="alice@example.test")
+    send(d, ["alice@example.test"], after)
+    H.wait_maildir(d.maildir("alice"), H.mid(after))
+    time.sleep(1)
+    assert not (d.root / "count").exists(), "slow@'s message was delivered from finished/"
+    assert not queued(d)
 
 
 def test_kill9_qmgr_after_deliveries(daemons, tmp_path):
