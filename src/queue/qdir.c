@@ -99,34 +99,11 @@ int queue_dirs_create(const char *queue_dir, uid_t owner, gid_t group)
 	return r;
 }
 
-/* Remove one entry of incoming/ if it is a regular file without the
- * committed mark. */
-static int purge_entry(int dfd, const struct dirent *de)
+/* Run purge(dfd, name) on every entry of the directory open as dfd (owned
+ * here, closed at the end, read from its start): each returns 1 (removed),
+ * 0 (kept) or -1 with errno (stop).  The number removed, or -1 with errno. */
+static int purge_dir(int dfd, int (*purge)(int dfd, const char *name))
 {
-	struct stat st;
-
-	if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return errno == ENOENT ? 0 : -1;
-	if (!S_ISREG(st.st_mode) || qfile_mode_committed(st.st_mode))
-		return 0;
-	if (unlinkat(dfd, de->d_name, 0) < 0)
-		return errno == ENOENT ? 0 : -1;
-	log_info("qid=%s removed uncommitted queue file", de->d_name);
-	return 1;
-}
-
-int queue_purge_incoming(const char *queue_dir)
-{
-	char path[PATH_MAX];
-	int removed = 0;
-
-	if (snprintf(path, sizeof(path), "%s/incoming", queue_dir) >= (int)sizeof(path)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (dfd < 0)
-		return -1;
 	DIR *d = fdopendir(dfd);
 	if (d == NULL) {
 		int saved = errno;
@@ -134,12 +111,14 @@ int queue_purge_incoming(const char *queue_dir)
 		errno = saved;
 		return -1;
 	}
+	int removed = 0;
 	struct dirent *de;
+	rewinddir(d);           /* a dup()ed descriptor shares its offset */
 	errno = 0;
 	while ((de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		int r = purge_entry(dfd, de);
+		int r = purge(dirfd(d), de->d_name);
 		if (r < 0)
 			break;
 		removed += r;
@@ -149,6 +128,36 @@ int queue_purge_incoming(const char *queue_dir)
 	closedir(d);
 	errno = saved;
 	return saved != 0 ? -1 : removed;
+}
+
+/* Remove one entry of incoming/ if it is a regular file without the
+ * committed mark. */
+static int purge_uncommitted(int dfd, const char *name)
+{
+	struct stat st;
+
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -1;
+	if (!S_ISREG(st.st_mode) || qfile_mode_committed(st.st_mode))
+		return 0;
+	if (unlinkat(dfd, name, 0) < 0)
+		return errno == ENOENT ? 0 : -1;
+	log_info("qid=%s removed uncommitted queue file", name);
+	return 1;
+}
+
+int queue_purge_incoming(const char *queue_dir)
+{
+	char path[PATH_MAX];
+
+	if (snprintf(path, sizeof(path), "%s/incoming", queue_dir) >= (int)sizeof(path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return -1;
+	return purge_dir(dfd, purge_uncommitted);
 }
 
 static int is_move_dir(const char *name)
@@ -260,33 +269,21 @@ void queue_removals_free(struct queue_removals *r)
 	r->cap = 0;
 }
 
+/* Remove one entry of finished/: anything there is done with.  A failure
+ * is logged and the others are still removed. */
+static int purge_finished(int dfd, const char *name)
+{
+	if (unlinkat(dfd, name, 0) == 0)
+		return 1;
+	if (errno != ENOENT)
+		log_warn("cannot remove finished/%s: %s", name, strerror(errno));
+	return 0;
+}
+
 int queue_purge_finished(int finished_fd)
 {
 	int fd = dup(finished_fd);
 	if (fd < 0)
 		return -1;
-	DIR *d = fdopendir(fd);
-	if (d == NULL) {
-		int saved = errno;
-		close(fd);
-		errno = saved;
-		return -1;
-	}
-	int removed = 0;
-	struct dirent *de;
-	rewinddir(d);           /* the offset is shared with finished_fd */
-	errno = 0;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (unlinkat(finished_fd, de->d_name, 0) == 0)
-			removed++;
-		else if (errno != ENOENT)
-			log_warn("cannot remove finished/%s: %s", de->d_name, strerror(errno));
-		errno = 0;
-	}
-	int saved = errno;
-	closedir(d);
-	errno = saved;
-	return saved != 0 ? -1 : removed;
+	return purge_dir(fd, purge_finished);
 }
