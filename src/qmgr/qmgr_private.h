@@ -238,6 +238,8 @@ void sched_free_all(void);
 void sched_job_free(struct job *job);
 /* jr's result, made (zeroed) when it is first needed. */
 struct delivery_result *job_rcpt_result(struct job_rcpt *jr);
+/* jr's result is a temporary failure (4.3.0) for reason. */
+void job_rcpt_tempfail(struct job_rcpt *jr, const char *reason);
 
 /* backlog.c */
 void backlog_init(void);

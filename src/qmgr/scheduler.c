@@ -694,6 +694,17 @@ struct delivery_result *job_rcpt_result(struct job_rcpt *jr)
 	return jr->result;
 }
 
+void job_rcpt_tempfail(struct job_rcpt *jr, const char *reason)
+{
+	struct delivery_result *r = job_rcpt_result(jr);
+
+	jr->have_result = 1;
+	memset(r, 0, sizeof(*r));
+	r->status = DELIVERY_TEMPFAIL;
+	snprintf(r->dsn, sizeof(r->dsn), "4.3.0");
+	snprintf(r->text, sizeof(r->text), "%s", reason);
+}
+
 void sched_job_free(struct job *job)
 {
 	for (size_t i = 0; i < job->n; i++) {
@@ -1202,8 +1213,9 @@ static void note_done(struct qmsg *m, const struct job_rcpt *jr)
 
 /* One part of a recipient split across identities is done: fold it into
  * the others (the worst status wins; destinations add up; the primary part
- * brings the forwards).  Returns 1 when it was the last part, with jr
- * holding the combined result. */
+ * brings the forwards).  jr has its result (sched_job_finished made every
+ * one).  Returns 1 when it was the last part, with jr holding the combined
+ * result. */
 static int merge_part(struct qmsg *m, struct job_rcpt *jr, uint64_t *started_usec)
 {
 	size_t i = jr->index;
@@ -1215,8 +1227,8 @@ static int merge_part(struct qmsg *m, struct job_rcpt *jr, uint64_t *started_use
 		p = m->partial[i] = xcalloc(1, sizeof(*p));
 		p->where = (struct buf)BUF_INIT;
 		p->done = (struct buf)BUF_INIT;
-		p->result = *job_rcpt_result(jr);
-	} else if (job_rcpt_result(jr)->status > p->result.status) {
+		p->result = *jr->result;
+	} else if (jr->result->status > p->result.status) {
 		p->result = *jr->result;
 	}
 	if (*started_usec != 0 && (p->started_usec == 0 || *started_usec < p->started_usec))
@@ -1237,7 +1249,7 @@ static int merge_part(struct qmsg *m, struct job_rcpt *jr, uint64_t *started_use
 		m->busy[i]--;
 		return 0;
 	}
-	*job_rcpt_result(jr) = p->result;
+	*jr->result = p->result;
 	free(jr->where);
 	jr->where = xstrdup(p->where.len ? p->where.data : "");
 	free(jr->forward);
@@ -1257,14 +1269,8 @@ static void fill_missing_results(struct job *job, const char *reason)
 {
 	for (size_t i = 0; i < job->n; i++) {
 		struct job_rcpt *jr = &job->rcpt[i];
-		if (jr->have_result)
-			continue;
-		jr->have_result = 1;
-		struct delivery_result *r = job_rcpt_result(jr);
-		memset(r, 0, sizeof(*r));
-		r->status = DELIVERY_TEMPFAIL;
-		snprintf(r->dsn, sizeof(r->dsn), "4.3.0");
-		snprintf(r->text, sizeof(r->text), "%s", reason);
+		if (!jr->have_result)
+			job_rcpt_tempfail(jr, reason);
 	}
 }
 

@@ -67,12 +67,7 @@ static void settle_index(struct qmsg *m, size_t index, const struct part_verdict
 				jr->verdict.headers = v->headers ? xstrdup(v->headers) : NULL;
 				continue;
 			}
-			jr->have_result = 1;
-			struct delivery_result *r = job_rcpt_result(jr);
-			memset(r, 0, sizeof(*r));
-			r->status = DELIVERY_TEMPFAIL;
-			snprintf(r->dsn, sizeof(r->dsn), "4.3.0");
-			snprintf(r->text, sizeof(r->text), "%s", why);
+			job_rcpt_tempfail(jr, why);
 		}
 		if (job->held == 0)
 			release(m, k);  /* m->held[k] is another job now */
