@@ -143,6 +143,14 @@ struct qwriter *qwriter_open(const char *queue_dir, const char *helo,
 struct qwriter *qwriter_open_id(const char *queue_dir, const char *qid, const char *helo,
     const char *client_addr, const char *protocol, const char *sender,
     const char *const *rcpts, size_t nrcpts, int flags);
+/* As qwriter_open, into the spare incoming/<qid> open as fd (qspares.h),
+ * made with the ticket of g: the commit waits for an fsync of incoming/
+ * that started after it (most often ended before the commit began).  The
+ * spare is used, or removed on failure. */
+struct qwriter *qwriter_open_spare(const char *queue_dir, const char *qid, int fd,
+    struct fsync_group *g, uint64_t ticket, const char *helo, const char *client_addr,
+    const char *protocol, const char *sender, const char *const *rcpts, size_t nrcpts,
+    int flags);
 const char *qwriter_qid(const struct qwriter *w);
 /* Append message bytes (already dot-unstuffed, line ends converted to
  * LF; the caller converted CRLF).  -1 with errno on failure; usable only for

@@ -9,7 +9,9 @@
  * buffer when it is still there, else with pwrite(2)).  Commit: flush, 'E',
  * reserve QFILE_STATE_RESERVE bytes past the end (fallocate, size kept)
  * for the state records, set the owner-execute bit (the "committed" mark, as Postfix does), fsync,
- * close, fsync incoming/; only then is the message accepted.  The file stays
+ * close, fsync incoming/ (for a spare, qspares.c, the refill that made it
+ * did, most often before the message came); only then is the message
+ * accepted.  The file stays
  * in incoming/ until the qmgr takes it.  Marking in place instead of
  * renaming means one journal commit per message instead of two: the file
  * fsync carries its directory entry, and the directory fsync that follows
@@ -226,24 +228,36 @@ static int qw_create(struct qwriter *w, const char *qid)
 	return -1;
 }
 
-static struct qwriter *qw_open(const char *queue_dir, const char *qid, const char *helo,
-    const char *client_addr, const char *protocol, const char *sender,
+/* Write into the spare incoming/<qid>, open as fd. */
+static int qw_use_spare(struct qwriter *w, const char *qid, int fd)
+{
+	snprintf(w->qid, sizeof(w->qid), "%s", qid);
+	if (queue_path(w->incoming_path, w->queue_dir, "incoming", w->qid) < 0)
+		return -1;
+	w->fd = fd;
+	return 0;
+}
+
+/* With spare_fd >= 0, write into that spare, named qid; it is used or
+ * removed either way. */
+static struct qwriter *qw_open(const char *queue_dir, const char *qid, int spare_fd,
+    const char *helo, const char *client_addr, const char *protocol, const char *sender,
     const char *const *rcpts, size_t nrcpts, int flags)
 {
 	if (qid != NULL && !qid_valid(qid)) {
 		errno = EINVAL;
-		return NULL;
+		goto refused;
 	}
 	helo = helo ? helo : "";
 	client_addr = client_addr ? client_addr : "";
 	protocol = protocol ? protocol : "";
 	if (!envelope_ok(helo, client_addr, protocol, sender, rcpts, nrcpts)) {
 		errno = EINVAL;
-		return NULL;
+		goto refused;
 	}
 	if (strlen(queue_dir) >= PATH_MAX) {
 		errno = ENAMETOOLONG;
-		return NULL;
+		goto refused;
 	}
 	struct qwriter *w = xmalloc(sizeof(*w));
 	w->fd = -1;
@@ -256,11 +270,11 @@ static struct qwriter *qw_open(const char *queue_dir, const char *qid, const cha
 	w->dir_sync = NULL;
 	w->dir_ticket = 0;
 	strcpy(w->queue_dir, queue_dir);
-	if (qw_create(w, qid) < 0) {
+	if ((spare_fd >= 0 ? qw_use_spare(w, qid, spare_fd) : qw_create(w, qid)) < 0) {
 		int saved = errno;
 		free(w);
 		errno = saved;
-		return NULL;
+		goto refused;
 	}
 	if (qw_envelope(w, helo, client_addr, protocol, sender, rcpts, nrcpts,
 	    flags) < 0) {
@@ -270,13 +284,24 @@ static struct qwriter *qw_open(const char *queue_dir, const char *qid, const cha
 		return NULL;
 	}
 	return w;
+refused:
+	if (spare_fd >= 0) {
+		int saved = errno;
+		char path[PATH_MAX];
+		close(spare_fd);
+		if (queue_path(path, queue_dir, "incoming", qid) == 0 && unlink(path) < 0 &&
+		    errno != ENOENT)
+			log_warn("qid=%s: cannot remove %s: %s", qid, path, strerror(errno));
+		errno = saved;
+	}
+	return NULL;
 }
 
 struct qwriter *qwriter_open(const char *queue_dir, const char *helo,
     const char *client_addr, const char *protocol, const char *sender,
     const char *const *rcpts, size_t nrcpts, int flags)
 {
-	return qw_open(queue_dir, NULL, helo, client_addr, protocol, sender, rcpts, nrcpts,
+	return qw_open(queue_dir, NULL, -1, helo, client_addr, protocol, sender, rcpts, nrcpts,
 	    flags);
 }
 
@@ -284,8 +309,22 @@ struct qwriter *qwriter_open_id(const char *queue_dir, const char *qid, const ch
     const char *client_addr, const char *protocol, const char *sender,
     const char *const *rcpts, size_t nrcpts, int flags)
 {
-	return qw_open(queue_dir, qid, helo, client_addr, protocol, sender, rcpts, nrcpts,
+	return qw_open(queue_dir, qid, -1, helo, client_addr, protocol, sender, rcpts, nrcpts,
 	    flags);
+}
+
+struct qwriter *qwriter_open_spare(const char *queue_dir, const char *qid, int fd,
+    struct fsync_group *g, uint64_t ticket, const char *helo, const char *client_addr,
+    const char *protocol, const char *sender, const char *const *rcpts, size_t nrcpts,
+    int flags)
+{
+	struct qwriter *w = qw_open(queue_dir, qid, fd, helo, client_addr, protocol, sender,
+	    rcpts, nrcpts, flags);
+	if (w != NULL) {
+		w->dir_sync = g;
+		w->dir_ticket = ticket;
+	}
+	return w;
 }
 
 const char *qwriter_qid(const struct qwriter *w)

@@ -15,6 +15,7 @@
  */
 #include "queue/qfile.h"
 
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -34,15 +35,16 @@ static void put_base36(char *out, uint64_t v, int width)
 
 void qid_generate(char out[QID_MAX])
 {
-	static uint32_t counter;
+	/* atomic: the receiver's commit threads make ids too (spares) */
+	static atomic_uint_least32_t counter;
 	struct timeval tv;
 
 	gettimeofday(&tv, NULL);
-	counter++;
+	uint32_t n = (uint32_t)atomic_fetch_add(&counter, 1) + 1;
 	put_base36(out, (uint64_t)tv.tv_sec, 7);        /* until year 4453 */
 	put_base36(out + 7, (uint64_t)tv.tv_usec, 4);    /* 36^4 > 10^6 */
 	put_base36(out + 11, (uint64_t)getpid(), 5);     /* 36^5 > pid_max 2^22 */
-	put_base36(out + 16, counter, 4);                /* 1.6M per microsecond */
+	put_base36(out + 16, n, 4);                     /* 1.6M per microsecond */
 	out[20] = '\0';
 }
 
