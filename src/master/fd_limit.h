@@ -1,7 +1,8 @@
 /*
  * fd_limit.h - the open files limit (RLIMIT_NOFILE) the receiver needs for
  * max_sessions: one descriptor per session, one more per session that is
- * writing a queue file, the listeners and a reserve.
+ * writing a queue file, the listeners and a reserve (spare queue files
+ * among it).
  */
 #ifndef MP_FD_LIMIT_H
 #define MP_FD_LIMIT_H
@@ -9,12 +10,14 @@
 #include <sys/types.h>
 
 #include "conf/config.h"
+#include "queue/qspares.h"
 
 /* Descriptors per unit of max_sessions (the socket and a queue file)
  * and for everything else the receiver keeps open (event loop, qmgr
- * socket, databases, log, commit threads). */
+ * socket, databases, log, commit threads, and the spare queue files
+ * ready for messages to come). */
 #define FD_LIMIT_PER_SESSION 2
-#define FD_LIMIT_RESERVE 64
+#define FD_LIMIT_RESERVE (64 + QSPARES_MAX)
 
 /* How many descriptors cfg needs. */
 unsigned long long fd_limit_needed(const struct config *cfg);

@@ -5,8 +5,9 @@
  * Two queues under one mutex: `todo` (submitted, waiting for a thread) and
  * `finished` (committed, waiting for the loop).  A thread that finishes a
  * request appends it to `finished` and writes to an eventfd; the loop's
- * event on the eventfd runs the done callbacks.  The threads block every
- * signal: signals belong to the loop thread.
+ * event on the eventfd runs the done callbacks; then the thread does the
+ * pool's chore, if any.  The threads block every signal: signals belong to
+ * the loop thread.
  */
 #include "receiver/commit_pool.h"
 #include "lib/log.h"
@@ -39,6 +40,8 @@ struct commit_pool {
 	struct event *wake_ev;
 	int nthreads;
 	pthread_t threads[COMMIT_POOL_MAX_THREADS];
+	void (*chore)(void *arg);       /* after each commit, or NULL */
+	void *chore_arg;
 };
 
 static void *commit_thread(void *arg)
@@ -65,6 +68,11 @@ static void *commit_thread(void *arg)
 			uint64_t one = 1;
 			ssize_t n = write(p->wake_fd, &one, sizeof(one));
 			(void)n;        /* a full counter is still readable */
+		}
+		if (p->chore != NULL && !p->stopping) {
+			pthread_mutex_unlock(&p->lock);
+			p->chore(p->chore_arg);
+			pthread_mutex_lock(&p->lock);
 		}
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -96,11 +104,14 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 	run_finished(arg);
 }
 
-struct commit_pool *commit_pool_start(struct event_base *base, int nthreads)
+struct commit_pool *commit_pool_start(struct event_base *base, int nthreads,
+    void (*chore)(void *arg), void *chore_arg)
 {
 	struct commit_pool *p = xcalloc(1, sizeof(*p));
 	sigset_t all, old;
 
+	p->chore = chore;
+	p->chore_arg = chore_arg;
 	if (nthreads < 1 || nthreads > COMMIT_POOL_MAX_THREADS)
 		panic("commit_pool_start: %d threads", nthreads);
 	pthread_mutex_init(&p->lock, NULL);

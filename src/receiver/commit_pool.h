@@ -28,9 +28,12 @@ struct commit_req {
 	STAILQ_ENTRY(commit_req) link;
 };
 
-/* Start nthreads threads and watch for finished requests on base.
+/* Start nthreads threads and watch for finished requests on base.  After
+ * each commit (its request handed back) the thread calls chore(chore_arg)
+ * when chore is not NULL: the receiver makes spare queue files there.
  * NULL (logged) when threads or the wake-up descriptor cannot be made. */
-struct commit_pool *commit_pool_start(struct event_base *base, int nthreads);
+struct commit_pool *commit_pool_start(struct event_base *base, int nthreads,
+    void (*chore)(void *arg), void *chore_arg);
 /* Hand a request to the pool.  req must stay valid until its done
  * callback has run (the callback may free it). */
 void commit_pool_submit(struct commit_pool *p, struct commit_req *req);

@@ -6,8 +6,10 @@
  * (end of data, dot-unstuffing, CRLF -> LF) and are appended at once, so a
  * message is never held in memory.  A message over max_message_size, or one
  * whose queue file could not be written, is read to its end and discarded,
- * then refused.  A message is acknowledged only after qwriter_commit()
- * made it durable.  The commit runs on the commit pool; meanwhile the
+ * then refused.  While mail comes fast the queue file is a spare made
+ * ahead (queue/qspares.c), whose name is most often durable already, so
+ * that the commit waits for the file's fsync alone.  A message is acknowledged only after
+ * qwriter_commit() made it durable.  The commit runs on the commit pool; meanwhile the
  * session reads no further commands (the replies must come in order), and
  * if the client goes away the commit still finishes and the qmgr still
  * hears of the message.  LMTP answers once per recipient, SMTP once.
@@ -105,8 +107,14 @@ void data_begin(struct session *s)
 	size_t nunique;
 	size_t *qindex = xcalloc(tx->nrcpts ? tx->nrcpts : 1, sizeof(*qindex));
 	const char **rcpts = unique_rcpts(tx, &nunique, qindex);
-	struct qwriter *w = qwriter_open(dir, s->helo, s->client, s->protocol,
-	    tx->sender, rcpts, nunique, tx->eightbit ? QW_8BITMIME : 0);
+	char spare_qid[QID_MAX];
+	uint64_t ticket;
+	int spare = receiver_take_spare(s->r, spare_qid, &ticket);
+	int flags = tx->eightbit ? QW_8BITMIME : 0;
+	struct qwriter *w = spare >= 0 ?
+	    qwriter_open_spare(dir, spare_qid, spare, &s->r->incoming_sync, ticket, s->helo,
+	    s->client, s->protocol, tx->sender, rcpts, nunique, flags) :
+	    qwriter_open(dir, s->helo, s->client, s->protocol, tx->sender, rcpts, nunique, flags);
 
 	free(rcpts);
 
@@ -117,8 +125,11 @@ void data_begin(struct session *s)
 		free(qindex);
 		return;
 	}
-	if (s->r->incoming_sync_open)
-		qwriter_share_dir_sync(w, &s->r->incoming_sync);
+	if (spare < 0) {
+		receiver_no_spare_taken(s->r, qwriter_qid(w));
+		if (s->r->incoming_sync_open)
+			qwriter_share_dir_sync(w, &s->r->incoming_sync);
+	}
 	if (write_received(s, w) < 0) {
 		int err = errno;
 		log_warn("%s: cannot write to the queue file: %s", qwriter_qid(w),

@@ -5,7 +5,8 @@
  * Holds what the sessions share: the databases (opened once, reopened
  * later if they could not be opened), the socket to the qmgr, the session
  * count for max_sessions and the count per client address for
- * max_sessions_per_client (client_count.c).  SIGTERM stops accepting, closes idle sessions
+ * max_sessions_per_client (client_count.c), and the spare queue files
+ * (queue/qspares.c) that the commit threads make while mail comes fast.  SIGTERM stops accepting, closes idle sessions
  * with 421, lets sessions in a transaction finish for up to
  * stop_grace_time, then returns.  A reload from the master swaps the
  * configuration in place: sessions and listeners go on.
@@ -21,6 +22,7 @@
 #include "lib/ipc.h"
 #include "lib/msgtypes.h"
 #include "lib/xalloc.h"
+#include "queue/qspares.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -54,6 +56,45 @@ static void incoming_sync_open(struct receiver *r)
 		return;
 	}
 	r->incoming_sync_open = 1;
+}
+
+/* The commit threads' chore: spare queue files while mail comes fast. */
+static void make_spares(void *arg)
+{
+	struct receiver *r = arg;
+	qspares_refill(r->spares);
+}
+
+static void watch_spares(struct receiver *r)
+{
+	struct timeval tv = { .tv_sec = QSPARES_MAX_AGE_MS / 1000,
+	    .tv_usec = QSPARES_MAX_AGE_MS % 1000 * 1000 };
+	if (r->ev_spares != NULL && !evtimer_pending(r->ev_spares, NULL))
+		evtimer_add(r->ev_spares, &tv);
+}
+
+/* While spares are ready, those too old to use are removed every
+ * QSPARES_MAX_AGE_MS: a queue that went quiet keeps none for long. */
+static void on_spares_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct receiver *r = arg;
+	if (qspares_expire(r->spares) > 0)
+		watch_spares(r);
+}
+
+int receiver_take_spare(struct receiver *r, char *qid, uint64_t *ticket)
+{
+	if (r->spares == NULL)
+		return -1;
+	/* the commit that follows may make spares: they will be watched */
+	watch_spares(r);
+	return qspares_take(r->spares, qid, ticket);
+}
+
+void receiver_no_spare_taken(struct receiver *r, const char *qid)
+{
+	if (r->spares != NULL)
+		qspares_note_id(r->spares, qid);
 }
 
 static void db_try_open(struct receiver *r)
@@ -295,6 +336,15 @@ static void receiver_free(struct receiver *r)
 		session_kill(s);
 	/* commits under way finish, and the qmgr hears of them */
 	commit_pool_stop(r->commits);
+	if (r->spares != NULL) {
+		struct qspares_counts c;
+		qspares_counts(r->spares, &c);
+		if (c.made > 0)
+			log_info("spare queue files: %llu made, %llu used, %llu removed unused, %llu left",
+			    (unsigned long long)c.made, (unsigned long long)c.used,
+			    (unsigned long long)c.unused, (unsigned long long)c.ready);
+		qspares_free(r->spares);
+	}
 	if (r->incoming_sync_open)
 		fsync_group_close(&r->incoming_sync);
 	for (int i = 0; i < r->nlisteners; i++)
@@ -305,6 +355,8 @@ static void receiver_free(struct receiver *r)
 		event_free(r->ev_grace);
 	if (r->ev_accept_retry)
 		event_free(r->ev_accept_retry);
+	if (r->ev_spares)
+		event_free(r->ev_spares);
 	client_count_free(r->clients);
 	qmgr_notify_free(r->notify);
 	if (r->ev_master)
@@ -357,10 +409,15 @@ int receiver_main(struct config *cfg, const int *listen_fds, int qmgr_fd, int ma
 
 	if (qmgr_fd >= 0)
 		r->notify = qmgr_notify_new(r->base, qmgr_fd);
-	r->commits = commit_pool_start(r->base, RECEIVER_COMMIT_THREADS);
+	incoming_sync_open(r);
+	if (r->incoming_sync_open)
+		r->spares = qspares_new(cfg->queue_dir, &r->incoming_sync);
+	if (r->spares != NULL && (r->ev_spares = evtimer_new(r->base, on_spares_timer, r)) == NULL)
+		fatal("cannot set up the event loop");
+	r->commits = commit_pool_start(r->base, RECEIVER_COMMIT_THREADS,
+	    r->spares != NULL ? make_spares : NULL, r);
 	if (r->commits == NULL)
 		log_warn("committing messages on the event loop (slower)");
-	incoming_sync_open(r);
 	db_try_open(r);
 	if (listeners_open(r, listen_fds) < 0) {
 		status = 1;

@@ -35,6 +35,7 @@ struct event_base;
 struct evconnlistener;
 struct qwriter;
 struct commit_pool;
+struct qspares;
 struct qmgr_notify;
 struct pending_commit;
 struct db;
@@ -81,6 +82,8 @@ struct receiver {
 	struct commit_pool *commits;    /* NULL: commits run inline */
 	struct fsync_group incoming_sync;       /* commits share incoming/'s fsyncs */
 	int incoming_sync_open;                 /* 0: each commit makes its own */
+	struct qspares *spares;         /* queue files made ahead; NULL: none */
+	struct event *ev_spares;        /* removes the spares that grew too old */
 };
 
 /* The envelope of the current mail transaction. */
@@ -137,6 +140,13 @@ struct members *receiver_members(struct receiver *r);
 void receiver_notify_qmgr(struct receiver *r, const char *qid);
 /* A session was freed. */
 void receiver_session_gone(struct receiver *r);
+/* A spare queue file for a new message (its descriptor, its queue id in
+ * qid, its ticket of incoming_sync), or -1 when none is ready: create one
+ * then. */
+int receiver_take_spare(struct receiver *r, char *qid, uint64_t *ticket);
+/* When none was: the message's queue file got the queue id qid (spares
+ * made before it are not used after it). */
+void receiver_no_spare_taken(struct receiver *r, const char *qid);
 
 /* ---- session.c ---- */
 void session_start(struct receiver *r, const struct listen_spec *spec, int fd,

@@ -35,6 +35,9 @@ normal_pass_only = pytest.mark.skipif(
 IS_ROOT = os.geteuid() == 0
 # How long to wait for anything asynchronous (delivery, start-up, stop).
 DEADLINE = 60.0 if SANITIZED else 20.0
+# Longest a spare queue file stays in incoming/ (QSPARES_MAX_AGE_MS, and
+# as long again until the receiver's timer removes it), with a margin.
+SPARE_LIFETIME = 6.0
 # Socket read timeout for one reply.
 REPLY_TIMEOUT = 30.0 if SANITIZED else 10.0
 SANITIZER_PATTERNS = ("ERROR: AddressSanitizer", "runtime error:",
@@ -977,9 +980,28 @@ class Daemon:
         except FileNotFoundError:
             return []
 
+    def spares(self):
+        """Spare queue files in incoming/ (src/queue/qspares.c): empty,
+        without the committed mark, and young (the receiver removes one
+        within about 4 s of its making).  They hold no message."""
+        out, now = [], time.time()
+        for name in self.queue_files("incoming"):
+            try:
+                st = os.stat(self.queue_dir / "incoming" / name)
+            except FileNotFoundError:
+                continue
+            if (not st.st_mode & stat.S_IXUSR and st.st_size == 0
+                    and now - st.st_mtime < SPARE_LIFETIME):
+                out.append(name)
+        return out
+
     def queue_empty(self):
-        return not any(self.queue_files(s)
-                       for s in ("incoming", "active", "deferred"))
+        """No message in incoming/, active/ or deferred/ (spares are not
+        messages)."""
+        spares = set(self.spares())
+        return not any(f for s in ("incoming", "active", "deferred")
+                       for f in self.queue_files(s)
+                       if not (s == "incoming" and f in spares))
 
 
 def sanitizer_lines(text, context=25):
