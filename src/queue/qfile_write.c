@@ -11,8 +11,7 @@
  * for the state records, set the owner-execute bit (the "committed" mark, as Postfix does), fsync,
  * close, fsync incoming/ (for a spare, qspares.c, the refill that made it
  * did, most often before the message came); only then is the message
- * accepted.  The file stays
- * in incoming/ until the qmgr takes it.  Marking in place instead of
+ * accepted.  The file stays in incoming/ until the qmgr takes it.  Marking in place instead of
  * renaming means one journal commit per message instead of two: the file
  * fsync carries its directory entry, and the directory fsync that follows
  * finds nothing left to write.  Any failure removes the file and hands the

@@ -8,11 +8,12 @@
  * whose queue file could not be written, is read to its end and discarded,
  * then refused.  While mail comes fast the queue file is a spare made
  * ahead (queue/qspares.c), whose name is most often durable already, so
- * that the commit waits for the file's fsync alone.  A message is acknowledged only after
- * qwriter_commit() made it durable.  The commit runs on the commit pool; meanwhile the
- * session reads no further commands (the replies must come in order), and
- * if the client goes away the commit still finishes and the qmgr still
- * hears of the message.  LMTP answers once per recipient, SMTP once.
+ * that the commit waits for the file's fsync alone.  A message is
+ * acknowledged only after qwriter_commit() made it durable.  The commit
+ * runs on the commit pool; meanwhile the session reads no further
+ * commands (the replies must come in order), and if the client goes away
+ * the commit still finishes and the qmgr still hears of the message.
+ * LMTP answers once per recipient, SMTP once.
  * A committed message is counted in the receiver's figures then, whether
  * or not its client is still there for the reply.
  */
