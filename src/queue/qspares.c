@@ -30,6 +30,9 @@
 
 #define RATE_BUCKET_MS 1000
 #define CREATE_TRIES 16
+/* After a spare could not be made (a full disk, no descriptors left), no
+ * refill is tried for this long: one warning, not one per commit. */
+#define FAILURE_PAUSE_MS 1000
 
 struct spare {
 	int fd;
@@ -50,7 +53,8 @@ struct qspares {
 	uint64_t batches;
 	uint64_t bucket_start;
 	unsigned takes_now, takes_before;
-	uint64_t made, used, unused;
+	uint64_t made, used, unused, failures;
+	uint64_t paused_until;          /* no refill before (ms), after a failure */
 	char last_id[QID_MAX];          /* the greatest id given to a message */
 };
 
@@ -220,8 +224,9 @@ void qspares_refill(struct qspares *s)
 	uint64_t batch, last_ticket = 0;
 
 	pthread_mutex_lock(&s->lock);
-	want = wanted(s, s->now_ms());
-	if (s->refilling || want < 2 || s->count > want / 2) {
+	uint64_t now = s->now_ms();
+	want = wanted(s, now);
+	if (s->refilling || want < 2 || s->count > want / 2 || now < s->paused_until) {
 		pthread_mutex_unlock(&s->lock);
 		return;
 	}
@@ -232,7 +237,12 @@ void qspares_refill(struct qspares *s)
 
 	for (; n < want; n++) {
 		if (make_spare(s, &sp) < 0) {
-			log_warn("cannot make a spare queue file: %s", strerror(errno));
+			log_warn("cannot make a spare queue file (none tried for %d ms): %s",
+			    FAILURE_PAUSE_MS, strerror(errno));
+			pthread_mutex_lock(&s->lock);
+			s->failures++;
+			s->paused_until = s->now_ms() + FAILURE_PAUSE_MS;
+			pthread_mutex_unlock(&s->lock);
 			break;
 		}
 		sp.batch = batch;
@@ -258,7 +268,7 @@ void qspares_counts(struct qspares *s, struct qspares_counts *out)
 {
 	pthread_mutex_lock(&s->lock);
 	*out = (struct qspares_counts){ .made = s->made, .used = s->used,
-	    .unused = s->unused, .ready = s->count };
+	    .unused = s->unused, .failures = s->failures, .ready = s->count };
 	pthread_mutex_unlock(&s->lock);
 }
 

@@ -56,12 +56,14 @@ void qspares_note_id(struct qspares *s, const char *qid);
 size_t qspares_expire(struct qspares *s);
 /* Make spares if the rate asks for more than are ready: create them,
  * offering each as it is made, then fsync incoming/ for them all.
- * Returns at once when none are needed or another thread is at it. */
+ * Returns at once when none are needed, another thread is at it, or a
+ * spare could not be made within the last second (logged once). */
 void qspares_refill(struct qspares *s);
 /* What was made, used and removed unused so far. */
 struct qspares_counts {
 	uint64_t made, used;
 	uint64_t unused;        /* removed: too old, or below a message's id */
+	uint64_t failures;      /* refills stopped by a spare that could not be made */
 	uint64_t ready;
 };
 void qspares_counts(struct qspares *s, struct qspares_counts *out);

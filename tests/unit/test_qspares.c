@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -326,6 +327,40 @@ static void test_failed_fsync_fails_the_batch(void **state)
 	assert_int_equal(count_files(f->incoming), 0);
 }
 
+/* A spare that cannot be made (no descriptor left here; a full disk
+ * alike) stops the refill, and none is tried for a second. */
+static void test_failure_pauses_refills(void **state)
+{
+	struct fixture *f = *state;
+	struct qspares_counts c;
+	struct rlimit old, none;
+
+	take_missing(f, 40);
+	int lowest = dup(0);
+	assert_true(lowest >= 0);
+	close(lowest);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	none = old;
+	none.rlim_cur = (rlim_t)lowest;         /* every new descriptor fails */
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &none), 0);
+	qspares_refill(f->s);
+	qspares_refill(f->s);                   /* paused: not tried */
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	qspares_counts(f->s, &c);
+	assert_int_equal(c.failures, 1);
+	assert_int_equal(c.made, 0);
+	assert_int_equal(syncs, 0);
+	qspares_refill(f->s);                   /* still paused, though it would work */
+	qspares_counts(f->s, &c);
+	assert_int_equal(c.made, 0);
+	clock_ms += 1000;
+	take_missing(f, 40);                    /* a new second: the rate again */
+	qspares_refill(f->s);
+	qspares_counts(f->s, &c);
+	assert_int_equal(c.made, 10);
+	assert_int_equal(c.failures, 1);
+}
+
 static void test_free_removes_the_rest(void **state)
 {
 	struct fixture *f = *state;
@@ -411,6 +446,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_not_below_an_earlier_message, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expire_on_the_timer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_fsync_fails_the_batch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failure_pauses_refills, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_free_removes_the_rest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_into_a_spare, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refused_envelope_removes_the_spare, setup,
