@@ -6,10 +6,11 @@
  * later if they could not be opened), the socket to the qmgr, the session
  * count for max_sessions and the count per client address for
  * max_sessions_per_client (client_count.c), and the spare queue files
- * (queue/qspares.c) that the commit threads make while mail comes fast.  SIGTERM stops accepting, closes idle sessions
- * with 421, lets sessions in a transaction finish for up to
- * stop_grace_time, then returns.  A reload from the master swaps the
- * configuration in place: sessions and listeners go on.
+ * (queue/qspares.c) that the commit threads make while mail comes fast.
+ * SIGTERM stops accepting, closes idle sessions with 421, lets sessions
+ * in a transaction finish for up to stop_grace_time, then returns.  A
+ * reload from the master swaps the configuration in place: sessions and
+ * listeners go on.
  */
 #include "receiver/receiver.h"
 #include "receiver/receiver_private.h"
@@ -74,11 +75,13 @@ static void watch_spares(struct receiver *r)
 }
 
 /* While spares are ready, those too old to use are removed every
- * QSPARES_MAX_AGE_MS: a queue that went quiet keeps none for long. */
+ * QSPARES_MAX_AGE_MS: a queue that went quiet keeps none for long.  A
+ * commit still under way may make more after it: watched too. */
 static void on_spares_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct receiver *r = arg;
-	if (qspares_expire(r->spares) > 0)
+	if (qspares_expire(r->spares) > 0 ||
+	    (r->commits != NULL && commit_pool_pending(r->commits) > 0))
 		watch_spares(r);
 }
 
