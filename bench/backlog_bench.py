@@ -25,6 +25,10 @@ prints:
 --dir: where the daemon's tree goes (default: a temporary directory under
 /var/tmp, on disk).  Extra key=value pairs go into mailprocd.conf.
 
+--accounts K: later@'s messages go to K accounts instead (later0@ ...,
+in turn, none with a home), to see what each account with deferred mail
+costs; the fairness figure then counts all of them as later@'s.
+
 --linked: a quick way to a large queue, for the restart figures only: a
 few messages to later@ are deferred, the daemon stopped, its file given an
 mtime an hour ahead (as a message put back to disk) and hard-linked
@@ -93,19 +97,22 @@ def count_dir(path):
 
 
 def send_many(d, rcpt, n):
-    msg = H.make_message(to=rcpt)
+    """n messages over SESSIONS sessions to rcpt, or to the addresses of the
+    list rcpt in turn."""
+    rcpts = rcpt if isinstance(rcpt, list) else [rcpt]
+    msg = H.make_message(to=rcpts[0])
     errors = []
 
-    def client(k):
+    def client(i, k):
         try:
             with smtplib.SMTP("127.0.0.1", d.smtp_port, local_hostname=H.CLIENT_NAME,
                               timeout=120) as s:
-                for _ in range(k):
-                    s.sendmail(H.SENDER, [rcpt], msg)
+                for j in range(k):
+                    s.sendmail(H.SENDER, [rcpts[(i + j * SESSIONS) % len(rcpts)]], msg)
         except Exception as e:      # noqa: BLE001 - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=client, args=(n // SESSIONS + (i < n % SESSIONS),))
+    threads = [threading.Thread(target=client, args=(i, n // SESSIONS + (i < n % SESSIONS)))
                for i in range(SESSIONS)]
     for t in threads:
         t.start()
@@ -144,6 +151,11 @@ def main():
         del args[i:i + 2]
     linked = "--linked" in args
     args = [a for a in args if a != "--linked"]
+    accounts = 0
+    if "--accounts" in args:
+        i = args.index("--accounts")
+        accounts = int(args[i + 1])
+        del args[i:i + 2]
     n = int(args[0]) if args else 100000
     settings = {"retry_schedule": "1h", "max_queue_lifetime": "7d",
                 "max_sessions": "50"}
@@ -154,12 +166,17 @@ def main():
     tmp = tempfile.mkdtemp(prefix="backlog-", dir=base or "/var/tmp")
     try:
         H.make_traversable(tmp)
+        uids = UIDS + "".join(f"later{k}@example.test later{k}\n" for k in range(accounts))
         d = H.Daemon(Path(tmp) / "d", run_as=acct, rules="# default delivery only\n",
-                     uids=UIDS, homes=("other",), settings=settings)
+                     uids=uids, homes=("other",), settings=settings)
         d.compile()
         d.start()
         try:
-            (run_linked if linked else run)(d, n)
+            if linked:
+                run_linked(d, n)
+            else:
+                run(d, n, [f"later{k}@example.test" for k in range(accounts)]
+                    or "later@example.test")
         finally:
             d.stop(timeout=600)
     finally:
@@ -236,12 +253,13 @@ def run_linked(d, n):
     restart_figures(d, stop=False)
 
 
-def run(d, n):
-    print(f"build {H.build_dir()}, N={n}")
+def run(d, n, later):
+    spread = f" over {len(later)} accounts" if isinstance(later, list) else ""
+    print(f"build {H.build_dir()}, N={n}{spread}")
     t0 = time.monotonic()
-    send_many(d, "later@example.test", n // 2)
+    send_many(d, later, n // 2)
     send_many(d, "bee@example.test", BEE)
-    send_many(d, "later@example.test", n - n // 2)
+    send_many(d, later, n - n // 2)
     sent = time.monotonic() - t0
     wait_deferred(d, n + BEE, t0)
     print(f"{n} + {BEE} messages sent in {sent:.0f}s ({n / sent:.0f}/s), all deferred after "
@@ -256,7 +274,7 @@ def run(d, n):
     offset = d.log_path.stat().st_size
     t = time.monotonic()
     d.ctl("queue", "flush")
-    rx = re.compile(rb"to=<(later|bee)@example\.test> .*status=deferred")
+    rx = re.compile(rb"to=<(later|bee)\d*@example\.test> .*status=deferred")
     while True:
         before = 0
         bees = 0

@@ -232,6 +232,7 @@ int qmgr_main(struct config *cfg, int receiver_fd, int spawner_fd, int relay_fd,
 	Q.self_home = xstrdup(pw ? pw->pw_dir : "/");
 	TAILQ_INIT(&Q.ring);
 	TAILQ_INIT(&Q.spawns);
+	TAILQ_INIT(&Q.all_workers);
 	TAILQ_INIT(&Q.waiting);
 	checks_init();
 	figures_start();

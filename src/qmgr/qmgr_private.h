@@ -132,6 +132,7 @@ TAILQ_HEAD(job_list, job);
 
 struct worker {
 	TAILQ_ENTRY(worker) entry;
+	TAILQ_ENTRY(worker) all_entry;  /* in Q.all_workers */
 	pid_t pid;
 	int fd;
 	struct event *read_ev;
@@ -206,6 +207,9 @@ struct qmgr {
 	struct spawn_list spawns;
 	uint32_t next_spawn_id;
 	int nworkers;                   /* all users */
+	struct worker_list all_workers; /* every user's, linked by all_entry:
+	                                 * make_room looks at workers, not at
+	                                 * every user that ever had mail */
 	int nspawning;
 	struct check_list checks;       /* workers waiting for a check turn or checking */
 	int checks_running;

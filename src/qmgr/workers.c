@@ -122,6 +122,7 @@ static void worker_remove(struct worker *w)
 	checks_forget(w);
 	figures_worker_gone(w);
 	TAILQ_REMOVE(&u->workers, w, entry);
+	TAILQ_REMOVE(&Q.all_workers, w, all_entry);
 	u->nworkers--;
 	Q.nworkers--;
 	event_free(w->read_ev);
@@ -247,50 +248,44 @@ static struct worker *worker_with_room(struct user *u)
 	return best;
 }
 
-struct lru_search {
-	struct worker *best;
-	int best_waiting;       /* its user has jobs waiting */
-	struct user *not;
-};
-
-static int find_lru_idle(const char *key, void *value, void *ctx)
+/* Whether w may be retired to make room: idle, and not a fresh worker
+ * (no job done yet) of a user with mail waiting: users at the cap would
+ * otherwise take each other's fresh workers for ever, none getting to
+ * work. */
+static int retirable(const struct worker *w)
 {
-	struct lru_search *s = ctx;
-	struct user *u = value;
-	struct worker *w;
-	int waiting = !TAILQ_EMPTY(&u->waiting);
-
-	if (u == s->not)
-		return 0;
-	TAILQ_FOREACH(w, &u->workers, entry) {
-		if (w->job != NULL)
-			continue;
-		/* A worker whose user has mail waiting goes only once it has
-		 * done a job: users at the cap would otherwise take each
-		 * other's fresh workers for ever, none getting to work. */
-		if (waiting && w->jobs == 0 && !w->dead)
-			continue;
-		if (s->best == NULL || waiting < s->best_waiting ||
-		    (waiting == s->best_waiting && w->idle_since < s->best->idle_since)) {
-			s->best = w;
-			s->best_waiting = waiting;
-		}
-	}
-	return 0;
+	return w->job == NULL && (TAILQ_EMPTY(&w->user->waiting) || w->jobs > 0 || w->dead);
 }
 
 /* At the max_workers cap: retire an idle worker of another user, one of a
  * user with nothing waiting first, then the least recently used.  Returns
- * 1 when room was made. */
-static int make_room(struct user *for_user)
+ * 1 when room was made; 0 with *none set when no worker of any user (for
+ * itself included) could go, so that nothing can until a worker is idle.
+ * Walks the workers (at most max_workers), not the users. */
+static int make_room(struct user *for_user, int *none)
 {
-	struct lru_search s = { .best = NULL, .not = for_user };
-	strmap_each(Q.users, find_lru_idle, &s);
-	if (s.best == NULL)
+	struct worker *w, *best = NULL;
+	int best_waiting = 0;
+
+	*none = 1;
+	TAILQ_FOREACH(w, &Q.all_workers, all_entry) {
+		if (!retirable(w))
+			continue;
+		*none = 0;
+		if (w->user == for_user)
+			continue;
+		int waiting = !TAILQ_EMPTY(&w->user->waiting);
+		if (best == NULL || waiting < best_waiting ||
+		    (waiting == best_waiting && w->idle_since < best->idle_since)) {
+			best = w;
+			best_waiting = waiting;
+		}
+	}
+	if (best == NULL)
 		return 0;
 	log_debug("max_workers reached: retiring idle worker %ld of %s",
-	    (long)s.best->pid, s.best->user->account);
-	worker_remove(s.best);
+	    (long)best->pid, best->user->account);
+	worker_remove(best);
 	return 1;
 }
 
@@ -327,6 +322,10 @@ void workers_dispatch(void)
 	int cap_user = (int)Q.cfg->workers_per_user;
 	int cap_all = (int)Q.cfg->max_workers;
 
+	/* no worker can be retired: every request at the cap fails alike
+	 * until a worker is idle, which no step of this dispatch makes */
+	int no_room = 0;
+
 	if (Q.stopping)
 		return;
 	while (progress) {
@@ -348,7 +347,8 @@ void workers_dispatch(void)
 				continue;
 			}
 			if (u->nworkers + u->spawning < cap_user &&
-			    (Q.nworkers + Q.nspawning < cap_all || make_room(u))) {
+			    (Q.nworkers + Q.nspawning < cap_all ||
+			    (!no_room && make_room(u, &no_room)))) {
 				spawn_request(u);
 				continue;
 			}
@@ -423,6 +423,7 @@ void workers_spawn_reply(int ok, uint32_t id, pid_t pid, int fd, const char *rea
 	w->idle_ev = evtimer_new(Q.base, idle_expired, w);
 	event_add(w->read_ev, NULL);
 	TAILQ_INSERT_TAIL(&u->workers, w, entry);
+	TAILQ_INSERT_TAIL(&Q.all_workers, w, all_entry);
 	u->nworkers++;
 	Q.nworkers++;
 	worker_set_idle(w);
