@@ -323,7 +323,8 @@ void workers_dispatch(void)
 	int cap_all = (int)Q.cfg->max_workers;
 
 	/* no worker can be retired: every request at the cap fails alike
-	 * until a worker is idle, which no step of this dispatch makes */
+	 * until a worker is idle, which no step of this dispatch makes (one
+	 * whose send fails during it is dead and goes at the next) */
 	int no_room = 0;
 
 	if (Q.stopping)
