@@ -110,6 +110,15 @@ static size_t wanted(struct qspares *s, uint64_t now)
 	return want > QSPARES_MAX ? QSPARES_MAX : want;
 }
 
+/* Take the oldest spare off the ring (lock held, count > 0). */
+static struct spare pop_oldest(struct qspares *s)
+{
+	struct spare sp = s->ring[s->head];
+	s->head = (s->head + 1) % QSPARES_MAX;
+	s->count--;
+	return sp;
+}
+
 static void remove_spare(struct qspares *s, struct spare *sp)
 {
 	close(sp->fd);
@@ -127,17 +136,15 @@ int qspares_take(struct qspares *s, char qid[QID_MAX], uint64_t *ticket)
 	rate_advance(s, now);
 	s->takes_now++;
 	while (s->count > 0 && got.fd < 0) {
-		struct spare *sp = &s->ring[s->head];
-		s->head = (s->head + 1) % QSPARES_MAX;
-		s->count--;
+		struct spare sp = pop_oldest(s);
 		/* made before the id of a message that came earlier: it
 		 * would be served before that message */
-		if (now - sp->made_ms <= QSPARES_MAX_AGE_MS && strcmp(sp->qid, s->last_id) > 0) {
-			got = *sp;
+		if (now - sp.made_ms <= QSPARES_MAX_AGE_MS && strcmp(sp.qid, s->last_id) > 0) {
+			got = sp;
 			s->used++;
-			memcpy(s->last_id, sp->qid, QID_MAX);
+			memcpy(s->last_id, sp.qid, QID_MAX);
 		} else {
-			stale[nstale++] = *sp;
+			stale[nstale++] = sp;
 			s->unused++;
 		}
 	}
@@ -159,9 +166,7 @@ size_t qspares_expire(struct qspares *s)
 
 	pthread_mutex_lock(&s->lock);
 	while (s->count > 0 && now - s->ring[s->head].made_ms > QSPARES_MAX_AGE_MS) {
-		stale[nstale++] = s->ring[s->head];
-		s->head = (s->head + 1) % QSPARES_MAX;
-		s->count--;
+		stale[nstale++] = pop_oldest(s);
 		s->unused++;
 	}
 	left = s->count;
@@ -277,9 +282,8 @@ void qspares_free(struct qspares *s)
 	if (s == NULL)
 		return;
 	while (s->count > 0) {
-		remove_spare(s, &s->ring[s->head]);
-		s->head = (s->head + 1) % QSPARES_MAX;
-		s->count--;
+		struct spare sp = pop_oldest(s);
+		remove_spare(s, &sp);
 	}
 	close(s->dirfd);
 	pthread_mutex_destroy(&s->lock);
