@@ -70,6 +70,7 @@ void config_defaults(struct config *c)
 	c->workers_per_user = 1;
 	c->worker_batch_size = WORKER_BATCH_DEFAULT;
 	c->worker_idle_timeout = 300;
+	c->delivery_nice = 10;
 	c->relay_host = xstrdup("127.0.0.1:10025");
 	c->nretry = (int)(sizeof(retries) / sizeof(retries[0]));
 	memcpy(c->retry_schedule, retries, sizeof(retries));
@@ -180,6 +181,18 @@ static void h_batch_size(struct parse_ctx *p, char **w, int n, void *field)
 		perr(p, "%s: bad number \"%s\" (1 to %d)", w[0], w[1], WORKER_BATCH_MAX);
 	else
 		*(uint64_t *)field = v;
+}
+
+/* delivery_nice: a nice(2) increment, 0 to 19. */
+static void h_nice(struct parse_ctx *p, char **w, int n, void *field)
+{
+	uint64_t v;
+	if (!want_args(p, w[0], n - 1, 1, 1))
+		return;
+	if (parse_uint(w[1], 19, &v) < 0)
+		perr(p, "%s: bad number \"%s\" (0 to 19)", w[0], w[1]);
+	else
+		*(int *)field = (int)v;
 }
 
 /* A count where 0 means "no limit". */
@@ -561,6 +574,7 @@ static const struct key {
 	{ "workers_per_user", h_count, F(workers_per_user), 0 },
 	{ "worker_batch_size", h_batch_size, F(worker_batch_size), 0 },
 	{ "worker_idle_timeout", h_duration, F(worker_idle_timeout), 0 },
+	{ "delivery_nice", h_nice, F(delivery_nice), 0 },
 	{ "relay_host", h_relay, F(relay_host), 0 },
 	{ "retry_schedule", h_retry, 0, 0 },
 	{ "max_queue_lifetime", h_duration, F(max_queue_lifetime), 0 },

@@ -54,6 +54,8 @@ struct config {
 	uint64_t workers_per_user;
 	uint64_t worker_batch_size;     /* jobs a worker holds at once (1..WORKER_BATCH_MAX) */
 	uint64_t worker_idle_timeout;   /* seconds */
+	int delivery_nice;              /* added to the nice value of the qmgr, the spawner
+	                                 * (so its workers) and the relay: 0 to 19 */
 	char *relay_host;
 	uint64_t retry_schedule[CONFIG_MAX_RETRIES]; /* seconds */
 	int nretry;

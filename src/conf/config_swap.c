@@ -96,6 +96,9 @@ int config_keep_restart_settings(struct config *fresh, struct config *running, i
 	/* the spawner resolved it at start; workers keep it as their saved gid */
 	keep_str(&fresh->mail_spool_group, &running->mail_spool_group, "mail_spool_group",
 	    log_changes, &n);
+	/* the processes that deliver took it when they started; unprivileged,
+	 * they cannot take a lower one back */
+	keep_int(&fresh->delivery_nice, running->delivery_nice, "delivery_nice", log_changes, &n);
 	/* SpamAssassin is loaded once, by the spawner, with these */
 	keep_int(&fresh->spam_engine, running->spam_engine, "spam_engine", log_changes, &n);
 	keep_int(&fresh->spam_network_tests, running->spam_network_tests, "spam_network_tests",

@@ -164,6 +164,20 @@ static void keep_regions(struct master *m, enum child_kind kind)
 	}
 }
 
+/* The processes that deliver (the qmgr, the spawner and so its workers,
+ * the relay) run delivery_nice lower than those that answer clients and
+ * peers: a client waiting for a reply goes first; deliveries take the CPU
+ * left over and, waiting for it, more messages at a time. */
+static void lower_delivery_priority(const struct config *cfg, enum child_kind kind)
+{
+	if (cfg->delivery_nice == 0 ||
+	    (kind != CHILD_QMGR && kind != CHILD_SPAWNER && kind != CHILD_RELAY))
+		return;
+	errno = 0;
+	if (nice(cfg->delivery_nice) == -1 && errno != 0)
+		log_warn("delivery_nice %d: %s", cfg->delivery_nice, strerror(errno));
+}
+
 static void child_setup(struct master *m, enum child_kind kind)
 {
 	struct daemon_ctx *d = m->d;
@@ -202,6 +216,7 @@ static void child_setup(struct master *m, enum child_kind kind)
 	/* while still root in root mode: it may raise the hard limit too */
 	if (kind == CHILD_RECEIVER || kind == CHILD_POLICY)
 		raise_fd_limit(&d->cfg, 0);
+	lower_delivery_priority(&d->cfg, kind);
 	/* the spawner and the policy sync stay root: they fork processes
 	 * that become users */
 	if (d->root_mode && kind != CHILD_SPAWNER && kind != CHILD_POLSYNC)

@@ -190,7 +190,7 @@ def free_ports(n):
 # ---------------------------------------------------------------- /proc
 
 def proc_stat(pid):
-    """dict(pid, comm, state, ppid, pgrp, start) or None if gone."""
+    """dict(pid, comm, state, ppid, pgrp, nice, start) or None if gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read().decode("latin-1")
@@ -200,7 +200,7 @@ def proc_stat(pid):
     rest = data[rp + 2:].split()
     return {"pid": int(pid), "comm": data[lp + 1:rp], "state": rest[0],
             "ppid": int(rest[1]), "pgrp": int(rest[2]),
-            "start": int(rest[19])}
+            "nice": int(rest[16]), "start": int(rest[19])}
 
 
 def all_procs():

@@ -99,6 +99,19 @@ CHILD_TITLES = {"mailprocd: receiver", "mailprocd: qmgr", "mailprocd: spawner",
                 "mailprocd: lists sync", "mailprocd: metrics"}
 
 
+DELIVERY_SIDE = {"mailprocd: qmgr", "mailprocd: spawner", "mailprocd: relay"}
+
+
+def check_nice(d, delivery_nice):
+    """The processes that deliver (qmgr, spawner, relay, workers) run
+    delivery_nice below the master; the others at its priority."""
+    base = H.proc_stat(d.pid)["nice"]
+    lowered = min(base + delivery_nice, 19)
+    got = {cmdline(p): H.proc_stat(p)["nice"] for p in d.children()}
+    assert got == {t: lowered if t in DELIVERY_SIDE else base for t in CHILD_TITLES}, got
+    assert {H.proc_stat(p)["nice"] for p in d.workers()} == {lowered}
+
+
 def check_titles(d, account, maildir):
     assert cmdline(d.pid) == "mailprocd: master"
     assert ps_args(d.pid) == "mailprocd: master"
@@ -113,6 +126,7 @@ def check_titles(d, account, maildir):
     assert workers, "no worker after a delivery"
     assert {cmdline(p) for p in workers} == {f"mailprocd: worker {account}"}
     assert {ps_args(p) for p in workers} == {f"mailprocd: worker {account}"}
+    check_nice(d, 10)     # the default
 
 
 def test_ps_names_each_process_single_user(tmp_path, run_as):
@@ -140,7 +154,8 @@ def test_ps_names_each_process_root_mode(tmp_path):
         rules = "a@example.test\n    maildir ~/Maildir/\n"
         uids = f"a@example.test {ua.name}\n"
         d = TitledDaemon(tmp_path / "d", run_as=None, single_user=False,
-                         settings={"user": svc.name}, rules=rules, uids=uids)
+                         settings={"user": svc.name, "delivery_nice": "3"},
+                         rules=rules, uids=uids)
         d.compile()
         d.start()
         try:
@@ -149,6 +164,7 @@ def test_ps_names_each_process_root_mode(tmp_path):
             m = send(d, "a@example.test")
             H.wait_maildir(home / "Maildir", H.mid(m))
             assert {cmdline(p) for p in d.workers()} == {f"mailprocd: worker {ua.name}"}
+            check_nice(d, 3)
             assert cmdline(d.pid) == "mailprocd: master"
             assert H.proc_stat(d.pid)["comm"] == "mailprocd: mast"   # 15 bytes
         finally:

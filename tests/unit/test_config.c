@@ -117,6 +117,13 @@ static void test_defaults(void **state)
 	assert_null(c.user);
 	assert_int_equal(c.spam_concurrency, 0);       /* one per core */
 	assert_int_equal(c.minimum_uid, 100);
+	assert_int_equal(c.delivery_nice, 10);
+	config_free(&c);
+	assert_int_equal(load_text(&c, "listen lmtp 127.0.0.1:24\ndelivery_nice 0\n"), 0);
+	assert_int_equal(c.delivery_nice, 0);
+	config_free(&c);
+	assert_int_equal(load_text(&c, "listen lmtp 127.0.0.1:24\ndelivery_nice 19\n"), 0);
+	assert_int_equal(c.delivery_nice, 19);
 	config_free(&c);
 	assert_int_equal(load_text(&c, "listen lmtp 127.0.0.1:24\nminimum_uid 1000\n"), 0);
 	assert_int_equal(c.minimum_uid, 1000);
@@ -239,6 +246,10 @@ static void test_errors(void **state)
 		{ "listen lmtp 127.0.0.1:24\nrelay_idle_timeout 61m\n", "F:2: relay_idle_timeout: between 1s and 1h" },
 		{ "listen lmtp 127.0.0.1:24\nminimum_uid 0\n", "F:2: minimum_uid: bad uid \"0\"" },
 		{ "listen lmtp 127.0.0.1:24\nminimum_uid -5\n", "F:2: minimum_uid: bad uid" },
+		{ "listen lmtp 127.0.0.1:24\ndelivery_nice 20\n",
+		  "F:2: delivery_nice: bad number \"20\" (0 to 19)" },
+		{ "listen lmtp 127.0.0.1:24\ndelivery_nice -1\n", "F:2: delivery_nice: bad number" },
+		{ "listen lmtp 127.0.0.1:24\ndelivery_nice low\n", "F:2: delivery_nice: bad number" },
 		{ "# nothing\n", "F: no listen setting" },
 		{ "listen lmtp 127.0.0.1:24\nuser x\nhome_base /tmp\n",
 		  "F:3: home_base (single-user mode, line 3) and user (root mode, line 2) exclude each other" },

@@ -71,9 +71,10 @@ static void test_keep_restart_settings(void **state)
 	struct config running, fresh;
 	load(&running, "listen smtp 127.0.0.1:25\nqueue_dir /q1\nmax_message_size 1M\n");
 	load(&fresh, "listen smtp 127.0.0.1:26\nlisten lmtp unix:/x\nqueue_dir /q2\n"
-	    "max_message_size 2K\nretry_schedule 1s 2s\n");
+	    "max_message_size 2K\nretry_schedule 1s 2s\ndelivery_nice 3\n");
 	char *port = running.listen[0].port;
-	assert_int_equal(config_keep_restart_settings(&fresh, &running, 0), 2);
+	assert_int_equal(config_keep_restart_settings(&fresh, &running, 0), 3);
+	assert_int_equal(fresh.delivery_nice, 10);
 	assert_int_equal(fresh.nlisten, 1);
 	assert_ptr_equal(fresh.listen[0].port, port);
 	assert_string_equal(fresh.queue_dir, "/q1");
