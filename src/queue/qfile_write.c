@@ -398,12 +398,21 @@ static int qw_finish(struct qwriter *w)
 /* Room past the end of the file for its state records, so that the
  * results of its deliveries can be recorded on a full disk (a file that
  * ends on a page boundary of a full tmpfs takes no byte more without it).
+ * The range starts at the next block boundary: the rest of the last block
+ * comes with the data, and a range that starts inside that block makes
+ * ext4 allocate the block apart from the others, which costs one more
+ * write at the fsync and one more discard at the removal (measured).
  * Not kept when the file system cannot (no fallocate, or already full). */
 static void qw_reserve(struct qwriter *w)
 {
-	off_t end = lseek(w->fd, 0, SEEK_END);
-	if (end >= 0)
-		(void)fallocate(w->fd, FALLOC_FL_KEEP_SIZE, end, QFILE_STATE_RESERVE);
+	struct stat st;
+	if (fstat(w->fd, &st) < 0)
+		return;
+	off_t start = st.st_size;
+	blksize_t blk = st.st_blksize;
+	if (blk > 0 && blk <= 65536 && (blk & (blk - 1)) == 0)
+		start = (start + blk - 1) & ~((off_t)blk - 1);
+	(void)fallocate(w->fd, FALLOC_FL_KEEP_SIZE, start, QFILE_STATE_RESERVE);
 }
 
 /* Reserve, mark, fsync, close (checked).  The file stays in incoming/. */
