@@ -31,6 +31,7 @@ and --spam-concurrency set those settings (default: mailprocd's).
     bench/fairness_bench.py [-m 1000] [-c 4] [--interval 1] [--quiet 20]
                             [--spam [--train 200]] [--workers-per-user N]
                             [--spam-concurrency N] [--worker-batch-size N]
+                            [--delivery-nice N]
 """
 import argparse
 import os
@@ -80,6 +81,8 @@ def parse_args():
                    help="worker_batch_size (default: mailprocd's)")
     p.add_argument("--spam-concurrency", type=int,
                    help="mailprocd's spam_concurrency (default: its default, one per core)")
+    p.add_argument("--delivery-nice", type=int, choices=range(20), metavar="0..19",
+                   help="mailprocd's delivery_nice (default: mailprocd's)")
     p.add_argument("--build", default=os.path.join(REPO, "build"),
                    help="mailprocd build directory (default build/)")
     p.add_argument("--dir", default="/var/tmp",
@@ -105,6 +108,8 @@ def extra_conf(args):
         conf += "spam_concurrency %d\n" % args.spam_concurrency
     if args.worker_batch_size:
         conf += "worker_batch_size %d\n" % args.worker_batch_size
+    if args.delivery_nice is not None:
+        conf += "delivery_nice %d\n" % args.delivery_nice
     return conf
 
 

@@ -25,7 +25,7 @@ procmail runs only round-robin.  Each workload and size prints every peer's
 line and the ratio to Dovecot, then a table of them all.
 
     bench/lmtp_bench.py [-m 2000[,10000]] [-r 50] [-c 4] [--workload rr,streams,smtp-source]
-                        [--only dovecot,procmail,mailprocd]
+                        [--only dovecot,procmail,mailprocd] [--delivery-nice N]
 
 Run as root or as a user; see bench/RESULTS.md for figures.  Run it on a disk
 where nothing was removed in the last 5 minutes (and use --keep when runs
@@ -68,6 +68,8 @@ def parse_args():
                    help="where the maildirs and work files go (default /var/tmp; a disk, not tmpfs)")
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait for delivery (default 300)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--delivery-nice", type=int, choices=range(20), metavar="0..19",
+                   help="mailprocd's delivery_nice (default: mailprocd's)")
     a = p.parse_args()
     a.only = [x.strip() for x in a.only.split(",") if x.strip()]
     try:
@@ -93,7 +95,8 @@ def make_peer(name, workdir, mailroot, args, account):
         return peers.Dovecot(workdir, mailroot, args.users, account)
     if name == "procmail":
         return peers.Procmail(workdir, mailroot, args.users, account)
-    return peers.Mailprocd(workdir, mailroot, args.users, account, args.build)
+    conf = ("delivery_nice %d\n" % args.delivery_nice) if args.delivery_nice is not None else ""
+    return peers.Mailprocd(workdir, mailroot, args.users, account, args.build, extra_conf=conf)
 
 
 def send(peer, workload, work, args):

@@ -50,7 +50,7 @@ modes, and only they are counted (msgs/s and CPU).
 
     bench/spam_bench.py [-n 500] [-r 10] [-c 4] [--spawn-messages 40]
                         [--train 200] [--only spawn,spamd,bound,mailprocd]
-                        [--spam-concurrency N] [--warm]
+                        [--spam-concurrency N] [--warm] [--delivery-nice N]
 
 Run as root (peers as nobody) or as a user; needs scripts/setup.sh --bench.
 """
@@ -97,6 +97,8 @@ def parse_args():
     p.add_argument("--timeout", type=float, default=600,
                    help="seconds to wait for delivery (default 600)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--delivery-nice", type=int, choices=range(20), metavar="0..19",
+                   help="mailprocd's delivery_nice (default: mailprocd's)")
     p.add_argument("--spam-concurrency", type=int,
                    help="mailprocd's spam_concurrency (default: its default, one per core)")
     p.add_argument("--warm", action="store_true",
@@ -127,6 +129,8 @@ def make_peer(name, workdir, mailroot, args, account):
     if name == "bound":
         return spam_peers.Bound(workdir, mailroot, args.users, account, args.procs)
     conf = "spam_concurrency %d\n" % args.spam_concurrency if args.spam_concurrency else ""
+    if args.delivery_nice is not None:
+        conf += "delivery_nice %d\n" % args.delivery_nice
     if args.warm:
         # The warm workers must outlive the pause between warm-up and run
         # (the default 300 s would too; this says so, and run_peer checks).
