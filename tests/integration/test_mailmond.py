@@ -451,6 +451,8 @@ def test_send_timeout_makes_probe_late(mailmonds, run_as, tmp_path):
         assert m.state("mute") == "late"
         assert re.search(r"probe mute seq 1: not sent: no answer within 0\.7s",
                          m.log())
+        # the alert command is a child of mailmond: it may write after the figure
+        H.wait_for(lambda: m.alert_lines(), what="the late alert")
         assert [ln.split()[:2] for ln in m.alert_lines()] == [["mute", "late"]]
         # it created the maildir it watches
         for sub in ("tmp", "new", "cur"):
