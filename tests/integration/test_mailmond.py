@@ -358,6 +358,8 @@ def test_lost_probe(daemons, mailmonds, run_as):
     assert fig[("mailmond_probes_received_total", lab)] == 0
     assert fig[("mailmond_probes_late_total", lab)] >= \
         fig[("mailmond_probes_lost_total", lab)]
+    # the alert commands are children of mailmond: they may write after the figures
+    H.wait_for(lambda: len(m.alert_lines()) >= 2, what="the late and lost alerts")
     assert [ln.split()[:2] for ln in m.alert_lines()] == \
         [["nowhere", "late"], ["nowhere", "lost"]]
     # DELAY of the lost alert is the age of the probe given up
