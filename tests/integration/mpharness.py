@@ -6,6 +6,7 @@ mboxes, and reads the process tree from /proc.  Nothing here finds a process
 by name: every pid comes from the master's pid and the ppid links in /proc.
 """
 
+import collections
 import os
 import pwd
 import random
@@ -165,22 +166,34 @@ def wait_for(pred, timeout=None, what="condition", interval=0.05):
 # kernel handed out by bind(0) is free only until some client's connect()
 # takes it as its local port, and then the daemon's listen fails with
 # "Address already in use" (it happened once in CI).  Nothing takes these
-# without asking for them.
+# without asking for them, but a port handed out is free only until its
+# taker binds it: a later call (a second daemon of the test, a policy or
+# metrics listener added to a daemon's ports) must not hand it out again
+# meanwhile.  (Once in CI a policy daemon's start-up failed with "Address
+# already in use" on one of its ports; which process held it was not
+# seen, and this is the likeliest way.)  So the recently handed out are
+# skipped.
 PORT_RANGE = (20000, 32767)
+_HANDED_OUT = collections.deque(maxlen=2048)
 
 
 def free_ports(n):
-    """n distinct free loopback TCP ports, below the ephemeral range."""
+    """n distinct free loopback TCP ports, below the ephemeral range, none
+    of them handed out by one of the last calls."""
     socks = []
     try:
         while len(socks) < n:
+            port = random.randint(*PORT_RANGE)
+            if port in _HANDED_OUT:
+                continue
             s = socket.socket()
             try:
-                s.bind(("127.0.0.1", random.randint(*PORT_RANGE)))
+                s.bind(("127.0.0.1", port))
             except OSError:
                 s.close()
                 continue
             socks.append(s)
+            _HANDED_OUT.append(port)
         return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:
